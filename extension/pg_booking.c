@@ -1,0 +1,58 @@
+/*
+ * pg_booking.c — module entry: settings and hooks, nothing else.
+ *
+ * Each concern has its own file: conflicts.c (the meeting-room conflict
+ * check), errors.c (the error shape shared with SQL).
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "utils/guc.h"
+
+#include "pg_booking.h"
+
+PG_MODULE_MAGIC;
+
+char	   *pgb_jwt_secret = NULL;
+int			pgb_access_token_ttl = 900;
+int			pgb_refresh_token_ttl = 30 * 24 * 3600;
+
+void		_PG_init(void);
+
+void
+_PG_init(void)
+{
+	/*
+	 * The secret that signs access tokens.  Only superusers may read or set
+	 * it, so SECURITY DEFINER functions owned by the extension's owner can
+	 * mint tokens while no application role can see the key.
+	 */
+	DefineCustomStringVariable("pg_booking.jwt_secret",
+							   "Secret (at least 32 bytes) that signs HS256 access tokens.",
+							   NULL,
+							   &pgb_jwt_secret,
+							   NULL,
+							   PGC_SUSET,
+							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pg_booking.access_token_ttl",
+							"Lifetime of access tokens.",
+							NULL,
+							&pgb_access_token_ttl,
+							900, 30, 24 * 3600,
+							PGC_SUSET,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pg_booking.refresh_token_ttl",
+							"Lifetime of refresh tokens.",
+							NULL,
+							&pgb_refresh_token_ttl,
+							30 * 24 * 3600, 60, 365 * 24 * 3600,
+							PGC_SUSET,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("pg_booking");
+}

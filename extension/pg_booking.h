@@ -1,0 +1,40 @@
+/*
+ * pg_booking.h — declarations shared by the extension's C files.
+ */
+#ifndef PG_BOOKING_H
+#define PG_BOOKING_H
+
+#include "postgres.h"
+#include "lib/stringinfo.h"
+
+/*
+ * Business errors: SQLSTATE PTxyz carries the HTTP status xyz (PostgREST's
+ * convention); DETAIL is a JSON object with "error_code" (see raise_error in
+ * extension/sql/00_base.sql, which raises the same shape from SQL).
+ */
+#define PGB_ERRCODE_400 MAKE_SQLSTATE('P','T','4','0','0')
+#define PGB_ERRCODE_404 MAKE_SQLSTATE('P','T','4','0','4')
+#define PGB_ERRCODE_409 MAKE_SQLSTATE('P','T','4','0','9')
+#define PGB_ERRCODE_422 MAKE_SQLSTATE('P','T','4','2','2')
+#define PGB_ERRCODE_429 MAKE_SQLSTATE('P','T','4','2','9')
+#define PGB_ERRCODE_500 MAKE_SQLSTATE('P','T','5','0','0')
+
+/*
+ * The DETAIL of a business error: {"error_code": code, <extra>}.  extra is
+ * either NULL or the members of a JSON object without its braces.
+ */
+extern char *pgb_error_detail(const char *error_code, const char *extra);
+
+/*
+ * Advisory lock classes (the fourth field of an advisory LOCKTAG), distinct
+ * from the 1 and 2 that pg_advisory_lock() uses, so user locks never collide
+ * with ours.
+ */
+#define PGB_LOCK_ROOM		0x5201
+
+/* settings, pg_booking.c */
+extern char *pgb_jwt_secret;
+extern int	pgb_access_token_ttl;
+extern int	pgb_refresh_token_ttl;
+
+#endif							/* PG_BOOKING_H */

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Install the Debian packages pg_booking needs, when missing (as root).
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+packages=(make gcc postgresql-15 postgresql-client-15 postgresql-server-dev-15 postgresql-contrib
+          libpq-dev libjansson-dev libmicrohttpd-dev libjwt-dev libssl-dev libipc-run-perl jq curl
+          ${EXTRA_PACKAGES:-})
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+    echo "pg_booking: missing Debian packages: ${missing[*]}; run as root or install them" >&2
+    exit 1
+fi
+say "installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq "${missing[@]}" >/dev/null

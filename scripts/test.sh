@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# make test: everything CI runs.
+#
+# The checkout may sit where the postgres user cannot go (/root), and several
+# test runs may share a machine, so each run copies the sources into a fresh
+# folder the postgres user owns, builds there, installs into a private copy
+# of the PostgreSQL installation (PostgreSQL finds its share and lib folders
+# relative to its binaries), and runs pg_regress and the TAP tests against
+# temporary instances of that copy.  The system installation is not touched.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+bash "$ROOT_DIR/scripts/deps.sh"
+
+work=$(mktemp -d /tmp/pg_booking-test.XXXXXX)
+results="$ROOT_DIR/.test-results"
+finish() {
+    rc=$?
+    rm -rf "$results"; mkdir -p "$results"
+    for f in regression.diffs regression.out results tmp_check/log; do
+        [ -e "$work/src/$f" ] && cp -r "$work/src/$f" "$results/" 2>/dev/null || true
+    done
+    if [ $rc -ne 0 ]; then
+        [ -f "$work/src/regression.diffs" ] && cat "$work/src/regression.diffs"
+        echo "pg_booking: tests FAILED; logs in $results (work folder $work)" >&2
+    else
+        rm -rf "$work"
+    fi
+    exit $rc
+}
+trap finish EXIT
+
+say "copying sources to $work"
+mkdir -p "$work/src"
+tar -C "$ROOT_DIR" --exclude=./.git --exclude=./.run --exclude=./.test-results \
+    --exclude='*.o' --exclude='*.so' --exclude='*.bc' --exclude=./tmp_check --exclude=./tmp_regress \
+    --exclude=./results -cf - . | tar -C "$work/src" -xf -
+give_to_pg "$work"
+
+say "building (warnings are errors)"
+as_pg make -C "$work/src" -s PG_WERROR=1 all
+as_pg make -C "$work/src" -s install DESTDIR="$work/stage" >/dev/null
+
+say "private PostgreSQL installation"
+mkdir -p "$work/pg/usr/lib/postgresql" "$work/pg/usr/share/postgresql"
+cp -a "/usr/lib/postgresql/$PG_MAJOR" "$work/pg/usr/lib/postgresql/"
+cp -a "/usr/share/postgresql/$PG_MAJOR" "$work/pg/usr/share/postgresql/"
+cp -a --remove-destination "$work/stage/usr/." "$work/pg/usr/"
+give_to_pg "$work/pg"
+bindir="$work/pg/usr/lib/postgresql/$PG_MAJOR/bin"
+
+say "pg_regress and TAP tests"
+as_pg make -C "$work/src" installcheck bindir="$bindir" ${PROVE_TESTS:+PROVE_TESTS="$PROVE_TESTS"}
+
+if [ -f "$work/src/adapter/Makefile" ]; then
+    say "adapter tests"
+    as_pg make -C "$work/src/adapter" test bindir="$bindir"
+fi
+say "all tests passed"
