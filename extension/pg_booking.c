@@ -37,21 +37,21 @@ _PG_init(void)
 							   NULL, NULL, NULL);
 
 	DefineCustomIntVariable("pg_booking.access_token_ttl",
-							"Lifetime of access tokens.",
+							"Lifetime of access tokens, in seconds.",
 							NULL,
 							&pgb_access_token_ttl,
 							900, 30, 24 * 3600,
 							PGC_SUSET,
-							GUC_UNIT_S,
+							0,
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("pg_booking.refresh_token_ttl",
-							"Lifetime of refresh tokens.",
+							"Lifetime of refresh tokens, in seconds.",
 							NULL,
 							&pgb_refresh_token_ttl,
 							30 * 24 * 3600, 60, 365 * 24 * 3600,
 							PGC_SUSET,
-							GUC_UNIT_S,
+							0,
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("pg_booking");

@@ -87,12 +87,13 @@ CREATE FUNCTION booking.raise_error(http_status integer, error_code text, messag
 RETURNS void
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 AS $$
+DECLARE
+    detail text := (jsonb_build_object('error_code', error_code) || coalesce(details, '{}'))::text;
 BEGIN
-    RAISE EXCEPTION USING
-        ERRCODE = 'PT' || http_status::text,
-        MESSAGE = message,
-        DETAIL = (jsonb_build_object('error_code', error_code) || coalesce(details, '{}'))::text,
-        HINT = coalesce(hint, '');
+    IF hint IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT' || http_status::text, MESSAGE = message, DETAIL = detail;
+    END IF;
+    RAISE EXCEPTION USING ERRCODE = 'PT' || http_status::text, MESSAGE = message, DETAIL = detail, HINT = hint;
 END
 $$;
 COMMENT ON FUNCTION booking.raise_error IS 'raise a pg_booking error: SQLSTATE PT<status>, DETAIL a JSON object with error_code';
@@ -167,7 +168,8 @@ AS $$
 DECLARE
     uid bigint := booking.current_user_id();
 BEGIN
-    IF uid IS NULL THEN
+    -- Validates the role claim too: a token with an unknown role is refused.
+    IF booking.current_app_role() = 'anon' OR uid IS NULL THEN
         PERFORM booking.raise_error(401, 'UNAUTHORIZED', 'authentication required');
     END IF;
     RETURN uid;
