@@ -75,7 +75,8 @@ BEGIN
     END IF;
 END
 $$;
-GRANT EXECUTE ON FUNCTION booking.validate_password(text), booking.validate_full_name(text) TO booking_api;
+GRANT EXECUTE ON FUNCTION booking.validate_password(text), booking.validate_full_name(text),
+    booking.hash_password(text) TO booking_api;
 
 -- base64url without padding (RFC 7515).
 CREATE FUNCTION booking.base64url(data bytea) RETURNS text
