@@ -48,3 +48,8 @@ CREATE FUNCTION public.t_id(email text) RETURNS bigint
 LANGUAGE sql STABLE SECURITY DEFINER
 AS $$ SELECT id FROM booking.users u WHERE u.email = t_id.email $$;
 GRANT EXECUTE ON FUNCTION public.t_strip(jsonb), public.t_as(text, text), public.t_id(text) TO PUBLIC;
+-- t_room: a room's id by name.
+CREATE FUNCTION public.t_room(name text) RETURNS bigint
+LANGUAGE sql STABLE SECURITY DEFINER
+AS $$ SELECT id FROM booking.rooms r WHERE r.name = t_room.name $$;
+GRANT EXECUTE ON FUNCTION public.t_room(text) TO PUBLIC;

@@ -1,5 +1,6 @@
 -- Users: register, login, tokens, self-service, administration.
 \set SHOW_CONTEXT never
+SET timezone TO 'UTC';
 
 -- Registration is public.
 SET ROLE booking_anon;

@@ -11,13 +11,14 @@ CREATE TABLE booking.rooms (
     active                boolean NOT NULL DEFAULT true,
     created_at            timestamptz NOT NULL DEFAULT now(),
     updated_at            timestamptz NOT NULL DEFAULT now(),
-    CONSTRAINT rooms_name_key UNIQUE (name),
     CONSTRAINT rooms_name_length CHECK (length(btrim(name)) BETWEEN 1 AND 100),
     CONSTRAINT rooms_location_length CHECK (length(btrim(location)) BETWEEN 1 AND 200),
     CONSTRAINT rooms_capacity_positive CHECK (capacity > 0),
     CONSTRAINT rooms_buffers_range CHECK (buffer_before_minutes BETWEEN 0 AND 240
                                           AND buffer_after_minutes BETWEEN 0 AND 240)
 );
+-- Names are unique whatever their case: "Aquarium" and "aquarium" are one room.
+CREATE UNIQUE INDEX rooms_name_key ON booking.rooms (lower(name));
 CREATE INDEX rooms_location_idx ON booking.rooms (lower(location));
 CREATE INDEX rooms_amenities_idx ON booking.rooms USING gin (amenities);
 COMMENT ON TABLE booking.rooms IS 'meeting rooms, booked by the hour; buffers widen every booking of the room';

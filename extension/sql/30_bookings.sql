@@ -94,7 +94,7 @@ BEGIN
             jsonb_build_object('field', 'ends_at', 'max_hours', 24));
     END IF;
     IF starts_at < now() AND NOT booking.caller_is('admin', 'facility_manager') THEN
-        PERFORM booking.raise_error(422, 'VALIDATION_ERROR', format('booking starts in the past (%s)', starts_at),
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR', format('booking starts in the past (%s)', to_json(starts_at) #>> '{}'),
             jsonb_build_object('field', 'starts_at'));
     END IF;
 END
@@ -295,6 +295,20 @@ END
 $$;
 GRANT EXECUTE ON FUNCTION booking.find_booking(bigint) TO booking_api;
 
+-- After an UPDATE through row-level security: a row the caller can read but
+-- not change (auditors, service accounts) is forbidden, not silently kept.
+CREATE FUNCTION booking.require_changed(changed boolean, what text, id bigint) RETURNS void
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    IF NOT changed THEN
+        PERFORM booking.raise_error(403, 'FORBIDDEN', format('role "%s" may not change %s %s', booking.current_app_role(), what, id),
+            jsonb_build_object(what || '_id', id));
+    END IF;
+END
+$$;
+GRANT EXECUTE ON FUNCTION booking.require_changed(boolean, text, bigint) TO booking_api;
+
 CREATE FUNCTION api.get_booking(id bigint) RETURNS jsonb
 LANGUAGE plpgsql STABLE
 AS $$
@@ -362,6 +376,7 @@ BEGIN
            room_id = coalesce(update_booking.room_id, x.room_id), updated_at = now()
      WHERE x.id = update_booking.id
     RETURNING * INTO b;
+    PERFORM booking.require_changed(FOUND, 'booking', id);
     RETURN booking.booking_json(b);
 END
 $$;
@@ -381,6 +396,7 @@ BEGIN
     END IF;
     UPDATE booking.bookings x SET status = 'cancelled', updated_at = now()
      WHERE x.id = cancel_booking.id RETURNING * INTO b;
+    PERFORM booking.require_changed(FOUND, 'booking', id);
     RETURN booking.booking_json(b);
 END
 $$;
