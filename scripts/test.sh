@@ -50,7 +50,7 @@ give_to_pg "$work/pg"
 bindir="$work/pg/usr/lib/postgresql/$PG_MAJOR/bin"
 
 say "pg_regress and TAP tests"
-as_pg make -C "$work/src" installcheck bindir="$bindir" ${PROVE_TESTS:+PROVE_TESTS="$PROVE_TESTS"}
+as_pg make -C "$work/src" installcheck bindir="$bindir" ${PROVE_TESTS:+PROVE_TESTS="$PROVE_TESTS"} ${PROVE_FLAGS:+PROVE_FLAGS="$PROVE_FLAGS"}
 
 if [ -f "$work/src/adapter/Makefile" ]; then
     say "adapter tests"
