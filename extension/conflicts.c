@@ -9,15 +9,19 @@
  *      places a confirmed booking in a room goes through the trigger below,
  *      so all such writers of one room are serialised until commit or abort;
  *      writers of different rooms never wait for each other.
- *   2. Only then does it look for clashes, with a snapshot taken after the
- *      lock was granted (GetLatestSnapshot, as the RI triggers do), so it
- *      sees every booking committed by the previous holder, even under
- *      REPEATABLE READ, and the rows its own transaction wrote before.
+ *   2. Only then does it look for clashes, with SnapshotSelf: every row
+ *      committed by now (so every booking of the previous lock holder, even
+ *      under REPEATABLE READ) and every row its own transaction wrote,
+ *      including earlier rows of the same statement.  Rows of transactions
+ *      still in progress cannot be bookings of this room: their writers
+ *      would hold the lock.
  *   3. The row is written while the lock is still held, and the lock is only
  *      released at commit: the next writer's snapshot contains it.
  *
- * The check runs as the table's owner with row-level security off, as the RI
- * triggers do: a user must not be able to book over a booking they cannot see.
+ * The check reads the index and the heap directly, not through the executor:
+ * row-level security does not apply (a user must not be able to book over a
+ * booking they cannot see), there is no plan to go stale, and it costs a few
+ * index probes per booking.
  * Buffers: a room's buffer_before/after minutes widen every booking of the
  * room, so two bookings clash when they come closer than before + after.
  * Bookings are at most 24 h long (a CHECK constraint), which bounds the index
@@ -25,22 +29,25 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/stratnum.h"
+#include "access/table.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
-#include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
-#include "storage/lmgr.h"
 #include "storage/lock.h"
 #include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/fmgroids.h"
+#include "utils/inval.h"
+#include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
-#include "utils/syscache.h"
 #include "utils/timestamp.h"
-#include "access/htup_details.h"
-#include "catalog/pg_class.h"
 
 #include "pg_booking.h"
 
@@ -57,21 +64,6 @@ typedef struct RoomCheck
 	char	   *conflicts;		/* JSON array, or NULL when none */
 } RoomCheck;
 
-static SPIPlanPtr room_check_plan = NULL;
-
-static const char *room_check_sql =
-"SELECT r.active,"
-"       (SELECT jsonb_agg(jsonb_build_object('booking_id', b.id, 'starts_at', b.starts_at,"
-"                                            'ends_at', b.ends_at) ORDER BY b.starts_at)"
-"          FROM booking.bookings b"
-"         WHERE b.room_id = r.id AND b.status = 'confirmed' AND b.id <> coalesce($4, 0)"
-"           AND b.starts_at < $3 + g.gap"
-"           AND b.starts_at > $2 - g.gap - interval '24 hours'"
-"           AND b.ends_at > $2 - g.gap)"
-"  FROM booking.rooms r"
-" CROSS JOIN LATERAL (SELECT make_interval(mins => r.buffer_before_minutes + r.buffer_after_minutes) AS gap) g"
-" WHERE r.id = $1";
-
 /* Serialise every writer of confirmed bookings of this room until commit. */
 static void
 lock_room(int64 room_id)
@@ -84,22 +76,111 @@ lock_room(int64 room_id)
 	(void) LockAcquire(&tag, ExclusiveLock, false, false);
 }
 
-static Oid
-bookings_owner(void)
+/*
+ * Where things are: the OIDs and column numbers the check needs, looked up
+ * once per backend and forgotten when any of these relations changes.
+ */
+typedef struct BookingSchema
 {
-	Oid			nsp = get_namespace_oid("booking", false);
-	Oid			relid = get_relname_relid("bookings", nsp);
-	HeapTuple	tup;
-	Oid			owner;
+	bool		valid;
+	Oid			rooms;
+	Oid			rooms_pkey;
+	Oid			bookings;
+	Oid			bookings_by_room;	/* (room_id, starts_at) WHERE confirmed */
+	AttrNumber	room_id;
+	AttrNumber	room_active;
+	AttrNumber	room_buffer_before;
+	AttrNumber	room_buffer_after;
+	AttrNumber	b_id;
+	AttrNumber	b_room_id;
+	AttrNumber	b_status;
+	AttrNumber	b_starts_at;
+	AttrNumber	b_ends_at;
+} BookingSchema;
+
+static BookingSchema schema;
+static bool schema_callback_registered = false;
+
+static void
+forget_schema(Datum arg, Oid relid)
+{
+	if (!OidIsValid(relid) || relid == schema.rooms || relid == schema.bookings ||
+		relid == schema.rooms_pkey || relid == schema.bookings_by_room)
+		schema.valid = false;
+}
+
+static Oid
+booking_relid(Oid nsp, const char *name)
+{
+	Oid			relid = get_relname_relid(name, nsp);
 
 	if (!OidIsValid(relid))
-		elog(ERROR, "table booking.bookings does not exist");
-	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for relation %u", relid);
-	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-	ReleaseSysCache(tup);
-	return owner;
+		elog(ERROR, "relation booking.%s does not exist", name);
+	return relid;
+}
+
+static AttrNumber
+attnum_of(Oid relid, const char *name)
+{
+	AttrNumber	attnum = get_attnum(relid, name);
+
+	if (attnum == InvalidAttrNumber)
+		elog(ERROR, "column \"%s\" not found in \"%s\"", name, get_rel_name(relid));
+	return attnum;
+}
+
+static const BookingSchema *
+booking_schema(void)
+{
+	Oid			nsp;
+
+	if (schema.valid)
+		return &schema;
+	if (!schema_callback_registered)
+	{
+		CacheRegisterRelcacheCallback(forget_schema, (Datum) 0);
+		schema_callback_registered = true;
+	}
+	nsp = get_namespace_oid("booking", false);
+	schema.rooms = booking_relid(nsp, "rooms");
+	schema.rooms_pkey = booking_relid(nsp, "rooms_pkey");
+	schema.bookings = booking_relid(nsp, "bookings");
+	schema.bookings_by_room = booking_relid(nsp, "bookings_room_confirmed_idx");
+	schema.room_id = attnum_of(schema.rooms, "id");
+	schema.room_active = attnum_of(schema.rooms, "active");
+	schema.room_buffer_before = attnum_of(schema.rooms, "buffer_before_minutes");
+	schema.room_buffer_after = attnum_of(schema.rooms, "buffer_after_minutes");
+	schema.b_id = attnum_of(schema.bookings, "id");
+	schema.b_room_id = attnum_of(schema.bookings, "room_id");
+	schema.b_status = attnum_of(schema.bookings, "status");
+	schema.b_starts_at = attnum_of(schema.bookings, "starts_at");
+	schema.b_ends_at = attnum_of(schema.bookings, "ends_at");
+	schema.valid = true;
+	return &schema;
+}
+
+/* Is this text datum 'confirmed'?  (Compared without detoasting a copy.) */
+static bool
+is_confirmed(Datum status)
+{
+	text	   *t = DatumGetTextPP(status);
+	bool		result = VARSIZE_ANY_EXHDR(t) == 9 && memcmp(VARDATA_ANY(t), "confirmed", 9) == 0;
+
+	if ((Pointer) t != DatumGetPointer(status))
+		pfree(t);
+	return result;
+}
+
+static void
+append_conflict(StringInfo buf, int64 id, Datum starts_at, Datum ends_at)
+{
+	char		ts[MAXDATELEN + 1];
+
+	appendStringInfo(buf, "%s{\"booking_id\": %lld, \"starts_at\": \"%s\"",
+					 buf->len > 1 ? ", " : "", (long long) id,
+					 JsonEncodeDateTime(ts, starts_at, TIMESTAMPTZOID, NULL));
+	appendStringInfo(buf, ", \"ends_at\": \"%s\"}",
+					 JsonEncodeDateTime(ts, ends_at, TIMESTAMPTZOID, NULL));
 }
 
 /*
@@ -107,70 +188,95 @@ bookings_owner(void)
  * confirmed bookings (other than exclude_id) clash with [start, end)?
  */
 static void
-check_room(Oid owner, int64 room_id, TimestampTz start, TimestampTz end,
+check_room(int64 room_id, TimestampTz start, TimestampTz end,
 		   int64 exclude_id, bool has_exclude, RoomCheck *result)
 {
-	Oid			save_userid;
-	int			save_sec_context;
-	Datum		values[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
-	MemoryContext caller_cxt = CurrentMemoryContext;
-	int			rc;
+	Relation	rooms;
+	Relation	bookings;
+	SysScanDesc scan;
+	ScanKeyData key[3];
+	HeapTuple	tup;
+	bool		isnull;
+	int64		gap = 0;
+	StringInfoData found;
+	const BookingSchema *bs;
 
 	lock_room(room_id);
+	bs = booking_schema();
 
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_NOFORCE_RLS);
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-
-	if (room_check_plan == NULL)
-	{
-		Oid			argtypes[4] = {INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID};
-		SPIPlanPtr	plan = SPI_prepare(room_check_sql, 4, argtypes);
-
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(plan) != 0)
-			elog(ERROR, "SPI_keepplan failed");
-		room_check_plan = plan;
-	}
-
-	values[0] = Int64GetDatum(room_id);
-	values[1] = TimestampTzGetDatum(start);
-	values[2] = TimestampTzGetDatum(end);
-	values[3] = Int64GetDatum(exclude_id);
-	if (!has_exclude)
-		nulls[3] = 'n';
-
-	/* A snapshot taken now, after the lock: see the previous holder's rows. */
-	rc = SPI_execute_snapshot(room_check_plan, values, nulls,
-							  GetLatestSnapshot(), InvalidSnapshot,
-							  false, false, 1);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "room check query failed: %s", SPI_result_code_string(rc));
-
-	result->room_found = (SPI_processed == 1);
+	result->room_found = false;
 	result->room_active = false;
 	result->conflicts = NULL;
-	if (result->room_found)
+
+	/* The room: exists? active? buffers? */
+	rooms = table_open(bs->rooms, AccessShareLock);
+	ScanKeyInit(&key[0], bs->room_id, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(room_id));
+	scan = systable_beginscan(rooms, bs->rooms_pkey, true, SnapshotSelf, 1, key);
+	if (HeapTupleIsValid(tup = systable_getnext(scan)))
 	{
-		HeapTuple	row = SPI_tuptable->vals[0];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		Datum		active = SPI_getbinval(row, desc, 1, &isnull);
-		char	   *conflicts;
+		TupleDesc	desc = RelationGetDescr(rooms);
+		Datum		d;
 
-		result->room_active = !isnull && DatumGetBool(active);
-		conflicts = SPI_getvalue(row, desc, 2);
-		if (conflicts != NULL)
-			result->conflicts = MemoryContextStrdup(caller_cxt, conflicts);
+		result->room_found = true;
+		d = heap_getattr(tup, bs->room_active, desc, &isnull);
+		result->room_active = !isnull && DatumGetBool(d);
+		d = heap_getattr(tup, bs->room_buffer_before, desc, &isnull);
+		gap += isnull ? 0 : DatumGetInt32(d);
+		d = heap_getattr(tup, bs->room_buffer_after, desc, &isnull);
+		gap += isnull ? 0 : DatumGetInt32(d);
+		gap *= USECS_PER_MINUTE;
 	}
+	systable_endscan(scan);
+	table_close(rooms, AccessShareLock);
+	if (!result->room_found)
+		return;
 
-	SPI_finish();
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	/*
+	 * The room's confirmed bookings that start in (start - gap - 24 h,
+	 * end + gap): only those can come closer than gap to [start, end),
+	 * because no booking is longer than 24 h.
+	 */
+	bookings = table_open(bs->bookings, AccessShareLock);
+	{
+		TupleDesc	desc = RelationGetDescr(bookings);
+		AttrNumber	att_id = bs->b_id;
+		AttrNumber	att_status = bs->b_status;
+		AttrNumber	att_start = bs->b_starts_at;
+		AttrNumber	att_end = bs->b_ends_at;
+
+		ScanKeyInit(&key[0], bs->b_room_id, BTEqualStrategyNumber, F_INT8EQ,
+					Int64GetDatum(room_id));
+		ScanKeyInit(&key[1], att_start, BTGreaterStrategyNumber, F_TIMESTAMPTZ_GT,
+					TimestampTzGetDatum(start - gap - MAX_BOOKING_LENGTH));
+		ScanKeyInit(&key[2], att_start, BTLessStrategyNumber, F_TIMESTAMPTZ_LT,
+					TimestampTzGetDatum(end + gap));
+		scan = systable_beginscan(bookings, bs->bookings_by_room, true,
+								  SnapshotSelf, 3, key);
+		initStringInfo(&found);
+		appendStringInfoChar(&found, '[');
+		while (HeapTupleIsValid(tup = systable_getnext(scan)))
+		{
+			Datum		id = heap_getattr(tup, att_id, desc, &isnull);
+			Datum		status = heap_getattr(tup, att_status, desc, &isnull);
+			Datum		b_start = heap_getattr(tup, att_start, desc, &isnull);
+			Datum		b_end = heap_getattr(tup, att_end, desc, &isnull);
+
+			if (has_exclude && DatumGetInt64(id) == exclude_id)
+				continue;
+			if (!is_confirmed(status))
+				continue;
+			if (DatumGetTimestampTz(b_end) <= start - gap)
+				continue;
+			append_conflict(&found, DatumGetInt64(id), b_start, b_end);
+		}
+		systable_endscan(scan);
+		if (found.len > 1)
+		{
+			appendStringInfoChar(&found, ']');
+			result->conflicts = found.data;
+		}
+	}
+	table_close(bookings, AccessShareLock);
 }
 
 /*
@@ -190,7 +296,7 @@ booking_conflicts(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
 		PG_RETURN_NULL();
 
-	check_room(bookings_owner(), PG_GETARG_INT64(0),
+	check_room(PG_GETARG_INT64(0),
 			   PG_GETARG_TIMESTAMPTZ(1), PG_GETARG_TIMESTAMPTZ(2),
 			   PG_ARGISNULL(3) ? 0 : PG_GETARG_INT64(3), !PG_ARGISNULL(3),
 			   &check);
@@ -198,16 +304,6 @@ booking_conflicts(PG_FUNCTION_ARGS)
 	if (check.conflicts == NULL)
 		PG_RETURN_NULL();
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(check.conflicts)));
-}
-
-static int
-attnum_of(Relation rel, const char *name)
-{
-	int			attnum = SPI_fnumber(RelationGetDescr(rel), name);
-
-	if (attnum <= 0)
-		elog(ERROR, "column \"%s\" not found in \"%s\"", name, RelationGetRelationName(rel));
-	return attnum;
 }
 
 /*
@@ -230,6 +326,7 @@ check_booking_conflict(PG_FUNCTION_ARGS)
 	TimestampTz end;
 	Datum		d;
 	RoomCheck	check;
+	const BookingSchema *bs;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		elog(ERROR, "check_booking_conflict: not called by trigger manager");
@@ -240,37 +337,38 @@ check_booking_conflict(PG_FUNCTION_ARGS)
 	desc = RelationGetDescr(rel);
 	is_update = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event);
 	newtup = is_update ? trigdata->tg_newtuple : trigdata->tg_trigtuple;
+	bs = booking_schema();
 
 	/* Only confirmed bookings hold their room. */
-	d = heap_getattr(newtup, attnum_of(rel, "status"), desc, &isnull);
-	if (isnull || strcmp(TextDatumGetCString(d), "confirmed") != 0)
+	d = heap_getattr(newtup, bs->b_status, desc, &isnull);
+	if (isnull || !is_confirmed(d))
 		return PointerGetDatum(newtup);
 
-	d = heap_getattr(newtup, attnum_of(rel, "room_id"), desc, &isnull);
+	d = heap_getattr(newtup, bs->b_room_id, desc, &isnull);
 	if (isnull)
 		return PointerGetDatum(newtup);		/* NOT NULL refuses it */
 	room_id = DatumGetInt64(d);
-	d = heap_getattr(newtup, attnum_of(rel, "starts_at"), desc, &isnull);
+	d = heap_getattr(newtup, bs->b_starts_at, desc, &isnull);
 	if (isnull)
 		return PointerGetDatum(newtup);
 	start = DatumGetTimestampTz(d);
-	d = heap_getattr(newtup, attnum_of(rel, "ends_at"), desc, &isnull);
+	d = heap_getattr(newtup, bs->b_ends_at, desc, &isnull);
 	if (isnull)
 		return PointerGetDatum(newtup);
 	end = DatumGetTimestampTz(d);
-	d = heap_getattr(newtup, attnum_of(rel, "id"), desc, &isnull);
+	d = heap_getattr(newtup, bs->b_id, desc, &isnull);
 	booking_id = isnull ? 0 : DatumGetInt64(d);
 
 	/* A retitle, or any change that leaves the room and times alone, needs no look. */
 	if (is_update)
 	{
 		HeapTuple	oldtup = trigdata->tg_trigtuple;
-		Datum		old_status = heap_getattr(oldtup, attnum_of(rel, "status"), desc, &isnull);
+		Datum		old_status = heap_getattr(oldtup, bs->b_status, desc, &isnull);
 
-		if (!isnull && strcmp(TextDatumGetCString(old_status), "confirmed") == 0 &&
-			DatumGetInt64(heap_getattr(oldtup, attnum_of(rel, "room_id"), desc, &isnull)) == room_id &&
-			DatumGetTimestampTz(heap_getattr(oldtup, attnum_of(rel, "starts_at"), desc, &isnull)) == start &&
-			DatumGetTimestampTz(heap_getattr(oldtup, attnum_of(rel, "ends_at"), desc, &isnull)) == end)
+		if (!isnull && is_confirmed(old_status) &&
+			DatumGetInt64(heap_getattr(oldtup, bs->b_room_id, desc, &isnull)) == room_id &&
+			DatumGetTimestampTz(heap_getattr(oldtup, bs->b_starts_at, desc, &isnull)) == start &&
+			DatumGetTimestampTz(heap_getattr(oldtup, bs->b_ends_at, desc, &isnull)) == end)
 			return PointerGetDatum(newtup);
 	}
 
@@ -287,7 +385,7 @@ check_booking_conflict(PG_FUNCTION_ARGS)
 				 errdetail_internal("%s", pgb_error_detail("VALIDATION_ERROR",
 														   "\"field\": \"ends_at\", \"max_hours\": 24"))));
 
-	check_room(rel->rd_rel->relowner, room_id, start, end, booking_id, true, &check);
+	check_room(room_id, start, end, booking_id, true, &check);
 
 	if (!check.room_found)
 		ereport(ERROR,

@@ -30,23 +30,7 @@ finish() {
 }
 trap finish EXIT
 
-say "copying sources to $work"
-mkdir -p "$work/src"
-tar -C "$ROOT_DIR" --exclude=./.git --exclude=./.run --exclude=./.test-results \
-    --exclude='*.o' --exclude='*.so' --exclude='*.bc' --exclude=./tmp_check --exclude=./tmp_regress \
-    --exclude=./results -cf - . | tar -C "$work/src" -xf -
-give_to_pg "$work"
-
-say "building (warnings are errors)"
-as_pg make -C "$work/src" -s PG_WERROR=1 all
-as_pg make -C "$work/src" -s install DESTDIR="$work/stage" >/dev/null
-
-say "private PostgreSQL installation"
-mkdir -p "$work/pg/usr/lib/postgresql" "$work/pg/usr/share/postgresql"
-cp -a "/usr/lib/postgresql/$PG_MAJOR" "$work/pg/usr/lib/postgresql/"
-cp -a "/usr/share/postgresql/$PG_MAJOR" "$work/pg/usr/share/postgresql/"
-cp -a --remove-destination "$work/stage/usr/." "$work/pg/usr/"
-give_to_pg "$work/pg"
+prepare_private_install "$work"
 bindir="$work/pg/usr/lib/postgresql/$PG_MAJOR/bin"
 
 say "pg_regress and TAP tests"

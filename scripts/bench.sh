@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# make bench: build a private installation, start one temporary cluster, and
+# run every bench/*.sh against it, in name order.  Each benchmark measures a
+# baseline in the same invocation and prints ratios, never bare timings.
+#   BENCH=bookings make bench     runs only bench/bookings*.sh
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+EXTRA_PACKAGES="wrk" bash "$ROOT_DIR/scripts/deps.sh"
+
+work=$(mktemp -d /tmp/pg_booking-bench.XXXXXX)
+export BENCH_WORK=$work
+export BENCH_PORT=${BENCH_PORT:-55432}
+prepare_private_install "$work"
+export BENCH_BINDIR="$work/pg/usr/lib/postgresql/$PG_MAJOR/bin"
+stop_cluster() {
+    as_pg "$BENCH_BINDIR/pg_ctl" -D "$work/data" -m fast stop >/dev/null 2>&1 || true
+    rm -rf "$work"
+}
+trap stop_cluster EXIT
+
+say "temporary cluster on port $BENCH_PORT"
+as_pg "$BENCH_BINDIR/initdb" -D "$work/data" -A trust -U postgres >/dev/null
+cat >> "$work/data/postgresql.conf" <<CONF
+port = $BENCH_PORT
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$work'
+shared_preload_libraries = 'pg_booking'
+pg_booking.jwt_secret = 'bench-secret-0123456789abcdef0123456789abcdef'
+max_connections = 200
+shared_buffers = 512MB
+# Commits do not wait for the disk, so the figures compare the CPU cost of
+# the code under test rather than the fsync latency of this machine.
+synchronous_commit = off
+CONF
+as_pg "$BENCH_BINDIR/pg_ctl" -D "$work/data" -l "$work/server.log" -w start >/dev/null
+export PGHOST=$work PGPORT=$BENCH_PORT PGUSER=postgres
+export PATH="$BENCH_BINDIR:$PATH"
+
+for b in "$ROOT_DIR"/bench/${BENCH:-}*.sh; do
+    [ -e "$b" ] || continue
+    say "bench: $(basename "$b")"
+    as_pg env PATH="$PATH" PGHOST="$PGHOST" PGPORT="$PGPORT" PGUSER="$PGUSER" BENCH_WORK="$BENCH_WORK" \
+        BENCH_BINDIR="$BENCH_BINDIR" ROOT_DIR="$ROOT_DIR" bash "$b"
+done
