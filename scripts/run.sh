@@ -59,7 +59,7 @@ if [ -z "$(psql_run -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 
 fi
 psql_run -d booking -c "SET client_min_messages = warning" -c "CREATE EXTENSION IF NOT EXISTS pg_booking CASCADE"
 say "loading demo data (idempotent)"
-psql_run -d booking -f "$ROOT_DIR/scripts/demo.sql" >/dev/null
+psql_run -d booking < "$ROOT_DIR/scripts/demo.sql" >/dev/null   # stdin: the checkout may be unreadable to postgres
 
 # Further services started by make run (e.g. the HTTP adapter).
 for hook in "$ROOT_DIR"/scripts/run.d/*.sh; do
