@@ -186,7 +186,7 @@ BEGIN
     PERFORM booking.rate_limit_hit('create_review');
     IF NOT booking.may_review(room_id, uid) THEN
         PERFORM booking.raise_error(403, 'FORBIDDEN',
-            format('user %s has no ended booking of room %s', uid, room_id),
+            format('no ended booking of room %s to review', room_id),
             jsonb_build_object('room_id', room_id),
             'A room can be reviewed once a booking of it has ended.');
     END IF;
@@ -194,7 +194,7 @@ BEGIN
         INSERT INTO booking.reviews (room_id, user_id, rating, comment)
         VALUES (room_id, uid, rating, coalesce(comment, '')) RETURNING * INTO r;
     EXCEPTION WHEN unique_violation THEN
-        PERFORM booking.raise_error(409, 'ALREADY_EXISTS', format('user %s has already reviewed room %s', uid, room_id),
+        PERFORM booking.raise_error(409, 'ALREADY_EXISTS', format('room %s is already reviewed by this user', room_id),
             jsonb_build_object('room_id', room_id), 'Change the existing review with PATCH /reviews/{id}.');
     END;
     RETURN booking.review_json(r);
