@@ -1,0 +1,158 @@
+# Grafana: no Docker engine runs here, so this test checks what Grafana
+# would do with our provisioning.  It parses every dashboard JSON of
+# grafana/dashboards, and runs each panel's SQL (Grafana's time macros
+# expanded) against a real database as booking_grafana, the read-only role
+# of the provisioned data source, checking the columns the panel expects.
+#
+# A panel that reads a relation another part of the project provides
+# (hotel inventory, rate-limit denials, checkout job runs) is skipped, with
+# its name, while that relation is not in the install script.
+use strict;
+use warnings;
+use JSON::PP;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $root = $ENV{TESTDIR} // '.';
+
+# The columns each panel needs: name => type class ('num', 'text', 'time'),
+# or '*' for a table panel that shows whatever the relation has.  A panel
+# missing here fails: a new panel must say what it expects.
+my %expect = (
+	'Bookings by status' => [ total => 'num', confirmed => 'num', cancelled => 'num', completed => 'num' ],
+	'Bookings per room' => [ room_name => 'text', confirmed => 'num', cancelled => 'num', completed => 'num' ],
+	'Average rating per room' => [ room_name => 'text', average_rating => 'num', review_count => 'num' ],
+	'Bookings per day' => [ time => 'time', confirmed => 'num', cancelled => 'num', completed => 'num' ],
+	'Hotel occupancy (rooms held per night)' => [ time => 'time', metric => 'text', held => 'num' ],
+	'Rate-limit denials' => '*',
+	'Checkout job runs' => '*',
+);
+# Panels that must return rows on the fixture below.
+my %must_have_rows = map { $_ => 1 }
+  ('Bookings by status', 'Bookings per room', 'Average rating per room', 'Bookings per day');
+
+my $node = PostgreSQL::Test::Cluster->new('grafana');
+$node->init;
+$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'pg_booking'
+pg_booking.jwt_secret = 'tap-secret-0123456789abcdef0123456789abcdef'
+timezone = 'UTC'
+});
+$node->start;
+$node->safe_psql('postgres', q{
+CREATE EXTENSION pg_booking CASCADE;
+ALTER ROLE booking_grafana LOGIN;
+INSERT INTO booking.rooms (name, location, capacity) VALUES ('Alpha', 'HQ', 4), ('Beta', 'HQ', 8);
+INSERT INTO booking.users (email, full_name, password_hash)
+SELECT 'user' || i || '@example.com', 'User ' || i, 'x' FROM generate_series(1, 3) i;
+INSERT INTO booking.bookings (room_id, user_id, title, starts_at, ends_at, status)
+SELECT 1 + i % 2, 1 + i % 3, 'fixture', now() - make_interval(days => 10 - i), now() - make_interval(days => 10 - i) + interval '1 hour',
+       (ARRAY['confirmed', 'cancelled', 'completed'])[1 + i % 3]
+  FROM generate_series(0, 19) i;
+INSERT INTO booking.reviews (room_id, user_id, rating) VALUES (1, 1, 4), (1, 2, 5), (2, 3, 2);
+});
+
+# The data source the dashboards use is the provisioned one, as booking_grafana.
+my $datasources = slurp_file("$root/grafana/provisioning/datasources/pg_booking.yaml");
+my ($ds_uid) = $datasources =~ /^\s*uid:\s*(\S+)/m;
+like($datasources, qr/^\s*user:\s*booking_grafana\s*$/m, 'the data source signs in as booking_grafana');
+like($datasources, qr/^\s*type:\s*postgres\s*$/m, 'the data source is PostgreSQL');
+like(slurp_file("$root/grafana/provisioning/dashboards/pg_booking.yaml"), qr{path:\s*/var/lib/grafana/dashboards},
+	'dashboards are provisioned from the mounted folder');
+
+my @relations = split /\n/, $node->safe_psql('postgres',
+	"SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'booking'");
+my %exists = map { $_ => 1 } @relations;
+
+# Grafana's PostgreSQL macros, expanded as Grafana does (quoted RFC 3339).
+my ($from, $to) = ("'2000-01-01T00:00:00Z'", "'2100-01-01T00:00:00Z'");
+sub expand_macros
+{
+	my ($sql) = @_;
+	$sql =~ s/\$__timeFilter\(([^)]+)\)/$1 BETWEEN $from AND $to/g;
+	$sql =~ s/\$__timeFrom\(\)/$from/g;
+	$sql =~ s/\$__timeTo\(\)/$to/g;
+	return $sql;
+}
+
+sub type_class
+{
+	my ($type) = @_;
+	return 'time' if $type =~ /^timestamp/;
+	return 'num' if $type =~ /^(bigint|integer|smallint|numeric|real|double precision)/;
+	return 'text' if $type =~ /^(text|character varying|name)/;
+	return $type;
+}
+
+my @dashboards = glob("$root/grafana/dashboards/*.json");
+ok(scalar(@dashboards) > 0, 'there are dashboards');
+my $view = 0;
+for my $file (@dashboards)
+{
+	my $dash = eval { decode_json(slurp_file($file)) };
+	ok($dash, "$file parses as JSON") or do { diag $@; next; };
+	ok($dash->{uid} && $dash->{title}, "$file has a uid and a title");
+	like($dash->{refresh} // '', qr/^\d+[smh]$/, "$dash->{title} refreshes itself");
+
+	for my $panel (@{ $dash->{panels} })
+	{
+		my $title = $panel->{title};
+		my $want = $expect{$title};
+		ok(defined $want, "panel \"$title\" declares its columns in this test") or next;
+		is($panel->{datasource}{uid}, $ds_uid, "\"$title\" reads the provisioned data source");
+		for my $target (@{ $panel->{targets} })
+		{
+			my $sql = $target->{rawSql};
+			ok($sql, "\"$title\" has SQL") or next;
+			my @missing = grep { !$exists{$_} } ($sql =~ /\bbooking\.(\w+)/g);
+		  SKIP:
+			{
+				skip "\"$title\": booking.@missing not in this install script yet", 1 if @missing;
+				$sql = expand_macros($sql);
+				unlike($sql, qr/\$/, "\"$title\": no unexpanded macro or variable");
+				$view++;
+				my ($ok, $out, $err) = (0, '', '');
+				my $rc = $node->psql('postgres', qq{
+CREATE TEMP VIEW panel_$view AS $sql;
+SELECT string_agg(attname || ':' || format_type(atttypid, atttypmod), ',' ORDER BY attnum)
+  FROM pg_attribute WHERE attrelid = 'panel_$view'::regclass AND attnum > 0;
+SELECT count(*) FROM panel_$view;
+}, extra_params => [ '-U', 'booking_grafana', '-v', 'ON_ERROR_STOP=1' ], stdout => \$out, stderr => \$err);
+				is($rc, 0, "\"$title\" runs as booking_grafana") or do { diag $err; next; };
+				my ($columns, $rows) = split /\n/, $out;
+				my %got = map { my ($n, $t) = split /:/, $_, 2; ($n => type_class($t)) } split /,/, $columns;
+				if (ref $want)
+				{
+					my @pairs = @$want;
+					my @wrong;
+					while (my ($name, $class) = splice(@pairs, 0, 2))
+					{
+						push @wrong, "$name (want $class, got " . ($got{$name} // 'none') . ')'
+						  unless ($got{$name} // '') eq $class;
+					}
+					is("@wrong", '', "\"$title\" returns the columns it plots: $columns");
+				}
+				else
+				{
+					ok(scalar(keys %got) > 0, "\"$title\" returns columns: $columns");
+				}
+				if ($must_have_rows{$title})
+				{
+					cmp_ok($rows, '>', 0, "\"$title\" has rows on the fixture ($rows)");
+				}
+			}
+		}
+	}
+}
+
+# The role is read-only and reads nothing but the views.
+my ($rc, $out, $err) = $node->psql('postgres', 'SELECT count(*) FROM booking.bookings',
+	extra_params => [ '-U', 'booking_grafana' ]);
+like($err, qr/permission denied/, 'booking_grafana cannot read the bookings table');
+($rc, $out, $err) = $node->psql('postgres', 'CREATE TABLE booking.x (i int)',
+	extra_params => [ '-U', 'booking_grafana' ]);
+like($err, qr/permission denied/, 'booking_grafana cannot create anything in the schema');
+
+$node->stop;
+done_testing();
