@@ -1,0 +1,21 @@
+# PostgreSQL 15 with the pg_booking extension built in and preloaded.
+# Build from the repository root:  docker build -f docker/postgres.Dockerfile .
+FROM postgres:15-bookworm AS build
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends build-essential postgresql-server-dev-15 \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY Makefile ./
+COPY extension ./extension
+# The same flags as `make test`: warnings are errors.
+RUN make PG_WERROR=1 \
+ && make install DESTDIR=/stage
+
+FROM postgres:15-bookworm
+COPY --from=build /stage/usr/ /usr/
+# Run once, on an empty data folder: creates the extension, stores the JWT
+# secret and gives the login roles their passwords (from the environment).
+COPY docker/initdb/ /docker-entrypoint-initdb.d/
+# The rate limiter's shared memory and the checkout worker need the library
+# loaded at server start.
+CMD ["postgres", "-c", "shared_preload_libraries=pg_booking"]
