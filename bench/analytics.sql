@@ -89,7 +89,7 @@ BEGIN;
 SELECT bench_inserts(20000, :rooms) AS with_trigger_us \gset
 ROLLBACK;
 BEGIN;
-ALTER TABLE booking.bookings DISABLE TRIGGER bookings_count;
+ALTER TABLE booking.bookings DISABLE TRIGGER bookings_count_insert;
 SELECT bench_inserts(20000, :rooms) AS without_trigger_us \gset
 ROLLBACK;
 

@@ -1,31 +1,39 @@
 /*
- * analytics.c — summary tables kept exact by row triggers, so dashboards
- * read O(rooms) rows instead of scanning every booking and review.
+ * analytics.c — summary tables kept exact by triggers, so dashboards read
+ * O(rooms) rows instead of scanning every booking and review.
  *
  *   booking.room_booking_counts  (room_id, confirmed, cancelled, completed)
  *   booking.room_rating_counts   (room_id, review_count, rating_sum) over the
  *                                reviews that are not hidden
  *
- * Each write to booking.bookings or booking.reviews adds its row's change to
- * the counter row of its room with one UPDATE ... SET n = n + delta, in the
- * writer's own transaction:
+ * Statement-level AFTER triggers with transition tables: each INSERT,
+ * UPDATE or DELETE of booking.bookings or booking.reviews sums what its rows
+ * took away (old_rows) and added (new_rows) per room, and adds the net
+ * deltas to each touched room's counter row with UPDATE ... SET n = n + d,
+ * in the writer's own transaction:
  *
  *   - exact under concurrency: the UPDATE locks the counter row and adds to
  *     its latest committed version (READ COMMITTED re-evaluates on the new
- *     version), so concurrent writers queue behind each other instead of
- *     losing increments; a rollback takes its delta back with it.  Under REPEATABLE READ a concurrent change of the same counter
- *     raises a serialization failure, never a wrong sum.
- *   - no deadlock between two rooms' counters within one row change: a move
- *     from one room to another touches the two rows in room-id order.
- *   - the counter row of a room is created with the room (trigger on
- *     booking.rooms), so rooms without bookings read as zeros; the upsert
- *     also covers rooms that predate the trigger.
+ *     version), so concurrent writers queue instead of losing increments; a
+ *     rollback, of a transaction or of a subtransaction, takes its deltas
+ *     with it.  Under REPEATABLE READ a concurrent change of the same
+ *     counter raises a serialization failure, never a wrong sum.
+ *   - no deadlock between counters: every statement locks the counter rows
+ *     it touches in room-id order, so two writers never wait for each other
+ *     in a cycle, however many rooms their statements span.
+ *   - one counter update per room and statement: a bulk load of n bookings
+ *     of a room costs one update, not n versions of the same row.
+ *   - changes that move nothing (a retitle, a reschedule within the room)
+ *     net to zero and write nothing.
+ *   - the counter row of a room is created with the room (row trigger on
+ *     booking.rooms), so rooms without bookings read as zeros; an upsert
+ *     creates a row missing since before the trigger existed.
  *   - TRUNCATE of a counted table zeroes its counters.
  *
  * The counters run as the owner of the counted table with row-level
- * security off (as the RI triggers do): a user may move their own booking,
- * and must not be able to write a counter directly.  booking.analytics_check()
- * compares every counter with a full recount.
+ * security off (as the RI triggers do): a user may move their own booking
+ * and must not be able to write a counter directly.
+ * booking.analytics_check() compares every counter with a full recount.
  */
 #include "postgres.h"
 
@@ -45,18 +53,49 @@ PG_FUNCTION_INFO_V1(count_rooms);
 
 #define MAX_COUNTERS	3
 
-/* One summary table: a room's row of counters, added to by one upsert. */
+/* Which transition tables a statement has. */
+typedef enum ChangeKind
+{
+	CHANGE_INSERT,				/* new_rows */
+	CHANGE_UPDATE,				/* old_rows and new_rows */
+	CHANGE_DELETE,				/* old_rows */
+	NUM_CHANGE_KINDS
+} ChangeKind;
+
+/*
+ * One summary table.  The delta queries read the transition tables, which
+ * the triggers must name old_rows and new_rows, and return one row per room
+ * with a non-zero change: room_id, then the counters' deltas, by room_id.
+ */
 typedef struct CounterTable
 {
+	const char *deltas_sql[NUM_CHANGE_KINDS];
 	const char *update_sql;		/* $1 room_id, $2.. the deltas */
 	const char *upsert_sql;		/* the same, creating a missing row */
 	const char *reset_sql;		/* zero every counter (after TRUNCATE) */
 	int			ncounters;
+	SPIPlanPtr	deltas_plan[NUM_CHANGE_KINDS];
 	SPIPlanPtr	update_plan;
 	SPIPlanPtr	upsert_plan;
 } CounterTable;
 
+/* A booking counts once, in the column of its status. */
+#define BOOKING_SIDE(rows, sign) \
+	"SELECT room_id, " sign "(status = 'confirmed')::int AS confirmed, " \
+	sign "(status = 'cancelled')::int AS cancelled, " \
+	sign "(status = 'completed')::int AS completed FROM " rows
+#define BOOKING_SUM(sides) \
+	"SELECT room_id, sum(confirmed)::int8, sum(cancelled)::int8, sum(completed)::int8" \
+	" FROM (" sides ") d GROUP BY room_id" \
+	" HAVING sum(confirmed) <> 0 OR sum(cancelled) <> 0 OR sum(completed) <> 0" \
+	" ORDER BY room_id"
+
 static CounterTable booking_counts = {
+	{
+		BOOKING_SUM(BOOKING_SIDE("new_rows", "")),
+		BOOKING_SUM(BOOKING_SIDE("new_rows", "") " UNION ALL " BOOKING_SIDE("old_rows", "-")),
+		BOOKING_SUM(BOOKING_SIDE("old_rows", "-")),
+	},
 	"UPDATE booking.room_booking_counts"
 	" SET confirmed = confirmed + $2, cancelled = cancelled + $3, completed = completed + $4"
 	" WHERE room_id = $1",
@@ -67,10 +106,24 @@ static CounterTable booking_counts = {
 	"     cancelled = c.cancelled + excluded.cancelled,"
 	"     completed = c.completed + excluded.completed",
 	"UPDATE booking.room_booking_counts SET confirmed = 0, cancelled = 0, completed = 0",
-	3, NULL, NULL
+	3
 };
 
+/* A review counts (once, with its rating) unless it is hidden. */
+#define REVIEW_SIDE(rows, sign) \
+	"SELECT room_id, " sign "1 AS n, " sign "rating AS r FROM " rows " WHERE status <> 'hidden'"
+#define REVIEW_SUM(sides) \
+	"SELECT room_id, sum(n)::int8, sum(r)::int8" \
+	" FROM (" sides ") d GROUP BY room_id" \
+	" HAVING sum(n) <> 0 OR sum(r) <> 0" \
+	" ORDER BY room_id"
+
 static CounterTable rating_counts = {
+	{
+		REVIEW_SUM(REVIEW_SIDE("new_rows", "")),
+		REVIEW_SUM(REVIEW_SIDE("new_rows", "") " UNION ALL " REVIEW_SIDE("old_rows", "-")),
+		REVIEW_SUM(REVIEW_SIDE("old_rows", "-")),
+	},
 	"UPDATE booking.room_rating_counts"
 	" SET review_count = review_count + $2, rating_sum = rating_sum + $3"
 	" WHERE room_id = $1",
@@ -80,45 +133,67 @@ static CounterTable rating_counts = {
 	" SET review_count = c.review_count + excluded.review_count,"
 	"     rating_sum = c.rating_sum + excluded.rating_sum",
 	"UPDATE booking.room_rating_counts SET review_count = 0, rating_sum = 0",
-	2, NULL, NULL
+	2
 };
 
-/* What one row contributes to its room's counters. */
+/* A room's net change. */
 typedef struct Contribution
 {
 	int64		room_id;
 	int64		delta[MAX_COUNTERS];
 } Contribution;
 
-static int
-column_of(Relation rel, const char *name)
+static SPIPlanPtr
+keep_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
 {
-	int			attnum = SPI_fnumber(RelationGetDescr(rel), name);
+	if (*cache == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
 
-	if (attnum <= 0)
-		elog(ERROR, "column \"%s\" not found in \"%s\"", name, RelationGetRelationName(rel));
-	return attnum;
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql, SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "SPI_keepplan failed");
+		*cache = plan;
+	}
+	return *cache;
 }
 
-static Datum
-column_value(Relation rel, HeapTuple tuple, const char *name)
+static SPIPlanPtr
+counter_plan(CounterTable *table, SPIPlanPtr *cache, const char *sql)
 {
-	bool		isnull;
-	Datum		d = heap_getattr(tuple, column_of(rel, name), RelationGetDescr(rel), &isnull);
+	Oid			argtypes[1 + MAX_COUNTERS];
 
-	/* The counted columns are all NOT NULL. */
-	if (isnull)
-		elog(ERROR, "column \"%s\" of \"%s\" is null", name, RelationGetRelationName(rel));
-	return d;
+	for (int i = 0; i <= table->ncounters; i++)
+		argtypes[i] = INT8OID;
+	return keep_plan(cache, sql, 1 + table->ncounters, argtypes);
 }
 
-static bool
-is_zero(const Contribution *c, int n)
+/*
+ * Add a room's deltas to its row.  A plain UPDATE first: the row exists
+ * from the room's creation on, and an upsert would check the CHECK (n >= 0)
+ * constraints on its proposed row of bare deltas, which are negative for a
+ * cancel.  The upsert only creates a row missing since before the trigger.
+ */
+static void
+add_to_room(CounterTable *table, const Contribution *c)
 {
-	for (int i = 0; i < n; i++)
-		if (c->delta[i] != 0)
-			return false;
-	return true;
+	Datum		values[1 + MAX_COUNTERS];
+	int			rc;
+
+	values[0] = Int64GetDatum(c->room_id);
+	for (int i = 0; i < table->ncounters; i++)
+		values[1 + i] = Int64GetDatum(c->delta[i]);
+	rc = SPI_execute_plan(counter_plan(table, &table->update_plan, table->update_sql),
+						  values, NULL, false, 0);
+	if (rc != SPI_OK_UPDATE)
+		elog(ERROR, "counter update failed: %s", SPI_result_code_string(rc));
+	if (SPI_processed == 1)
+		return;
+	rc = SPI_execute_plan(counter_plan(table, &table->upsert_plan, table->upsert_sql),
+						  values, NULL, false, 0);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "counter upsert failed: %s", SPI_result_code_string(rc));
 }
 
 /* Run statements as the counted table's owner, row-level security off. */
@@ -146,88 +221,43 @@ stop_being_owner(OwnerContext *ctx)
 	SetUserIdAndSecContext(ctx->save_userid, ctx->save_sec_context);
 }
 
-static SPIPlanPtr
-counter_plan(CounterTable *table, SPIPlanPtr *cache, const char *sql)
-{
-	if (*cache == NULL)
-	{
-		Oid			argtypes[1 + MAX_COUNTERS];
-		SPIPlanPtr	plan;
-
-		for (int i = 0; i <= table->ncounters; i++)
-			argtypes[i] = INT8OID;
-		plan = SPI_prepare(sql, 1 + table->ncounters, argtypes);
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(plan) != 0)
-			elog(ERROR, "SPI_keepplan failed");
-		*cache = plan;
-	}
-	return *cache;
-}
-
 /*
- * Add the deltas to the room's row.  A plain UPDATE first: the row exists
- * from the room's creation on, and an upsert would check the CHECK (n >= 0)
- * constraints on its proposed row of bare deltas, which are negative for a
- * cancel.  The upsert only creates a row missing since before the trigger.
+ * Sum the statement's changes per room, then apply them in room-id order
+ * (the order is the deadlock argument above).
  */
 static void
-add_to_room(CounterTable *table, const Contribution *c)
-{
-	Datum		values[1 + MAX_COUNTERS];
-	int			rc;
-
-	values[0] = Int64GetDatum(c->room_id);
-	for (int i = 0; i < table->ncounters; i++)
-		values[1 + i] = Int64GetDatum(c->delta[i]);
-	rc = SPI_execute_plan(counter_plan(table, &table->update_plan, table->update_sql),
-						  values, NULL, false, 0);
-	if (rc != SPI_OK_UPDATE)
-		elog(ERROR, "counter update failed: %s", SPI_result_code_string(rc));
-	if (SPI_processed == 1)
-		return;
-	rc = SPI_execute_plan(counter_plan(table, &table->upsert_plan, table->upsert_sql),
-						  values, NULL, false, 0);
-	if (rc != SPI_OK_INSERT)
-		elog(ERROR, "counter upsert failed: %s", SPI_result_code_string(rc));
-}
-
-/*
- * Apply a row change: take the old row's contribution away and add the new
- * row's.  Same room: one upsert with the net deltas (none when they cancel
- * out, as for a retitle or a reschedule).  Two rooms: room-id order.
- */
-static void
-apply_change(Relation rel, CounterTable *table, Contribution *old, Contribution *new)
+apply_statement(TriggerData *trigdata, CounterTable *table, ChangeKind kind)
 {
 	OwnerContext ctx;
-	Contribution *first = old;
-	Contribution *second = new;
+	int			rc;
+	uint64		nrooms;
+	Contribution *changes;
 
-	if (old != NULL && new != NULL && old->room_id == new->room_id)
-	{
-		for (int i = 0; i < table->ncounters; i++)
-			new->delta[i] += old->delta[i];
-		first = NULL;
-	}
-	else if (old != NULL && new != NULL && new->room_id < old->room_id)
-	{
-		first = new;
-		second = old;
-	}
-	if (first != NULL && is_zero(first, table->ncounters))
-		first = NULL;
-	if (second != NULL && is_zero(second, table->ncounters))
-		second = NULL;
-	if (first == NULL && second == NULL)
-		return;
+	become_owner(trigdata->tg_relation, &ctx);
+	if (SPI_register_trigger_data(trigdata) != SPI_OK_TD_REGISTER)
+		elog(ERROR, "SPI_register_trigger_data failed");
 
-	become_owner(rel, &ctx);
-	if (first != NULL)
-		add_to_room(table, first);
-	if (second != NULL)
-		add_to_room(table, second);
+	rc = SPI_execute_plan(keep_plan(&table->deltas_plan[kind], table->deltas_sql[kind], 0, NULL),
+						  NULL, NULL, true, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "counter deltas query failed: %s", SPI_result_code_string(rc));
+
+	/* Copy the deltas out: the next SPI call replaces SPI_tuptable. */
+	nrooms = SPI_processed;
+	changes = palloc0(sizeof(Contribution) * Max(nrooms, 1));
+	for (uint64 i = 0; i < nrooms; i++)
+	{
+		HeapTuple	row = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+
+		changes[i].room_id = DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull));
+		for (int c = 0; c < table->ncounters; c++)
+			changes[i].delta[c] = DatumGetInt64(SPI_getbinval(row, desc, 2 + c, &isnull));
+	}
+
+	for (uint64 i = 0; i < nrooms; i++)
+		add_to_room(table, &changes[i]);
 	stop_being_owner(&ctx);
 }
 
@@ -242,111 +272,69 @@ reset_counters(Relation rel, CounterTable *table)
 	stop_being_owner(&ctx);
 }
 
-static TriggerData *
-counting_trigger(FunctionCallInfo fcinfo, const char *name)
+static Datum
+count_statement(FunctionCallInfo fcinfo, const char *name, CounterTable *table)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	TriggerEvent event;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		elog(ERROR, "%s: not called by trigger manager", name);
-	if (!TRIGGER_FIRED_AFTER(trigdata->tg_event))
-		elog(ERROR, "%s: must be fired after the change", name);
-	if (!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) && !TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
-		elog(ERROR, "%s: must be fired for each row (or for TRUNCATE)", name);
-	return trigdata;
-}
+	event = trigdata->tg_event;
+	if (!TRIGGER_FIRED_AFTER(event) || TRIGGER_FIRED_FOR_ROW(event))
+		elog(ERROR, "%s: must be fired after the statement", name);
 
-/* A booking counts once, in the column of its status. */
-static void
-booking_contribution(Relation rel, HeapTuple tuple, int sign, Contribution *c)
-{
-	char	   *status = TextDatumGetCString(column_value(rel, tuple, "status"));
-
-	memset(c, 0, sizeof(*c));
-	c->room_id = DatumGetInt64(column_value(rel, tuple, "room_id"));
-	if (strcmp(status, "confirmed") == 0)
-		c->delta[0] = sign;
-	else if (strcmp(status, "cancelled") == 0)
-		c->delta[1] = sign;
-	else if (strcmp(status, "completed") == 0)
-		c->delta[2] = sign;
+	if (TRIGGER_FIRED_BY_TRUNCATE(event))
+		reset_counters(trigdata->tg_relation, table);
+	else if (TRIGGER_FIRED_BY_INSERT(event) && trigdata->tg_newtable != NULL)
+		apply_statement(trigdata, table, CHANGE_INSERT);
+	else if (TRIGGER_FIRED_BY_UPDATE(event) && trigdata->tg_oldtable != NULL &&
+			 trigdata->tg_newtable != NULL)
+		apply_statement(trigdata, table, CHANGE_UPDATE);
+	else if (TRIGGER_FIRED_BY_DELETE(event) && trigdata->tg_oldtable != NULL)
+		apply_statement(trigdata, table, CHANGE_DELETE);
 	else
-		elog(ERROR, "booking status \"%s\" has no counter", status);
-}
-
-/* A review counts (once, with its rating) unless it is hidden. */
-static void
-review_contribution(Relation rel, HeapTuple tuple, int sign, Contribution *c)
-{
-	char	   *status = TextDatumGetCString(column_value(rel, tuple, "status"));
-
-	memset(c, 0, sizeof(*c));
-	c->room_id = DatumGetInt64(column_value(rel, tuple, "room_id"));
-	if (strcmp(status, "hidden") != 0)
-	{
-		c->delta[0] = sign;
-		c->delta[1] = sign * (int64) DatumGetInt32(column_value(rel, tuple, "rating"));
-	}
-}
-
-typedef void (*ContributionFn) (Relation rel, HeapTuple tuple, int sign, Contribution *c);
-
-static Datum
-count_rows(FunctionCallInfo fcinfo, const char *name, CounterTable *table, ContributionFn contribution)
-{
-	TriggerData *trigdata = counting_trigger(fcinfo, name);
-	Relation	rel = trigdata->tg_relation;
-	Contribution old;
-	Contribution new;
-
-	if (TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
-		reset_counters(rel, table);
-	else if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
-	{
-		contribution(rel, trigdata->tg_trigtuple, 1, &new);
-		apply_change(rel, table, NULL, &new);
-	}
-	else if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
-	{
-		contribution(rel, trigdata->tg_trigtuple, -1, &old);
-		apply_change(rel, table, &old, NULL);
-	}
-	else
-	{
-		contribution(rel, trigdata->tg_trigtuple, -1, &old);
-		contribution(rel, trigdata->tg_newtuple, 1, &new);
-		apply_change(rel, table, &old, &new);
-	}
+		elog(ERROR, "%s: needs REFERENCING OLD TABLE AS old_rows / NEW TABLE AS new_rows", name);
 	return PointerGetDatum(NULL);
 }
 
-/* AFTER INSERT OR UPDATE OR DELETE (row) and AFTER TRUNCATE on booking.bookings. */
+/* AFTER INSERT / UPDATE / DELETE / TRUNCATE, for each statement, on booking.bookings. */
 Datum
 count_bookings(PG_FUNCTION_ARGS)
 {
-	return count_rows(fcinfo, "count_bookings", &booking_counts, booking_contribution);
+	return count_statement(fcinfo, "count_bookings", &booking_counts);
 }
 
-/* AFTER INSERT OR UPDATE OR DELETE (row) and AFTER TRUNCATE on booking.reviews. */
+/* AFTER INSERT / UPDATE / DELETE / TRUNCATE, for each statement, on booking.reviews. */
 Datum
 count_reviews(PG_FUNCTION_ARGS)
 {
-	return count_rows(fcinfo, "count_reviews", &rating_counts, review_contribution);
+	return count_statement(fcinfo, "count_reviews", &rating_counts);
 }
 
-/* AFTER INSERT on booking.rooms: the room's counters start at zero. */
+/* AFTER INSERT on booking.rooms, for each row: the room's counters start at zero. */
 Datum
 count_rooms(PG_FUNCTION_ARGS)
 {
-	TriggerData *trigdata = counting_trigger(fcinfo, "count_rooms");
-	Relation	rel = trigdata->tg_relation;
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Relation	rel;
 	Contribution zero;
 	OwnerContext ctx;
+	bool		isnull;
+	int			attnum;
 
-	if (!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
-		elog(ERROR, "count_rooms: must be fired after insert");
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "count_rooms: not called by trigger manager");
+	if (!TRIGGER_FIRED_AFTER(trigdata->tg_event) || !TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
+		!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+		elog(ERROR, "count_rooms: must be fired after insert, for each row");
+	rel = trigdata->tg_relation;
+	attnum = SPI_fnumber(RelationGetDescr(rel), "id");
+	if (attnum <= 0)
+		elog(ERROR, "column \"id\" not found in \"%s\"", RelationGetRelationName(rel));
+
 	memset(&zero, 0, sizeof(zero));
-	zero.room_id = DatumGetInt64(column_value(rel, trigdata->tg_trigtuple, "id"));
+	zero.room_id = DatumGetInt64(heap_getattr(trigdata->tg_trigtuple, attnum, RelationGetDescr(rel), &isnull));
 	become_owner(rel, &ctx);
 	add_to_room(&booking_counts, &zero);
 	add_to_room(&rating_counts, &zero);

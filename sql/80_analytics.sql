@@ -70,6 +70,21 @@ DELETE FROM booking.bookings WHERE title = 'Series' AND status = 'completed';
 SELECT * FROM booking.analytics_check();
 SELECT room_name, total, confirmed, cancelled, completed FROM booking.analytics_bookings_by_room
  WHERE room_name IN ('Counting House', 'Library') ORDER BY 1;
+-- One statement across rooms and statuses: its net change per room.
+INSERT INTO booking.bookings (room_id, user_id, title, starts_at, ends_at, status)
+SELECT r, t_id('bob@example.com'), 'Bulk', timestamptz '2097-05-01 09:00+00' + make_interval(hours => 2 * i),
+       timestamptz '2097-05-01 10:00+00' + make_interval(hours => 2 * i), (ARRAY['confirmed', 'cancelled', 'completed'])[1 + i % 3]
+  FROM unnest(ARRAY[t_room('Counting House'), t_room('Library')]) r, generate_series(0, 5) i;
+SELECT * FROM booking.analytics_check();
+UPDATE booking.bookings
+   SET room_id = CASE WHEN room_id = t_room('Library') THEN t_room('Counting House') ELSE t_room('Library') END,
+       status = CASE status WHEN 'cancelled' THEN 'completed' ELSE 'cancelled' END
+ WHERE title = 'Bulk' AND status <> 'confirmed';
+SELECT * FROM booking.analytics_check();
+SELECT room_name, total, confirmed, cancelled, completed FROM booking.analytics_bookings_by_room
+ WHERE room_name IN ('Counting House', 'Library') ORDER BY 1;
+DELETE FROM booking.bookings WHERE title = 'Bulk';
+SELECT * FROM booking.analytics_check();
 -- TRUNCATE zeroes the counters (rolled back here: later files need the rows).
 BEGIN;
 TRUNCATE booking.bookings;

@@ -8,7 +8,7 @@ CREATE TABLE booking.room_booking_counts (
     completed bigint NOT NULL DEFAULT 0,
     CONSTRAINT room_booking_counts_not_negative CHECK (confirmed >= 0 AND cancelled >= 0 AND completed >= 0)
 );
-COMMENT ON TABLE booking.room_booking_counts IS 'bookings per room and status, kept exact by the count_bookings trigger; compare with booking.analytics_check()';
+COMMENT ON TABLE booking.room_booking_counts IS 'bookings per room and status, kept exact by the count_bookings triggers; compare with booking.analytics_check()';
 
 CREATE TABLE booking.room_rating_counts (
     room_id      bigint PRIMARY KEY REFERENCES booking.rooms ON DELETE CASCADE,
@@ -16,27 +16,39 @@ CREATE TABLE booking.room_rating_counts (
     rating_sum   bigint NOT NULL DEFAULT 0,
     CONSTRAINT room_rating_counts_not_negative CHECK (review_count >= 0 AND rating_sum >= 0)
 );
-COMMENT ON TABLE booking.room_rating_counts IS 'number and sum of the ratings of each room''s reviews that are not hidden, kept exact by the count_reviews trigger';
+COMMENT ON TABLE booking.room_rating_counts IS 'number and sum of the ratings of each room''s reviews that are not hidden, kept exact by the count_reviews triggers';
 
 -- Nobody but the owner writes the counters; the views below read them.
 REVOKE ALL ON booking.room_booking_counts, booking.room_rating_counts FROM PUBLIC;
 
 CREATE FUNCTION booking.count_bookings() RETURNS trigger
 AS 'MODULE_PATHNAME', 'count_bookings' LANGUAGE C;
-COMMENT ON FUNCTION booking.count_bookings IS 'trigger: add a booking''s change to booking.room_booking_counts';
+COMMENT ON FUNCTION booking.count_bookings IS 'statement trigger: add the net change of a statement on booking.bookings to booking.room_booking_counts';
 CREATE FUNCTION booking.count_reviews() RETURNS trigger
 AS 'MODULE_PATHNAME', 'count_reviews' LANGUAGE C;
-COMMENT ON FUNCTION booking.count_reviews IS 'trigger: add a review''s change to booking.room_rating_counts';
+COMMENT ON FUNCTION booking.count_reviews IS 'statement trigger: add the net change of a statement on booking.reviews to booking.room_rating_counts';
 CREATE FUNCTION booking.count_rooms() RETURNS trigger
 AS 'MODULE_PATHNAME', 'count_rooms' LANGUAGE C;
 COMMENT ON FUNCTION booking.count_rooms IS 'trigger: a new room''s counters start at zero';
 
-CREATE TRIGGER bookings_count AFTER INSERT OR UPDATE OF room_id, status OR DELETE ON booking.bookings
-    FOR EACH ROW EXECUTE FUNCTION booking.count_bookings();
+-- Statement triggers with transition tables (named old_rows and new_rows,
+-- as analytics.c expects): one counter update per touched room and
+-- statement, in room order.  One event each: PostgreSQL allows transition
+-- tables only on single-event triggers.
+CREATE TRIGGER bookings_count_insert AFTER INSERT ON booking.bookings
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION booking.count_bookings();
+CREATE TRIGGER bookings_count_update AFTER UPDATE ON booking.bookings
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION booking.count_bookings();
+CREATE TRIGGER bookings_count_delete AFTER DELETE ON booking.bookings
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION booking.count_bookings();
 CREATE TRIGGER bookings_count_truncate AFTER TRUNCATE ON booking.bookings
     FOR EACH STATEMENT EXECUTE FUNCTION booking.count_bookings();
-CREATE TRIGGER reviews_count AFTER INSERT OR UPDATE OF room_id, status, rating OR DELETE ON booking.reviews
-    FOR EACH ROW EXECUTE FUNCTION booking.count_reviews();
+CREATE TRIGGER reviews_count_insert AFTER INSERT ON booking.reviews
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION booking.count_reviews();
+CREATE TRIGGER reviews_count_update AFTER UPDATE ON booking.reviews
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION booking.count_reviews();
+CREATE TRIGGER reviews_count_delete AFTER DELETE ON booking.reviews
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION booking.count_reviews();
 CREATE TRIGGER reviews_count_truncate AFTER TRUNCATE ON booking.reviews
     FOR EACH STATEMENT EXECUTE FUNCTION booking.count_reviews();
 CREATE TRIGGER rooms_count AFTER INSERT ON booking.rooms
