@@ -35,6 +35,11 @@ INSERT INTO booking.reviews (room_id, user_id, rating, comment) VALUES (t_room('
 RESET ROLE;
 SELECT count(*) AS reviews FROM booking.reviews;
 
+-- Carol never booked Library.
+SELECT t_as('carol@example.com', 'booking_user');
+SET ROLE booking_user;
+SELECT api.create_review(t_room('Library'), 3, 'Heard it is nice');
+RESET ROLE;
 -- Bob's booking of Studio has not ended yet; his Library one has.
 SELECT t_as('bob@example.com', 'booking_user');
 SET ROLE booking_user;
