@@ -54,5 +54,8 @@ _PG_init(void)
 							0,
 							NULL, NULL, NULL);
 
+	/* rate-limit settings and shared memory (ratelimit.c) */
+	pgb_rate_limit_init();
+
 	MarkGUCPrefixReserved("pg_booking");
 }

@@ -37,4 +37,8 @@ extern char *pgb_jwt_secret;
 extern int	pgb_access_token_ttl;
 extern int	pgb_refresh_token_ttl;
 
+/* rate limits, ratelimit.c */
+extern bool pgb_rate_limit_enabled;
+extern void pgb_rate_limit_init(void);
+
 #endif							/* PG_BOOKING_H */

@@ -242,10 +242,5 @@ GRANT EXECUTE ON FUNCTION booking.claims(), booking.current_user_id(), booking.c
     booking.parse_instant(text, text), booking.parse_date(text, text), booking.check_page(integer, integer)
   TO booking_anon, booking_api;
 
--- Rate-limit accounting hook, called by the api functions of limited
--- endpoints (register, login, booking creation...).  The shared-memory
--- limiter replaces this body; until then every call is admitted.
-CREATE FUNCTION booking.rate_limit_hit(endpoint text) RETURNS void
-LANGUAGE sql VOLATILE
-AS $$ SELECT NULL::void $$;
-GRANT EXECUTE ON FUNCTION booking.rate_limit_hit(text) TO booking_anon, booking_api;
+-- Rate limits: the api functions of limited endpoints call
+-- booking.rate_limit_hit(endpoint), defined in 60_ratelimits.sql.
