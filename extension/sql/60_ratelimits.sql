@@ -166,7 +166,7 @@ BEGIN
         PERFORM booking.raise_error(429, 'RATE_LIMIT_EXCEEDED',
             format('too many requests to "%s"', r.endpoint),
             jsonb_build_object('endpoint', r.endpoint, 'limit', r.max_requests,
-                               'window_seconds', window_ms / 1000.0, 'remaining', 0,
+                               'window_seconds', trim_scale(window_ms / 1000.0), 'remaining', 0,
                                'retry_after_seconds', ceil(d.retry_after_ms / 1000.0)::bigint,
                                'retry_after_ms', d.retry_after_ms),
             format('At most %s requests per %s; see retry_after_seconds.', r.max_requests, r.window_length));
