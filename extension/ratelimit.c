@@ -184,6 +184,14 @@ pgb_rate_limit_init(void)
 							 0,
 							 NULL, NULL, NULL);
 
+	/*
+	 * The sizes of shared memory can only be set at server start, and only
+	 * matter when the library is preloaded (PGC_POSTMASTER settings cannot
+	 * even be defined later).
+	 */
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
 	DefineCustomIntVariable("pg_booking.rate_limit_rules",
 							"Number of rate-limit rules that can be tracked at once (one pool each).",
 							NULL,
@@ -202,8 +210,6 @@ pgb_rate_limit_init(void)
 							GUC_UNIT_KB,
 							NULL, NULL, NULL);
 
-	if (!process_shared_preload_libraries_in_progress)
-		return;
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = rl_shmem_request;
 	prev_shmem_startup_hook = shmem_startup_hook;

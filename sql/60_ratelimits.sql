@@ -10,7 +10,8 @@ SELECT endpoint, max_requests, window_length, key_kind, exempt_roles FROM bookin
 
 -- try(sql): run a statement and show its outcome as one line: the api
 -- answer, or the SQLSTATE, message and DETAIL with the wait replaced by
--- whether it is in range (1 .. the window), since it depends on timing.
+-- whether it is in range, since it depends on timing: 1 ms .. the window
+-- + 1 ms (an admission counts from the end of the millisecond it came in).
 CREATE FUNCTION pg_temp.try(q text) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -28,8 +29,7 @@ EXCEPTION WHEN OTHERS THEN
     IF d ? 'retry_after_seconds' THEN
         d := d - 'retry_after_ms' - 'retry_after_seconds'
              || jsonb_build_object('wait_in_range',
-                    (d ->> 'retry_after_seconds')::numeric BETWEEN 1 AND (d ->> 'window_seconds')::numeric
-                    AND (d ->> 'retry_after_ms')::bigint BETWEEN 1 AND 1000 * (d ->> 'window_seconds')::numeric
+                    (d ->> 'retry_after_ms')::bigint BETWEEN 1 AND 1000 * (d ->> 'window_seconds')::numeric + 1
                     AND (d ->> 'retry_after_seconds')::bigint = ceil((d ->> 'retry_after_ms')::bigint / 1000.0));
     END IF;
     RETURN st || ' ' || msg || coalesce(' ' || d::text, '');

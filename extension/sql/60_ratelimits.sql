@@ -61,9 +61,10 @@ BEGIN
             format('exempt_roles %s names an unknown role', NEW.exempt_roles),
             jsonb_build_object('field', 'exempt_roles'));
     END IF;
-    -- Each rule needs a pool of shared memory; their number is fixed at start.
+    -- Each rule needs a pool of shared memory; their number is fixed at start
+    -- (the setting exists only when the library is preloaded).
     IF TG_OP = 'INSERT' AND (SELECT count(*) FROM booking.rate_limits)
-                            >= current_setting('pg_booking.rate_limit_rules')::integer THEN
+                            >= current_setting('pg_booking.rate_limit_rules', true)::integer THEN
         PERFORM booking.raise_error(422, 'VALIDATION_ERROR',
             format('at most %s rate-limit rules can be tracked', current_setting('pg_booking.rate_limit_rules')),
             jsonb_build_object('field', 'endpoint'),
@@ -149,7 +150,9 @@ DECLARE
     d record;
     headers jsonb;
 BEGIN
-    IF NOT current_setting('pg_booking.rate_limit_enabled')::boolean THEN
+    -- Unset only when the library is not loaded yet (not preloaded): then
+    -- the check below says clearly that preloading is needed.
+    IF NOT coalesce(current_setting('pg_booking.rate_limit_enabled', true), 'on')::boolean THEN
         RETURN;
     END IF;
     SELECT * INTO r FROM booking.rate_limits l WHERE l.endpoint = rate_limit_hit.endpoint;
