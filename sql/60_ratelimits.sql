@@ -85,6 +85,14 @@ BEGIN; SELECT api.login('limits@example.com', 'limits-password') ? 'access_token
 BEGIN; SELECT api.login('limits@example.com', 'limits-password') ? 'access_token' AS rolled_back; ROLLBACK;
 SELECT pg_temp.try($$SELECT api.login('limits@example.com', 'limits-password')$$) AS after_rollbacks;
 
+-- Registration: per IP too; the refused one creates no user.
+UPDATE booking.rate_limits SET max_requests = 2 WHERE endpoint = 'register';
+SELECT set_config('request.client_ip', '192.0.2.200', false) IS NOT NULL AS ip_set;
+SELECT pg_temp.try(format($$SELECT api.register('signup%s@example.com', 'signup-password', 'Sign Up')$$, i)) AS register
+  FROM generate_series(1, 3) i;
+SELECT count(*) AS signups FROM booking.users WHERE email LIKE 'signup%';
+UPDATE booking.rate_limits SET max_requests = 10 WHERE endpoint = 'register';
+
 -- A session on a local socket without a client IP is the database host
 -- itself: not limited (this is how the other test files run).
 SELECT set_config('request.client_ip', '', false) IS NOT NULL AS ip_cleared;
