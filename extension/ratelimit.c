@@ -24,6 +24,9 @@
  * (floor), so the guarantee holds in real time, not only at ms resolution.
  * Tests pass an explicit time instead (the at_ms argument).
  *
+ * Keys are held as 64-bit hashes of their text: two keys of one rule share a
+ * log only if their hashes collide (odds about k^2 / 2^65 for k live keys).
+ *
  * Shared memory is not transactional: a hit counts even when the calling
  * transaction rolls back, which is what a limiter wants.
  */

@@ -161,6 +161,8 @@ INSERT INTO booking.rate_limits VALUES ('search', 10, '0.0005 seconds', 'ip');
 INSERT INTO booking.rate_limits VALUES ('search', 10, '1 minute', 'cookie');
 INSERT INTO booking.rate_limits VALUES ('Search Page', 10, '1 minute', 'ip');
 INSERT INTO booking.rate_limits VALUES ('search', 10, '1 minute', 'user', '{janitor}');
+-- pg_booking.rate_limit_rules (16 by default) pools: a 17th rule is refused.
+INSERT INTO booking.rate_limits SELECT 'extra_' || i, 10, '1 minute', 'ip' FROM generate_series(1, 12) i;
 UPDATE booking.rate_limits SET window_length = '0 seconds' WHERE endpoint = 'login';
 UPDATE booking.rate_limits SET window_length = '-10 seconds' WHERE endpoint = 'login';
 SELECT count(*) AS rules, count(*) FILTER (WHERE endpoint = 'search') AS search
