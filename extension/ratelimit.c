@@ -21,7 +21,8 @@
  * Time: CLOCK_MONOTONIC in milliseconds, read under the partition lock so
  * that times are non-decreasing in lock order.  An admission is recorded at
  * the next millisecond (ceiling) and decisions use the current millisecond
- * (floor), so the guarantee holds in real time, not only at ms resolution.
+ * (floor), so the guarantee holds in real time, not only at ms resolution
+ * (the price: a wait told can be T + 1 ms).
  * Tests pass an explicit time instead (the at_ms argument).
  *
  * Keys are held as 64-bit hashes of their text: two keys of one rule share a
