@@ -22,6 +22,9 @@ void		_PG_init(void);
 void
 _PG_init(void)
 {
+	/* rate-limit settings, and shared memory when preloaded (ratelimit.c) */
+	pgb_rate_limit_init();
+
 	/*
 	 * The secret that signs access tokens.  Only superusers may read or set
 	 * it, so SECURITY DEFINER functions owned by the extension's owner can
@@ -53,9 +56,6 @@ _PG_init(void)
 							PGC_SUSET,
 							0,
 							NULL, NULL, NULL);
-
-	/* rate-limit settings and shared memory (ratelimit.c) */
-	pgb_rate_limit_init();
 
 	MarkGUCPrefixReserved("pg_booking");
 }

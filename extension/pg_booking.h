@@ -32,13 +32,13 @@ extern char *pgb_error_detail(const char *error_code, const char *extra);
  */
 #define PGB_LOCK_ROOM		0x5201
 
+/* rate limits, ratelimit.c */
+extern bool pgb_rate_limit_enabled;
+extern void pgb_rate_limit_init(void);
+
 /* settings, pg_booking.c */
 extern char *pgb_jwt_secret;
 extern int	pgb_access_token_ttl;
 extern int	pgb_refresh_token_ttl;
-
-/* rate limits, ratelimit.c */
-extern bool pgb_rate_limit_enabled;
-extern void pgb_rate_limit_init(void);
 
 #endif							/* PG_BOOKING_H */
