@@ -235,3 +235,18 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION api.analytics_average_rating_by_room IS 'GET /admin/analytics/reviews/average-rating-by-room (admin, moderator, auditor): [{room_id, room_name, average_rating, review_count}], hidden reviews left out';
+
+CREATE FUNCTION api.analytics_rate_limits() RETURNS jsonb
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    PERFORM booking.require_role('admin', 'auditor');
+    RETURN coalesce((SELECT jsonb_agg(jsonb_build_object(
+                         'endpoint', d.endpoint, 'max_requests', d.max_requests,
+                         'window_seconds', extract(epoch FROM d.window_length)::float8, 'key_kind', d.key_kind,
+                         'denials', d.denials, 'admitted', d.admitted, 'keys_tracked', d.keys_tracked,
+                         'forced_evictions', d.forced_evictions, 'since', d.since) ORDER BY d.endpoint)
+                       FROM booking.rate_limit_denials d), '[]');
+END
+$$;
+COMMENT ON FUNCTION api.analytics_rate_limits IS 'GET /admin/analytics/rate-limits (admin, auditor): per endpoint its rule, denials and admissions since the server started';
