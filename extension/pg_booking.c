@@ -7,6 +7,7 @@
 #include "postgres.h"
 
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "utils/guc.h"
 
 #include "pg_booking.h"
@@ -56,6 +57,11 @@ _PG_init(void)
 							PGC_SUSET,
 							0,
 							NULL, NULL, NULL);
+
+	/* The nightly checkout: its settings, and its worker when preloaded. */
+	pgb_checkout_define_settings();
+	if (process_shared_preload_libraries_in_progress)
+		pgb_checkout_register_worker();
 
 	MarkGUCPrefixReserved("pg_booking");
 }

@@ -41,4 +41,13 @@ extern char *pgb_jwt_secret;
 extern int	pgb_access_token_ttl;
 extern int	pgb_refresh_token_ttl;
 
+/* nightly checkout, checkout_worker.c */
+extern char *pgb_checkout_database;
+extern char *pgb_checkout_time;
+extern char *pgb_checkout_time_zone;
+extern bool pgb_checkout_release_no_shows;
+extern int	pgb_checkout_test_clock_offset;
+extern void pgb_checkout_define_settings(void);
+extern void pgb_checkout_register_worker(void);
+
 #endif							/* PG_BOOKING_H */

@@ -1,0 +1,535 @@
+/*
+ * checkout_worker.c — the nightly checkout as a background worker.
+ *
+ * Two processes, so that neither ever crash-loops:
+ *
+ *   launcher  registered from _PG_init (shared_preload_libraries), starts
+ *             when recovery has finished (a standby runs nothing until it is
+ *             promoted).  It connects to no database, so it can wait quietly
+ *             for pg_booking.checkout_database to exist, then starts the
+ *             checkout worker there, and starts it again (after a pause) if
+ *             it ever stops.
+ *   worker    connected to that database.  It waits quietly until CREATE
+ *             EXTENSION pg_booking has run there, then wakes at least every
+ *             minute (so clock, DST and setting changes are noticed) and runs
+ *             every business date due and not yet run, oldest first: days
+ *             missed while the server was down are caught up, each once.
+ *
+ * The work itself is SQL (extension/sql/45_checkout.sql): start a run,
+ * batches in their own transactions until none is left, finish.  A run that
+ * raises an ERROR is caught here, its error recorded in the history and
+ * logged, and the worker goes on with the next date; a date with a recorded
+ * run (finished or failed) is never run again by the worker.
+ *
+ * Signals: SIGHUP reloads the settings (a new database restarts the worker
+ * there); SIGTERM ends either process through die(), with exit code 1, so
+ * the postmaster restarts the launcher instead of forgetting it (exit code 0
+ * would unregister it for good); postmaster death ends both.
+ */
+#include "postgres.h"
+
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/pg_database.h"
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/date.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "pgtime.h"
+
+#include "pg_booking.h"
+
+PGDLLEXPORT void pgb_checkout_launcher_main(Datum main_arg);
+PGDLLEXPORT void pgb_checkout_worker_main(Datum main_arg);
+
+char	   *pgb_checkout_database = NULL;
+char	   *pgb_checkout_time = NULL;
+char	   *pgb_checkout_time_zone = NULL;
+bool		pgb_checkout_release_no_shows = false;
+int			pgb_checkout_test_clock_offset = 0;
+
+#define CHECKOUT_BATCH_SIZE		5000
+#define MAX_SLEEP_MS			(60 * 1000)
+#define LAUNCHER_RETRY_MS		(60 * 1000)
+
+/* Launcher: the database its current worker serves. */
+static char serving_database[BGW_EXTRALEN];
+
+static bool
+check_checkout_time(char **newval, void **extra, GucSource source)
+{
+	int			h,
+				m,
+				s = 0;
+	char		tail;
+
+	if (*newval == NULL ||
+		(sscanf(*newval, "%d:%d:%d%c", &h, &m, &s, &tail) != 3 &&
+		 sscanf(*newval, "%d:%d%c", &h, &m, &tail) != 2) ||
+		h < 0 || h > 23 || m < 0 || m > 59 || s < 0 || s > 59)
+	{
+		GUC_check_errdetail("The run time must be a local time of day such as \"03:00\" or \"03:00:30\".");
+		return false;
+	}
+	return true;
+}
+
+static bool
+check_checkout_time_zone(char **newval, void **extra, GucSource source)
+{
+	if (*newval == NULL || (*newval)[0] == '\0' || pg_tzset(*newval) == NULL)
+	{
+		GUC_check_errdetail("\"%s\" is not a time zone known to this server (use an IANA name such as \"Europe/Lisbon\").",
+							*newval ? *newval : "");
+		return false;
+	}
+	return true;
+}
+
+void
+pgb_checkout_define_settings(void)
+{
+	DefineCustomStringVariable("pg_booking.checkout_database",
+							   "Database in which the nightly checkout runs.",
+							   NULL,
+							   &pgb_checkout_database,
+							   "booking",
+							   PGC_SIGHUP,
+							   0,
+							   NULL, NULL, NULL);
+	DefineCustomStringVariable("pg_booking.checkout_time",
+							   "Local time of day (HH:MM or HH:MM:SS) at which the nightly checkout runs.",
+							   NULL,
+							   &pgb_checkout_time,
+							   "03:00",
+							   PGC_SUSET,
+							   0,
+							   check_checkout_time, NULL, NULL);
+	DefineCustomStringVariable("pg_booking.checkout_time_zone",
+							   "Time zone (IANA name) of the nightly checkout's run time and business dates.",
+							   NULL,
+							   &pgb_checkout_time_zone,
+							   "UTC",
+							   PGC_SUSET,
+							   0,
+							   check_checkout_time_zone, NULL, NULL);
+	DefineCustomBoolVariable("pg_booking.checkout_release_no_shows",
+							 "Whether the nightly checkout marks stays never checked in as no-shows and releases their nights.",
+							 NULL,
+							 &pgb_checkout_release_no_shows,
+							 false,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
+	/* For tests only: lets a test move the worker's clock instead of waiting days. */
+	DefineCustomIntVariable("pg_booking.checkout_test_clock_offset",
+							"For tests only: seconds added to the clock the checkout worker reads.",
+							NULL,
+							&pgb_checkout_test_clock_offset,
+							0, -400 * 86400, 400 * 86400,
+							PGC_SIGHUP,
+							GUC_NOT_IN_SAMPLE | GUC_UNIT_S,
+							NULL, NULL, NULL);
+}
+
+void
+pgb_checkout_register_worker(void)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 10;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "pg_booking");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "pgb_checkout_launcher_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "pg_booking checkout launcher");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "pg_booking checkout launcher");
+	RegisterBackgroundWorker(&worker);
+}
+
+static void
+reload_settings_if_asked(void)
+{
+	if (ConfigReloadPending)
+	{
+		ConfigReloadPending = false;
+		ProcessConfigFile(PGC_SIGHUP);
+	}
+}
+
+static void
+wait_ms(long ms)
+{
+	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					 ms, PG_WAIT_EXTENSION);
+	ResetLatch(MyLatch);
+	CHECK_FOR_INTERRUPTS();
+}
+
+/*
+ * Whether a database exists.  Without a database of our own only the shared
+ * catalogs can be read, and only by a plain heap scan (as autovacuum's
+ * launcher lists databases).
+ */
+static bool
+database_exists(const char *name)
+{
+	bool		found = false;
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tup;
+
+	StartTransactionCommand();
+	(void) GetTransactionSnapshot();
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	scan = table_beginscan_catalog(rel, 0, NULL);
+	while (!found && HeapTupleIsValid(tup = heap_getnext(scan, ForwardScanDirection)))
+	{
+		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
+
+		found = (strcmp(NameStr(db->datname), name) == 0);
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	CommitTransactionCommand();
+	return found;
+}
+
+void
+pgb_checkout_launcher_main(Datum main_arg)
+{
+	BackgroundWorkerHandle *handle = NULL;
+	char	   *waiting_for = NULL;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+
+	for (;;)
+	{
+		pid_t		pid;
+		long		sleep_ms = MAX_SLEEP_MS;
+
+		CHECK_FOR_INTERRUPTS();
+		reload_settings_if_asked();
+
+		if (handle != NULL && GetBackgroundWorkerPid(handle, &pid) == BGWH_STOPPED)
+		{
+			/* Stopped (a new database, or it failed): start it again after a pause. */
+			pfree(handle);
+			handle = NULL;
+			sleep_ms = LAUNCHER_RETRY_MS;
+			if (strcmp(pgb_checkout_database, serving_database) != 0)
+				sleep_ms = 0;
+		}
+		else if (handle == NULL)
+		{
+			if (!database_exists(pgb_checkout_database))
+			{
+				/* Say it once per database name, then wait quietly. */
+				if (waiting_for == NULL || strcmp(waiting_for, pgb_checkout_database) != 0)
+				{
+					ereport(LOG,
+							(errmsg("pg_booking checkout: database \"%s\" does not exist, waiting for it",
+									pgb_checkout_database)));
+					if (waiting_for)
+						pfree(waiting_for);
+					waiting_for = MemoryContextStrdup(TopMemoryContext, pgb_checkout_database);
+				}
+			}
+			else
+			{
+				BackgroundWorker worker;
+
+				memset(&worker, 0, sizeof(worker));
+				worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+				worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+				worker.bgw_restart_time = BGW_NEVER_RESTART;
+				snprintf(worker.bgw_library_name, BGW_MAXLEN, "pg_booking");
+				snprintf(worker.bgw_function_name, BGW_MAXLEN, "pgb_checkout_worker_main");
+				snprintf(worker.bgw_name, BGW_MAXLEN, "pg_booking checkout");
+				snprintf(worker.bgw_type, BGW_MAXLEN, "pg_booking checkout");
+				strlcpy(worker.bgw_extra, pgb_checkout_database, BGW_EXTRALEN);
+				/* Remember which database it serves, to notice a change. */
+				strlcpy(serving_database, pgb_checkout_database, BGW_EXTRALEN);
+				worker.bgw_notify_pid = MyProcPid;
+				if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+				{
+					ereport(WARNING,
+							(errmsg("pg_booking checkout: could not start the checkout worker"),
+							 errhint("Raise max_worker_processes.")));
+					handle = NULL;
+				}
+				if (waiting_for)
+				{
+					pfree(waiting_for);
+					waiting_for = NULL;
+				}
+			}
+		}
+		if (sleep_ms > 0)
+			wait_ms(sleep_ms);
+	}
+}
+
+/* Run one statement of the worker in its own transaction. */
+static void
+begin_work(const char *activity)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, activity);
+}
+
+static void
+end_work(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+static bool
+extension_ready(void)
+{
+	bool		ready;
+
+	StartTransactionCommand();
+	ready = OidIsValid(get_extension_oid("pg_booking", true));
+	CommitTransactionCommand();
+	return ready;
+}
+
+/*
+ * What is due: the latest business date due now, the first date not yet
+ * run (NULL history: start with the date due), and the milliseconds until
+ * the next date falls due.
+ */
+static void
+dates_due(DateADT *first, DateADT *last, long *next_ms)
+{
+	Oid			argtypes[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(pgb_checkout_test_clock_offset)};
+	bool		isnull;
+	int			rc;
+
+	begin_work("pg_booking checkout: looking for due dates");
+	rc = SPI_execute_with_args(
+		"WITH c AS (SELECT clock_timestamp() + make_interval(secs => $1) AS at,"
+		"                  booking.checkout_time() AS t, booking.checkout_time_zone() AS z),"
+		"     d AS (SELECT at, t, z, booking.checkout_due_date(at, t, z) AS due FROM c)"
+		" SELECT due,"
+		"        coalesce((SELECT max(business_date) + 1 FROM booking.checkout_runs"
+		"                   WHERE business_date <= due AND finished_at IS NOT NULL), due),"
+		"        (extract(epoch FROM booking.checkout_instant(due + 1, t, z) - at) * 1000)::int8"
+		"   FROM d",
+		1, argtypes, values, NULL, true, 1);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "pg_booking checkout: due date query failed: %s", SPI_result_code_string(rc));
+	*last = DatumGetDateADT(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	*first = DatumGetDateADT(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	*next_ms = (long) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+	end_work();
+}
+
+/* SELECT fn($1 date or int8, ...) returning one int8 (or NULL: -1). */
+static int64
+call_int8(const char *sql, int nargs, Oid *argtypes, Datum *values, const char *activity)
+{
+	bool		isnull;
+	Datum		d;
+	int			rc;
+
+	begin_work(activity);
+	rc = SPI_execute_with_args(sql, nargs, argtypes, values, NULL, false, 1);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "pg_booking checkout: \"%s\" failed: %s", sql, SPI_result_code_string(rc));
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	end_work();
+	return isnull ? -1 : DatumGetInt64(d);
+}
+
+static void
+record_failure(DateADT day, int64 run_id, const char *message)
+{
+	Oid			argtypes[3] = {DATEOID, INT8OID, TEXTOID};
+	Datum		values[3] = {DateADTGetDatum(day), Int64GetDatum(run_id), CStringGetTextDatum(message)};
+	int			rc;
+
+	begin_work("pg_booking checkout: recording a failed run");
+	rc = SPI_execute_with_args("SELECT booking.checkout_failed($1, $2, 'worker', $3)",
+							   3, argtypes, values, NULL, false, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "pg_booking checkout: could not record the failed run: %s", SPI_result_code_string(rc));
+	end_work();
+}
+
+/*
+ * Run business date day: start, batches, finish, each in its own
+ * transaction.  An ERROR is caught, recorded and logged; the caller goes on.
+ */
+static void
+run_day(DateADT day)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	volatile int64 run_id = -1;
+	char	   *date = DatumGetCString(DirectFunctionCall1(date_out, DateADTGetDatum(day)));
+
+	PG_TRY();
+	{
+		Oid			argtypes[2] = {DATEOID, INT4OID};
+		Datum		values[2];
+		int64		n;
+		char	   *activity = psprintf("pg_booking checkout: business date %s", date);
+
+		values[0] = DateADTGetDatum(day);
+		run_id = call_int8("SELECT booking.checkout_start($1, 'worker')", 1, argtypes, values, activity);
+		if (run_id >= 0)
+		{
+			argtypes[0] = INT8OID;
+			values[0] = Int64GetDatum(run_id);
+			values[1] = Int32GetDatum(CHECKOUT_BATCH_SIZE);
+			do
+			{
+				CHECK_FOR_INTERRUPTS();
+				n = call_int8("SELECT booking.checkout_batch($1, $2)::int8", 2, argtypes, values, activity);
+			} while (n > 0);
+			(void) call_int8("SELECT 0::int8 FROM booking.checkout_finish($1)", 1, argtypes, values, activity);
+			ereport(LOG,
+					(errmsg("pg_booking checkout: business date %s done (run %lld)",
+							date, (long long) run_id)));
+		}
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		pgstat_report_activity(STATE_IDLE, NULL);
+		ereport(LOG,
+				(errmsg("pg_booking checkout: business date %s failed: %s", date, edata->message)));
+		/* The failure must not stop the worker either. */
+		PG_TRY();
+		{
+			record_failure(day, run_id, edata->message);
+		}
+		PG_CATCH();
+		{
+			MemoryContextSwitchTo(cxt);
+			FlushErrorState();
+			AbortCurrentTransaction();
+			pgstat_report_activity(STATE_IDLE, NULL);
+			ereport(LOG, (errmsg("pg_booking checkout: could not record the failure of %s", date)));
+		}
+		PG_END_TRY();
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+}
+
+void
+pgb_checkout_worker_main(Datum main_arg)
+{
+	char		database[BGW_EXTRALEN];
+	MemoryContext loop_cxt;
+	volatile bool said_waiting = false;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	strlcpy(database, MyBgworkerEntry->bgw_extra, sizeof(database));
+	BackgroundWorkerInitializeConnection(database, NULL, 0);
+	pgstat_report_appname("pg_booking checkout");
+	ereport(LOG, (errmsg("pg_booking checkout: started in database \"%s\"", database)));
+
+	loop_cxt = AllocSetContextCreate(TopMemoryContext, "pg_booking checkout", ALLOCSET_DEFAULT_SIZES);
+
+	for (;;)
+	{
+		long		sleep_ms = MAX_SLEEP_MS;
+		MemoryContext old;
+
+		CHECK_FOR_INTERRUPTS();
+		reload_settings_if_asked();
+		if (strcmp(database, pgb_checkout_database) != 0)
+		{
+			ereport(LOG,
+					(errmsg("pg_booking checkout: database changed from \"%s\" to \"%s\", restarting",
+							database, pgb_checkout_database)));
+			proc_exit(0);		/* a dynamic worker: the launcher starts the next one */
+		}
+
+		old = MemoryContextSwitchTo(loop_cxt);
+		if (!extension_ready())
+		{
+			if (!said_waiting)
+				ereport(LOG,
+						(errmsg("pg_booking checkout: extension pg_booking is not installed in \"%s\", waiting",
+								database)));
+			said_waiting = true;
+		}
+		else
+		{
+			DateADT		first = 0;
+			DateADT		last = 0;
+			long		next_ms = MAX_SLEEP_MS;
+			volatile bool ok = true;
+
+			said_waiting = false;
+			PG_TRY();
+			{
+				dates_due(&first, &last, &next_ms);
+			}
+			PG_CATCH();
+			{
+				MemoryContextSwitchTo(loop_cxt);
+				EmitErrorReport();
+				FlushErrorState();
+				AbortCurrentTransaction();
+				pgstat_report_activity(STATE_IDLE, NULL);
+				ok = false;
+			}
+			PG_END_TRY();
+
+			if (ok)
+			{
+				DateADT		day;
+
+				for (day = first; day <= last; day++)
+					run_day(day);
+				sleep_ms = Max(Min(next_ms, MAX_SLEEP_MS), 1000);
+			}
+		}
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(loop_cxt);
+		wait_ms(sleep_ms);
+	}
+}
