@@ -45,6 +45,7 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/lock.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
@@ -68,6 +69,7 @@ int			pgb_checkout_test_clock_offset = 0;
 #define CHECKOUT_BATCH_SIZE		5000
 #define MAX_SLEEP_MS			(60 * 1000)
 #define LAUNCHER_RETRY_MS		(60 * 1000)
+#define WAITING_POLL_MS			(10 * 1000)
 
 /* Launcher: the database its current worker serves. */
 static char serving_database[BGW_EXTRALEN];
@@ -255,6 +257,7 @@ pgb_checkout_launcher_main(Datum main_arg)
 						pfree(waiting_for);
 					waiting_for = MemoryContextStrdup(TopMemoryContext, pgb_checkout_database);
 				}
+				sleep_ms = WAITING_POLL_MS;
 			}
 			else
 			{
@@ -470,6 +473,21 @@ pgb_checkout_worker_main(Datum main_arg)
 	pgstat_report_appname("pg_booking checkout");
 	ereport(LOG, (errmsg("pg_booking checkout: started in database \"%s\"", database)));
 
+	/*
+	 * One worker per database: a launcher restarted after a SIGTERM starts a
+	 * new worker while the old one may still run; the newcomer waits here.
+	 */
+	{
+		LOCKTAG		tag;
+
+		SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, 0, 0, PGB_LOCK_CHECKOUT);
+		pgstat_report_activity(STATE_RUNNING, "pg_booking checkout: waiting for another checkout worker to end");
+		StartTransactionCommand();
+		(void) LockAcquire(&tag, ExclusiveLock, true, false);
+		CommitTransactionCommand();
+		pgstat_report_activity(STATE_IDLE, NULL);
+	}
+
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "pg_booking checkout", ALLOCSET_DEFAULT_SIZES);
 
 	for (;;)
@@ -495,6 +513,7 @@ pgb_checkout_worker_main(Datum main_arg)
 						(errmsg("pg_booking checkout: extension pg_booking is not installed in \"%s\", waiting",
 								database)));
 			said_waiting = true;
+			sleep_ms = WAITING_POLL_MS;
 		}
 		else
 		{

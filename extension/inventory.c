@@ -32,6 +32,7 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
+#include "utils/datetime.h"
 #include "utils/json.h"
 #include "utils/rel.h"
 #include "access/htup_details.h"
@@ -98,10 +99,16 @@ prepare_once(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
 	return *plan;
 }
 
+/* A date as YYYY-MM-DD whatever the DateStyle: messages and details are an API. */
 static char *
 date_text(DateADT d)
 {
-	return DatumGetCString(DirectFunctionCall1(date_out, DateADTGetDatum(d)));
+	int			year,
+				month,
+				day;
+
+	j2date(d + POSTGRES_EPOCH_JDATE, &year, &month, &day);
+	return psprintf("%04d-%02d-%02d", year, month, day);
 }
 
 /* "key": "value" for an error's details, the value JSON-escaped. */

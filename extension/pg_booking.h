@@ -31,6 +31,7 @@ extern char *pgb_error_detail(const char *error_code, const char *extra);
  * with ours.
  */
 #define PGB_LOCK_ROOM		0x5201
+#define PGB_LOCK_CHECKOUT	0x5202	/* one checkout worker per database */
 
 /* rate limits, ratelimit.c */
 extern bool pgb_rate_limit_enabled;

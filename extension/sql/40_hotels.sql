@@ -206,7 +206,7 @@ BEGIN
             jsonb_build_object('field', 'children', 'min', 0));
     END IF;
     IF arrival < booking.hotel_today() AND NOT booking.caller_is('admin', 'facility_manager') THEN
-        PERFORM booking.raise_error(422, 'VALIDATION_ERROR', format('arrival_date %s is in the past', arrival),
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR', format('arrival_date %s is in the past', to_char(arrival, 'YYYY-MM-DD')),
             jsonb_build_object('field', 'arrival_date'));
     END IF;
 END
@@ -222,7 +222,7 @@ DECLARE
     t date := booking.parse_date(to_text, 'to');
 BEGIN
     IF t < f THEN
-        PERFORM booking.raise_error(422, 'VALIDATION_ERROR', format('"to" %s is before "from" %s', t, f),
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR', format('"to" %s is before "from" %s', to_char(t, 'YYYY-MM-DD'), to_char(f, 'YYYY-MM-DD')),
             jsonb_build_object('field', 'to'));
     END IF;
     IF t - f + 1 > max_nights THEN
@@ -382,12 +382,12 @@ BEGIN
      ORDER BY i.night LIMIT 1;
     IF FOUND AND bad.total < 0 THEN
         PERFORM booking.raise_error(422, 'VALIDATION_ERROR',
-            format('night %s would have %s rooms', bad.night, bad.total),
+            format('night %s would have %s rooms', to_char(bad.night, 'YYYY-MM-DD'), bad.total),
             jsonb_build_object('field', 'delta', 'night', bad.night, 'total', bad.total));
     END IF;
     IF FOUND THEN
         PERFORM booking.raise_error(409, 'INVENTORY_BELOW_HELD',
-            format('night %s would have %s rooms but %s are held by reservations', bad.night, bad.total, bad.held),
+            format('night %s would have %s rooms but %s are held by reservations', to_char(bad.night, 'YYYY-MM-DD'), bad.total, bad.held),
             jsonb_build_object('hotel_id', hotel_id, 'room_type', room_type, 'night', bad.night,
                                'total', bad.total, 'held', bad.held),
             'Cancel or move reservations first, or adjust by a smaller amount.');
@@ -397,7 +397,8 @@ BEGIN
            available = coalesce(adjust_inventory.total, i.total + delta) - (i.total - i.available)
      WHERE i.hotel_id = adjust_inventory.hotel_id AND i.room_type = adjust_inventory.room_type
        AND i.night <@ nights;
-    RETURN api.list_inventory(hotel_id, lower(nights)::text, (upper(nights) - 1)::text, room_type, lim => 500);
+    RETURN api.list_inventory(hotel_id, to_char(lower(nights), 'YYYY-MM-DD'), to_char(upper(nights) - 1, 'YYYY-MM-DD'),
+                              room_type, lim => 500);
 END
 $$;
 COMMENT ON FUNCTION api.adjust_inventory IS 'POST /inventory/{hotel_id}/adjust (admin, facility_manager): change the rooms of nights from..to (included) by delta or to total, creating missing nights; 409 INVENTORY_BELOW_HELD';
@@ -561,6 +562,7 @@ DECLARE
     len integer;
 BEGIN
     PERFORM booking.require_user();
+    PERFORM booking.require_role('user', 'admin', 'facility_manager', 'moderator', 'service_account');
     r := booking.find_reservation(id, true);
     a := CASE WHEN arrival_date IS NULL THEN r.arrival_date ELSE booking.parse_date(arrival_date, 'arrival_date') END;
     len := coalesce(stay_length, r.stay_length);
@@ -601,6 +603,7 @@ DECLARE
     r booking.reservations;
 BEGIN
     PERFORM booking.require_user();
+    PERFORM booking.require_role('user', 'admin', 'facility_manager', 'moderator', 'service_account');
     r := booking.find_reservation(id, true);
     IF r.status <> 'confirmed' THEN
         PERFORM booking.raise_error(409, 'INVALID_STATE', format('reservation %s is %s and cannot be cancelled', id, r.status),

@@ -75,6 +75,9 @@ BEGIN
     IF d IS NULL THEN
         PERFORM booking.raise_error(422, 'VALIDATION_ERROR', 'as_of is required', jsonb_build_object('field', 'as_of'));
     END IF;
+    -- Serialise starters of one date (the worker and a manual run), so the
+    -- second sees the first's row instead of failing on the unique index.
+    PERFORM pg_advisory_xact_lock(x'5203'::integer, d - date '2000-01-01');
     SELECT * INTO r FROM booking.checkout_runs WHERE business_date = d AND error IS NULL FOR UPDATE;
     IF r.id IS NOT NULL THEN
         RETURN CASE WHEN r.finished_at IS NULL THEN r.id END;
