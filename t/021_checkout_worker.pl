@@ -23,7 +23,7 @@ my $day = 86400;
 sub clock_in
 {
 	my ($secs) = @_;
-	my $t = time() + $secs;
+	my $t = int(time() + $secs);	# the run time has whole seconds
 	my $midnight = int(time() / $day) * $day + $day;
 	plan skip_all => 'too close to midnight UTC for a run time a few seconds ahead'
 	  if $t + 120 > $midnight;
