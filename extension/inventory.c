@@ -3,8 +3,13 @@
  * holds, all or nothing, and gives back the nights it stops holding.
  *
  * A reservation holds [arrival_date, held_until) of its (hotel, room type).
- * The BEFORE trigger below sees the old and the new holding of a row and
- * moves the difference in one step:
+ * The BEFORE trigger below sees the old and the new holding of a row.  The
+ * common cases are one statement each: a new stay takes its nights with one
+ * UPDATE ... SET available = available - 1 WHERE <its nights> AND available
+ * > 0 (rows locked in index order; a night it could not take, missing or
+ * full, aborts the statement and is named in the error), a cancel or early
+ * departure gives nights back with one UPDATE.  A change that both gives and
+ * takes (new dates, length or room type) moves the difference in one step:
  *
  *   1. Lock every inventory row of the old and the new nights with one
  *      SELECT ... ORDER BY room_type, night FOR UPDATE.  Locks are taken in
@@ -41,6 +46,9 @@
 
 PG_FUNCTION_INFO_V1(reservation_nights);
 
+/* The stay_length CHECK of booking.reservations. */
+#define MAX_STAY_NIGHTS 30
+
 /* The nights one version of a reservation row holds, and its stay. */
 typedef struct Holding
 {
@@ -57,6 +65,9 @@ static SPIPlanPtr lock_plan = NULL;
 static SPIPlanPtr apply_plan = NULL;
 static SPIPlanPtr type_plan = NULL;
 static SPIPlanPtr rules_plan = NULL;
+static SPIPlanPtr take_plan = NULL;
+static SPIPlanPtr give_plan = NULL;
+static SPIPlanPtr night_plan = NULL;
 
 /* $1 hotel, $2..$4 old (type, from, to), $5..$7 new (type, from, to) */
 #define NIGHTS_WHERE \
@@ -74,6 +85,25 @@ static const char *apply_sql =
 "       + CASE WHEN room_type = $2 AND night >= $3 AND night < $4 THEN 1 ELSE 0 END"
 "       - CASE WHEN room_type = $5 AND night >= $6 AND night < $7 THEN 1 ELSE 0 END"
 NIGHTS_WHERE;
+
+/*
+ * The common cases, one statement each: a new stay only takes nights, a
+ * cancel or early departure only gives some back.  The UPDATE locks the rows
+ * in index order (by night) and, under READ COMMITTED, re-checks
+ * "available > 0" on the latest version of a row it had to wait for.
+ */
+#define RANGE_WHERE \
+	" WHERE hotel_id = $1 AND room_type = $2 AND night >= $3 AND night < $4"
+
+static const char *take_sql =
+"UPDATE booking.inventory SET available = available - 1" RANGE_WHERE
+"   AND available > 0 RETURNING night";
+
+static const char *give_sql =
+"UPDATE booking.inventory SET available = available + 1" RANGE_WHERE;
+
+static const char *night_sql =
+"SELECT 1 FROM booking.inventory WHERE hotel_id = $1 AND room_type = $2 AND night = $3";
 
 static const char *type_sql =
 "SELECT 1 FROM booking.inventory WHERE hotel_id = $1 AND room_type = $2 LIMIT 1";
@@ -213,6 +243,81 @@ set_side(Datum *values, char *nulls, int first, const Holding *h)
 		nulls[first] = nulls[first + 1] = nulls[first + 2] = 'n';
 }
 
+/* The error for a stay whose night could not be taken: which rule failed. */
+static void
+raise_untakeable(const Holding *h, DateADT night)
+{
+	Oid			argtypes[3] = {INT8OID, TEXTOID, DATEOID};
+	Datum		values[3] = {Int64GetDatum(h->hotel_id), CStringGetTextDatum(h->room_type), DateADTGetDatum(night)};
+	int			rc;
+
+	rc = SPI_execute_plan(prepare_once(&type_plan, type_sql, 2, argtypes), values, NULL, true, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "room type query failed: %s", SPI_result_code_string(rc));
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(PGB_ERRCODE_422),
+				 errmsg("hotel %lld has no room type \"%s\"", (long long) h->hotel_id, h->room_type),
+				 errdetail_internal("%s", pgb_error_detail("VALIDATION_ERROR",
+														   stay_details(h, "\"field\": \"room_type\"")))));
+	rc = SPI_execute_plan(prepare_once(&night_plan, night_sql, 3, argtypes), values, NULL, true, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "inventory night query failed: %s", SPI_result_code_string(rc));
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(PGB_ERRCODE_422),
+				 errmsg("no inventory of room type \"%s\" for the night of %s",
+						h->room_type, date_text(night)),
+				 errdetail_internal("%s", pgb_error_detail("VALIDATION_ERROR",
+														   stay_details(h, psprintf("\"field\": \"stay_length\", %s",
+																					  json_member("night", date_text(night)))))),
+				 errhint("Nights beyond the inventory horizon cannot be sold yet; choose an earlier departure.")));
+	ereport(ERROR,
+			(errcode(PGB_ERRCODE_409),
+			 errmsg("no room of type \"%s\" is available on the night of %s",
+					h->room_type, date_text(night)),
+			 errdetail_internal("%s", pgb_error_detail("NO_AVAILABILITY",
+													   stay_details(h, json_member("night", date_text(night))))),
+			 errhint("GET /availability lists hotels with rooms free on every night.")));
+}
+
+/*
+ * Take one room on every night of h, in one UPDATE; if a night is missing or
+ * full, the error aborts the statement and with it the rooms just taken.
+ */
+static void
+take_nights(const Holding *h, Datum hotel)
+{
+	Oid			argtypes[4] = {INT8OID, TEXTOID, DATEOID, DATEOID};
+	Datum		take_values[4] = {hotel, CStringGetTextDatum(h->room_type),
+								  DateADTGetDatum(h->arrival), DateADTGetDatum(h->held_until)};
+	int			nights = h->held_until - h->arrival;
+	bool		taken[MAX_STAY_NIGHTS];
+	uint64		i;
+	int			k;
+	int			rc;
+
+	if (nights > MAX_STAY_NIGHTS)
+		elog(ERROR, "a reservation holds at most %d nights", MAX_STAY_NIGHTS);
+	rc = SPI_execute_plan(prepare_once(&take_plan, take_sql, 4, argtypes), take_values, NULL, false, 0);
+	if (rc != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "inventory take failed: %s", SPI_result_code_string(rc));
+	if (SPI_processed == (uint64) nights)
+		return;
+
+	memset(taken, 0, sizeof(taken));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		DateADT		night = DatumGetDateADT(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+
+		taken[night - h->arrival] = true;
+	}
+	for (k = 0; k < nights && taken[k]; k++)
+		;
+	raise_untakeable(h, h->arrival + k);
+}
+
 /*
  * Move the holding from old to new (same hotel).  check_stay: the new stay
  * is new or changed, check its restrictions.
@@ -248,6 +353,23 @@ move_nights(Oid owner, const Holding *old, const Holding *new, bool check_stay)
 	values[0] = Int64GetDatum(takes ? new->hotel_id : old->hotel_id);
 	set_side(values, nulls, 1, old);
 	set_side(values, nulls, 4, new);
+
+	if (takes != gives)
+	{
+		if (takes && check_stay)
+			check_restrictions(new);
+		if (takes)
+			take_nights(new, values[0]);
+		else
+		{
+			rc = SPI_execute_plan(prepare_once(&give_plan, give_sql, 4, argtypes), values, nulls, false, 0);
+			if (rc != SPI_OK_UPDATE)
+				elog(ERROR, "inventory give-back failed: %s", SPI_result_code_string(rc));
+		}
+		SPI_finish();
+		SetUserIdAndSecContext(save_userid, save_sec_context);
+		return;
+	}
 
 	if (takes || gives)
 	{

@@ -113,12 +113,16 @@ BEGIN
     cutoff := booking.checkout_instant(d, booking.checkout_time(), booking.checkout_time_zone());
 
     -- Departures: every night held has passed, nothing to give back.
-    WITH due AS (SELECT id FROM booking.reservations
-                  WHERE status IN ('confirmed', 'checked_in') AND departure_date <= d
-                  LIMIT batch_size FOR UPDATE)
+    -- The batch is found by row address (a TID scan, so a batch costs its
+    -- size, not the table's), without a FOR UPDATE pass: the UPDATE locks
+    -- each row and, when it had to wait for one, re-checks the conditions on
+    -- its latest version.
     UPDATE booking.reservations r SET status = 'completed', updated_at = now(),
            checked_out_at = CASE WHEN r.status = 'checked_in' THEN cutoff ELSE r.checked_out_at END
-      FROM due WHERE r.id = due.id;
+     WHERE r.ctid = ANY (ARRAY(SELECT x.ctid FROM booking.reservations x
+                                WHERE x.status IN ('confirmed', 'checked_in') AND x.departure_date <= d
+                                LIMIT batch_size))
+       AND r.status IN ('confirmed', 'checked_in') AND r.departure_date <= d;
     GET DIAGNOSTICS n_completed = ROW_COUNT;
 
     -- No-shows: the arrival night passed without a check-in.
