@@ -6,13 +6,8 @@ GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA api TO booking_api;
 GRANT EXECUTE ON FUNCTION api.register(text, text, text), api.login(text, text),
     api.refresh(text) TO booking_anon;
 
--- The dashboards' read-only role (made by the analytics part, when present)
--- reads the rate-limit denials, which call the shared-memory counters.
-DO $$
-BEGIN
-    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'booking_grafana') THEN
-        GRANT SELECT ON booking.rate_limit_denials TO booking_grafana;
-        GRANT EXECUTE ON FUNCTION booking.rate_limit_stats() TO booking_grafana;
-    END IF;
-END
-$$;
+-- The dashboards' read-only role (80_analytics.sql) also reads the
+-- rate-limit denials (which call the shared-memory counters) and the
+-- checkout history.
+GRANT SELECT ON booking.rate_limit_denials, booking.checkout_runs TO booking_grafana;
+GRANT EXECUTE ON FUNCTION booking.rate_limit_stats() TO booking_grafana;
