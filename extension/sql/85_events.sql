@@ -1,4 +1,4 @@
--- Events: every state change of a booking or a review is appended here, in
+-- Events: every state change of a booking, a reservation or a review is appended here, in
 -- the writer's transaction, and announced with NOTIFY on the channel
 -- pg_booking_events (delivered at commit, dropped on rollback, like the row).
 -- The adapter LISTENs and streams them (GET /events); a client that missed
@@ -103,6 +103,40 @@ END
 $$;
 CREATE TRIGGER reviews_event AFTER INSERT OR UPDATE OR DELETE ON booking.reviews
     FOR EACH ROW EXECUTE FUNCTION booking.review_event();
+
+-- Reservations: created, changed (dates, length, room type), and every
+-- status (checked_in, completed, cancelled, no_show).  Never the guest name.
+CREATE FUNCTION booking.reservation_event() RETURNS trigger
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    kind text;
+    r booking.reservations := CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        kind := 'reservation.created';
+    ELSIF TG_OP = 'DELETE' THEN
+        kind := 'reservation.deleted';
+    ELSIF NEW.status <> OLD.status THEN
+        kind := 'reservation.' || NEW.status;
+    ELSIF (NEW.arrival_date, NEW.stay_length, NEW.room_type) IS DISTINCT FROM (OLD.arrival_date, OLD.stay_length, OLD.room_type) THEN
+        kind := 'reservation.changed';
+    ELSE
+        RETURN NULL;    -- guest details and bookkeeping are not state changes
+    END IF;
+    PERFORM booking.emit_event(kind, 'reservation', r.id::text,
+        jsonb_build_object('hotel_id', r.hotel_id, 'room_type', r.room_type, 'owner_id', r.user_id,
+                           'status', r.status, 'arrival_date', r.arrival_date, 'stay_length', r.stay_length)
+        || CASE WHEN kind = 'reservation.changed'
+                THEN jsonb_build_object('previous', jsonb_build_object('room_type', OLD.room_type,
+                                        'arrival_date', OLD.arrival_date, 'stay_length', OLD.stay_length))
+                ELSE '{}' END);
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER reservations_event AFTER INSERT OR UPDATE OR DELETE ON booking.reservations
+    FOR EACH ROW EXECUTE FUNCTION booking.reservation_event();
 
 CREATE FUNCTION api.list_events(after_id bigint DEFAULT 0, kind text DEFAULT NULL, lim integer DEFAULT 50)
 RETURNS jsonb
