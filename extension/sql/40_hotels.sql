@@ -477,10 +477,15 @@ BEGIN
                            AND (search_availability.room_type IS NULL OR i.room_type = search_availability.room_type)
                          GROUP BY i.room_type
                         HAVING count(*) = nights AND min(i.available) >= rooms) x ON true
-         WHERE lower(h.location) = lower(btrim(search_availability.location))), '[]');
+         WHERE lower(h.location) = lower(btrim(search_availability.location))
+           -- The stay restrictions the reservation itself would meet.
+           AND NOT EXISTS (SELECT 1 FROM booking.stay_restrictions r
+                            WHERE r.hotel_id = h.id AND r.room_type = x.room_type
+                              AND ((r.night = a AND (r.closed_to_arrival OR r.min_stay > nights OR r.max_stay < nights))
+                                   OR (r.night = a + nights AND r.closed_to_departure)))), '[]');
 END
 $$;
-COMMENT ON FUNCTION api.search_availability IS 'GET /availability?location&arrival&nights&room_type&rooms (any user): hotels and room types with at least rooms free on every night of the stay; 422';
+COMMENT ON FUNCTION api.search_availability IS 'GET /availability?location&arrival&nights&room_type&rooms (any user): hotels and room types with at least rooms free on every night of the stay and whose stay restrictions allow it; 422';
 
 -- Reservations.
 
