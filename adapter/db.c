@@ -1,0 +1,521 @@
+/*
+ * db.c — connection pool and the per-request transaction.
+ *
+ * A request is one round trip: in pipeline mode we send the request settings
+ * (role, claims, request id, client IP, statement timeout, read-only) and the
+ * function call, then a Sync.  Statements before a Sync form one implicit
+ * transaction, so set_config(..., true) lasts exactly as long as the call,
+ * an error rolls everything back, and success commits at the Sync.
+ */
+#include "db.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <libpq-fe.h>
+
+typedef struct slot {
+    PGconn     *conn;
+    bool        in_use;
+} slot;
+
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t freed;
+    slot       *slots;
+    int         size;
+    int         in_use;
+    int         wait_ms;
+    char        timeout[32];
+    char       *conninfo;
+} pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .freed = PTHREAD_COND_INITIALIZER};
+
+typedef struct catalog {
+    api_function *fns;
+    int         n;
+    struct catalog *older;      /* replaced catalogs stay valid until shutdown */
+} catalog;
+
+static pthread_mutex_t catalog_lock = PTHREAD_MUTEX_INITIALIZER;
+static catalog *current_catalog;
+static time_t catalog_loaded_at;
+
+int
+db_init(const char *conninfo, int pool_size, int wait_ms, int statement_timeout_ms)
+{
+    pool.slots = calloc(pool_size, sizeof(slot));
+    if (!pool.slots)
+        return -1;
+    pool.size = pool_size;
+    pool.wait_ms = wait_ms;
+    pool.conninfo = strdup(conninfo);
+    snprintf(pool.timeout, sizeof(pool.timeout), "%d", statement_timeout_ms);
+    return 0;
+}
+
+static void
+free_catalog(catalog *c)
+{
+    while (c)
+    {
+        catalog    *older = c->older;
+
+        for (int i = 0; i < c->n; i++)
+        {
+            api_function *f = &c->fns[i];
+
+            for (int a = 0; a < f->nargs; a++)
+            {
+                free(f->argnames[a]);
+                free(f->argtypes[a]);
+            }
+            free(f->argnames);
+            free(f->argtypes);
+            free(f->argkinds);
+            free(f->name);
+            free(f->comment);
+        }
+        free(c->fns);
+        free(c);
+        c = older;
+    }
+}
+
+void
+db_shutdown(void)
+{
+    pthread_mutex_lock(&pool.lock);
+    for (int i = 0; i < pool.size; i++)
+        if (pool.slots[i].conn)
+            PQfinish(pool.slots[i].conn);
+    free(pool.slots);
+    pool.slots = NULL;
+    pool.size = 0;
+    free(pool.conninfo);
+    pthread_mutex_unlock(&pool.lock);
+    free_catalog(current_catalog);
+    current_catalog = NULL;
+}
+
+int
+db_pool_in_use(void)
+{
+    int         n;
+
+    pthread_mutex_lock(&pool.lock);
+    n = pool.in_use;
+    pthread_mutex_unlock(&pool.lock);
+    return n;
+}
+
+int
+db_pool_size(void)
+{
+    return pool.size;
+}
+
+/* A free slot, waiting up to wait_ms; NULL when none came free. */
+static slot *
+acquire_slot(void)
+{
+    struct timespec deadline;
+    slot       *s = NULL;
+
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += pool.wait_ms / 1000;
+    deadline.tv_nsec += (long) (pool.wait_ms % 1000) * 1000000;
+    if (deadline.tv_nsec >= 1000000000)
+    {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000;
+    }
+    pthread_mutex_lock(&pool.lock);
+    for (;;)
+    {
+        /* Prefer a slot that is already connected. */
+        for (int i = 0; i < pool.size && !s; i++)
+            if (!pool.slots[i].in_use && pool.slots[i].conn)
+                s = &pool.slots[i];
+        for (int i = 0; i < pool.size && !s; i++)
+            if (!pool.slots[i].in_use)
+                s = &pool.slots[i];
+        if (s || pthread_cond_timedwait(&pool.freed, &pool.lock, &deadline) != 0)
+            break;
+    }
+    if (s)
+    {
+        s->in_use = true;
+        pool.in_use++;
+    }
+    pthread_mutex_unlock(&pool.lock);
+    return s;
+}
+
+static void
+release_slot(slot *s)
+{
+    /* A broken connection is closed now, so outages leak no descriptors. */
+    if (s->conn && PQstatus(s->conn) != CONNECTION_OK)
+    {
+        PQfinish(s->conn);
+        s->conn = NULL;
+    }
+    pthread_mutex_lock(&pool.lock);
+    s->in_use = false;
+    pool.in_use--;
+    pthread_cond_signal(&pool.freed);
+    pthread_mutex_unlock(&pool.lock);
+}
+
+static bool
+ensure_connected(slot *s)
+{
+    if (s->conn && PQstatus(s->conn) == CONNECTION_OK)
+        return true;
+    if (s->conn)
+        PQfinish(s->conn);
+    s->conn = PQconnectdb(pool.conninfo);
+    if (PQstatus(s->conn) != CONNECTION_OK)
+    {
+        PQfinish(s->conn);
+        s->conn = NULL;
+        return false;
+    }
+    return true;
+}
+
+static char *
+dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+static void
+take_error(db_result *out, const PGresult *res, PGconn *conn)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+
+    if (!state)
+    {
+        /* No SQLSTATE: libpq lost the connection. */
+        out->status = DB_CONNECTION_FAILED;
+        out->message = strdup(PQerrorMessage(conn));
+        return;
+    }
+    out->status = DB_SQL_ERROR;
+    snprintf(out->sqlstate, sizeof(out->sqlstate), "%s", state);
+    out->message = dup_or_null(PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
+    out->detail = dup_or_null(PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL));
+    out->hint = dup_or_null(PQresultErrorField(res, PG_DIAG_MESSAGE_HINT));
+}
+
+static const char setup_sql[] =
+    "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true), "
+    "set_config('request.id', $3, true), set_config('request.client_ip', $4, true), "
+    "set_config('statement_timeout', $5, true), set_config('transaction_read_only', $6, true)";
+
+/* One pipelined transaction on a connected slot. */
+static void
+run_call(PGconn *conn, const db_call *call, db_result *out)
+{
+    char        sql[8192];
+    size_t      len;
+    const char *setup_values[6] = {call->role, call->claims, call->request_id, call->client_ip,
+    pool.timeout, call->read_only ? "on" : "off"};
+    PGresult   *res;
+    bool        failed = false;
+    int         results = 0;
+
+    /* Names come from the catalog; quoting keeps them identifiers anyway. */
+    len = snprintf(sql, sizeof(sql), "SELECT api.\"%s\"(", call->fn->name);
+    for (int i = 0; i < call->nargs && len < sizeof(sql); i++)
+        len += snprintf(sql + len, sizeof(sql) - len, "%s\"%s\" => $%d",
+                        i ? ", " : "", call->argnames[i], i + 1);
+    if (len < sizeof(sql))
+        len += snprintf(sql + len, sizeof(sql) - len, ")::text");
+    if (len >= sizeof(sql))
+    {
+        out->status = DB_SQL_ERROR;
+        strcpy(out->sqlstate, "54000");
+        out->message = strdup("too many arguments");
+        return;
+    }
+
+    if (!PQenterPipelineMode(conn) ||
+        !PQsendQueryParams(conn, setup_sql, 6, NULL, setup_values, NULL, NULL, 0) ||
+        !PQsendQueryParams(conn, sql, call->nargs, NULL, call->argvalues, NULL, NULL, 0) ||
+        !PQpipelineSync(conn))
+    {
+        out->status = DB_CONNECTION_FAILED;
+        out->message = strdup(PQerrorMessage(conn));
+        if (PQpipelineStatus(conn) != PQ_PIPELINE_OFF)
+            PQexitPipelineMode(conn);
+        return;
+    }
+    /* Two statements (each ends with a NULL result), then the Sync. */
+    for (;;)
+    {
+        res = PQgetResult(conn);
+        if (res == NULL)
+        {
+            if (++results > 2 || PQstatus(conn) != CONNECTION_OK)
+                break;
+            continue;
+        }
+        switch (PQresultStatus(res))
+        {
+            case PGRES_PIPELINE_SYNC:
+                PQclear(res);
+                goto done;
+            case PGRES_TUPLES_OK:
+                if (results == 1 && !failed && PQntuples(res) == 1)
+                    out->value = PQgetisnull(res, 0, 0) ? NULL : strdup(PQgetvalue(res, 0, 0));
+                break;
+            case PGRES_PIPELINE_ABORTED:
+                break;
+            default:
+                if (!failed)
+                    take_error(out, res, conn);
+                failed = true;
+                break;
+        }
+        PQclear(res);
+    }
+    /* Left the loop without a Sync: the connection is gone. */
+    if (!failed)
+    {
+        out->status = DB_CONNECTION_FAILED;
+        out->message = strdup(PQerrorMessage(conn));
+    }
+    failed = true;
+done:
+    /* Fails only with results pending, i.e. on a broken connection: dropped on release. */
+    if (PQpipelineStatus(conn) != PQ_PIPELINE_OFF)
+        (void) PQexitPipelineMode(conn);
+    if (!failed)
+        out->status = DB_OK;
+}
+
+void
+db_call_function(const db_call *call, db_result *out)
+{
+    slot       *s;
+
+    memset(out, 0, sizeof(*out));
+    if (!(s = acquire_slot()))
+    {
+        out->status = DB_POOL_BUSY;
+        return;
+    }
+    if (!ensure_connected(s))
+    {
+        out->status = DB_CONNECTION_FAILED;
+        release_slot(s);
+        return;
+    }
+    run_call(s->conn, call, out);
+    /* A serialization failure or deadlock is retried once, then answered. */
+    if (out->status == DB_SQL_ERROR &&
+        (strcmp(out->sqlstate, "40001") == 0 || strcmp(out->sqlstate, "40P01") == 0))
+    {
+        db_result_free(out);
+        memset(out, 0, sizeof(*out));
+        run_call(s->conn, call, out);
+    }
+    release_slot(s);
+}
+
+void
+db_result_free(db_result *r)
+{
+    free(r->value);
+    free(r->message);
+    free(r->detail);
+    free(r->hint);
+    r->value = r->message = r->detail = r->hint = NULL;
+}
+
+bool
+db_ping(char *why, size_t whylen)
+{
+    slot       *s = acquire_slot();
+    PGresult   *res;
+    bool        ok;
+
+    if (!s)
+    {
+        snprintf(why, whylen, "no free connection in the pool");
+        return false;
+    }
+    if (!ensure_connected(s))
+    {
+        snprintf(why, whylen, "cannot connect to the database");
+        release_slot(s);
+        return false;
+    }
+    res = PQexec(s->conn, "SELECT 1");
+    ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+    if (!ok)
+        snprintf(why, whylen, "the database does not answer");
+    PQclear(res);
+    release_slot(s);
+    return ok;
+}
+
+static arg_kind
+kind_of(const char *type)
+{
+    if (strcmp(type, "integer") == 0 || strcmp(type, "bigint") == 0 || strcmp(type, "smallint") == 0)
+        return ARG_INT;
+    if (strcmp(type, "numeric") == 0 || strcmp(type, "double precision") == 0 || strcmp(type, "real") == 0)
+        return ARG_NUMERIC;
+    if (strcmp(type, "boolean") == 0)
+        return ARG_BOOL;
+    if (strcmp(type, "jsonb") == 0 || strcmp(type, "json") == 0)
+        return ARG_JSON;
+    if (strcmp(type, "text[]") == 0)
+        return ARG_TEXT_ARRAY;
+    if (strcmp(type, "text") == 0 || strcmp(type, "date") == 0 || strcmp(type, "uuid") == 0 ||
+        strncmp(type, "timestamp", 9) == 0 || strncmp(type, "character", 9) == 0)
+        return ARG_TEXT;
+    return ARG_OTHER;
+}
+
+static const char catalog_sql[] =
+    "SELECT p.proname, p.pronargs, p.pronargdefaults, "
+    "       array_to_string(coalesce(p.proargnames[1:p.pronargs], '{}'), ','), "
+    "       (SELECT string_agg(format_type(t, NULL), ',' ORDER BY o) "
+    "          FROM unnest(p.proargtypes) WITH ORDINALITY AS a(t, o)), "
+    "       coalesce(obj_description(p.oid, 'pg_proc'), '') "
+    "  FROM pg_proc p WHERE p.pronamespace = 'api'::regnamespace AND p.prokind = 'f' "
+    " ORDER BY p.proname";
+
+/* Split a comma list into exactly n strings (missing ones empty). */
+static char **
+split(const char *s, int n)
+{
+    char      **out = calloc(n ? n : 1, sizeof(char *));
+    const char *p = s;
+
+    for (int i = 0; i < n; i++)
+    {
+        const char *c = p ? strchr(p, ',') : NULL;
+        size_t      l = p ? (c ? (size_t) (c - p) : strlen(p)) : 0;
+
+        out[i] = strndup(p ? p : "", l);
+        p = c ? c + 1 : NULL;
+    }
+    return out;
+}
+
+/* Load the catalog; false when the database could not be asked. */
+static bool
+load_catalog(void)
+{
+    slot       *s = acquire_slot();
+    PGresult   *res;
+    catalog    *c;
+
+    if (!s)
+        return false;
+    if (!ensure_connected(s))
+    {
+        release_slot(s);
+        return false;
+    }
+    res = PQexec(s->conn, catalog_sql);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+    {
+        PQclear(res);
+        release_slot(s);
+        return false;
+    }
+    c = calloc(1, sizeof(catalog));
+    c->n = PQntuples(res);
+    c->fns = calloc(c->n ? c->n : 1, sizeof(api_function));
+    for (int i = 0; i < c->n; i++)
+    {
+        api_function *f = &c->fns[i];
+
+        f->name = strdup(PQgetvalue(res, i, 0));
+        f->nargs = atoi(PQgetvalue(res, i, 1));
+        f->nrequired = f->nargs - atoi(PQgetvalue(res, i, 2));
+        f->argnames = split(PQgetvalue(res, i, 3), f->nargs);
+        /* format_type() of text[] has no comma, so splitting on ',' is safe here. */
+        f->argtypes = split(PQgetvalue(res, i, 4), f->nargs);
+        f->argkinds = calloc(f->nargs ? f->nargs : 1, sizeof(arg_kind));
+        for (int a = 0; a < f->nargs; a++)
+            f->argkinds[a] = kind_of(f->argtypes[a]);
+        f->comment = strdup(PQgetvalue(res, i, 5));
+    }
+    PQclear(res);
+    release_slot(s);
+
+    pthread_mutex_lock(&catalog_lock);
+    c->older = current_catalog;
+    current_catalog = c;
+    catalog_loaded_at = time(NULL);
+    pthread_mutex_unlock(&catalog_lock);
+    return true;
+}
+
+static const api_function *
+lookup(const char *name)
+{
+    const api_function *found = NULL;
+
+    pthread_mutex_lock(&catalog_lock);
+    if (current_catalog)
+        for (int i = 0; i < current_catalog->n && !found; i++)
+            if (strcmp(current_catalog->fns[i].name, name) == 0)
+                found = &current_catalog->fns[i];
+    pthread_mutex_unlock(&catalog_lock);
+    return found;
+}
+
+const api_function *
+db_find_function(const char *name)
+{
+    const api_function *f = lookup(name);
+    bool        stale;
+
+    if (f)
+        return f;
+    /* New functions appear when the extension is upgraded: reload, at most once a second. */
+    pthread_mutex_lock(&catalog_lock);
+    stale = current_catalog == NULL || time(NULL) != catalog_loaded_at;
+    pthread_mutex_unlock(&catalog_lock);
+    if (stale && load_catalog())
+        return lookup(name);
+    return NULL;
+}
+
+bool
+db_catalog_loaded(void)
+{
+    bool        loaded;
+
+    pthread_mutex_lock(&catalog_lock);
+    loaded = current_catalog != NULL;
+    pthread_mutex_unlock(&catalog_lock);
+    return loaded;
+}
+
+void
+db_each_function(void (*fn) (const api_function *, void *), void *arg)
+{
+    catalog    *c;
+
+    if (!db_catalog_loaded())
+        load_catalog();
+    pthread_mutex_lock(&catalog_lock);
+    c = current_catalog;
+    pthread_mutex_unlock(&catalog_lock);
+    /* Catalogs are never freed before shutdown, so c stays valid. */
+    if (c)
+        for (int i = 0; i < c->n; i++)
+            fn(&c->fns[i], arg);
+}

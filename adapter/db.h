@@ -1,0 +1,66 @@
+/*
+ * db.h — the libpq connection pool, the catalog of api functions, and one
+ * call of an api function in one transaction.
+ */
+#ifndef ADAPTER_DB_H
+#define ADAPTER_DB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef enum { ARG_TEXT, ARG_INT, ARG_NUMERIC, ARG_BOOL, ARG_JSON, ARG_TEXT_ARRAY, ARG_OTHER } arg_kind;
+
+typedef struct api_function {
+    char       *name;
+    int         nargs;
+    int         nrequired;      /* the first nrequired arguments have no default */
+    char      **argnames;
+    char      **argtypes;       /* format_type() */
+    arg_kind   *argkinds;
+    char       *comment;
+} api_function;
+
+typedef enum {
+    DB_OK,                      /* value holds the function's jsonb, as text */
+    DB_SQL_ERROR,               /* the server raised an error: sqlstate etc. */
+    DB_CONNECTION_FAILED,       /* could not connect, or the connection broke */
+    DB_POOL_BUSY                /* no free connection in time */
+} db_status;
+
+typedef struct db_result {
+    db_status   status;
+    char       *value;          /* NULL when the function returned NULL */
+    char        sqlstate[6];
+    char       *message;
+    char       *detail;
+    char       *hint;
+} db_result;
+
+typedef struct db_call {
+    const char *role;
+    const char *claims;         /* JSON text or "" */
+    const char *request_id;
+    const char *client_ip;
+    bool        read_only;
+    const api_function *fn;
+    int         nargs;
+    const char *argnames[64];
+    const char *argvalues[64];  /* NULL: SQL NULL */
+} db_call;
+
+int         db_init(const char *conninfo, int pool_size, int wait_ms, int statement_timeout_ms);
+void        db_shutdown(void);
+void        db_call_function(const db_call *call, db_result *out);
+void        db_result_free(db_result *r);
+/* Cheap check that the database answers: used by /ready. */
+bool        db_ping(char *why, size_t whylen);
+int         db_pool_in_use(void);
+int         db_pool_size(void);
+
+/* Catalog of the api schema, loaded on first use and reloaded on a miss. */
+const api_function *db_find_function(const char *name);
+/* Calls fn for every known function (catalog locked for reading meanwhile). */
+void        db_each_function(void (*fn) (const api_function *, void *), void *arg);
+bool        db_catalog_loaded(void);
+
+#endif

@@ -1,0 +1,174 @@
+/*
+ * errors.c — SQLSTATE to HTTP status, and the one error envelope of DESIGN.md:
+ * {"error_code", "message", "details", "request_id"}.
+ *
+ * Business errors come as SQLSTATE PTxyz (status xyz) with DETAIL a JSON
+ * object holding error_code and details.  Other SQLSTATEs map the way
+ * PostgREST maps them.
+ */
+#include "errors.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void
+error_set(http_error *e, int status, const char *code, const char *fmt,...)
+{
+    va_list     ap;
+    char        buf[512];
+
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    e->status = status;
+    snprintf(e->code_buf, sizeof(e->code_buf), "%s", code);
+    e->error_code = e->code_buf;
+    free(e->message);
+    e->message = strdup(buf);
+    if (!e->details)
+        e->details = json_object();
+}
+
+bool
+sqlstate_is_outage(const char *s)
+{
+    return strncmp(s, "08", 2) == 0 ||  /* connection exception */
+        strncmp(s, "53", 2) == 0 ||     /* insufficient resources */
+        strcmp(s, "57P01") == 0 || strcmp(s, "57P02") == 0 || strcmp(s, "57P03") == 0 ||
+        strcmp(s, "57014") == 0 ||      /* statement timeout */
+        strncmp(s, "58", 2) == 0 ||     /* system error */
+        strncmp(s, "XX", 2) == 0;       /* internal error */
+}
+
+typedef struct sqlstate_map {
+    const char *prefix;         /* a SQLSTATE or a class (two characters) */
+    int         status;
+    const char *code;
+} sqlstate_map;
+
+/* First match wins: exact SQLSTATEs before their class. */
+static const sqlstate_map sqlstate_table[] = {
+    {"23505", 409, "ALREADY_EXISTS"},
+    {"23503", 409, "CONFLICT"},
+    {"23P01", 409, "CONFLICT"},
+    {"23", 400, "VALIDATION_ERROR"},
+    {"22", 400, "VALIDATION_ERROR"},
+    {"42501", 403, "FORBIDDEN"},
+    {"42883", 404, "NOT_FOUND"},
+    {"42P01", 404, "NOT_FOUND"},
+    {"42", 400, "BAD_REQUEST"},
+    {"P0001", 400, "BAD_REQUEST"},
+    {"P0002", 404, "NOT_FOUND"},
+    {"P0003", 500, "INTERNAL_ERROR"},
+    {"25006", 405, "METHOD_NOT_ALLOWED"},
+    {"25", 500, "INTERNAL_ERROR"},
+    {"40", 409, "CONFLICT"},       /* after one retry */
+    {"57014", 504, "TIMEOUT"},
+    {"08", 503, "DATABASE_UNAVAILABLE"},
+    {"53", 503, "DATABASE_UNAVAILABLE"},
+    {"57", 503, "DATABASE_UNAVAILABLE"},
+    {"58", 503, "DATABASE_UNAVAILABLE"},
+    {"54", 413, "PAYLOAD_TOO_LARGE"},
+    {"", 500, "INTERNAL_ERROR"},
+};
+
+void
+error_from_sql(http_error *e, const char *sqlstate, const char *message,
+               const char *detail, const char *hint, bool anonymous)
+{
+    json_t     *d = NULL;
+
+    free(e->message);
+    e->message = strdup(message ? message : "database error");
+    if (detail && detail[0] == '{')
+        d = json_loads(detail, 0, NULL);
+    if (!json_is_object(d))
+    {
+        json_decref(d);
+        d = json_object();
+        if (detail && sqlstate[0] != 'X')
+            json_object_set_new(d, "detail", json_string(detail));
+    }
+    if (hint)
+        json_object_set_new(d, "hint", json_string(hint));
+
+    if (sqlstate[0] == 'P' && sqlstate[1] == 'T' && strspn(sqlstate + 2, "0123456789") == 3)
+    {
+        json_t     *code = json_object_get(d, "error_code");
+
+        e->status = atoi(sqlstate + 2);
+        if (e->status < 400 || e->status > 599)
+            e->status = 500;
+        snprintf(e->code_buf, sizeof(e->code_buf), "%s",
+                 json_is_string(code) ? json_string_value(code) : "ERROR");
+        e->error_code = e->code_buf;
+        json_object_del(d, "error_code");
+        if (e->status == 429)
+        {
+            json_t     *ra = json_object_get(d, "retry_after_seconds");
+
+            e->retry_after = json_is_integer(ra) && json_integer_value(ra) > 0 ?
+                (int) json_integer_value(ra) : 1;
+        }
+    }
+    else
+    {
+        for (const sqlstate_map *m = sqlstate_table;; m++)
+            if (strncmp(sqlstate, m->prefix, strlen(m->prefix)) == 0)
+            {
+                e->status = m->status;
+                snprintf(e->code_buf, sizeof(e->code_buf), "%s", m->code);
+                break;
+            }
+        e->error_code = e->code_buf;
+        /* As PostgREST: a privilege error without a token asks for one. */
+        if (strcmp(sqlstate, "42501") == 0 && anonymous)
+        {
+            e->status = 401;
+            snprintf(e->code_buf, sizeof(e->code_buf), "UNAUTHORIZED");
+        }
+        json_object_set_new(d, "sqlstate", json_string(sqlstate));
+        /* Internal errors say nothing of the server's insides. */
+        if (e->status >= 500)
+        {
+            free(e->message);
+            e->message = strdup(e->status == 503 ? "the database is unavailable" :
+                                e->status == 504 ? "the database did not answer in time" :
+                                "internal error");
+            json_object_clear(d);
+            json_object_set_new(d, "sqlstate", json_string(sqlstate));
+        }
+        if (e->status == 503)
+            e->retry_after = 1;
+    }
+    json_decref(e->details);
+    e->details = d;
+}
+
+char *
+error_envelope(http_error *e, const char *request_id)
+{
+    json_t     *o = json_object();
+    char       *s;
+
+    json_object_set_new(o, "error_code", json_string(e->error_code ? e->error_code : "INTERNAL_ERROR"));
+    json_object_set_new(o, "message", json_string(e->message ? e->message : ""));
+    if (!e->details)
+        e->details = json_object();
+    json_object_set(o, "details", e->details);
+    json_object_set_new(o, "request_id", json_string(request_id));
+    s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return s;
+}
+
+void
+error_free(http_error *e)
+{
+    free(e->message);
+    json_decref(e->details);
+    e->message = NULL;
+    e->details = NULL;
+}

@@ -1,0 +1,755 @@
+/*
+ * http.c — from an HTTP request to one api call and back.
+ *
+ * Per request: match the route (404/405 first), read the token, turn path,
+ * query and body into named arguments checked against the function's
+ * signature, take a breaker permit, run the call in one transaction, map
+ * the answer.  Every path through handle() ends in respond(), which gives
+ * the permit back, counts, logs and sends.
+ */
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <microhttpd.h>
+
+#include "config.h"
+#include "db.h"
+#include "errors.h"
+#include "jwt_auth.h"
+#include "log.h"
+#include "metrics.h"
+#include "routes.h"
+
+#define MAX_BODY (1024 * 1024)
+
+breaker db_breaker;
+static struct MHD_Daemon *daemon_handle;
+static int in_flight;
+
+typedef struct request {
+    char       *body;
+    size_t      len;
+    bool        too_big;
+    struct timespec started;
+} request;
+
+/* Everything handle() decides, sent by respond(). */
+typedef struct reply {
+    int         status;
+    char       *body;           /* malloc'd JSON, or NULL */
+    const char *content_type;
+    char        allow[64];
+    bool        www_authenticate;
+    int         retry_after;
+    const char *error_code;
+    char        error_code_buf[64];
+    int         route_label;
+    char        request_id[80];
+    char        user_id[64];
+    breaker_permit permit;
+    breaker_outcome outcome;
+} reply;
+
+static void
+fail(reply *r, http_error *e)
+{
+    r->status = e->status;
+    r->retry_after = e->retry_after;
+    snprintf(r->error_code_buf, sizeof(r->error_code_buf), "%s", e->error_code ? e->error_code : "INTERNAL_ERROR");
+    r->error_code = r->error_code_buf;
+    free(r->body);
+    r->body = error_envelope(e, r->request_id);
+    error_free(e);
+}
+
+static void
+fail_with(reply *r, int status, const char *code, const char *message, json_t *details)
+{
+    http_error  e = {0};
+
+    error_set(&e, status, code, "%s", message);
+    if (details)
+    {
+        json_decref(e.details);
+        e.details = details;
+    }
+    if (status == 503)
+        e.retry_after = 1;
+    fail(r, &e);
+}
+
+static double
+ms_since(const struct timespec *t0)
+{
+    struct timespec t;
+
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (t.tv_sec - t0->tv_sec) * 1e3 + (t.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+static enum MHD_Result
+respond(struct MHD_Connection *conn, const char *method, request *req, reply *r)
+{
+    struct MHD_Response *resp;
+    enum MHD_Result ret;
+    const char *const *labels = routes_labels();
+    double      ms;
+    char        num[16];
+
+    /* The permit goes back on every path: success, error or abandon. */
+    breaker_release(&db_breaker, &r->permit, r->outcome);
+
+    if (r->status == 204)
+    {
+        free(r->body);
+        r->body = NULL;
+    }
+    resp = MHD_create_response_from_buffer(r->body ? strlen(r->body) : 0, r->body ? r->body : (void *) "",
+                                           r->body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    r->body = NULL;
+    if (r->status != 204)
+        MHD_add_response_header(resp, "Content-Type", r->content_type ? r->content_type : "application/json");
+    MHD_add_response_header(resp, "X-Request-Id", r->request_id);
+    if (r->allow[0])
+        MHD_add_response_header(resp, "Allow", r->allow);
+    if (r->www_authenticate)
+        MHD_add_response_header(resp, "WWW-Authenticate", "Bearer realm=\"pg_booking\", error=\"invalid_token\"");
+    if (r->status == 503 || r->status == 429)
+    {
+        snprintf(num, sizeof(num), "%d", r->retry_after > 0 ? r->retry_after : 1);
+        MHD_add_response_header(resp, "Retry-After", num);
+    }
+    ret = MHD_queue_response(conn, r->status, resp);
+    MHD_destroy_response(resp);
+
+    ms = ms_since(&req->started);
+    metrics_observe(r->route_label, r->status, ms, r->error_code);
+    if (config.log_requests)
+    {
+        request_log l = {r->request_id, method, labels[r->route_label], r->status, ms,
+        r->user_id, r->error_code};
+
+        log_request(&l);
+    }
+    return ret;
+}
+
+static bool
+request_id_acceptable(const char *s)
+{
+    size_t      n = strlen(s);
+
+    return n > 0 && n <= 64 &&
+        strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:") == n;
+}
+
+static void
+new_request_id(char *out, size_t len)
+{
+    unsigned char b[16];
+
+    if (getrandom(b, sizeof(b), 0) != sizeof(b))
+        memset(b, 0, sizeof(b));
+    snprintf(out, len, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+}
+
+static void
+client_ip(struct MHD_Connection *conn, char *out, size_t len)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+
+    snprintf(out, len, "unknown");
+    if (!ci || !ci->client_addr)
+        return;
+    if (ci->client_addr->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *) ci->client_addr)->sin_addr, out, len);
+    else if (ci->client_addr->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *) ci->client_addr)->sin6_addr, out, len);
+}
+
+/* Arguments being gathered for one call. */
+typedef struct args {
+    db_call     call;
+    char       *owned[64];
+    int         nowned;
+    const api_function *fn;
+    http_error  err;
+    bool        failed;
+} args;
+
+static void
+args_fail(args *a, int status, const char *field, const char *fmt, const char *value)
+{
+    if (a->failed)
+        return;
+    a->failed = true;
+    error_set(&a->err, status, status == 400 ? "BAD_REQUEST" : "VALIDATION_ERROR", fmt, value);
+    if (field)
+        json_object_set_new(a->err.details, "field", json_string(field));
+}
+
+static const char *
+keep(args *a, char *s)
+{
+    if (a->nowned < 64)
+        a->owned[a->nowned++] = s;
+    return s;
+}
+
+static void
+args_free(args *a)
+{
+    for (int i = 0; i < a->nowned; i++)
+        free(a->owned[i]);
+    error_free(&a->err);
+}
+
+static int
+arg_index(const api_function *f, const char *name)
+{
+    if (strcmp(name, "limit") == 0)
+        name = "lim";
+    else if (strcmp(name, "offset") == 0)
+        name = "off";
+    for (int i = 0; i < f->nargs; i++)
+        if (strcmp(f->argnames[i], name) == 0)
+            return i;
+    return -1;
+}
+
+static void
+args_add(args *a, const char *name, const char *value)
+{
+    int         i = arg_index(a->fn, name);
+
+    if (a->failed)
+        return;
+    if (i < 0)
+    {
+        args_fail(a, 422, name, "unknown field \"%s\"", name);
+        return;
+    }
+    for (int k = 0; k < a->call.nargs; k++)
+        if (strcmp(a->call.argnames[k], a->fn->argnames[i]) == 0)
+        {
+            args_fail(a, 422, name, "field \"%s\" is given twice", name);
+            return;
+        }
+    if (a->call.nargs >= 64)
+        return;
+    a->call.argnames[a->call.nargs] = a->fn->argnames[i];
+    a->call.argvalues[a->call.nargs] = value;
+    a->call.nargs++;
+}
+
+/* A JSON array of strings as a PostgreSQL array literal. */
+static char *
+text_array_literal(json_t *arr)
+{
+    size_t      cap = 16, len = 0;
+    char       *out = malloc(cap);
+    size_t      i;
+    json_t     *v;
+
+    out[len++] = '{';
+    json_array_foreach(arr, i, v)
+    {
+        const char *s = json_string_value(v);
+        size_t      need = strlen(s) * 2 + 4;
+
+        if (len + need + 2 > cap)
+        {
+            cap = (len + need + 2) * 2;
+            out = realloc(out, cap);
+        }
+        if (i)
+            out[len++] = ',';
+        out[len++] = '"';
+        for (; *s; s++)
+        {
+            if (*s == '"' || *s == '\\')
+                out[len++] = '\\';
+            out[len++] = *s;
+        }
+        out[len++] = '"';
+    }
+    out[len++] = '}';
+    out[len] = '\0';
+    return out;
+}
+
+/* One JSON body value, checked against the argument's type. */
+static void
+args_add_json(args *a, const char *name, json_t *v)
+{
+    int         i = arg_index(a->fn, name);
+    char        buf[64];
+    arg_kind    k;
+
+    if (i < 0)
+    {
+        args_fail(a, 422, name, "unknown field \"%s\"", name);
+        return;
+    }
+    k = a->fn->argkinds[i];
+    if (json_is_null(v))
+    {
+        args_add(a, name, NULL);
+        return;
+    }
+    switch (k)
+    {
+        case ARG_INT:
+            if (!json_is_integer(v))
+                goto wrong;
+            snprintf(buf, sizeof(buf), "%lld", (long long) json_integer_value(v));
+            args_add(a, name, keep(a, strdup(buf)));
+            return;
+        case ARG_NUMERIC:
+            if (!json_is_number(v))
+                goto wrong;
+            snprintf(buf, sizeof(buf), "%.17g", json_number_value(v));
+            args_add(a, name, keep(a, strdup(buf)));
+            return;
+        case ARG_BOOL:
+            if (!json_is_boolean(v))
+                goto wrong;
+            args_add(a, name, json_is_true(v) ? "true" : "false");
+            return;
+        case ARG_TEXT:
+            if (!json_is_string(v))
+                goto wrong;
+            args_add(a, name, json_string_value(v));
+            return;
+        case ARG_TEXT_ARRAY:
+            {
+                size_t      j;
+                json_t     *e;
+
+                if (!json_is_array(v))
+                    goto wrong;
+                json_array_foreach(v, j, e)
+                    if (!json_is_string(e))
+                    goto wrong;
+                args_add(a, name, keep(a, text_array_literal(v)));
+                return;
+            }
+        case ARG_JSON:
+            args_add(a, name, keep(a, json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY)));
+            return;
+        case ARG_OTHER:
+            if (json_is_string(v))
+                args_add(a, name, json_string_value(v));
+            else if (json_is_number(v) || json_is_boolean(v))
+                args_add(a, name, keep(a, json_dumps(v, JSON_ENCODE_ANY)));
+            else
+                goto wrong;
+            return;
+    }
+wrong:
+    if (!a->failed)
+    {
+        a->failed = true;
+        error_set(&a->err, 422, "VALIDATION_ERROR", "field \"%s\" must be of type %s", name, a->fn->argtypes[i]);
+        json_object_set_new(a->err.details, "field", json_string(name));
+        json_object_set_new(a->err.details, "expected", json_string(a->fn->argtypes[i]));
+    }
+}
+
+static enum MHD_Result
+collect_query(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    args       *a = cls;
+
+    (void) kind;
+    args_add(a, key, value ? value : "");
+    return a->failed ? MHD_NO : MHD_YES;
+}
+
+static void
+args_check_required(args *a)
+{
+    for (int i = 0; i < a->fn->nrequired && !a->failed; i++)
+    {
+        bool        given = false;
+
+        for (int k = 0; k < a->call.nargs; k++)
+            given |= strcmp(a->call.argnames[k], a->fn->argnames[i]) == 0;
+        if (!given)
+            args_fail(a, 422, a->fn->argnames[i], "field \"%s\" is required", a->fn->argnames[i]);
+    }
+}
+
+static void
+handle_ready(reply *r)
+{
+    breaker_state st = breaker_current(&db_breaker);
+    char        why[128] = "";
+
+    if (st == BREAKER_OPEN)
+    {
+        fail_with(r, 503, "NOT_READY", "the circuit breaker is open",
+                  json_pack("{s:s}", "breaker", breaker_state_name(st)));
+        return;
+    }
+    if (!db_ping(why, sizeof(why)))
+    {
+        fail_with(r, 503, "NOT_READY", why, json_pack("{s:s}", "breaker", breaker_state_name(st)));
+        return;
+    }
+    r->status = 200;
+    r->body = strdup(st == BREAKER_CLOSED ? "{\"status\":\"ready\",\"breaker\":\"closed\"}" :
+                     "{\"status\":\"ready\",\"breaker\":\"half_open\"}");
+}
+
+static enum MHD_Result
+handle(struct MHD_Connection *conn, const char *url, const char *method, request *req)
+{
+    reply       r = {.status = 500, .outcome = BREAKER_ABANDONED};
+    const char *rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
+    const char *authz = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+    bool        is_get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+    route_match m = {0};
+    auth_result auth = {0};
+    args        a = {0};
+    json_t     *body = NULL;
+    const char *fname = NULL;
+    int         success = 200;
+    char        ip[64];
+    db_result   res = {0};
+    enum MHD_Result ret;
+
+    if (rid && request_id_acceptable(rid))
+        snprintf(r.request_id, sizeof(r.request_id), "%s", rid);
+    else
+        new_request_id(r.request_id, sizeof(r.request_id));
+    r.route_label = route_label_special(ROUTE_LABEL_UNMATCHED);
+
+    /* Operations endpoints: no database (but /ready), no token. */
+    {
+        static const struct { const char *path; int label; } ops[] = {
+            {"/health", ROUTE_LABEL_HEALTH}, {"/ready", ROUTE_LABEL_READY},
+            {"/metrics", ROUTE_LABEL_METRICS}, {"/openapi.json", ROUTE_LABEL_OPENAPI},
+        };
+
+        for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
+        {
+            if (strcmp(url, ops[i].path) != 0)
+                continue;
+            r.route_label = route_label_special(ops[i].label);
+            if (!is_get)
+            {
+                snprintf(r.allow, sizeof(r.allow), "GET");
+                fail_with(&r, 405, "METHOD_NOT_ALLOWED", "method not allowed", json_pack("{s:s}", "allow", "GET"));
+            }
+            else if (ops[i].label == ROUTE_LABEL_HEALTH)
+            {
+                r.status = 200;
+                r.body = strdup("{\"status\":\"ok\"}");
+            }
+            else if (ops[i].label == ROUTE_LABEL_READY)
+                handle_ready(&r);
+            else if (ops[i].label == ROUTE_LABEL_METRICS)
+            {
+                r.status = 200;
+                r.content_type = "text/plain; version=0.0.4";
+                r.body = metrics_render(&db_breaker, db_pool_in_use(), db_pool_size());
+            }
+            else
+            {
+                r.permit = breaker_acquire(&db_breaker);
+                if (!r.permit.admitted)
+                    fail_with(&r, 503, "CIRCUIT_OPEN", "the database circuit is open", NULL);
+                else if (!(r.body = routes_openapi()) || !db_catalog_loaded())
+                {
+                    r.outcome = BREAKER_FAILURE;
+                    fail_with(&r, 503, "DATABASE_UNAVAILABLE", "the database is unavailable", NULL);
+                }
+                else
+                {
+                    r.outcome = BREAKER_SUCCESS;
+                    r.status = 200;
+                }
+            }
+            return respond(conn, method, req, &r);
+        }
+    }
+
+    /* Route: POST /rpc/{function}, or the table. */
+    if (strncmp(url, "/rpc/", 5) == 0)
+    {
+        r.route_label = route_label_special(ROUTE_LABEL_RPC);
+        if (strcmp(method, "POST") != 0)
+        {
+            snprintf(r.allow, sizeof(r.allow), "POST");
+            fail_with(&r, 405, "METHOD_NOT_ALLOWED", "method not allowed", json_pack("{s:s}", "allow", "POST"));
+            goto out;
+        }
+        fname = url + 5;
+        if (strspn(fname, "abcdefghijklmnopqrstuvwxyz0123456789_") != strlen(fname) || !*fname)
+        {
+            fail_with(&r, 404, "NOT_FOUND", "no such function", json_pack("{s:s}", "function", fname));
+            goto out;
+        }
+    }
+    else
+    {
+        int         rc = routes_match(method, url, &m, r.allow, sizeof(r.allow));
+
+        if (rc == 404)
+        {
+            fail_with(&r, 404, "NOT_FOUND", "no such route", json_pack("{s:s, s:s}", "method", method, "path", url));
+            goto out;
+        }
+        if (rc == 405)
+        {
+            fail_with(&r, 405, "METHOD_NOT_ALLOWED", "method not allowed", json_pack("{s:s}", "allow", r.allow));
+            goto out;
+        }
+        r.route_label = m.index;
+        fname = m.route->function;
+        success = m.route->success;
+    }
+
+    /* The body: at most 1 MiB of JSON. */
+    if (req->too_big)
+    {
+        fail_with(&r, 413, "PAYLOAD_TOO_LARGE", "the request body is larger than 1 MiB",
+                  json_pack("{s:i}", "max_bytes", MAX_BODY));
+        goto out;
+    }
+    if (!is_get && req->len > 0)
+    {
+        json_error_t jerr;
+
+        body = json_loadb(req->body, req->len, JSON_DECODE_ANY, &jerr);
+        if (!body)
+        {
+            fail_with(&r, 400, "BAD_REQUEST", "the request body is not valid JSON",
+                      json_pack("{s:s, s:i}", "reason", jerr.text, "position", jerr.position));
+            goto out;
+        }
+        if (!json_is_object(body) && !(m.route && m.route->body_arg))
+        {
+            fail_with(&r, 422, "VALIDATION_ERROR", "the request body must be a JSON object", NULL);
+            goto out;
+        }
+    }
+
+    /* The token: none means the anonymous role; a bad one is refused. */
+    if (authz)
+    {
+        auth_verify(authz, config.jwt_secret, &auth);
+        if (!auth.ok)
+        {
+            r.www_authenticate = true;
+            fail_with(&r, 401, "UNAUTHORIZED", auth.why, NULL);
+            goto out;
+        }
+        snprintf(r.user_id, sizeof(r.user_id), "%s", auth.sub);
+    }
+
+    /* From here on the database is involved: ask the breaker first. */
+    r.permit = breaker_acquire(&db_breaker);
+    if (!r.permit.admitted)
+    {
+        http_error  e = {0};
+
+        error_set(&e, 503, "CIRCUIT_OPEN", "the database circuit is open");
+        e.retry_after = (int) ((r.permit.retry_after_ms + 999) / 1000);
+        json_object_set_new(e.details, "retry_after_ms", json_integer((json_int_t) r.permit.retry_after_ms));
+        fail(&r, &e);
+        goto out;
+    }
+    a.fn = db_find_function(fname);
+    if (!a.fn)
+    {
+        if (!db_catalog_loaded())
+        {
+            r.outcome = BREAKER_FAILURE;
+            fail_with(&r, 503, "DATABASE_UNAVAILABLE", "the database is unavailable", NULL);
+        }
+        else
+            fail_with(&r, 404, "NOT_FOUND", m.route ? "this route is not available in this database" :
+                      "no such function", json_pack("{s:s}", "function", fname));
+        goto out;
+    }
+    for (int i = 0; i < m.nparams; i++)
+        args_add(&a, m.names[i], m.values[i]);
+    MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, collect_query, &a);
+    if (body && m.route && m.route->body_arg)
+        args_add_json(&a, m.route->body_arg, body);
+    else if (body)
+    {
+        const char *k;
+        json_t     *v;
+
+        json_object_foreach(body, k, v)
+            args_add_json(&a, k, v);
+    }
+    args_check_required(&a);
+    if (a.failed)
+    {
+        fail(&r, &a.err);
+        goto out;
+    }
+
+    client_ip(conn, ip, sizeof(ip));
+    a.call.fn = a.fn;
+    a.call.role = auth.ok ? auth.role : config.anon_role;
+    a.call.claims = auth.ok ? auth.claims : "";
+    a.call.request_id = r.request_id;
+    a.call.client_ip = ip;
+    a.call.read_only = is_get;
+    db_call_function(&a.call, &res);
+    switch (res.status)
+    {
+        case DB_OK:
+            r.outcome = BREAKER_SUCCESS;
+            r.status = success;
+            r.body = res.value ? res.value : strdup("null");
+            res.value = NULL;
+            break;
+        case DB_SQL_ERROR:
+            {
+                http_error  e = {0};
+
+                r.outcome = sqlstate_is_outage(res.sqlstate) ? BREAKER_FAILURE : BREAKER_SUCCESS;
+                error_from_sql(&e, res.sqlstate, res.message, res.detail, res.hint, !auth.ok);
+                if (e.status == 401)
+                    r.www_authenticate = true;
+                fail(&r, &e);
+                break;
+            }
+        case DB_CONNECTION_FAILED:
+            r.outcome = BREAKER_FAILURE;
+            fail_with(&r, 503, "DATABASE_UNAVAILABLE", "the database is unavailable", NULL);
+            break;
+        case DB_POOL_BUSY:
+            fail_with(&r, 503, "DATABASE_UNAVAILABLE", "every database connection is busy", NULL);
+            break;
+    }
+    db_result_free(&res);
+
+out:
+    ret = respond(conn, method, req, &r);
+    json_decref(body);
+    auth_result_free(&auth);
+    args_free(&a);
+    return ret;
+}
+
+static enum MHD_Result
+on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+           const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
+{
+    request    *req = *con_cls;
+    enum MHD_Result ret;
+
+    (void) cls;
+    (void) version;
+    if (!req)
+    {
+        req = calloc(1, sizeof(request));
+        if (!req)
+            return MHD_NO;
+        clock_gettime(CLOCK_MONOTONIC, &req->started);
+        __atomic_fetch_add(&in_flight, 1, __ATOMIC_SEQ_CST);
+        *con_cls = req;
+        return MHD_YES;
+    }
+    if (*upload_data_size)
+    {
+        /* Past the limit the rest is read and dropped, then answered 413. */
+        if (!req->too_big && req->len + *upload_data_size <= MAX_BODY)
+        {
+            char       *grown = realloc(req->body, req->len + *upload_data_size + 1);
+
+            if (!grown)
+                return MHD_NO;
+            req->body = grown;
+            memcpy(req->body + req->len, upload_data, *upload_data_size);
+            req->len += *upload_data_size;
+        }
+        else
+        {
+            req->too_big = true;
+            free(req->body);
+            req->body = NULL;
+            req->len = 0;
+        }
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    ret = handle(conn, url, method, req);
+    return ret;
+}
+
+static void
+on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe)
+{
+    request    *req = *con_cls;
+
+    (void) cls;
+    (void) conn;
+    (void) toe;
+    if (!req)
+        return;
+    free(req->body);
+    free(req);
+    *con_cls = NULL;
+    __atomic_fetch_sub(&in_flight, 1, __ATOMIC_SEQ_CST);
+}
+
+int
+http_start(void)
+{
+    struct sockaddr_in addr = {0};
+
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons((uint16_t) config.port);
+    if (inet_pton(AF_INET, config.listen_address, &addr.sin_addr) != 1)
+    {
+        log_event("error", "listen address \"%s\" is not an IPv4 address", config.listen_address);
+        return -1;
+    }
+    /* One thread per connection: a request blocks on its database call. */
+    daemon_handle = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+                                     MHD_USE_ITC | MHD_USE_ERROR_LOG,
+                                     (uint16_t) config.port, NULL, NULL, on_request, NULL,
+                                     MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &addr,
+                                     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) config.client_timeout_s,
+                                     MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+                                     MHD_OPTION_THREAD_STACK_SIZE, (size_t) (1024 * 1024),
+                                     MHD_OPTION_CONNECTION_LIMIT, (unsigned int) 1000,
+                                     MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int) 1,
+                                     MHD_OPTION_END);
+    if (!daemon_handle)
+    {
+        log_event("error", "could not listen on %s:%d", config.listen_address, config.port);
+        return -1;
+    }
+    return 0;
+}
+
+void
+http_drain_and_stop(int timeout_s)
+{
+    struct timespec t0;
+
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    MHD_quiesce_daemon(daemon_handle);
+    while (__atomic_load_n(&in_flight, __ATOMIC_SEQ_CST) > 0 && ms_since(&t0) < timeout_s * 1000.0)
+        usleep(10 * 1000);
+    MHD_stop_daemon(daemon_handle);
+}

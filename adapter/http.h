@@ -1,0 +1,15 @@
+/*
+ * http.h — the HTTP server (libmicrohttpd) and the request pipeline.
+ */
+#ifndef ADAPTER_HTTP_H
+#define ADAPTER_HTTP_H
+
+#include "breaker.h"
+
+extern breaker db_breaker;
+
+int         http_start(void);
+/* Stop accepting, wait up to timeout_s for requests in flight, stop. */
+void        http_drain_and_stop(int timeout_s);
+
+#endif
