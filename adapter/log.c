@@ -30,7 +30,7 @@ now_iso(char *out, size_t len)
 static void
 emit(FILE *f, json_t *o)
 {
-    char       *line = json_dumps(o, JSON_COMPACT);
+    char       *line = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(6));
 
     if (line)
     {
