@@ -35,7 +35,10 @@ extension/pg_booking--1.0.sql: $(sort $(wildcard extension/sql/*.sql))
 
 EXTRA_CLEAN = tmp_regress tmp_check results regression.diffs regression.out
 
-.PHONY: run stop test bench deps
+.PHONY: run stop test bench deps adapter
+# The HTTP adapter (adapter/Makefile; its tests run from scripts/test.sh).
+adapter:
+	$(MAKE) -C adapter
 deps:
 	bash scripts/deps.sh
 run:
