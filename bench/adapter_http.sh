@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# The HTTP adapter against pgbench calling the same SQL, in one invocation:
+#   POST /bookings and GET /rooms through wrk vs pgbench (ratio; goal >= 0.6),
+#   p99 latency, adapter RSS when idle (goal <= 16 MB), start to ready (goal <= 50 ms).
+set -euo pipefail
+dir=$(cd "$(dirname "$0")" && pwd)
+secs=${BENCH_SECONDS:-8}
+conns=${BENCH_CONNECTIONS:-8}
+db=bench_adapter
+port=${BENCH_HTTP_PORT:-56780}
+src=${BENCH_WORK:?}/src/adapter
+make -C "$src" -s pg_booking_adapter >/dev/null
+bin=$src/pg_booking_adapter
+secret='bench-secret-0123456789abcdef0123456789abcdef'
+
+dropdb --if-exists $db 2>/dev/null; createdb $db
+psql -X -q -d $db -v ON_ERROR_STOP=1 <<'SQL'
+SET client_min_messages = warning;
+CREATE EXTENSION pg_booking CASCADE;
+INSERT INTO booking.rooms (name, location, capacity, amenities)
+SELECT 'Room ' || i, 'HQ', 2 + i % 10, ARRAY['tv'] FROM generate_series(1, 100) i;
+INSERT INTO booking.users (email, full_name, password_hash) VALUES ('bench@example.com', 'Bench', 'x');
+SQL
+export BENCH_TOKEN=$(psql -X -qAt -d $db -c "SELECT booking.sign_jwt(jsonb_build_object('sub', '1', 'role', 'booking_user',
+    'exp', extract(epoch FROM now())::bigint + 3600))")
+
+# Start to ready: fork the adapter and poll /ready (Perl: no process per poll).
+adapter_pid_file=$BENCH_WORK/adapter.pid
+start_ms=$(ADAPTER_JWT_SECRET=$secret ADAPTER_PORT=$port ADAPTER_POOL_SIZE=$conns ADAPTER_LOG_REQUESTS=false \
+  ADAPTER_DB="host=$PGHOST port=$PGPORT dbname=$db user=booking_authenticator" \
+  perl -MHTTP::Tiny -MTime::HiRes=time,usleep -e '
+    my ($bin, $port, $pidfile) = @ARGV;
+    my $t0 = time;
+    my $pid = fork // die;
+    if (!$pid) { open STDOUT, ">", "/dev/null"; exec $bin or die; }
+    open my $f, ">", $pidfile; print $f $pid; close $f;
+    my $h = HTTP::Tiny->new(timeout => 1);
+    while (time - $t0 < 10) {
+        my $r = $h->get("http://127.0.0.1:$port/ready");
+        if ($r->{status} == 200) { printf "%.1f", (time - $t0) * 1000; exit 0; }
+        usleep(500);
+    }
+    exit 1' "$bin" "$port" "$adapter_pid_file")
+apid=$(cat "$adapter_pid_file")
+trap 'kill -TERM $apid 2>/dev/null || true' EXIT
+rss_kb() { awk '/VmRSS/ {print $2}' /proc/$apid/status; }
+sleep 0.5
+idle_rss=$(rss_kb)
+
+h=http://127.0.0.1:$port
+wrk_run() {   # wrk args... -> "rps p99"
+    wrk -t2 -c"$conns" -d"${secs}s" --latency "$@" 2>/dev/null | awk '
+        /Requests\/sec/ {rps=$2}
+        /^ +99%/ {p=$2; if (p ~ /us$/) {sub(/us/,"",p); p=p/1000} else if (p ~ /ms$/) {sub(/ms/,"",p)} else if (p ~ /s$/) {sub(/s/,"",p); p=p*1000}; p99=p}
+        /Non-2xx/ {bad=$NF}
+        END {printf "%.0f %.2f %d", rps, p99, bad}'
+}
+pgb_run() {   # script -> "tps p99(ms)"
+    local log=$BENCH_WORK/pgb_$(basename "$1" .sql)
+    rm -rf "$log"; mkdir -p "$log"
+    (cd "$log" && pgbench -n -M extended -U booking_authenticator -c "$conns" -j 2 -T "$secs" -D n=0 -l -f "$1" $db 2>/dev/null) \
+        | awk '/^tps/ {printf "%.0f", $3}'
+    printf ' %s' "$(cat "$log"/pgbench_log.* | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END {printf "%.2f", a[int(NR*0.99)]/1000}')"
+}
+
+read -r wrk_rooms wrk_rooms_p99 wrk_rooms_bad <<<"$(wrk_run -H "Authorization: Bearer $BENCH_TOKEN" "$h/rooms")"
+read -r pgb_rooms pgb_rooms_p99 <<<"$(pgb_run "$dir/adapter_rooms.sql")"
+read -r wrk_book wrk_book_p99 wrk_book_bad <<<"$(wrk_run -s "$dir/adapter_book.lua" "$h/bookings")"
+read -r pgb_book pgb_book_p99 <<<"$(pgb_run "$dir/adapter_book.sql")"
+busy_rss=$(rss_kb)
+made=$(psql -X -qAt -d $db -c "SELECT count(*) FROM booking.bookings")
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}'; }
+printf '%-34s %10s %10s %8s   %s\n' "adapter vs pgbench ($conns conns, ${secs}s)" "adapter/s" "pgbench/s" "ratio" "p99 adapter / pgbench"
+printf '%-34s %10s %10s %8s   %s ms / %s ms  (non-2xx: %s)\n' "GET /rooms (50 rooms)" "$wrk_rooms" "$pgb_rooms" \
+    "$(ratio "$wrk_rooms" "$pgb_rooms")x" "$wrk_rooms_p99" "$pgb_rooms_p99" "${wrk_rooms_bad:-0}"
+printf '%-34s %10s %10s %8s   %s ms / %s ms  (non-2xx: %s)\n' "POST /bookings" "$wrk_book" "$pgb_book" \
+    "$(ratio "$wrk_book" "$pgb_book")x" "$wrk_book_p99" "$pgb_book_p99" "${wrk_book_bad:-0}"
+echo "bookings written: $made"
+echo "adapter start to ready: ${start_ms} ms (goal <= 50 ms)"
+echo "adapter RSS: idle $((idle_rss / 1024)).$(( (idle_rss % 1024) * 10 / 1024 )) MB (goal <= 16 MB), after load $((busy_rss / 1024)) MB"
+kill -TERM "$apid"; wait "$apid" 2>/dev/null || true
+trap - EXIT
