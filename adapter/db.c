@@ -235,7 +235,8 @@ run_call(PGconn *conn, const db_call *call, db_result *out)
         len += snprintf(sql + len, sizeof(sql) - len, "%s\"%s\" => $%d",
                         i ? ", " : "", call->argnames[i], i + 1);
     if (len < sizeof(sql))
-        len += snprintf(sql + len, sizeof(sql) - len, ")::text");
+        len += snprintf(sql + len, sizeof(sql) - len,
+                        ")::text, nullif(current_setting('response.headers', true), '')");
     if (len >= sizeof(sql))
     {
         out->status = DB_SQL_ERROR;
@@ -272,7 +273,10 @@ run_call(PGconn *conn, const db_call *call, db_result *out)
                 goto done;
             case PGRES_TUPLES_OK:
                 if (results == 1 && !failed && PQntuples(res) == 1)
+                {
                     out->value = PQgetisnull(res, 0, 0) ? NULL : strdup(PQgetvalue(res, 0, 0));
+                    out->headers = PQgetisnull(res, 0, 1) ? NULL : strdup(PQgetvalue(res, 0, 1));
+                }
                 break;
             case PGRES_PIPELINE_ABORTED:
                 break;
@@ -332,10 +336,11 @@ void
 db_result_free(db_result *r)
 {
     free(r->value);
+    free(r->headers);
     free(r->message);
     free(r->detail);
     free(r->hint);
-    r->value = r->message = r->detail = r->hint = NULL;
+    r->value = r->headers = r->message = r->detail = r->hint = NULL;
 }
 
 bool
@@ -378,6 +383,8 @@ kind_of(const char *type)
         return ARG_JSON;
     if (strcmp(type, "text[]") == 0)
         return ARG_TEXT_ARRAY;
+    if (strcmp(type, "bigint[]") == 0 || strcmp(type, "integer[]") == 0)
+        return ARG_INT_ARRAY;
     if (strcmp(type, "text") == 0 || strcmp(type, "date") == 0 || strcmp(type, "uuid") == 0 ||
         strncmp(type, "timestamp", 9) == 0 || strncmp(type, "character", 9) == 0)
         return ARG_TEXT;

@@ -8,7 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-typedef enum { ARG_TEXT, ARG_INT, ARG_NUMERIC, ARG_BOOL, ARG_JSON, ARG_TEXT_ARRAY, ARG_OTHER } arg_kind;
+typedef enum { ARG_TEXT, ARG_INT, ARG_NUMERIC, ARG_BOOL, ARG_JSON, ARG_TEXT_ARRAY, ARG_INT_ARRAY, ARG_OTHER } arg_kind;
 
 typedef struct api_function {
     char       *name;
@@ -30,6 +30,7 @@ typedef enum {
 typedef struct db_result {
     db_status   status;
     char       *value;          /* NULL when the function returned NULL */
+    char       *headers;        /* response.headers set by the call (JSON), or NULL */
     char        sqlstate[6];
     char       *message;
     char       *detail;

@@ -57,6 +57,7 @@ typedef struct reply {
     char        user_id[64];
     breaker_permit permit;
     breaker_outcome outcome;
+    json_t     *headers;        /* response.headers from SQL: [{"Name": "value"}, ...] */
 } reply;
 
 static void
@@ -123,6 +124,26 @@ respond(struct MHD_Connection *conn, const char *method, request *req, reply *r)
         MHD_add_response_header(resp, "Allow", r->allow);
     if (r->www_authenticate)
         MHD_add_response_header(resp, "WWW-Authenticate", "Bearer realm=\"pg_booking\", error=\"invalid_token\"");
+    /* Headers the SQL asked for (PostgREST's response.headers), e.g. RateLimit-*. */
+    if (json_is_array(r->headers))
+    {
+        size_t      i;
+        json_t     *h;
+
+        json_array_foreach(r->headers, i, h)
+        {
+            const char *k;
+            json_t     *v;
+
+            json_object_foreach(h, k, v)
+                if (json_is_string(v) && strlen(k) < 64 &&
+                    strspn(k, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-") == strlen(k) &&
+                    strpbrk(json_string_value(v), "\r\n") == NULL)
+                    MHD_add_response_header(resp, k, json_string_value(v));
+        }
+    }
+    json_decref(r->headers);
+    r->headers = NULL;
     if (r->status == 503 || r->status == 429)
     {
         snprintf(num, sizeof(num), "%d", r->retry_after > 0 ? r->retry_after : 1);
@@ -344,6 +365,26 @@ args_add_json(args *a, const char *name, json_t *v)
                 args_add(a, name, keep(a, text_array_literal(v)));
                 return;
             }
+        case ARG_INT_ARRAY:
+            {
+                size_t      j;
+                json_t     *e;
+
+                if (!json_is_array(v))
+                    goto wrong;
+                json_array_foreach(v, j, e)
+                    if (!json_is_integer(e))
+                    goto wrong;
+                /* [1,2,3] -> {1,2,3} */
+                {
+                    char       *d = json_dumps(v, JSON_COMPACT);
+
+                    d[0] = '{';
+                    d[strlen(d) - 1] = '}';
+                    args_add(a, name, keep(a, d));
+                }
+                return;
+            }
         case ARG_JSON:
             args_add(a, name, keep(a, json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY)));
             return;
@@ -370,8 +411,18 @@ static enum MHD_Result
 collect_query(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
 {
     args       *a = cls;
+    int         i = arg_index(a->fn, key);
 
     (void) kind;
+    /* Lists in a query string are comma separated: ?users=1,2,3 */
+    if (i >= 0 && value && (a->fn->argkinds[i] == ARG_INT_ARRAY || a->fn->argkinds[i] == ARG_TEXT_ARRAY))
+    {
+        char       *arr = malloc(strlen(value) + 3);
+
+        sprintf(arr, "{%s}", value);
+        args_add(a, key, keep(a, arr));
+        return a->failed ? MHD_NO : MHD_YES;
+    }
     args_add(a, key, value ? value : "");
     return a->failed ? MHD_NO : MHD_YES;
 }
@@ -619,6 +670,8 @@ handle(struct MHD_Connection *conn, const char *url, const char *method, request
             r.status = success;
             r.body = res.value ? res.value : strdup("null");
             res.value = NULL;
+            if (res.headers)
+                r.headers = json_loads(res.headers, 0, NULL);
             break;
         case DB_SQL_ERROR:
             {

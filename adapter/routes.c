@@ -80,6 +80,7 @@ static const route table[] = {
     {"GET", "/admin/analytics/rate-limits", "analytics_rate_limits", 200},
     {"POST", "/admin/jobs/checkout/run", "run_checkout", 200},
     {"GET", "/admin/jobs", "list_jobs", 200},
+    {"GET", "/events", "list_events", 200},
 };
 #define NROUTES ((int) (sizeof(table) / sizeof(table[0])))
 
@@ -201,6 +202,7 @@ openapi_type(arg_kind k)
         case ARG_BOOL:
             return "boolean";
         case ARG_TEXT_ARRAY:
+        case ARG_INT_ARRAY:
             return "array";
         case ARG_JSON:
             return "object";

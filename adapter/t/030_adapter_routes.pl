@@ -77,7 +77,7 @@ is($r->{status}, 401, 'GET /users/me without a token: 401');
 make_user($node, 'admin@example.com', 'admin');
 make_user($node, 'fm@example.com', 'facility_manager');
 make_user($node, 'aud@example.com', 'auditor');
-make_user($node, 'bob@example.com', 'user');
+my $bob_id = make_user($node, 'bob@example.com', 'user');
 my $admin = token_for($a, 'admin@example.com', 'admin');
 my $fm = token_for($a, 'fm@example.com', 'facility_manager');
 my $aud = token_for($a, 'aud@example.com', 'auditor');
@@ -230,6 +230,24 @@ $r = http($a, 'POST', '/users/logout', undef, $ann);
 is_deeply([ $r->{status}, $r->{content} // '' ], [ 204, '' ], 'logout 204');
 $r = http($a, 'POST', '/users/refresh', { refresh_token => $ann_refresh });
 is($r->{status}, 401, 'refresh after logout: 401');
+
+# --- rate limits: 429 with Retry-After, RateLimit-* headers from response.headers ---
+$node->safe_psql('postgres', q{UPDATE booking.rate_limits SET max_requests = 2 WHERE endpoint = 'login'});
+my @rl = map { http($a, 'POST', '/users/login', { email => 'bob@example.com', password => 'password-user' }) } 1 .. 3;
+is_deeply([ map { $_->{status} } @rl ], [ 200, 200, 429 ], 'login limited to 2: the third is 429');
+is_deeply([ $rl[0]{headers}{'ratelimit-limit'}, $rl[1]{headers}{'ratelimit-remaining'} ], [ 2, 0 ],
+	'RateLimit headers from response.headers');
+is($rl[2]{json}{error_code}, 'RATE_LIMIT_EXCEEDED', '429 RATE_LIMIT_EXCEEDED');
+cmp_ok($rl[2]{headers}{'retry-after'} // 0, '>=', 1, '429 carries Retry-After');
+$node->safe_psql('postgres', q{UPDATE booking.rate_limits SET max_requests = 1000 WHERE endpoint = 'login'});
+
+# --- array arguments (bigint[]) from JSON and from a query string ---
+$r = http($a, 'GET', "/availability/common?users=$ann_id,$bob_id&from=2030-01-01T00:00:00Z&to=2030-01-02T00:00:00Z", undef, $bob);
+is($r->{status}, 200, 'bigint[] from a comma-separated query parameter') or diag($r->{content});
+$r = http($a, 'POST', '/rpc/common_availability', { users => [ $ann_id, 0 + $bob_id ], from => '2030-01-01T00:00:00Z', to => '2030-01-02T00:00:00Z' }, $bob);
+is($r->{status}, 200, 'bigint[] from a JSON array') or diag($r->{content});
+$r = http($a, 'POST', '/rpc/common_availability', { users => [ 'x' ], from => '2030-01-01T00:00:00Z', to => '2030-01-02T00:00:00Z' }, $bob);
+is($r->{status}, 422, 'bigint[] with a string element: 422');
 
 # --- metrics ---
 $r = http($a, 'GET', '/metrics');
