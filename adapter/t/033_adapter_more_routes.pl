@@ -1,0 +1,103 @@
+# The routes of the other areas that exist in SQL now: availability of
+# people, reviews and moderation, analytics, events, as each role.
+use strict;
+use warnings;
+use lib 't';
+use AdapterTest;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = setup_node();
+my $a = start_adapter($node);
+my %id;
+$id{$_->[0]} = make_user($node, "$_->[0]\@example.com", $_->[1])
+  for ([ 'admin', 'admin' ], [ 'fm', 'facility_manager' ], [ 'aud', 'auditor' ], [ 'mod', 'moderator' ],
+	[ 'svc', 'service_account' ], [ 'ann', 'user' ], [ 'bob', 'user' ]);
+my %tok = map { $_ => token_for($a, "$_\@example.com",
+		{ admin => 'admin', fm => 'facility_manager', aud => 'auditor', mod => 'moderator',
+			svc => 'service_account', ann => 'user', bob => 'user' }->{$_}) } keys %id;
+my $room = http($a, 'POST', '/rooms', { name => 'Blue', location => 'HQ', capacity => 8 }, $tok{admin})->{json}{id};
+# An ended booking of Ann's, so she may review the room.
+$node->safe_psql('postgres', qq{INSERT INTO booking.bookings (room_id, user_id, title, starts_at, ends_at)
+  VALUES ($room, $id{ann}, 'past', now() - interval '3 hours', now() - interval '2 hours')});
+my $r;
+
+# --- availability of people ---
+$r = http($a, 'PUT', '/users/me/availability',
+	[ { starts_at => '2030-05-01T09:00:00Z', ends_at => '2030-05-01T17:00:00Z' } ], $tok{ann});
+is($r->{status}, 200, 'PUT /users/me/availability with a JSON array body') or diag($r->{content});
+http($a, 'PUT', '/users/me/availability', [ { starts_at => '2030-05-01T12:00:00Z', ends_at => '2030-05-01T18:00:00Z' } ], $tok{bob});
+$r = http($a, 'GET', "/users/$id{ann}/availability", undef, $tok{bob});
+is_deeply([ $r->{status}, scalar @{ $r->{json} // [] } ], [ 200, 1 ], 'GET /users/{id}/availability');
+$r = http($a, 'GET', "/availability/common?users=$id{ann},$id{bob}&from=2030-05-01T00:00:00Z&to=2030-05-02T00:00:00Z", undef, $tok{ann});
+is_deeply([ $r->{status}, $r->{json}[0]{starts_at} ], [ 200, '2030-05-01T12:00:00+00:00' ], 'GET /availability/common intersects');
+$r = http($a, 'POST', '/meetings/suggest', { attendees => [ 0 + $id{ann}, 0 + $id{bob} ], duration_minutes => 60,
+	from => '2030-05-01T00:00:00Z', to => '2030-05-02T00:00:00Z' }, $tok{ann});
+is_deeply([ $r->{status}, $r->{json}[0]{room_id} ], [ 200, $room ], 'POST /meetings/suggest finds a slot and a room') or diag($r->{content});
+$r = http($a, 'PUT', '/users/me/availability', { starts_at => 'x' }, $tok{ann});
+cmp_ok($r->{status}, '>=', 400, 'availability body that is not a list: 4xx') and cmp_ok($r->{status}, '<', 500, '... not 5xx');
+
+# --- reviews ---
+$r = http($a, 'POST', '/reviews', { room_id => $room, rating => 5, comment => 'great' }, $tok{bob});
+is_deeply([ $r->{status}, $r->{json}{error_code} ], [ 403, 'FORBIDDEN' ], 'review without an ended booking: 403');
+$r = http($a, 'POST', '/reviews', { room_id => $room, rating => 9 }, $tok{ann});
+is($r->{status}, 422, 'rating out of range: 422');
+$r = http($a, 'POST', '/reviews', { room_id => $room, rating => 4, comment => 'good' }, $tok{ann});
+is($r->{status}, 201, 'POST /reviews 201');
+my $rev = $r->{json}{id};
+$r = http($a, 'POST', '/reviews', { room_id => $room, rating => 4 }, $tok{ann});
+is_deeply([ $r->{status}, $r->{json}{error_code} ], [ 409, 'ALREADY_EXISTS' ], 'second review: 409');
+$r = http($a, 'GET', "/rooms/$room/reviews", undef, $tok{bob});
+is_deeply([ $r->{status}, scalar @{ $r->{json} } ], [ 200, 1 ], 'GET /rooms/{id}/reviews');
+$r = http($a, 'PATCH', "/reviews/$rev", { rating => 3 }, $tok{ann});
+is_deeply([ $r->{status}, $r->{json}{rating} ], [ 200, 3 ], 'PATCH /reviews/{id} by the author');
+$r = http($a, 'PATCH', "/reviews/$rev", { rating => 1 }, $tok{bob});
+is($r->{status}, 403, "PATCH someone else's review: 403");
+$r = http($a, 'POST', "/reviews/$rev/votes", { helpful => JSON::PP::true }, $tok{bob});
+is($r->{status}, 200, 'POST /reviews/{id}/votes');
+$r = http($a, 'POST', "/reviews/$rev/votes", { helpful => JSON::PP::true }, $tok{ann});
+is($r->{status}, 403, 'the author may not vote');
+$r = http($a, 'POST', "/reviews/$rev/votes", { helpful => 'yes' }, $tok{bob});
+is($r->{status}, 422, 'vote with a string for a boolean: 422');
+$r = http($a, 'POST', "/reviews/$rev/flag", { reason => 'spam' }, $tok{bob});
+is($r->{status}, 200, 'POST /reviews/{id}/flag');
+$r = http($a, 'GET', '/moderation/reviews?status=flagged', undef, $tok{ann});
+is($r->{status}, 403, 'a user on /moderation: 403');
+$r = http($a, 'GET', '/moderation/reviews?status=flagged', undef, $tok{mod});
+is_deeply([ $r->{status}, scalar @{ $r->{json} } ], [ 200, 1 ], 'moderator sees the queue');
+$r = http($a, 'POST', "/moderation/reviews/$rev/hide", undef, $tok{mod});
+is($r->{status}, 200, 'moderator hides');
+is(scalar @{ http($a, 'GET', "/rooms/$room/reviews", undef, $tok{bob})->{json} }, 0, 'hidden review gone from the list');
+$r = http($a, 'POST', "/moderation/reviews/$rev/restore", undef, $tok{admin});
+is($r->{status}, 200, 'admin restores');
+
+# --- analytics: who may read what ---
+my @analytics = (
+	[ '/admin/analytics/bookings/summary', [qw(admin fm aud svc)] ],
+	[ '/admin/analytics/bookings/by-room', [qw(admin fm aud svc)] ],
+	[ '/admin/analytics/bookings/per-day?from=2030-01-01&to=2030-01-31', [qw(admin fm aud svc)] ],
+	[ '/admin/analytics/reviews/average-rating-by-room', [qw(admin mod aud)] ],
+	[ '/admin/analytics/rate-limits', [qw(admin aud)] ],
+);
+for my $an (@analytics)
+{
+	my ($path, $allowed) = @$an;
+	my %ok = map { $_ => 1 } @$allowed;
+	my @got = map { http($a, 'GET', $path, undef, $tok{$_})->{status} } sort keys %tok;
+	my @want = map { $ok{$_} ? 200 : 403 } sort keys %tok;
+	is_deeply(\@got, \@want, "GET $path: 200 for @$allowed, 403 for the others");
+}
+$r = http($a, 'GET', '/admin/analytics/bookings/summary', undef, $tok{admin});
+cmp_ok($r->{json}{total}, '>=', 1, 'summary counts the booking');
+
+# --- events ---
+$r = http($a, 'GET', '/events?after_id=0', undef, $tok{admin});
+is($r->{status}, 200, 'GET /events (list) as admin');
+ok(scalar(grep { $_->{kind} =~ /^review\./ } @{ $r->{json} }), 'review events are there');
+is(http($a, 'GET', '/events', undef, $tok{ann})->{status}, 403, 'GET /events as a user: 403');
+
+# --- the review is deleted last (204) ---
+$r = http($a, 'DELETE', "/reviews/$rev", undef, $tok{ann});
+is_deeply([ $r->{status}, $r->{content} // '' ], [ 204, '' ], 'DELETE /reviews/{id}: 204');
+is(stop_adapter($a), 0, 'adapter stops cleanly');
+done_testing();
