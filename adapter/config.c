@@ -24,6 +24,7 @@ adapter_config config = {
     .breaker_probe_timeout_ms = 10000,
     .breaker_mode = "auto",
     .drain_timeout_s = 10,
+    .max_event_streams = 16,
     .log_requests = true,
 };
 
@@ -52,6 +53,7 @@ static const setting settings[] = {
     {"breaker-probe-timeout-ms", "ADAPTER_BREAKER_PROBE_TIMEOUT_MS", S_INT, &config.breaker_probe_timeout_ms, "a probe not back after this counts as failed"},
     {"breaker-mode", "ADAPTER_BREAKER_MODE", S_STR, &config.breaker_mode, "auto, open (forced open) or disabled"},
     {"drain-timeout-s", "ADAPTER_DRAIN_TIMEOUT_S", S_INT, &config.drain_timeout_s, "on SIGTERM, wait this long for requests in flight"},
+    {"max-event-streams", "ADAPTER_MAX_EVENT_STREAMS", S_INT, &config.max_event_streams, "GET /events streams open at once (each holds a connection)"},
     {"log-requests", "ADAPTER_LOG_REQUESTS", S_BOOL, &config.log_requests, "one JSON line per request on stdout (true/false)"},
 };
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))

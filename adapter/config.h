@@ -22,6 +22,7 @@ typedef struct adapter_config {
     int         breaker_probe_timeout_ms;
     const char *breaker_mode;   /* auto, open, disabled */
     int         drain_timeout_s;
+    int         max_event_streams;
     bool        log_requests;
 } adapter_config;
 

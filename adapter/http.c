@@ -24,6 +24,7 @@
 #include "config.h"
 #include "db.h"
 #include "errors.h"
+#include "events.h"
 #include "jwt_auth.h"
 #include "log.h"
 #include "metrics.h"
@@ -58,6 +59,7 @@ typedef struct reply {
     breaker_permit permit;
     breaker_outcome outcome;
     json_t     *headers;        /* response.headers from SQL: [{"Name": "value"}, ...] */
+    struct MHD_Response *stream;    /* GET /events as text/event-stream */
 } reply;
 
 static void
@@ -114,11 +116,21 @@ respond(struct MHD_Connection *conn, const char *method, request *req, reply *r)
         free(r->body);
         r->body = NULL;
     }
-    resp = MHD_create_response_from_buffer(r->body ? strlen(r->body) : 0, r->body ? r->body : (void *) "",
-                                           r->body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    if (r->stream)
+    {
+        resp = r->stream;
+        free(r->body);
+        MHD_add_response_header(resp, "Content-Type", "text/event-stream");
+        MHD_add_response_header(resp, "Cache-Control", "no-cache");
+    }
+    else
+    {
+        resp = MHD_create_response_from_buffer(r->body ? strlen(r->body) : 0, r->body ? r->body : (void *) "",
+                                               r->body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+        if (r->status != 204)
+            MHD_add_response_header(resp, "Content-Type", r->content_type ? r->content_type : "application/json");
+    }
     r->body = NULL;
-    if (r->status != 204)
-        MHD_add_response_header(resp, "Content-Type", r->content_type ? r->content_type : "application/json");
     MHD_add_response_header(resp, "X-Request-Id", r->request_id);
     if (r->allow[0])
         MHD_add_response_header(resp, "Allow", r->allow);
@@ -441,6 +453,14 @@ args_check_required(args *a)
     }
 }
 
+static bool
+wants_event_stream(struct MHD_Connection *conn)
+{
+    const char *accept = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Accept");
+
+    return accept && strstr(accept, "text/event-stream") != NULL;
+}
+
 static void
 handle_ready(reply *r)
 {
@@ -672,6 +692,17 @@ handle(struct MHD_Connection *conn, const char *url, const char *method, request
             res.value = NULL;
             if (res.headers)
                 r.headers = json_loads(res.headers, 0, NULL);
+            if (is_get && strcmp(a.fn->name, "list_events") == 0 && wants_event_stream(conn))
+            {
+                char        why[128];
+                const char *after = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "after_id");
+
+                if (!after)
+                    after = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Last-Event-ID");
+                r.stream = events_stream(config.conninfo, a.call.role, a.call.claims, after, why, sizeof(why));
+                if (!r.stream)
+                    fail_with(&r, 503, "DATABASE_UNAVAILABLE", why, NULL);
+            }
             break;
         case DB_SQL_ERROR:
             {
@@ -802,6 +833,7 @@ http_drain_and_stop(int timeout_s)
 
     clock_gettime(CLOCK_MONOTONIC, &t0);
     MHD_quiesce_daemon(daemon_handle);
+    events_stop_all();
     while (__atomic_load_n(&in_flight, __ATOMIC_SEQ_CST) > 0 && ms_since(&t0) < timeout_s * 1000.0)
         usleep(10 * 1000);
     MHD_stop_daemon(daemon_handle);

@@ -10,6 +10,7 @@
 #include "breaker.h"
 #include "config.h"
 #include "db.h"
+#include "events.h"
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
@@ -44,6 +45,7 @@ main(int argc, char **argv)
     else if (strcmp(config.breaker_mode, "disabled") == 0)
         breaker_set_mode(&db_breaker, BREAKER_DISABLED);
     metrics_init(routes_count(), routes_labels());
+    events_set_limit(config.max_event_streams);
     if (db_init(config.conninfo, config.pool_size, config.pool_wait_ms, config.statement_timeout_ms) != 0 ||
         http_start() != 0)
         return 1;

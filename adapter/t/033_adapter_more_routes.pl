@@ -96,6 +96,26 @@ is($r->{status}, 200, 'GET /events (list) as admin');
 ok(scalar(grep { $_->{kind} =~ /^review\./ } @{ $r->{json} }), 'review events are there');
 is(http($a, 'GET', '/events', undef, $tok{ann})->{status}, 403, 'GET /events as a user: 403');
 
+# --- events as a server-sent event stream ---
+my $sse = $PostgreSQL::Test::Utils::tmp_check . '/sse.txt';
+my $curl = IPC::Run::start([ 'curl', '-sN', '--max-time', '4', '-H', 'Accept: text/event-stream',
+		'-H', "Authorization: Bearer $tok{admin}", "$a->{url}/events?after_id=0" ], '>', $sse);
+select(undef, undef, undef, 1.0);
+$r = http($a, 'POST', '/bookings', { room_id => $room, starts_at => '2030-06-01T09:00:00Z',
+	ends_at => '2030-06-01T10:00:00Z', title => 'live' }, $tok{bob});
+is($r->{status}, 201, 'a booking while the stream is open');
+$node->safe_psql('postgres', q{SELECT pg_notify('pg_booking_events', '{"id": 99999, "kind": "test.ping"}')});
+$curl->finish;
+my $stream = slurp_file($sse);
+like($stream, qr/^retry: 2000$/m, 'SSE: retry hint');
+like($stream, qr/^event: review\.created\ndata: \{.*"kind":"review\.created"/m, 'SSE: the backlog (review.created)');
+like($stream, qr/^id: \d+\nevent: booking\.created\ndata: \{.*"entity_id":"$r->{json}{id}"/m, 'SSE: the live booking.created');
+like($stream, qr/^id: 99999\nevent: test\.ping\n/m, 'SSE: a NOTIFY from psql');
+my ($out, $err) = ('', '');
+IPC::Run::run([ 'curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '3', '-H', 'Accept: text/event-stream',
+		'-H', "Authorization: Bearer $tok{ann}", "$a->{url}/events" ], '>', \$out, '2>', \$err);
+is($out, '403', 'SSE as a plain user: 403, no stream');
+
 # --- the review is deleted last (204) ---
 $r = http($a, 'DELETE', "/reviews/$rev", undef, $tok{ann});
 is_deeply([ $r->{status}, $r->{content} // '' ], [ 204, '' ], 'DELETE /reviews/{id}: 204');

@@ -1,0 +1,223 @@
+/*
+ * events.c — server-sent events over LISTEN/NOTIFY.
+ *
+ * Who may read events is decided by SQL: the stream is only opened after
+ * api.list_events answered for the caller, and its answer is the backlog.
+ * Each stream then holds its own LISTEN connection (not one of the pool's,
+ * so streams never starve requests) and sends one SSE message per NOTIFY,
+ * and a comment every 15 s so proxies keep the connection open.
+ */
+#include "events.h"
+
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <microhttpd.h>
+
+#define KEEPALIVE_MS 15000
+#define SLICE_MS 200            /* how often a waiting stream checks for shutdown */
+
+static int  streams;
+static int  max_streams = 16;
+static int  stopping;
+
+typedef struct stream {
+    PGconn     *conn;
+    char       *pending;        /* formatted SSE text not yet sent */
+    size_t      len;
+    size_t      sent;
+    int         idle_ms;
+} stream;
+
+void
+events_set_limit(int n)
+{
+    max_streams = n;
+}
+
+void
+events_stop_all(void)
+{
+    __atomic_store_n(&stopping, 1, __ATOMIC_SEQ_CST);
+}
+
+static void
+append(stream *s, const char *text)
+{
+    size_t      n = strlen(text);
+    char       *grown = realloc(s->pending, s->len + n + 1);
+
+    if (!grown)
+        return;
+    s->pending = grown;
+    memcpy(s->pending + s->len, text, n + 1);
+    s->len += n;
+}
+
+/* One event (a JSON object with id and kind) as an SSE message. */
+static void
+append_event(stream *s, json_t *ev)
+{
+    char       *data = json_dumps(ev, JSON_COMPACT);
+    json_t     *id = json_object_get(ev, "id");
+    json_t     *kind = json_object_get(ev, "kind");
+    char        head[160] = "";
+
+    if (!data)
+        return;
+    if (json_is_integer(id))
+        snprintf(head, sizeof(head), "id: %lld\n", (long long) json_integer_value(id));
+    if (json_is_string(kind) && strpbrk(json_string_value(kind), "\r\n") == NULL)
+        snprintf(head + strlen(head), sizeof(head) - strlen(head), "event: %.100s\n", json_string_value(kind));
+    append(s, head);
+    append(s, "data: ");
+    append(s, data);
+    append(s, "\n\n");
+    free(data);
+}
+
+static void
+collect_notifications(stream *s)
+{
+    PGnotify   *n;
+
+    while ((n = PQnotifies(s->conn)) != NULL)
+    {
+        json_t     *ev = json_loads(n->extra, 0, NULL);
+
+        if (json_is_object(ev))
+            append_event(s, ev);
+        json_decref(ev);
+        PQfreemem(n);
+    }
+}
+
+static ssize_t
+read_stream(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    stream     *s = cls;
+
+    (void) pos;
+    for (;;)
+    {
+        if (s->sent < s->len)
+        {
+            size_t      n = s->len - s->sent < max ? s->len - s->sent : max;
+
+            memcpy(buf, s->pending + s->sent, n);
+            s->sent += n;
+            if (s->sent == s->len)
+                s->sent = s->len = 0;
+            return (ssize_t) n;
+        }
+        if (__atomic_load_n(&stopping, __ATOMIC_SEQ_CST))
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        {
+            struct pollfd p = {.fd = PQsocket(s->conn), .events = POLLIN};
+            int         rc = poll(&p, 1, SLICE_MS);
+
+            if (rc < 0 || PQsocket(s->conn) < 0)
+                return MHD_CONTENT_READER_END_WITH_ERROR;
+            if (rc > 0)
+            {
+                if (!PQconsumeInput(s->conn))
+                    return MHD_CONTENT_READER_END_WITH_ERROR;   /* database gone */
+                collect_notifications(s);
+                s->idle_ms = 0;
+            }
+            else if ((s->idle_ms += SLICE_MS) >= KEEPALIVE_MS)
+            {
+                append(s, ": keepalive\n\n");
+                s->idle_ms = 0;
+            }
+        }
+    }
+}
+
+static void
+free_stream(void *cls)
+{
+    stream     *s = cls;
+
+    PQfinish(s->conn);
+    free(s->pending);
+    free(s);
+    __atomic_sub_fetch(&streams, 1, __ATOMIC_SEQ_CST);
+}
+
+/*
+ * The events after after_id, read as the caller on the stream's own
+ * connection once it is listening, so nothing falls between the backlog and
+ * the first notification.  A JSON array (malloc'd) or NULL.
+ */
+static char *
+read_backlog(PGconn *conn, const char *role, const char *claims, const char *after_id)
+{
+    const char *setup[2] = {role, claims};
+    const char *args[1] = {after_id && *after_id ? after_id : "0"};
+    PGresult   *res;
+    char       *out = NULL;
+
+    PQclear(PQexec(conn, "BEGIN READ ONLY"));
+    PQclear(PQexecParams(conn, "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true)",
+                         2, NULL, setup, NULL, NULL, 0));
+    res = PQexecParams(conn, "SELECT api.list_events(after_id => $1::bigint, lim => 500)::text",
+                       1, NULL, args, NULL, NULL, 0);
+    if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
+        out = strdup(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    PQclear(PQexec(conn, "COMMIT"));
+    return out;
+}
+
+struct MHD_Response *
+events_stream(const char *conninfo, const char *role, const char *claims, const char *after_id,
+              char *why, size_t whylen)
+{
+    stream     *s;
+    PGresult   *res;
+    json_t     *backlog;
+    char       *backlog_json;
+    struct MHD_Response *resp;
+
+    if (__atomic_add_fetch(&streams, 1, __ATOMIC_SEQ_CST) > max_streams)
+    {
+        __atomic_sub_fetch(&streams, 1, __ATOMIC_SEQ_CST);
+        snprintf(why, whylen, "too many event streams are open");
+        return NULL;
+    }
+    s = calloc(1, sizeof(stream));
+    s->conn = PQconnectdb(conninfo);
+    res = PQstatus(s->conn) == CONNECTION_OK ? PQexec(s->conn, "LISTEN pg_booking_events") : NULL;
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+    {
+        PQclear(res);
+        snprintf(why, whylen, "cannot listen for events");
+        free_stream(s);
+        return NULL;
+    }
+    PQclear(res);
+    /* The backlog first: what happened before we were listening. */
+    append(s, "retry: 2000\n\n");
+    backlog_json = read_backlog(s->conn, role, claims, after_id);
+    backlog = backlog_json ? json_loads(backlog_json, 0, NULL) : NULL;
+    free(backlog_json);
+    if (json_is_array(backlog))
+    {
+        size_t      i;
+        json_t     *ev;
+
+        json_array_foreach(backlog, i, ev)
+            append_event(s, ev);
+    }
+    json_decref(backlog);
+    resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, read_stream, s, free_stream);
+    if (!resp)
+        free_stream(s);
+    return resp;
+}

@@ -1,0 +1,24 @@
+/*
+ * events.h — GET /events as a server-sent event stream: the backlog the api
+ * function returned, then every NOTIFY on pg_booking_events, live.
+ */
+#ifndef ADAPTER_EVENTS_H
+#define ADAPTER_EVENTS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct MHD_Response;
+
+/*
+ * Call only after api.list_events answered for this caller (that is the
+ * authorization).  NULL when the stream cannot start (too many streams, no
+ * database).
+ */
+struct MHD_Response *events_stream(const char *conninfo, const char *role, const char *claims,
+                                   const char *after_id, char *why, size_t whylen);
+/* Make every stream end soon (SIGTERM). */
+void        events_stop_all(void);
+void        events_set_limit(int max_streams);
+
+#endif
