@@ -17,10 +17,21 @@
 
 #include <libpq-fe.h>
 
+/*
+ * Statements are prepared once per connection: the setup statement and one
+ * per (function, argument names) seen on it.  A new connection starts with
+ * an empty cache.
+ */
+#define MAX_PREPARED 64
 typedef struct slot {
     PGconn     *conn;
     bool        in_use;
+    bool        setup_prepared;
+    int         nprepared;
+    char       *prepared[MAX_PREPARED];     /* SQL text; statement name is "s<index>" */
 } slot;
+
+static void forget_prepared(slot *s);
 
 static struct {
     pthread_mutex_t lock;
@@ -89,8 +100,11 @@ db_shutdown(void)
 {
     pthread_mutex_lock(&pool.lock);
     for (int i = 0; i < pool.size; i++)
+    {
         if (pool.slots[i].conn)
             PQfinish(pool.slots[i].conn);
+        forget_prepared(&pool.slots[i]);
+    }
     free(pool.slots);
     pool.slots = NULL;
     pool.size = 0;
@@ -155,6 +169,15 @@ acquire_slot(void)
 }
 
 static void
+forget_prepared(slot *s)
+{
+    for (int i = 0; i < s->nprepared; i++)
+        free(s->prepared[i]);
+    s->nprepared = 0;
+    s->setup_prepared = false;
+}
+
+static void
 release_slot(slot *s)
 {
     /* A broken connection is closed now, so outages leak no descriptors. */
@@ -162,6 +185,7 @@ release_slot(slot *s)
     {
         PQfinish(s->conn);
         s->conn = NULL;
+        forget_prepared(s);
     }
     pthread_mutex_lock(&pool.lock);
     s->in_use = false;
@@ -177,6 +201,7 @@ ensure_connected(slot *s)
         return true;
     if (s->conn)
         PQfinish(s->conn);
+    forget_prepared(s);
     s->conn = PQconnectdb(pool.conninfo);
     if (PQstatus(s->conn) != CONNECTION_OK)
     {
@@ -219,15 +244,22 @@ static const char setup_sql[] =
 
 /* One pipelined transaction on a connected slot. */
 static void
-run_call(PGconn *conn, const db_call *call, db_result *out)
+run_call(slot *sl, const db_call *call, db_result *out)
 {
+    PGconn     *conn = sl->conn;
     char        sql[8192];
+    char        name[16];
     size_t      len;
     const char *setup_values[6] = {call->role, call->claims, call->request_id, call->client_ip,
     pool.timeout, call->read_only ? "on" : "off"};
     PGresult   *res;
     bool        failed = false;
-    int         results = 0;
+    int         done_cmds = 0;
+    int         ncmds = 0;
+    int         setup_prep_cmd = -1;
+    int         call_prep_cmd = -1;
+    int         call_cmd;
+    int         cached = -1;
 
     /* Names come from the catalog; quoting keeps them identifiers anyway. */
     len = snprintf(sql, sizeof(sql), "SELECT api.\"%s\"(", call->fn->name);
@@ -244,25 +276,44 @@ run_call(PGconn *conn, const db_call *call, db_result *out)
         out->message = strdup("too many arguments");
         return;
     }
+    for (int i = 0; i < sl->nprepared && cached < 0; i++)
+        if (strcmp(sl->prepared[i], sql) == 0)
+            cached = i;
 
-    if (!PQenterPipelineMode(conn) ||
-        !PQsendQueryParams(conn, setup_sql, 6, NULL, setup_values, NULL, NULL, 0) ||
-        !PQsendQueryParams(conn, sql, call->nargs, NULL, call->argvalues, NULL, NULL, 0) ||
-        !PQpipelineSync(conn))
+    if (!PQenterPipelineMode(conn))
+        goto send_failed;
+    if (!sl->setup_prepared)
     {
-        out->status = DB_CONNECTION_FAILED;
-        out->message = strdup(PQerrorMessage(conn));
-        if (PQpipelineStatus(conn) != PQ_PIPELINE_OFF)
-            PQexitPipelineMode(conn);
-        return;
+        if (!PQsendPrepare(conn, "setup", setup_sql, 6, NULL))
+            goto send_failed;
+        setup_prep_cmd = ncmds++;
     }
-    /* Two statements (each ends with a NULL result), then the Sync. */
+    if (!PQsendQueryPrepared(conn, "setup", 6, setup_values, NULL, NULL, 0))
+        goto send_failed;
+    ncmds++;
+    if (cached < 0 && sl->nprepared < MAX_PREPARED)
+    {
+        cached = sl->nprepared;
+        snprintf(name, sizeof(name), "s%d", cached);
+        if (!PQsendPrepare(conn, name, sql, call->nargs, NULL))
+            goto send_failed;
+        call_prep_cmd = ncmds++;
+    }
+    snprintf(name, sizeof(name), "s%d", cached);
+    if (cached >= 0 ? !PQsendQueryPrepared(conn, name, call->nargs, call->argvalues, NULL, NULL, 0) :
+        !PQsendQueryParams(conn, sql, call->nargs, NULL, call->argvalues, NULL, NULL, 0))
+        goto send_failed;
+    call_cmd = ncmds++;
+    if (!PQpipelineSync(conn))
+        goto send_failed;
+
+    /* Each command's results end with a NULL; then comes the Sync. */
     for (;;)
     {
         res = PQgetResult(conn);
         if (res == NULL)
         {
-            if (++results > 2 || PQstatus(conn) != CONNECTION_OK)
+            if (++done_cmds > ncmds || PQstatus(conn) != CONNECTION_OK)
                 break;
             continue;
         }
@@ -271,8 +322,15 @@ run_call(PGconn *conn, const db_call *call, db_result *out)
             case PGRES_PIPELINE_SYNC:
                 PQclear(res);
                 goto done;
+            case PGRES_COMMAND_OK:
+                /* A statement is known prepared only once the server said so. */
+                if (done_cmds == setup_prep_cmd)
+                    sl->setup_prepared = true;
+                else if (done_cmds == call_prep_cmd)
+                    sl->prepared[sl->nprepared++] = strdup(sql);
+                break;
             case PGRES_TUPLES_OK:
-                if (results == 1 && !failed && PQntuples(res) == 1)
+                if (done_cmds == call_cmd && !failed && PQntuples(res) == 1)
                 {
                     out->value = PQgetisnull(res, 0, 0) ? NULL : strdup(PQgetvalue(res, 0, 0));
                     out->headers = PQgetisnull(res, 0, 1) ? NULL : strdup(PQgetvalue(res, 0, 1));
@@ -301,6 +359,13 @@ done:
         (void) PQexitPipelineMode(conn);
     if (!failed)
         out->status = DB_OK;
+    return;
+
+send_failed:
+    out->status = DB_CONNECTION_FAILED;
+    out->message = strdup(PQerrorMessage(conn));
+    if (PQpipelineStatus(conn) != PQ_PIPELINE_OFF)
+        (void) PQexitPipelineMode(conn);
 }
 
 void
@@ -320,14 +385,14 @@ db_call_function(const db_call *call, db_result *out)
         release_slot(s);
         return;
     }
-    run_call(s->conn, call, out);
+    run_call(s, call, out);
     /* A serialization failure or deadlock is retried once, then answered. */
     if (out->status == DB_SQL_ERROR &&
         (strcmp(out->sqlstate, "40001") == 0 || strcmp(out->sqlstate, "40P01") == 0))
     {
         db_result_free(out);
         memset(out, 0, sizeof(*out));
-        run_call(s->conn, call, out);
+        run_call(s, call, out);
     }
     release_slot(s);
 }

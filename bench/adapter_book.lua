@@ -10,13 +10,12 @@ end
 function init(args)
   room = tonumber(wrk.thread:get("room")) or 1
 end
+local round = tonumber(os.getenv("BENCH_ROUND") or "0")
 function request()
   counter = counter + 1
-  local h = counter
-  local body = string.format(
-    '{"room_id":%d,"starts_at":"2100-01-01T00:00:00Z","ends_at":"2100-01-01T01:00:00Z","title":"bench"}', room)
-  -- shift the whole slot by h hours (2100-01-01 plus h hours, as an offset)
-  body = string.format('{"room_id":%d,"starts_at":"%s","ends_at":"%s","title":"bench"}', room,
+  local h = counter + round * 100000   -- each round in hours of its own
+  -- 2100-01-01T00:00Z plus h hours
+  local body = string.format('{"room_id":%d,"starts_at":"%s","ends_at":"%s","title":"bench"}', room,
     os.date("!%Y-%m-%dT%H:%M:%SZ", 4102444800 + h * 3600), os.date("!%Y-%m-%dT%H:%M:%SZ", 4102444800 + h * 3600 + 3600))
   return wrk.format("POST", "/bookings", {["Content-Type"] = "application/json",
     ["Authorization"] = "Bearer " .. os.getenv("BENCH_TOKEN")}, body)

@@ -4,7 +4,7 @@
 #   p99 latency, adapter RSS when idle (goal <= 16 MB), start to ready (goal <= 50 ms).
 set -euo pipefail
 dir=$(cd "$(dirname "$0")" && pwd)
-secs=${BENCH_SECONDS:-8}
+secs=${BENCH_SECONDS:-5}
 conns=${BENCH_CONNECTIONS:-8}
 db=bench_adapter
 port=${BENCH_HTTP_PORT:-56780}
@@ -20,6 +20,15 @@ CREATE EXTENSION pg_booking CASCADE;
 INSERT INTO booking.rooms (name, location, capacity, amenities)
 SELECT 'Room ' || i, 'HQ', 2 + i % 10, ARRAY['tv'] FROM generate_series(1, 100) i;
 INSERT INTO booking.users (email, full_name, password_hash) VALUES ('bench@example.com', 'Bench', 'x');
+-- pgbench -M prepared parses every statement at connection start, before
+-- any role is set: let the authenticator see the schema (bench database only).
+GRANT USAGE ON SCHEMA api, booking TO booking_authenticator;
+-- One user books thousands of times a second here: exempt plain users from
+-- the per-user limits (the limiter still runs its check on every call).
+DO $$ BEGIN
+  IF to_regclass('booking.rate_limits') IS NOT NULL THEN
+    UPDATE booking.rate_limits SET exempt_roles = exempt_roles || '{user}';
+  END IF; END $$;
 SQL
 export BENCH_TOKEN=$(psql -X -qAt -d $db -c "SELECT booking.sign_jwt(jsonb_build_object('sub', '1', 'role', 'booking_user',
     'exp', extract(epoch FROM now())::bigint + 3600))")
@@ -58,20 +67,32 @@ wrk_run() {   # wrk args... -> "rps p99"
 pgb_run() {   # script -> "tps p99(ms)"
     local log=$BENCH_WORK/pgb_$(basename "$1" .sql)
     rm -rf "$log"; mkdir -p "$log"
-    (cd "$log" && pgbench -n -M extended -U booking_authenticator -c "$conns" -j 2 -T "$secs" -D n=0 -l -f "$1" $db 2>/dev/null) \
+    (cd "$log" && pgbench -n -M prepared -U booking_authenticator -c "$conns" -j 2 -T "$secs" -D n=$(( ${2:-0} * 100000 )) -l -f "$1" $db 2>/dev/null) \
         | awk '/^tps/ {printf "%.0f", $3}'
     printf ' %s' "$(cat "$log"/pgbench_log.* | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END {printf "%.2f", a[int(NR*0.99)]/1000}')"
 }
 
-read -r wrk_rooms wrk_rooms_p99 wrk_rooms_bad <<<"$(wrk_run -H "Authorization: Bearer $BENCH_TOKEN" "$h/rooms")"
-read -r pgb_rooms pgb_rooms_p99 <<<"$(pgb_run "$dir/adapter_rooms.sql")"
-read -r wrk_book wrk_book_p99 wrk_book_bad <<<"$(wrk_run -s "$dir/adapter_book.lua" "$h/bookings")"
-read -r pgb_book pgb_book_p99 <<<"$(pgb_run "$dir/adapter_book.sql")"
+# The four runs take turns, round after round, so a change in the machine's
+# load hits all of them alike; each figure is the median of the rounds.
+rounds=${BENCH_ROUNDS:-3}
+declare -A val
+for r in $(seq 1 "$rounds"); do
+    read -r a b c <<<"$(wrk_run -H "Authorization: Bearer $BENCH_TOKEN" "$h/rooms")"
+    val[wrk_rooms]+=" $a"; val[wrk_rooms_p99]+=" $b"; val[wrk_rooms_bad]+=" $c"
+    read -r a b <<<"$(pgb_run "$dir/adapter_rooms.sql")"
+    val[pgb_rooms]+=" $a"; val[pgb_rooms_p99]+=" $b"
+    read -r a b c <<<"$(BENCH_ROUND=$r wrk_run -s "$dir/adapter_book.lua" "$h/bookings")"
+    val[wrk_book]+=" $a"; val[wrk_book_p99]+=" $b"; val[wrk_book_bad]+=" $c"
+    read -r a b <<<"$(pgb_run "$dir/adapter_book.sql" "$r")"
+    val[pgb_book]+=" $a"; val[pgb_book_p99]+=" $b"
+done
+median() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+for k in "${!val[@]}"; do printf -v "$k" '%s' "$(median "${val[$k]}")"; done
 busy_rss=$(rss_kb)
 made=$(psql -X -qAt -d $db -c "SELECT count(*) FROM booking.bookings")
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}'; }
-printf '%-34s %10s %10s %8s   %s\n' "adapter vs pgbench ($conns conns, ${secs}s)" "adapter/s" "pgbench/s" "ratio" "p99 adapter / pgbench"
+printf '%-34s %10s %10s %8s   %s\n' "adapter vs pgbench ($conns conns, median of $rounds x ${secs}s)" "adapter/s" "pgbench/s" "ratio" "p99 adapter / pgbench"
 printf '%-34s %10s %10s %8s   %s ms / %s ms  (non-2xx: %s)\n' "GET /rooms (50 rooms)" "$wrk_rooms" "$pgb_rooms" \
     "$(ratio "$wrk_rooms" "$pgb_rooms")x" "$wrk_rooms_p99" "$pgb_rooms_p99" "${wrk_rooms_bad:-0}"
 printf '%-34s %10s %10s %8s   %s ms / %s ms  (non-2xx: %s)\n' "POST /bookings" "$wrk_book" "$pgb_book" \

@@ -19,6 +19,9 @@ our @EXPORT = qw(setup_node start_adapter stop_adapter http mint_jwt token_for m
   $SECRET json_of adapter_log_lines);
 
 our $SECRET = 'tap-secret-0123456789abcdef0123456789abcdef';
+my @started;    # adapters still running when a test dies are stopped at exit
+my $parent = $$;
+END { kill 'KILL', @started if $$ == $parent && @started; }
 my $json = JSON::PP->new->canonical->allow_nonref;
 
 sub json_of { my $s = shift; return eval { $json->decode($s) }; }
@@ -68,6 +71,7 @@ sub start_adapter
 		open STDERR, '>', $err or die;
 		exec @cmd or die "exec: $!";
 	}
+	push @started, $pid;
 	my $a = { pid => $pid, port => $port, log => $log, err => $err,
 		url => "http://127.0.0.1:$port", http => HTTP::Tiny->new(timeout => 30, keep_alive => 1) };
 	my $deadline = time + ($opt{start_timeout} // 10);
@@ -91,7 +95,9 @@ sub stop_adapter
 	my ($a, $sig) = @_;
 	kill $sig // 'TERM', $a->{pid};
 	waitpid($a->{pid}, 0);
-	return $? >> 8;
+	my $rc = $? >> 8;
+	@started = grep { $_ != $a->{pid} } @started;
+	return $rc;
 }
 
 # http($a, METHOD, path, body (ref: JSON-encoded; string: as is), token, {headers})
