@@ -6,6 +6,9 @@ use lib 't';
 use AdapterTest;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use IO::Select;
+use IO::Socket::INET;
+use Time::HiRes qw(time);
 
 my $node = setup_node();
 my $a = start_adapter($node);
@@ -105,6 +108,34 @@ for my $c (@cases)
 is($node->safe_psql('postgres', $counts_sql), $before, 'nothing was written by the bad requests');
 is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_tables WHERE schemaname = 'booking' AND tablename = 'bookings'}),
 	1, 'the bookings table is still there');
+
+# GET runs in a read-only transaction: a function that writes fails there
+# (25006, answered 405 as PostgREST does) and writes nothing.
+$node->safe_psql('postgres', q{
+CREATE OR REPLACE FUNCTION api.me() RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE booking.users SET full_name = 'written by a GET' WHERE id = booking.current_user_id();
+    RETURN '{}';
+END $$});
+my $ro = http($a, 'GET', '/users/me', undef, $user);
+is_deeply([ $ro->{status}, $ro->{json}{details}{sqlstate} ], [ 405, '25006' ], 'GET is read-only: a writing function fails');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM booking.users WHERE full_name = 'written by a GET'}), 0,
+	'and wrote nothing');
+is(http($a, 'POST', '/rpc/me', {}, $user)->{status}, 200, 'the same function through POST may write');
+
+# Slow clients: a request that never finishes its headers is cut off.
+my $slow = start_adapter($node, env => { ADAPTER_CLIENT_TIMEOUT_S => 1 });
+my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $slow->{port}) or die "connect: $!";
+print $sock "GET /health HTTP/1.1\r\nHost: x\r\n";    # no blank line: the headers never end
+my $t0 = time;
+my $closed = 0;
+while (time - $t0 < 5 && IO::Select->new($sock)->can_read(5 - (time - $t0)))
+{
+	my $n = sysread($sock, my $buf, 4096);
+	if (!$n) { $closed = 1; last; }
+}
+ok($closed, sprintf('a slow client is disconnected by the server (after %.1f s, limit 1 s)', time - $t0));
+is(stop_adapter($slow), 0, 'slow-client adapter stops cleanly');
 
 my @fivexx = grep { /"status":5\d\d/ } adapter_log_lines($a);
 is(scalar @fivexx, 0, 'no 5xx in the request log') or diag(join "\n", @fivexx);
