@@ -603,7 +603,7 @@ handle(struct MHD_Connection *conn, const char *url, const char *method, request
     {
         json_error_t jerr;
 
-        body = json_loadb(req->body, req->len, JSON_DECODE_ANY, &jerr);
+        body = json_loadb(req->body, req->len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
         if (!body)
         {
             fail_with(&r, 400, "BAD_REQUEST", "the request body is not valid JSON",

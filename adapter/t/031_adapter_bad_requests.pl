@@ -38,6 +38,7 @@ my @cases = (
 	[ 'malformed JSON', 'POST', '/bookings', '{"room_id": 1,', $user, 400 ],
 	[ 'not JSON at all', 'POST', '/bookings', 'room_id=1&title=x', $user, 400 ],
 	[ 'trailing garbage', 'POST', '/bookings', '{"room_id":1} extra', $user, 400 ],
+	[ 'duplicate keys', 'POST', '/bookings', '{"room_id":1,"room_id":2}', $user, 400 ],
 	[ 'JSON array body', 'POST', '/bookings', '[1,2,3]', $user, 422 ],
 	[ 'JSON string body', 'POST', '/bookings', '"hello"', $user, 422 ],
 	[ 'room_id as string', 'POST', '/bookings', { %good, room_id => 'one' }, $user, 422 ],
