@@ -10,6 +10,7 @@
 #include "db.h"
 
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,12 +48,16 @@ static struct {
 typedef struct catalog {
     api_function *fns;
     int         n;
-    struct catalog *older;      /* replaced catalogs stay valid until shutdown */
+    uint64_t    fingerprint;    /* of the catalog query's answer */
+    struct catalog *older;      /* replaced catalogs stay valid until shutdown; only a
+                                 * changed catalog replaces one */
 } catalog;
 
 static pthread_mutex_t catalog_lock = PTHREAD_MUTEX_INITIALIZER;
 static catalog *current_catalog;
 static time_t catalog_loaded_at;
+static bool catalog_loading;
+#define CATALOG_TTL 10
 
 int
 db_init(const char *conninfo, int pool_size, int wait_ms, int statement_timeout_ms)
@@ -505,7 +510,33 @@ load_catalog(void)
         release_slot(s);
         return false;
     }
-    c = calloc(1, sizeof(catalog));
+    {
+        /* Unchanged since the last load (the usual case): keep the current one. */
+        uint64_t    h = 1469598103934665603ULL;     /* FNV-1a */
+        bool        same;
+
+        for (int i = 0; i < PQntuples(res); i++)
+            for (int j = 0; j < PQnfields(res); j++)
+                for (const char *p = PQgetvalue(res, i, j);; p++)
+                {
+                    h = (h ^ (unsigned char) *p) * 1099511628211ULL;
+                    if (!*p)
+                        break;
+                }
+        pthread_mutex_lock(&catalog_lock);
+        same = current_catalog && current_catalog->fingerprint == h;
+        if (same)
+            catalog_loaded_at = time(NULL);
+        pthread_mutex_unlock(&catalog_lock);
+        if (same)
+        {
+            PQclear(res);
+            release_slot(s);
+            return true;
+        }
+        c = calloc(1, sizeof(catalog));
+        c->fingerprint = h;
+    }
     c->n = PQntuples(res);
     c->fns = calloc(c->n ? c->n : 1, sizeof(api_function));
     for (int i = 0; i < c->n; i++)
@@ -551,9 +582,29 @@ lookup(const char *name)
 const api_function *
 db_find_function(const char *name)
 {
-    const api_function *f = lookup(name);
+    const api_function *f;
     bool        stale;
+    bool        invalidated;
 
+    /*
+     * Signatures change when the extension is upgraded: read the catalog
+     * again after a 42883, and at least every CATALOG_TTL seconds (one
+     * thread does it; the others go on with the current one).
+     */
+    pthread_mutex_lock(&catalog_lock);
+    invalidated = current_catalog != NULL && !catalog_loading &&
+        (catalog_loaded_at == 0 || time(NULL) - catalog_loaded_at >= CATALOG_TTL);
+    if (invalidated)
+        catalog_loading = true;
+    pthread_mutex_unlock(&catalog_lock);
+    if (invalidated)
+    {
+        load_catalog();
+        pthread_mutex_lock(&catalog_lock);
+        catalog_loading = false;
+        pthread_mutex_unlock(&catalog_lock);
+    }
+    f = lookup(name);
     if (f)
         return f;
     /* New functions appear when the extension is upgraded: reload, at most once a second. */
@@ -563,6 +614,14 @@ db_find_function(const char *name)
     if (stale && load_catalog())
         return lookup(name);
     return NULL;
+}
+
+void
+db_catalog_invalidate(void)
+{
+    pthread_mutex_lock(&catalog_lock);
+    catalog_loaded_at = 0;
+    pthread_mutex_unlock(&catalog_lock);
 }
 
 bool

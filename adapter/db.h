@@ -63,5 +63,7 @@ const api_function *db_find_function(const char *name);
 /* Calls fn for every known function (catalog locked for reading meanwhile). */
 void        db_each_function(void (*fn) (const api_function *, void *), void *arg);
 bool        db_catalog_loaded(void);
+/* Read the catalog again before the next call (after a 42883). */
+void        db_catalog_invalidate(void);
 
 #endif

@@ -709,6 +709,8 @@ handle(struct MHD_Connection *conn, const char *url, const char *method, request
                 http_error  e = {0};
 
                 r.outcome = sqlstate_is_outage(res.sqlstate) ? BREAKER_FAILURE : BREAKER_SUCCESS;
+                if (strcmp(res.sqlstate, "42883") == 0)
+                    db_catalog_invalidate();
                 error_from_sql(&e, res.sqlstate, res.message, res.detail, res.hint, !auth.ok);
                 if (e.status == 401)
                     r.www_authenticate = true;

@@ -17,7 +17,7 @@ results="$ROOT_DIR/.test-results"
 finish() {
     rc=$?
     rm -rf "$results"; mkdir -p "$results"
-    for f in regression.diffs regression.out results tmp_check/log; do
+    for f in regression.diffs regression.out results tmp_check/log adapter/tmp_check; do
         [ -e "$work/src/$f" ] && cp -r "$work/src/$f" "$results/" 2>/dev/null || true
     done
     if [ $rc -ne 0 ]; then
