@@ -5,7 +5,8 @@
  * api.list_events answered for the caller, and its answer is the backlog.
  * Each stream then holds its own LISTEN connection (not one of the pool's,
  * so streams never starve requests) and sends one SSE message per NOTIFY,
- * and a comment every 15 s so proxies keep the connection open.
+ * and a comment every 15 s (or half the client timeout) so neither we nor a
+ * proxy close an idle stream.
  */
 #include "events.h"
 
@@ -19,11 +20,11 @@
 #include <libpq-fe.h>
 #include <microhttpd.h>
 
-#define KEEPALIVE_MS 15000
 #define SLICE_MS 200            /* how often a waiting stream checks for shutdown */
 
 static int  streams;
 static int  max_streams = 16;
+static int  keepalive_ms = 15000;
 static int  stopping;
 
 typedef struct stream {
@@ -35,9 +36,15 @@ typedef struct stream {
 } stream;
 
 void
-events_set_limit(int n)
+events_configure(int streams_max, int idle_timeout_s)
 {
-    max_streams = n;
+    max_streams = streams_max;
+    /* A comment well before the server's idle timeout would cut the stream. */
+    keepalive_ms = idle_timeout_s > 0 ? idle_timeout_s * 1000 / 2 : 15000;
+    if (keepalive_ms > 15000)
+        keepalive_ms = 15000;
+    if (keepalive_ms < SLICE_MS)
+        keepalive_ms = SLICE_MS;
 }
 
 void
@@ -130,7 +137,7 @@ read_stream(void *cls, uint64_t pos, char *buf, size_t max)
                 collect_notifications(s);
                 s->idle_ms = 0;
             }
-            else if ((s->idle_ms += SLICE_MS) >= KEEPALIVE_MS)
+            else if ((s->idle_ms += SLICE_MS) >= keepalive_ms)
             {
                 append(s, ": keepalive\n\n");
                 s->idle_ms = 0;

@@ -19,6 +19,6 @@ struct MHD_Response *events_stream(const char *conninfo, const char *role, const
                                    const char *after_id, char *why, size_t whylen);
 /* Make every stream end soon (SIGTERM). */
 void        events_stop_all(void);
-void        events_set_limit(int max_streams);
+void        events_configure(int max_streams, int idle_timeout_s);
 
 #endif

@@ -8,7 +8,8 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 my $node = setup_node();
-my $a = start_adapter($node);
+# A short client timeout: the event stream must outlive it (keepalives).
+my $a = start_adapter($node, env => { ADAPTER_CLIENT_TIMEOUT_S => 2 });
 my %id;
 $id{$_->[0]} = make_user($node, "$_->[0]\@example.com", $_->[1])
   for ([ 'admin', 'admin' ], [ 'fm', 'facility_manager' ], [ 'aud', 'auditor' ], [ 'mod', 'moderator' ],
@@ -105,12 +106,16 @@ $r = http($a, 'POST', '/bookings', { room_id => $room, starts_at => '2030-06-01T
 	ends_at => '2030-06-01T10:00:00Z', title => 'live' }, $tok{bob});
 is($r->{status}, 201, 'a booking while the stream is open');
 $node->safe_psql('postgres', q{SELECT pg_notify('pg_booking_events', '{"id": 99999, "kind": "test.ping"}')});
+select(undef, undef, undef, 2.2);    # past the 2 s client timeout, idle but for keepalives
+$node->safe_psql('postgres', q{SELECT pg_notify('pg_booking_events', '{"id": 100000, "kind": "test.late"}')});
 $curl->finish;
 my $stream = slurp_file($sse);
 like($stream, qr/^retry: 2000$/m, 'SSE: retry hint');
 like($stream, qr/^event: review\.created\ndata: \{.*"kind":"review\.created"/m, 'SSE: the backlog (review.created)');
 like($stream, qr/^id: \d+\nevent: booking\.created\ndata: \{.*"entity_id":"$r->{json}{id}"/m, 'SSE: the live booking.created');
 like($stream, qr/^id: 99999\nevent: test\.ping\n/m, 'SSE: a NOTIFY from psql');
+like($stream, qr/^: keepalive$/m, 'SSE: keepalives while idle');
+like($stream, qr/^id: 100000\nevent: test\.late\n/m, 'SSE: the stream outlived the 2 s client timeout');
 my ($out, $err) = ('', '');
 IPC::Run::run([ 'curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '3', '-H', 'Accept: text/event-stream',
 		'-H', "Authorization: Bearer $tok{ann}", "$a->{url}/events" ], '>', \$out, '2>', \$err);
