@@ -279,7 +279,10 @@ args_add(args *a, const char *name, const char *value)
             return;
         }
     if (a->call.nargs >= 64)
+    {
+        args_fail(a, 422, name, "too many fields (at most 64), at \"%s\"", name);
         return;
+    }
     a->call.argnames[a->call.nargs] = a->fn->argnames[i];
     a->call.argvalues[a->call.nargs] = value;
     a->call.nargs++;
