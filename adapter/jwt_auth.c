@@ -10,14 +10,93 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
 
+#include <pthread.h>
+
 #include <jansson.h>
 #include <jwt.h>
+
+/*
+ * Clients send the same token request after request: a verified token is
+ * remembered (direct-mapped, by a hash of the whole token string), so the
+ * next request with the identical string skips decoding and the HMAC.
+ * "exp" is still checked every time.
+ */
+#define CACHE_SLOTS 256
+typedef struct cached_token {
+    char       *token;
+    double      exp;
+    char       *claims;
+    char        role[64];
+    char        sub[64];
+} cached_token;
+
+static cached_token cache[CACHE_SLOTS];
+static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static unsigned
+slot_of(const char *token)
+{
+    uint32_t    h = 2166136261u;
+
+    for (const char *p = token; *p; p++)
+        h = (h ^ (unsigned char) *p) * 16777619u;
+    return h % CACHE_SLOTS;
+}
+
+static bool
+cache_lookup(const char *token, auth_result *out)
+{
+    cached_token *c = &cache[slot_of(token)];
+    bool        hit = false;
+
+    pthread_mutex_lock(&cache_lock);
+    if (c->token && strcmp(c->token, token) == 0 && c->exp > (double) time(NULL))
+    {
+        out->claims = strdup(c->claims);
+        memcpy(out->role, c->role, sizeof(out->role));
+        memcpy(out->sub, c->sub, sizeof(out->sub));
+        out->ok = out->claims != NULL;
+        hit = true;
+    }
+    pthread_mutex_unlock(&cache_lock);
+    return hit;
+}
+
+static void
+cache_store(const char *token, double exp, const auth_result *r)
+{
+    cached_token *c = &cache[slot_of(token)];
+
+    pthread_mutex_lock(&cache_lock);
+    free(c->token);
+    free(c->claims);
+    c->token = strdup(token);
+    c->claims = strdup(r->claims);
+    c->exp = exp;
+    memcpy(c->role, r->role, sizeof(c->role));
+    memcpy(c->sub, r->sub, sizeof(c->sub));
+    pthread_mutex_unlock(&cache_lock);
+}
+
+void
+auth_cache_free(void)
+{
+    pthread_mutex_lock(&cache_lock);
+    for (int i = 0; i < CACHE_SLOTS; i++)
+    {
+        free(cache[i].token);
+        free(cache[i].claims);
+        cache[i].token = cache[i].claims = NULL;
+    }
+    pthread_mutex_unlock(&cache_lock);
+}
 
 static bool
 role_is_ours(const char *r)
@@ -47,6 +126,8 @@ auth_verify(const char *header, const char *secret, auth_result *out)
     token = header + 7;
     while (*token == ' ')
         token++;
+    if (cache_lookup(token, out))
+        return;
     if (jwt_decode(&jwt, token, (const unsigned char *) secret, (int) strlen(secret)) != 0 || !jwt)
     {
         snprintf(out->why, sizeof(out->why), "the token is malformed or its signature is invalid");
@@ -93,6 +174,8 @@ auth_verify(const char *header, const char *secret, auth_result *out)
         snprintf(out->sub, sizeof(out->sub), "%lld", (long long) json_integer_value(v));
     out->claims = json_dumps(claims, JSON_COMPACT);
     out->ok = out->claims != NULL;
+    if (out->ok)
+        cache_store(token, json_number_value(json_object_get(claims, "exp")), out);
 done:
     json_decref(claims);
     if (jwt)

@@ -17,5 +17,6 @@ typedef struct auth_result {
 /* header: the Authorization header's value (not NULL). */
 void        auth_verify(const char *header, const char *secret, auth_result *out);
 void        auth_result_free(auth_result *r);
+void        auth_cache_free(void);
 
 #endif

@@ -12,6 +12,7 @@
 #include "db.h"
 #include "events.h"
 #include "http.h"
+#include "jwt_auth.h"
 #include "log.h"
 #include "metrics.h"
 #include "routes.h"
@@ -73,6 +74,7 @@ main(int argc, char **argv)
     log_event("info", "signal %d: draining requests in flight", sig);
     http_drain_and_stop(config.drain_timeout_s);
     db_shutdown();
+    auth_cache_free();
     log_event("info", "stopped");
     return 0;
 }

@@ -222,6 +222,12 @@ for my $bt (@bad_tokens)
 	is_deeply([ $r->{status}, $r->{json}{error_code}, defined $r->{headers}{'www-authenticate'} ? 1 : 0 ],
 		[ 401, 'UNAUTHORIZED', 1 ], "token $bt->[0]: 401 UNAUTHORIZED with WWW-Authenticate");
 }
+# Verified tokens are cached: the cache must still honour exp.
+my $short = mint_jwt({ %good, exp => int(time) + 2 });
+is(http($a, 'GET', '/users/me', undef, $short)->{status}, 200, 'a short-lived token works (and is cached)');
+is(http($a, 'GET', '/users/me', undef, $short)->{status}, 200, 'again, from the cache');
+select(undef, undef, undef, 2.6);
+is(http($a, 'GET', '/users/me', undef, $short)->{status}, 401, 'once expired, the cached token is refused');
 $r = http($a, 'GET', '/users/me', undef, undef, { Authorization => 'Basic YTpi' });
 is($r->{status}, 401, 'basic auth: 401');
 
