@@ -91,6 +91,44 @@ for my $an (@analytics)
 $r = http($a, 'GET', '/admin/analytics/bookings/summary', undef, $tok{admin});
 cmp_ok($r->{json}{total}, '>=', 1, 'summary counts the booking');
 
+# --- hotels, inventory, reservations, jobs ---
+$r = http($a, 'POST', '/hotels', { name => 'Grand', location => 'Lisbon' }, $tok{ann});
+is($r->{status}, 403, 'a user creates a hotel: 403');
+$r = http($a, 'POST', '/hotels', { name => 'Grand', location => 'Lisbon' }, $tok{admin});
+is($r->{status}, 201, 'POST /hotels 201') or diag($r->{content});
+my $hotel = $r->{json}{id};
+is(http($a, 'GET', '/hotels?location=lisbon', undef, $tok{ann})->{status}, 200, 'GET /hotels?location');
+is_deeply([ @{ http($a, 'GET', "/hotels/$hotel", undef, $tok{ann})->{json} }{qw(id name)} ], [ $hotel, 'Grand' ], 'GET /hotels/{id}');
+is(http($a, 'GET', "/inventory/hotel_name/$hotel", undef, $tok{ann})->{json}{name}, 'Grand', 'GET /inventory/hotel_name/{id}');
+$r = http($a, 'POST', "/inventory/$hotel/adjust", { room_type => 'double', from => '2030-07-01', to => '2030-07-10', total => 1 }, $tok{fm});
+is($r->{status}, 200, 'POST /inventory/{hotel_id}/adjust') or diag($r->{content});
+$r = http($a, 'PUT', "/inventory/$hotel/restrictions", { room_type => 'double', from => '2030-07-01', to => '2030-07-10', min_stay => 1 }, $tok{fm});
+is($r->{status}, 200, 'PUT /inventory/{hotel_id}/restrictions') or diag($r->{content});
+$r = http($a, 'GET', "/inventory/$hotel?from=2030-07-01&to=2030-07-03&room_type=double", undef, $tok{ann});
+is($r->{status}, 200, 'GET /inventory/{hotel_id}') or diag($r->{content});
+$r = http($a, 'GET', '/availability?location=Lisbon&arrival=2030-07-02&nights=2', undef, $tok{ann});
+is($r->{status}, 200, 'GET /availability') or diag($r->{content});
+my %stay = (hotel_id => 0 + $hotel, room_type => 'double', guest_name => 'Secret Guestname', arrival_date => '2030-07-02', stay_length => 2);
+$r = http($a, 'POST', '/reservations', \%stay, $tok{ann});
+is($r->{status}, 201, 'POST /reservations 201') or diag($r->{content});
+my $res = $r->{json}{id};
+$r = http($a, 'POST', '/reservations', { %stay, guest_name => 'Other' }, $tok{bob});
+is_deeply([ $r->{status}, $r->{json}{error_code} ], [ 409, 'NO_AVAILABILITY' ], 'the only room is taken: 409 NO_AVAILABILITY');
+is(http($a, 'GET', "/reservations/$res", undef, $tok{ann})->{status}, 200, 'GET /reservations/{uuid} by the owner');
+is(http($a, 'GET', "/reservations/$res", undef, $tok{bob})->{status}, 404, "someone else's reservation: 404");
+is(http($a, 'GET', '/reservations/not-a-uuid', undef, $tok{ann})->{status}, 400, 'a bad uuid: 400');
+is(scalar @{ http($a, 'GET', '/reservations', undef, $tok{ann})->{json} }, 1, 'GET /reservations: own');
+$r = http($a, 'PATCH', "/reservations/$res", { adults => 2 }, $tok{ann});
+is($r->{status}, 200, 'PATCH /reservations/{id}') or diag($r->{content});
+is(http($a, 'POST', "/reservations/$res/check-in", undef, $tok{ann})->{status}, 403, 'a user checks in: 403');
+is(http($a, 'POST', "/reservations/$res/check-in", undef, $tok{fm})->{status}, 200, 'POST /reservations/{id}/check-in');
+is(http($a, 'POST', "/reservations/$res/check-out", undef, $tok{fm})->{status}, 200, 'POST /reservations/{id}/check-out');
+is(http($a, 'DELETE', "/reservations/$res", undef, $tok{ann})->{status}, 409, 'cancelling a completed stay: 409');
+$r = http($a, 'POST', '/admin/jobs/checkout/run', { as_of => '2030-07-05' }, $tok{admin});
+is($r->{status}, 200, 'POST /admin/jobs/checkout/run') or diag($r->{content});
+is(http($a, 'GET', '/admin/jobs', undef, $tok{admin})->{status}, 200, 'GET /admin/jobs');
+is(http($a, 'GET', '/admin/jobs', undef, $tok{ann})->{status}, 403, 'GET /admin/jobs as a user: 403');
+
 # --- events ---
 $r = http($a, 'GET', '/events?after_id=0', undef, $tok{admin});
 is($r->{status}, 200, 'GET /events (list) as admin');
@@ -137,4 +175,5 @@ is_deeply([ $r->{status}, $r->{json}{b} ], [ 200, 2 ], 'the new signature works 
 $r = http($a, 'DELETE', "/reviews/$rev", undef, $tok{ann});
 is_deeply([ $r->{status}, $r->{content} // '' ], [ 204, '' ], 'DELETE /reviews/{id}: 204');
 is(stop_adapter($a), 0, 'adapter stops cleanly');
+unlike(join("\n", adapter_log_lines($a)), qr/Secret Guestname|password|eyJ/, 'no guest name, password or token in the log');
 done_testing();
