@@ -9,7 +9,7 @@ conns=${BENCH_CONNECTIONS:-8}
 db=bench_adapter
 port=${BENCH_HTTP_PORT:-56780}
 src=${BENCH_WORK:?}/src/adapter
-make -C "$src" -s pg_booking_adapter >/dev/null
+make -C "$src" -s -B pg_booking_adapter >/dev/null   # -B: never a binary copied from the checkout
 bin=$src/pg_booking_adapter
 secret='bench-secret-0123456789abcdef0123456789abcdef'
 
