@@ -55,6 +55,7 @@ static const setting settings[] = {
     {"drain-timeout-s", "ADAPTER_DRAIN_TIMEOUT_S", S_INT, &config.drain_timeout_s, "on SIGTERM, wait this long for requests in flight"},
     {"max-event-streams", "ADAPTER_MAX_EVENT_STREAMS", S_INT, &config.max_event_streams, "GET /events streams open at once (each holds a connection)"},
     {"log-requests", "ADAPTER_LOG_REQUESTS", S_BOOL, &config.log_requests, "one JSON line per request on stdout (true/false)"},
+    {"trusted-proxies", "ADAPTER_TRUSTED_PROXIES", S_STR, &config.trusted_proxies, "load balancers (addresses or IPv4 CIDRs, comma-separated) whose X-Forwarded-For names the client; unset: the peer is the client"},
 };
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
 

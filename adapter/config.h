@@ -24,6 +24,7 @@ typedef struct adapter_config {
     int         drain_timeout_s;
     int         max_event_streams;
     bool        log_requests;
+    const char *trusted_proxies;    /* comma list of addresses or IPv4 CIDRs; NULL: none */
 } adapter_config;
 
 extern adapter_config config;

@@ -196,10 +196,60 @@ new_request_id(char *out, size_t len)
              b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
 }
 
+/* Is addr (text) one of the trusted proxies: an exact address or an IPv4 CIDR? */
+static bool
+is_trusted_proxy(const char *addr)
+{
+    const char *p = config.trusted_proxies;
+    struct in_addr a4;
+    bool        is_v4 = inet_pton(AF_INET, addr, &a4) == 1;
+
+    while (p && *p)
+    {
+        char        item[64];
+        size_t      n = strcspn(p, ",");
+        char       *slash;
+
+        if (n > 0 && n < sizeof(item))
+        {
+            memcpy(item, p, n);
+            item[n] = '\0';
+            slash = strchr(item, '/');
+            if (!slash && strcmp(item, addr) == 0)
+                return true;
+            if (slash && is_v4)
+            {
+                struct in_addr net;
+                int         bits = atoi(slash + 1);
+
+                *slash = '\0';
+                if (bits >= 0 && bits <= 32 && inet_pton(AF_INET, item, &net) == 1)
+                {
+                    uint32_t    mask = bits == 0 ? 0 : htonl(~(uint32_t) 0 << (32 - bits));
+
+                    if ((a4.s_addr & mask) == (net.s_addr & mask))
+                        return true;
+                }
+            }
+        }
+        p += n;
+        if (*p == ',')
+            p++;
+    }
+    return false;
+}
+
+/*
+ * The client's address, which per-IP rate limits key on.  Behind a trusted
+ * load balancer it is the last address that balancer appended to
+ * X-Forwarded-For; from anyone else the header is ignored, so a client
+ * cannot choose its own key.
+ */
 static void
 client_ip(struct MHD_Connection *conn, char *out, size_t len)
 {
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const char *xff;
 
     snprintf(out, len, "unknown");
     if (!ci || !ci->client_addr)
@@ -208,6 +258,27 @@ client_ip(struct MHD_Connection *conn, char *out, size_t len)
         inet_ntop(AF_INET, &((const struct sockaddr_in *) ci->client_addr)->sin_addr, out, len);
     else if (ci->client_addr->sa_family == AF_INET6)
         inet_ntop(AF_INET6, &((const struct sockaddr_in6 *) ci->client_addr)->sin6_addr, out, len);
+
+    xff = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Forwarded-For");
+    if (xff && config.trusted_proxies && is_trusted_proxy(out))
+    {
+        const char *last = strrchr(xff, ',');
+        char        candidate[INET6_ADDRSTRLEN + 1];
+        unsigned char buf[sizeof(struct in6_addr)];
+        size_t      n;
+
+        last = last ? last + 1 : xff;
+        last += strspn(last, " \t");
+        n = strcspn(last, " \t");
+        if (n > 0 && n < sizeof(candidate))
+        {
+            memcpy(candidate, last, n);
+            candidate[n] = '\0';
+            /* Only a well-formed address replaces the peer's. */
+            if (inet_pton(AF_INET, candidate, buf) == 1 || inet_pton(AF_INET6, candidate, buf) == 1)
+                snprintf(out, len, "%s", candidate);
+        }
+    }
 }
 
 /* Arguments being gathered for one call. */

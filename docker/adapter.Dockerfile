@@ -16,8 +16,10 @@ RUN apt-get update \
  && useradd --system --no-create-home --shell /usr/sbin/nologin pgb
 COPY --from=build /src/adapter/pg_booking_adapter /usr/local/bin/pg_booking_adapter
 USER pgb
-ENV PGB_PORT=8080
+# Settings are ADAPTER_* variables (pg_booking_adapter --help); the compose
+# file gives the database, the secret and the trusted load balancer.
+ENV ADAPTER_PORT=8080 ADAPTER_LISTEN=0.0.0.0
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --retries=3 \
-    CMD curl -fsS "http://127.0.0.1:${PGB_PORT}/health" >/dev/null || exit 1
+    CMD curl -fsS "http://127.0.0.1:${ADAPTER_PORT}/health" >/dev/null || exit 1
 ENTRYPOINT ["/usr/local/bin/pg_booking_adapter"]
