@@ -39,6 +39,10 @@ unix_socket_directories = '$RUN_DIR'
 shared_preload_libraries = 'pg_booking'
 pg_booking.checkout_database = 'booking'
 include_if_exists = 'secrets.conf'
+# Business errors (a clash, a wrong password) are normal answers: do not copy
+# the failing statement, which may carry a password or a guest name, into
+# the log.
+log_min_error_statement = fatal
 CONF
 fi
 # The secret lives in a file only the postgres user can read.
