@@ -17,5 +17,6 @@ COPY --from=build /stage/usr/ /usr/
 # secret and gives the login roles their passwords (from the environment).
 COPY docker/initdb/ /docker-entrypoint-initdb.d/
 # The rate limiter's shared memory and the checkout worker need the library
-# loaded at server start.
-CMD ["postgres", "-c", "shared_preload_libraries=pg_booking"]
+# loaded at server start.  Failing statements (a wrong password is one) are
+# not copied into the log.
+CMD ["postgres", "-c", "shared_preload_libraries=pg_booking", "-c", "log_min_error_statement=fatal"]

@@ -38,6 +38,6 @@ as_pg make -C "$work/src" installcheck bindir="$bindir" ${PROVE_TESTS:+PROVE_TES
 
 if [ -f "$work/src/adapter/Makefile" ]; then
     say "adapter tests"
-    as_pg make -C "$work/src/adapter" test bindir="$bindir"
+    as_pg make -C "$work/src/adapter" test bindir="$bindir" PROVE_TESTS="${ADAPTER_PROVE_TESTS:-}"
 fi
 say "all tests passed"

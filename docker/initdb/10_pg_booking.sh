@@ -15,7 +15,10 @@ psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" \
      -v grafana_password="$PGB_GRAFANA_DB_PASSWORD" <<'SQL'
 CREATE EXTENSION IF NOT EXISTS pg_booking CASCADE;
 ALTER SYSTEM SET pg_booking.jwt_secret = :'jwt_secret';
-SELECT pg_reload_conf();
+-- The nightly checkout works in this database.  No reload: the image's
+-- entrypoint restarts the server after these scripts, and a reload would
+-- log the changed secret.
+SELECT format('ALTER SYSTEM SET pg_booking.checkout_database = %L', current_database()) \gexec
 ALTER ROLE booking_authenticator LOGIN PASSWORD :'authenticator_password';
 ALTER ROLE booking_grafana LOGIN PASSWORD :'grafana_password';
 SQL
