@@ -15,7 +15,7 @@ SELECT 'user' || i || '@example.com', 'User ' || i, 'x' FROM generate_series(1, 
 -- the bulk load; the counting trigger stays on and keeps the counters as
 -- the rows arrive.  Batches of 50,000 rows, each its own transaction.
 ALTER TABLE booking.bookings DISABLE TRIGGER bookings_conflict_check;
-ALTER TABLE booking.bookings DISABLE TRIGGER bookings_event;
+ALTER TABLE booking.bookings DISABLE TRIGGER bookings_event_insert;
 CREATE PROCEDURE bench_load(total integer, rooms integer) LANGUAGE plpgsql AS $$
 DECLARE
     batch constant integer := 50000;

@@ -43,37 +43,75 @@ END
 $$;
 COMMENT ON FUNCTION booking.emit_event IS 'append an event to booking.events and NOTIFY pg_booking_events with {id, kind, entity, entity_id}';
 
-CREATE FUNCTION booking.booking_event() RETURNS trigger
+-- Append a statement's events (kind, entity, entity_id, payload) and
+-- announce each: one INSERT and one pass of NOTIFYs per statement, so a
+-- batch (the nightly checkout completes thousands of stays per statement)
+-- does not pay a function call per row.
+CREATE FUNCTION booking.emit_events(batch jsonb) RETURNS integer
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    kind text;
-    r booking.bookings := CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+    n integer;
+BEGIN
+    WITH ins AS (
+        INSERT INTO booking.events (kind, entity, entity_id, user_id, payload)
+        SELECT e ->> 'kind', e ->> 'entity', e ->> 'entity_id', booking.current_user_id(), coalesce(e -> 'payload', '{}')
+          FROM jsonb_array_elements(batch) WITH ORDINALITY AS x(e, i)
+         ORDER BY i
+        RETURNING id, kind, entity, entity_id)
+    SELECT count(pg_notify('pg_booking_events',
+                           jsonb_build_object('id', id, 'kind', kind, 'entity', entity, 'entity_id', entity_id)::text))
+      INTO n
+      FROM (SELECT * FROM ins ORDER BY id) o;
+    RETURN n;
+END
+$$;
+
+-- Bookings: created, rescheduled (room or times), and every status change.
+-- Statement triggers over the transition tables; a retitle is no event.
+CREATE FUNCTION booking.booking_events() RETURNS trigger
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        kind := 'booking.created';
+        PERFORM booking.emit_events(coalesce(jsonb_agg(jsonb_build_object(
+                    'kind', 'booking.created', 'entity', 'booking', 'entity_id', n.id::text,
+                    'payload', jsonb_build_object('room_id', n.room_id, 'owner_id', n.user_id, 'status', n.status,
+                                                  'starts_at', n.starts_at, 'ends_at', n.ends_at, 'series_id', n.series_id))), '[]'))
+           FROM new_rows n;
     ELSIF TG_OP = 'DELETE' THEN
-        kind := 'booking.deleted';
-    ELSIF NEW.status <> OLD.status THEN
-        kind := 'booking.' || NEW.status;
-    ELSIF (NEW.room_id, NEW.starts_at, NEW.ends_at) IS DISTINCT FROM (OLD.room_id, OLD.starts_at, OLD.ends_at) THEN
-        kind := 'booking.rescheduled';
+        PERFORM booking.emit_events(coalesce(jsonb_agg(jsonb_build_object(
+                    'kind', 'booking.deleted', 'entity', 'booking', 'entity_id', o.id::text,
+                    'payload', jsonb_build_object('room_id', o.room_id, 'owner_id', o.user_id, 'status', o.status,
+                                                  'starts_at', o.starts_at, 'ends_at', o.ends_at, 'series_id', o.series_id))), '[]'))
+           FROM old_rows o;
     ELSE
-        RETURN NULL;    -- a retitle is not a state change
+        PERFORM booking.emit_events(coalesce(jsonb_agg(jsonb_build_object(
+                    'kind', c.kind, 'entity', 'booking', 'entity_id', c.id::text,
+                    'payload', jsonb_build_object('room_id', c.room_id, 'owner_id', c.user_id, 'status', c.status,
+                                                  'starts_at', c.starts_at, 'ends_at', c.ends_at, 'series_id', c.series_id)
+                               || CASE WHEN c.kind = 'booking.rescheduled'
+                                       THEN jsonb_build_object('previous', jsonb_build_object('room_id', c.old_room_id,
+                                            'starts_at', c.old_starts_at, 'ends_at', c.old_ends_at))
+                                       ELSE '{}' END)), '[]'))
+           FROM (SELECT n.*, o.room_id AS old_room_id, o.starts_at AS old_starts_at, o.ends_at AS old_ends_at,
+                        CASE WHEN n.status <> o.status THEN 'booking.' || n.status
+                             WHEN (n.room_id, n.starts_at, n.ends_at) IS DISTINCT FROM (o.room_id, o.starts_at, o.ends_at)
+                             THEN 'booking.rescheduled' END AS kind
+                   FROM new_rows n JOIN old_rows o ON o.id = n.id) c
+          WHERE c.kind IS NOT NULL;
     END IF;
-    PERFORM booking.emit_event(kind, 'booking', r.id::text,
-        jsonb_build_object('room_id', r.room_id, 'owner_id', r.user_id, 'status', r.status,
-                           'starts_at', r.starts_at, 'ends_at', r.ends_at, 'series_id', r.series_id)
-        || CASE WHEN kind = 'booking.rescheduled'
-                THEN jsonb_build_object('previous', jsonb_build_object('room_id', OLD.room_id,
-                                        'starts_at', OLD.starts_at, 'ends_at', OLD.ends_at))
-                ELSE '{}' END);
     RETURN NULL;
 END
 $$;
-CREATE TRIGGER bookings_event AFTER INSERT OR UPDATE OR DELETE ON booking.bookings
-    FOR EACH ROW EXECUTE FUNCTION booking.booking_event();
+CREATE TRIGGER bookings_event_insert AFTER INSERT ON booking.bookings
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION booking.booking_events();
+CREATE TRIGGER bookings_event_update AFTER UPDATE ON booking.bookings
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION booking.booking_events();
+CREATE TRIGGER bookings_event_delete AFTER DELETE ON booking.bookings
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION booking.booking_events();
 
 CREATE FUNCTION booking.review_event() RETURNS trigger
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -106,37 +144,53 @@ CREATE TRIGGER reviews_event AFTER INSERT OR UPDATE OR DELETE ON booking.reviews
 
 -- Reservations: created, changed (dates, length, room type), and every
 -- status (checked_in, completed, cancelled, no_show).  Never the guest name.
-CREATE FUNCTION booking.reservation_event() RETURNS trigger
+CREATE FUNCTION booking.reservation_events() RETURNS trigger
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    kind text;
-    r booking.reservations := CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        kind := 'reservation.created';
+        PERFORM booking.emit_events(coalesce(jsonb_agg(jsonb_build_object(
+                    'kind', 'reservation.created', 'entity', 'reservation', 'entity_id', n.id::text,
+                    'payload', jsonb_build_object('hotel_id', n.hotel_id, 'room_type', n.room_type, 'owner_id', n.user_id,
+                                                  'status', n.status, 'arrival_date', n.arrival_date,
+                                                  'stay_length', n.stay_length))), '[]'))
+           FROM new_rows n;
     ELSIF TG_OP = 'DELETE' THEN
-        kind := 'reservation.deleted';
-    ELSIF NEW.status <> OLD.status THEN
-        kind := 'reservation.' || NEW.status;
-    ELSIF (NEW.arrival_date, NEW.stay_length, NEW.room_type) IS DISTINCT FROM (OLD.arrival_date, OLD.stay_length, OLD.room_type) THEN
-        kind := 'reservation.changed';
+        PERFORM booking.emit_events(coalesce(jsonb_agg(jsonb_build_object(
+                    'kind', 'reservation.deleted', 'entity', 'reservation', 'entity_id', o.id::text,
+                    'payload', jsonb_build_object('hotel_id', o.hotel_id, 'room_type', o.room_type, 'owner_id', o.user_id,
+                                                  'status', o.status, 'arrival_date', o.arrival_date,
+                                                  'stay_length', o.stay_length))), '[]'))
+           FROM old_rows o;
     ELSE
-        RETURN NULL;    -- guest details and bookkeeping are not state changes
+        PERFORM booking.emit_events(coalesce(jsonb_agg(jsonb_build_object(
+                    'kind', c.kind, 'entity', 'reservation', 'entity_id', c.id::text,
+                    'payload', jsonb_build_object('hotel_id', c.hotel_id, 'room_type', c.room_type, 'owner_id', c.user_id,
+                                                  'status', c.status, 'arrival_date', c.arrival_date,
+                                                  'stay_length', c.stay_length)
+                               || CASE WHEN c.kind = 'reservation.changed'
+                                       THEN jsonb_build_object('previous', jsonb_build_object('room_type', c.old_room_type,
+                                            'arrival_date', c.old_arrival_date, 'stay_length', c.old_stay_length))
+                                       ELSE '{}' END)), '[]'))
+           FROM (SELECT n.*, o.room_type AS old_room_type, o.arrival_date AS old_arrival_date,
+                        o.stay_length AS old_stay_length,
+                        CASE WHEN n.status <> o.status THEN 'reservation.' || n.status
+                             WHEN (n.arrival_date, n.stay_length, n.room_type) IS DISTINCT FROM
+                                  (o.arrival_date, o.stay_length, o.room_type)
+                             THEN 'reservation.changed' END AS kind
+                   FROM new_rows n JOIN old_rows o ON o.id = n.id) c
+          WHERE c.kind IS NOT NULL;
     END IF;
-    PERFORM booking.emit_event(kind, 'reservation', r.id::text,
-        jsonb_build_object('hotel_id', r.hotel_id, 'room_type', r.room_type, 'owner_id', r.user_id,
-                           'status', r.status, 'arrival_date', r.arrival_date, 'stay_length', r.stay_length)
-        || CASE WHEN kind = 'reservation.changed'
-                THEN jsonb_build_object('previous', jsonb_build_object('room_type', OLD.room_type,
-                                        'arrival_date', OLD.arrival_date, 'stay_length', OLD.stay_length))
-                ELSE '{}' END);
     RETURN NULL;
 END
 $$;
-CREATE TRIGGER reservations_event AFTER INSERT OR UPDATE OR DELETE ON booking.reservations
-    FOR EACH ROW EXECUTE FUNCTION booking.reservation_event();
+CREATE TRIGGER reservations_event_insert AFTER INSERT ON booking.reservations
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION booking.reservation_events();
+CREATE TRIGGER reservations_event_update AFTER UPDATE ON booking.reservations
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION booking.reservation_events();
+CREATE TRIGGER reservations_event_delete AFTER DELETE ON booking.reservations
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION booking.reservation_events();
 
 CREATE FUNCTION api.list_events(after_id bigint DEFAULT 0, kind text DEFAULT NULL, lim integer DEFAULT 50)
 RETURNS jsonb
