@@ -9,6 +9,9 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::Bin;
+use PgBookingHammer;
 
 my $clients = $ENV{PGB_HAMMER_CLIENTS} // 16;
 my $seconds = $ENV{PGB_HAMMER_SECONDS} // 20;
@@ -72,9 +75,7 @@ END
 $$;
 });
 
-my $script = "${PostgreSQL::Test::Utils::tmp_check}/hammer.sql";
-open(my $fh, '>', $script) or die;
-print $fh <<'SQL';
+my $script = write_pgbench_script('hammer', <<'SQL');
 \set client random(1, 16)
 \set op random(0, 99)
 \set room random(1, 5)
@@ -82,7 +83,6 @@ print $fh <<'SQL';
 \set minutes random(2, 12) * 15
 SELECT hammer(:client, :op, :room, :slot, :minutes);
 SQL
-close $fh;
 
 # The invariant, buffers included: clashes between confirmed bookings.
 my $overlaps = q{
@@ -94,23 +94,10 @@ SELECT count(*)
    AND a.starts_at < b.ends_at + make_interval(mins => r.buffer_before_minutes + r.buffer_after_minutes)
    AND b.starts_at < a.ends_at + make_interval(mins => r.buffer_before_minutes + r.buffer_after_minutes)};
 
-sub hammer
-{
-	my ($secs) = @_;
-	my ($out, $err);
-	my $ok = IPC::Run::run(
-		[ 'pgbench', '-n', '-c', $clients, '-j', 2, '-T', $secs, '-f', $script,
-		  '-h', $node->host, '-p', $node->port, 'postgres' ],
-		'>', \$out, '2>', \$err);
-	note $out;
-	ok($ok, "pgbench ran $clients clients for $secs s") or diag $err;
-	return $out;
-}
+sub hammer { return run_pgbench($node, $script, $clients, $_[0]); }
 
 hammer($seconds);
-my $stats = $node->safe_psql('postgres',
-	"SELECT string_agg(op || ' ' || result || ' ' || n, ', ' ORDER BY op, result)
-	   FROM (SELECT op, result, count(*) n FROM outcomes GROUP BY 1, 2) x");
+my $stats = outcomes_summary($node);
 note "outcomes: $stats";
 my ($ok_creates, $conflicts, $reschedules) = split /\|/, $node->safe_psql('postgres',
 	"SELECT count(*) FILTER (WHERE op LIKE 'create%' AND result = 'ok'),

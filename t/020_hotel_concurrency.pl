@@ -11,6 +11,9 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::Bin;
+use PgBookingHammer;
 
 my $clients = $ENV{PGB_HAMMER_CLIENTS} // 16;
 my $seconds = $ENV{PGB_HAMMER_SECONDS} // 20;
@@ -72,9 +75,7 @@ END
 $$;
 });
 
-my $script = "${PostgreSQL::Test::Utils::tmp_check}/hotel_hammer.sql";
-open(my $fh, '>', $script) or die;
-print $fh <<'SQL';
+my $script = write_pgbench_script('hotel_hammer', <<'SQL');
 \set client random(1, 16)
 \set op random(0, 99)
 \set hotel random(1, 2)
@@ -82,7 +83,6 @@ print $fh <<'SQL';
 \set len random(1, 3)
 SELECT hammer(:client, :op, :hotel, :arrival, :len);
 SQL
-close $fh;
 
 my $violations = 'SELECT count(*) FROM booking.inventory_violations()';
 my $oversold = q{
@@ -91,23 +91,10 @@ SELECT count(*) FROM booking.inventory i
                    WHERE r.hotel_id = i.hotel_id AND r.room_type = i.room_type
                      AND i.night >= r.arrival_date AND i.night < r.held_until)};
 
-sub hammer
-{
-	my ($secs) = @_;
-	my ($out, $err);
-	my $ok = IPC::Run::run(
-		[ 'pgbench', '-n', '-c', $clients, '-j', 2, '-T', $secs, '-f', $script,
-		  '-h', $node->host, '-p', $node->port, 'postgres' ],
-		'>', \$out, '2>', \$err);
-	note $out;
-	ok($ok, "pgbench ran $clients clients for $secs s") or diag $err;
-	return $out;
-}
+sub hammer { return run_pgbench($node, $script, $clients, $_[0]); }
 
 hammer($seconds);
-note 'outcomes: ' . $node->safe_psql('postgres',
-	"SELECT string_agg(op || ' ' || result || ' ' || n, ', ' ORDER BY op, result)
-	   FROM (SELECT op, result, count(*) n FROM outcomes GROUP BY 1, 2) x");
+note 'outcomes: ' . outcomes_summary($node);
 my ($creates, $sold_out, $changes, $cancels) = split /\|/, $node->safe_psql('postgres',
 	"SELECT count(*) FILTER (WHERE op = 'create' AND result = 'ok'),
 	        count(*) FILTER (WHERE result = 'sold_out'),

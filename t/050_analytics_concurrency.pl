@@ -12,6 +12,9 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::Bin;
+use PgBookingHammer;
 
 my $clients = $ENV{PGB_HAMMER_CLIENTS} // 16;
 my $seconds = $ENV{PGB_HAMMER_SECONDS} // 15;
@@ -115,9 +118,7 @@ END
 $$;
 });
 
-my $script = "${PostgreSQL::Test::Utils::tmp_check}/analytics_hammer.sql";
-open(my $fh, '>', $script) or die;
-print $fh <<'SQL';
+my $script = write_pgbench_script('analytics_hammer', <<'SQL');
 \set client random(1, 16)
 \set op random(0, 99)
 \set room random(1, 6)
@@ -125,20 +126,11 @@ print $fh <<'SQL';
 \set minutes random(2, 8) * 15
 SELECT hammer(:client, :op, :room, :slot, :minutes);
 SQL
-close $fh;
 
-my ($out, $err);
-my $ok = IPC::Run::run(
-	[ 'pgbench', '-n', '-c', $clients, '-j', 2, '-T', $seconds, '-f', $script,
-	  '-h', $node->host, '-p', $node->port, 'postgres' ],
-	'>', \$out, '2>', \$err);
-note $out;
-ok($ok, "pgbench ran $clients clients for $seconds s") or diag $err;
+my ($out, $err) = run_pgbench($node, $script, $clients, $seconds);
 unlike($err, qr/deadlock|aborted/i, 'no client hit a deadlock or an error');
 
-my $stats = $node->safe_psql('postgres',
-	"SELECT string_agg(op || ' ' || result || ' ' || n, ', ' ORDER BY op, result)
-	   FROM (SELECT op, result, count(*) n FROM outcomes GROUP BY 1, 2) x");
+my $stats = outcomes_summary($node);
 note "outcomes: $stats";
 my %n = map { split / / } split /\n/, $node->safe_psql('postgres',
 	"SELECT op || ' ' || count(*) FROM outcomes WHERE result = 'ok' GROUP BY op");
