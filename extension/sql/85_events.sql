@@ -68,6 +68,21 @@ BEGIN
 END
 $$;
 
+-- What an event says of a booking or a reservation: ids, statuses, times;
+-- never a title or a guest name.
+CREATE FUNCTION booking.booking_event_payload(b booking.bookings) RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT jsonb_build_object('room_id', b.room_id, 'owner_id', b.user_id, 'status', b.status,
+                              'starts_at', b.starts_at, 'ends_at', b.ends_at, 'series_id', b.series_id)
+$$;
+CREATE FUNCTION booking.reservation_event_payload(r booking.reservations) RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT jsonb_build_object('hotel_id', r.hotel_id, 'room_type', r.room_type, 'owner_id', r.user_id,
+                              'status', r.status, 'arrival_date', r.arrival_date, 'stay_length', r.stay_length)
+$$;
+
 -- Bookings: created, rescheduled (room or times), and every status change.
 -- Statement triggers over the transition tables; a retitle is no event.
 CREATE FUNCTION booking.booking_events() RETURNS trigger
@@ -78,25 +93,22 @@ BEGIN
     IF TG_OP = 'INSERT' THEN
         PERFORM booking.emit_events(coalesce(jsonb_agg(jsonb_build_object(
                     'kind', 'booking.created', 'entity', 'booking', 'entity_id', n.id::text,
-                    'payload', jsonb_build_object('room_id', n.room_id, 'owner_id', n.user_id, 'status', n.status,
-                                                  'starts_at', n.starts_at, 'ends_at', n.ends_at, 'series_id', n.series_id))), '[]'))
+                    'payload', booking.booking_event_payload(n))), '[]'))
            FROM new_rows n;
     ELSIF TG_OP = 'DELETE' THEN
         PERFORM booking.emit_events(coalesce(jsonb_agg(jsonb_build_object(
                     'kind', 'booking.deleted', 'entity', 'booking', 'entity_id', o.id::text,
-                    'payload', jsonb_build_object('room_id', o.room_id, 'owner_id', o.user_id, 'status', o.status,
-                                                  'starts_at', o.starts_at, 'ends_at', o.ends_at, 'series_id', o.series_id))), '[]'))
+                    'payload', booking.booking_event_payload(o))), '[]'))
            FROM old_rows o;
     ELSE
         PERFORM booking.emit_events(coalesce(jsonb_agg(jsonb_build_object(
                     'kind', c.kind, 'entity', 'booking', 'entity_id', c.id::text,
-                    'payload', jsonb_build_object('room_id', c.room_id, 'owner_id', c.user_id, 'status', c.status,
-                                                  'starts_at', c.starts_at, 'ends_at', c.ends_at, 'series_id', c.series_id)
+                    'payload', c.payload
                                || CASE WHEN c.kind = 'booking.rescheduled'
                                        THEN jsonb_build_object('previous', jsonb_build_object('room_id', c.old_room_id,
                                             'starts_at', c.old_starts_at, 'ends_at', c.old_ends_at))
                                        ELSE '{}' END)), '[]'))
-           FROM (SELECT n.*, o.room_id AS old_room_id, o.starts_at AS old_starts_at, o.ends_at AS old_ends_at,
+           FROM (SELECT n.id, booking.booking_event_payload(n) AS payload, o.room_id AS old_room_id, o.starts_at AS old_starts_at, o.ends_at AS old_ends_at,
                         CASE WHEN n.status <> o.status THEN 'booking.' || n.status
                              WHEN (n.room_id, n.starts_at, n.ends_at) IS DISTINCT FROM (o.room_id, o.starts_at, o.ends_at)
                              THEN 'booking.rescheduled' END AS kind
@@ -152,28 +164,22 @@ BEGIN
     IF TG_OP = 'INSERT' THEN
         PERFORM booking.emit_events(coalesce(jsonb_agg(jsonb_build_object(
                     'kind', 'reservation.created', 'entity', 'reservation', 'entity_id', n.id::text,
-                    'payload', jsonb_build_object('hotel_id', n.hotel_id, 'room_type', n.room_type, 'owner_id', n.user_id,
-                                                  'status', n.status, 'arrival_date', n.arrival_date,
-                                                  'stay_length', n.stay_length))), '[]'))
+                    'payload', booking.reservation_event_payload(n))), '[]'))
            FROM new_rows n;
     ELSIF TG_OP = 'DELETE' THEN
         PERFORM booking.emit_events(coalesce(jsonb_agg(jsonb_build_object(
                     'kind', 'reservation.deleted', 'entity', 'reservation', 'entity_id', o.id::text,
-                    'payload', jsonb_build_object('hotel_id', o.hotel_id, 'room_type', o.room_type, 'owner_id', o.user_id,
-                                                  'status', o.status, 'arrival_date', o.arrival_date,
-                                                  'stay_length', o.stay_length))), '[]'))
+                    'payload', booking.reservation_event_payload(o))), '[]'))
            FROM old_rows o;
     ELSE
         PERFORM booking.emit_events(coalesce(jsonb_agg(jsonb_build_object(
                     'kind', c.kind, 'entity', 'reservation', 'entity_id', c.id::text,
-                    'payload', jsonb_build_object('hotel_id', c.hotel_id, 'room_type', c.room_type, 'owner_id', c.user_id,
-                                                  'status', c.status, 'arrival_date', c.arrival_date,
-                                                  'stay_length', c.stay_length)
+                    'payload', c.payload
                                || CASE WHEN c.kind = 'reservation.changed'
                                        THEN jsonb_build_object('previous', jsonb_build_object('room_type', c.old_room_type,
                                             'arrival_date', c.old_arrival_date, 'stay_length', c.old_stay_length))
                                        ELSE '{}' END)), '[]'))
-           FROM (SELECT n.*, o.room_type AS old_room_type, o.arrival_date AS old_arrival_date,
+           FROM (SELECT n.id, booking.reservation_event_payload(n) AS payload, o.room_type AS old_room_type, o.arrival_date AS old_arrival_date,
                         o.stay_length AS old_stay_length,
                         CASE WHEN n.status <> o.status THEN 'reservation.' || n.status
                              WHEN (n.arrival_date, n.stay_length, n.room_type) IS DISTINCT FROM
