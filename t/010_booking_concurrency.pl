@@ -11,20 +11,14 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use FindBin;
 use lib $FindBin::Bin;
-use PgBookingHammer;
+use PgBookingTest;
 
 my $clients = $ENV{PGB_HAMMER_CLIENTS} // 16;
 my $seconds = $ENV{PGB_HAMMER_SECONDS} // 20;
 
-my $node = PostgreSQL::Test::Cluster->new('concurrency');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'pg_booking'
-pg_booking.jwt_secret = 'tap-secret-0123456789abcdef0123456789abcdef'
+my $node = booking_node('concurrency', qq{
 max_connections = 60
 });
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION pg_booking CASCADE');
 
 # Rooms, users, and a test-only operation that catches the expected
 # business errors (pgbench would otherwise stop a client at the first one)

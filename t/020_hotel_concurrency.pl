@@ -13,21 +13,15 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use FindBin;
 use lib $FindBin::Bin;
-use PgBookingHammer;
+use PgBookingTest;
 
 my $clients = $ENV{PGB_HAMMER_CLIENTS} // 16;
 my $seconds = $ENV{PGB_HAMMER_SECONDS} // 20;
 
-my $node = PostgreSQL::Test::Cluster->new('hotel_concurrency');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'pg_booking'
-pg_booking.jwt_secret = 'tap-secret-0123456789abcdef0123456789abcdef'
+my $node = booking_node('hotel_concurrency', qq{
 pg_booking.checkout_database = 'none'
 max_connections = 60
 });
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION pg_booking CASCADE');
 
 # Two hotels, two room types, 14 nights with 3 rooms each: popular nights
 # sell out within seconds, then every success depends on a cancel or change.

@@ -14,20 +14,14 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use FindBin;
 use lib $FindBin::Bin;
-use PgBookingHammer;
+use PgBookingTest;
 
 my $clients = $ENV{PGB_HAMMER_CLIENTS} // 16;
 my $seconds = $ENV{PGB_HAMMER_SECONDS} // 15;
 
-my $node = PostgreSQL::Test::Cluster->new('analytics');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'pg_booking'
-pg_booking.jwt_secret = 'tap-secret-0123456789abcdef0123456789abcdef'
+my $node = booking_node('analytics', qq{
 max_connections = 60
 });
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION pg_booking CASCADE');
 
 # Rooms, users, reviews of ended bookings, and a test-only operation that
 # catches the expected business errors (pgbench stops a client at the

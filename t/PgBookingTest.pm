@@ -1,15 +1,32 @@
-# PgBookingHammer — shared by the concurrency TAP tests: run a pgbench
-# script of many clients against a node, and summarise the outcomes table
-# the tests' hammer functions fill in.
-package PgBookingHammer;
+# PgBookingTest — shared by the root TAP tests: a started node with the
+# extension, and for the concurrency tests a pgbench runner and a summary of
+# the outcomes table their hammer functions fill in.
+package PgBookingTest;
 
 use strict;
 use warnings;
 use Exporter 'import';
+use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-our @EXPORT = qw(write_pgbench_script run_pgbench outcomes_summary);
+our @EXPORT = qw(booking_node write_pgbench_script run_pgbench outcomes_summary);
+
+# A started node with pg_booking preloaded and created in "postgres";
+# $extra_conf is appended to postgresql.conf.
+sub booking_node
+{
+	my ($name, $extra_conf) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init;
+	$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'pg_booking'
+pg_booking.jwt_secret = 'tap-secret-0123456789abcdef0123456789abcdef'
+} . ($extra_conf // ''));
+	$node->start;
+	$node->safe_psql('postgres', 'CREATE EXTENSION pg_booking CASCADE');
+	return $node;
+}
 
 # Write a pgbench script into the test's tmp_check; returns its path.
 sub write_pgbench_script
