@@ -166,7 +166,23 @@ BEGIN
 END
 $$;
 
-GRANT EXECUTE ON FUNCTION booking.may_review(bigint, bigint), booking.review_author(bigint),
+-- A review the caller wrote: 404 when there is none, 403 when it is someone else's.
+CREATE FUNCTION booking.find_own_review(review_id bigint) RETURNS booking.reviews
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    uid bigint := booking.require_user();
+    r booking.reviews := booking.find_review(review_id);
+BEGIN
+    IF r.user_id <> uid THEN
+        PERFORM booking.raise_error(403, 'FORBIDDEN', format('review %s is not yours', review_id),
+            jsonb_build_object('review_id', review_id));
+    END IF;
+    RETURN r;
+END
+$$;
+
+GRANT EXECUTE ON FUNCTION booking.find_own_review(bigint), booking.may_review(bigint, bigint), booking.review_author(bigint),
     booking.review_vote_counts(bigint), booking.review_json(booking.reviews),
     booking.validate_review(integer, text), booking.find_review(bigint)
   TO booking_api;
@@ -224,13 +240,8 @@ CREATE FUNCTION api.update_review(id bigint, rating integer DEFAULT NULL, commen
 LANGUAGE plpgsql VOLATILE
 AS $$
 DECLARE
-    uid bigint := booking.require_user();
-    r booking.reviews := booking.find_review(id);
+    r booking.reviews := booking.find_own_review(id);
 BEGIN
-    IF r.user_id <> uid THEN
-        PERFORM booking.raise_error(403, 'FORBIDDEN', format('review %s is not yours', id),
-            jsonb_build_object('review_id', id));
-    END IF;
     PERFORM booking.validate_review(rating, comment);
     UPDATE booking.reviews x
        SET rating = coalesce(update_review.rating, x.rating),
@@ -246,13 +257,8 @@ CREATE FUNCTION api.delete_review(id bigint) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
 AS $$
 DECLARE
-    uid bigint := booking.require_user();
-    r booking.reviews := booking.find_review(id);
+    r booking.reviews := booking.find_own_review(id);
 BEGIN
-    IF r.user_id <> uid THEN
-        PERFORM booking.raise_error(403, 'FORBIDDEN', format('review %s is not yours', id),
-            jsonb_build_object('review_id', id));
-    END IF;
     DELETE FROM booking.reviews x WHERE x.id = delete_review.id;
     RETURN jsonb_build_object('id', id, 'deleted', true);
 END

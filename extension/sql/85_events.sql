@@ -24,29 +24,11 @@ ALTER TABLE booking.events ENABLE ROW LEVEL SECURITY;
 CREATE POLICY events_read ON booking.events FOR SELECT TO booking_admin, booking_service_account USING (true);
 GRANT SELECT ON booking.events TO booking_admin, booking_service_account;
 
--- Append one event and announce it.  SECURITY DEFINER: the writer of a
--- booking may not write the log directly.
-CREATE FUNCTION booking.emit_event(kind text, entity text, entity_id text, payload jsonb) RETURNS bigint
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    new_id bigint;
-BEGIN
-    INSERT INTO booking.events (kind, entity, entity_id, user_id, payload)
-    VALUES (kind, entity, entity_id, booking.current_user_id(), coalesce(payload, '{}'))
-    RETURNING id INTO new_id;
-    PERFORM pg_notify('pg_booking_events',
-                      jsonb_build_object('id', new_id, 'kind', kind, 'entity', entity, 'entity_id', entity_id)::text);
-    RETURN new_id;
-END
-$$;
-COMMENT ON FUNCTION booking.emit_event IS 'append an event to booking.events and NOTIFY pg_booking_events with {id, kind, entity, entity_id}';
-
--- Append a statement's events (kind, entity, entity_id, payload) and
--- announce each: one INSERT and one pass of NOTIFYs per statement, so a
--- batch (the nightly checkout completes thousands of stays per statement)
--- does not pay a function call per row.
+-- Append events (kind, entity, entity_id, payload) with the caller as
+-- user_id, and announce each.  SECURITY DEFINER: the writer of a booking may
+-- not write the log directly.  The statement triggers pass all of a
+-- statement's events at once (one INSERT, one pass of NOTIFYs), so a batch
+-- such as the nightly checkout does not pay a function call per row.
 CREATE FUNCTION booking.emit_events(batch jsonb) RETURNS integer
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -145,9 +127,10 @@ BEGIN
     ELSE
         RETURN NULL;
     END IF;
-    PERFORM booking.emit_event(kind, 'review', r.id::text,
-        jsonb_build_object('room_id', r.room_id, 'author_id', r.user_id, 'status', r.status,
-                           'rating', r.rating));
+    PERFORM booking.emit_events(jsonb_build_array(jsonb_build_object(
+        'kind', kind, 'entity', 'review', 'entity_id', r.id::text,
+        'payload', jsonb_build_object('room_id', r.room_id, 'author_id', r.user_id, 'status', r.status,
+                                      'rating', r.rating))));
     RETURN NULL;
 END
 $$;
