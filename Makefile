@@ -1,8 +1,15 @@
 # pg_booking — root Makefile.
 #
 # The extension is built with plain PGXS from the sources in extension/.
-# The install script pg_booking--1.0.sql is assembled from the numbered
-# fragments in extension/sql/ (one per concern), in file-name order.
+#
+# Versions (the way pg_cron does it): the version is written once, here.
+# extension/pg_booking--1.0.sql is the frozen script of the first release and
+# every later change is an upgrade script extension/pg_booking--A--B.sql.
+# The fresh install script of EXTVERSION is built by concatenating the base
+# with the chain of upgrades, so "old version + ALTER EXTENSION UPDATE" and
+# "CREATE EXTENSION" run the same statements (t/060_upgrade.pl compares the
+# results).  Released scripts are never edited: extension/released.sha256
+# holds their checksums and make test refuses a change.
 #
 #   make run     install what is missing, build, start a local cluster + demo data
 #   make stop    stop that cluster
@@ -12,8 +19,12 @@
 MODULE_big = pg_booking
 OBJS = $(patsubst %.c,%.o,$(sort $(wildcard extension/*.c)))
 MODULEDIR = extension
-DATA = extension/pg_booking.control $(filter-out extension/pg_booking--1.0.sql,$(wildcard extension/pg_booking--*.sql))
-DATA_built = extension/pg_booking--1.0.sql
+EXTVERSION = 1.1
+# The frozen base and the upgrade chain, oldest first.
+BASE_SCRIPT = extension/pg_booking--1.0.sql
+UPGRADE_SCRIPTS = $(shell ls extension/pg_booking--*--*.sql | sort -V)
+DATA = $(BASE_SCRIPT) $(UPGRADE_SCRIPTS)
+DATA_built = extension/pg_booking.control extension/pg_booking--$(EXTVERSION).sql
 
 # Every sql/<name>.sql is a pg_regress test; they run in name order.
 REGRESS = $(sort $(patsubst sql/%.sql,%,$(wildcard sql/*.sql)))
@@ -30,15 +41,22 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-extension/pg_booking--1.0.sql: $(sort $(wildcard extension/sql/*.sql))
+extension/pg_booking--$(EXTVERSION).sql: $(BASE_SCRIPT) $(UPGRADE_SCRIPTS)
 	cat $^ > $@
+
+extension/pg_booking.control: extension/pg_booking.control.in Makefile
+	sed 's/@EXTVERSION@/$(EXTVERSION)/' $< > $@
+
+# The version for scripts and the adapter: make -s print-version
+print-version:
+	@echo $(EXTVERSION)
 
 EXTRA_CLEAN = tmp_regress tmp_check results regression.diffs regression.out
 
-.PHONY: run stop test bench deps adapter
+.PHONY: run stop test bench deps adapter print-version
 # The HTTP adapter (adapter/Makefile; its tests run from scripts/test.sh).
 adapter:
-	$(MAKE) -C adapter
+	$(MAKE) -C adapter EXTVERSION=$(EXTVERSION)
 deps:
 	bash scripts/deps.sh
 run:

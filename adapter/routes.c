@@ -303,7 +303,7 @@ routes_openapi(void)
                                                             "responses", "200", "description", "the function's result"));
     doc = json_pack("{s:s, s:{s:s, s:s}, s:o, s:{s:{s:{s:s, s:{s:{s:s}, s:{s:s}, s:{s:s}, s:{s:s}}}}, s:{s:{s:s, s:s, s:s}}}, s:[{s:[]}]}",
                     "openapi", "3.0.3",
-                    "info", "title", "pg_booking", "version", "1.0",
+                    "info", "title", "pg_booking", "version", PGB_VERSION,
                     "paths", paths,
                     "components", "schemas", "Error", "type", "object", "properties",
                     "error_code", "type", "string", "message", "type", "string",

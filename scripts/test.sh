@@ -12,6 +12,10 @@ source "$(dirname "$0")/lib.sh"
 
 bash "$ROOT_DIR/scripts/deps.sh"
 
+# Released install and upgrade scripts are frozen (Makefile: versions).
+say "released SQL scripts unchanged"
+(cd "$ROOT_DIR" && sha256sum --quiet -c extension/released.sha256)
+
 work=$(mktemp -d /tmp/pg_booking-test.XXXXXX)
 results="$ROOT_DIR/.test-results"
 finish() {
