@@ -15,6 +15,7 @@
 #   make stop    stop that cluster
 #   make test    everything CI runs (pg_regress + TAP on private temporary instances)
 #   make bench   benchmarks (ratios against baselines run in the same invocation)
+#   make compose-test  docker/compose.yaml up for real under podman (make test runs it)
 
 MODULE_big = pg_booking
 OBJS = $(patsubst %.c,%.o,$(sort $(wildcard extension/*.c)))
@@ -53,7 +54,7 @@ print-version:
 
 EXTRA_CLEAN = tmp_regress tmp_check results regression.diffs regression.out
 
-.PHONY: run stop test bench deps adapter print-version
+.PHONY: run stop test bench deps adapter print-version compose-test
 # The HTTP adapter (adapter/Makefile; its tests run from scripts/test.sh).
 adapter:
 	$(MAKE) -C adapter EXTVERSION=$(EXTVERSION)
@@ -67,3 +68,5 @@ test:
 	bash scripts/test.sh
 bench:
 	bash scripts/bench.sh
+compose-test:
+	bash scripts/compose-test.sh

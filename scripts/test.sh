@@ -44,4 +44,21 @@ if [ -f "$work/src/adapter/Makefile" ]; then
     say "adapter tests"
     as_pg make -C "$work/src/adapter" test bindir="$bindir" PROVE_TESTS="${ADAPTER_PROVE_TESTS:-}"
 fi
+# The container stack (scripts/compose-test.sh) when podman is there or can
+# be installed (as root); not for a subset run unless asked for.
+# PGB_COMPOSE_TEST=1 forces it, 0 skips it.
+compose=${PGB_COMPOSE_TEST:-auto}
+if [ "$compose" = auto ]; then
+    if [ -n "${PROVE_TESTS:-}${ADAPTER_PROVE_TESTS:-}" ]; then
+        compose=0; echo "compose test skipped: a subset of the tests was asked for (PGB_COMPOSE_TEST=1 runs it)"
+    elif command -v podman >/dev/null || [ "$(id -u)" = 0 ]; then
+        compose=1
+    else
+        compose=0; echo "compose test skipped: no podman, and not root to install it"
+    fi
+fi
+if [ "$compose" = 1 ]; then
+    say "compose stack under podman"
+    bash "$ROOT_DIR/scripts/compose-test.sh"
+fi
 say "all tests passed"
