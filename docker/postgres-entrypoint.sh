@@ -16,7 +16,11 @@ first_start() {
     : "${POSTGRES_PASSWORD:?POSTGRES_PASSWORD is not set (see .env.example)}"
     export POSTGRES_USER=${POSTGRES_USER:-postgres} POSTGRES_DB=${POSTGRES_DB:-postgres}
     say "empty data folder $PGDATA: initdb and the /docker-entrypoint-initdb.d scripts"
-    local pwfile sockdir pid
+    local pwfile sockdir pid final=$PGDATA
+    # Built aside and renamed when complete: a first start that fails
+    # half-way leaves no data folder that a later start would take as done.
+    export PGDATA=$final.initializing
+    rm -rf "$PGDATA"
     pwfile=$(mktemp)
     printf '%s\n' "$POSTGRES_PASSWORD" >"$pwfile"
     # Local (socket) connections inside the container are trusted, as in the
@@ -39,8 +43,8 @@ first_start() {
     done
     pg_isready -q || { say "the server did not become ready in 60 s"; exit 1; }
     if [ "$POSTGRES_DB" != postgres ]; then
-        psql -v ON_ERROR_STOP=1 -q -d postgres -U "$POSTGRES_USER" -v db="$POSTGRES_DB" \
-            -c 'CREATE DATABASE :"db"' >/dev/null
+        echo 'CREATE DATABASE :"db"' |
+            psql -X -v ON_ERROR_STOP=1 -q -d postgres -U "$POSTGRES_USER" -v db="$POSTGRES_DB" >/dev/null
     fi
     for f in /docker-entrypoint-initdb.d/*.sh; do
         [ -e "$f" ] || continue
@@ -50,6 +54,8 @@ first_start() {
     pg_ctl -D "$PGDATA" -m fast -w stop >/dev/null
     unset PGHOST
     rmdir "$sockdir"
+    mv "$PGDATA" "$final"
+    export PGDATA=$final
     say "first start done"
 }
 
