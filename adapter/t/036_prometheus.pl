@@ -273,6 +273,13 @@ is($sum->('sum(pg_booking_http_errors_total{error_code="BOOKING_CONFLICT"})'), $
 	'clashes counted by Prometheus = 409s sent');
 is($sum->('sum(pg_booking_http_rate_limited_total{route="/users/login"})'), 3, '429s per route = 429s sent');
 
+# The exposition with every kind of series (errors, 429s, an open breaker).
+for my $a ($a1, $a2)
+{
+	$problems = promtool_metrics(http($a, 'GET', '/metrics')->{content});
+	is($problems, '', "promtool check metrics after the traffic, replica :$a->{port}: 0 problems") or diag $problems;
+}
+
 # --- every panel of every dashboard that reads Prometheus ---
 # Grafana's variables, expanded as Grafana would for a 5 min range.
 sub expand
