@@ -45,7 +45,9 @@ my $admin_id = make_user($node, 'obs-admin@example.com', 'admin');
 my $token = mint_jwt({ sub => "$uid", role => 'booking_user', exp => time + 3600 });
 my $admin = mint_jwt({ sub => "$admin_id", role => 'booking_admin', exp => time + 3600 });
 
-my $a1 = start_adapter($node);
+# The first replica's 4 connections are all busy during the lock below, so
+# two requests wait for one (up to 5 s).
+my $a1 = start_adapter($node, env => { ADAPTER_POOL_WAIT_MS => 5000 });
 # The second replica opens its breaker after two statement timeouts and
 # keeps it open for the rest of the test.
 my $a2 = start_adapter($node, env => { ADAPTER_STATEMENT_TIMEOUT_MS => 300, ADAPTER_BREAKER_FAILURES => 2,
@@ -176,6 +178,7 @@ sub wait_scrape
 }
 
 # --- traffic ---
+my $sum = sub { my $d = promql($_[0]); return $d->{result} && @{ $d->{result} } ? $d->{result}[0]{value}[1] : -1; };
 # A series appears at its first increment, which rate() cannot see (it has
 # no earlier sample): as in a running system, each kind of answer happens
 # once before the rest of the traffic is counted.
@@ -217,21 +220,22 @@ my $first = '';
 $sse->recv($first, 4096);
 like($first, qr{^HTTP/1\.1 200.*text/event-stream}s, 'an event stream is open');
 
-# Slow requests: a lock on the bookings table holds them for ~1.5 s.  On
-# the first replica they wait and succeed; on the second, whose statement
-# timeout is 300 ms, two time out and its breaker opens.
+# Slow requests: a lock on the bookings table holds them for ~2.5 s.  On
+# the first replica six wait and succeed (four on a connection, two for
+# one: its pool has 4); on the second, whose statement timeout is 300 ms,
+# two time out and its breaker opens.
 my $locker = fork // die;
 if ($locker == 0)
 {
 	# A child leaves through _exit: the test framework's END blocks (which
 	# stop the cluster) belong to the parent.
-	$node->psql('postgres', 'BEGIN; LOCK TABLE booking.bookings IN EXCLUSIVE MODE; SELECT pg_sleep(1.5); COMMIT;');
+	$node->psql('postgres', 'BEGIN; LOCK TABLE booking.bookings IN EXCLUSIVE MODE; SELECT pg_sleep(2.5); COMMIT;');
 	POSIX::_exit(0);
 }
 ok(eventually(sub { $node->safe_psql('postgres', q{SELECT count(*) FROM pg_locks WHERE relation = 'booking.bookings'::regclass AND mode = 'ExclusiveLock' AND granted}) == 1 }, 10),
 	'the bookings table is locked');
 my @slow;
-for my $i (1 .. 3)
+for my $i (1 .. 6)
 {
 	my $b = slot(++$hour);
 	my $pid = fork // die;
@@ -245,6 +249,9 @@ for my $i (1 .. 3)
 }
 my @codes;
 for (1 .. 3) { push @codes, call($a2, 'POST', '/bookings', '/bookings', slot(++$hour), $token)->{json}{error_code}; }
+my $waiters = 0;
+ok(eventually(sub { $waiters = $sum->(qq{pg_booking_db_pool_waiters{instance="127.0.0.1:$a1->{port}"}}); $waiters == 2 }, 10),
+	"Prometheus sees two requests waiting for a connection of the first replica (got $waiters)");
 ok(wait_scrape(), 'Prometheus scraped the open breaker');
 for (1 .. 2) { push @codes, call($a2, 'POST', '/bookings', '/bookings', slot(++$hour), $token)->{json}{error_code}; }
 is_deeply(\@codes, [ ('TIMEOUT') x 2, ('CIRCUIT_OPEN') x 3 ], 'two statement timeouts (504), then the circuit is open (503)')
@@ -252,7 +259,7 @@ is_deeply(\@codes, [ ('TIMEOUT') x 2, ('CIRCUIT_OPEN') x 3 ], 'two statement tim
 my $slow_ok = 0;
 for (@slow) { waitpid($_, 0); $slow_ok++ if $? == 0; }
 waitpid($locker, 0);
-is($slow_ok, 3, 'three bookings waited over 500 ms for the lock, then succeeded');
+is($slow_ok, 6, 'six bookings waited over 500 ms for the lock, then succeeded');
 $sent{'POST /bookings 201'} += $slow_ok;
 diag 'sent: ' . join(', ', map { "$_ × $sent{$_}" } sort keys %sent);
 
@@ -261,7 +268,6 @@ $node->safe_psql('postgres', q{INSERT INTO booking.checkout_runs (business_date,
 	VALUES (current_date - 3, 'manual', now() - interval '27 hours', now() - interval '27 hours')});
 
 # Wait until Prometheus has scraped all of it.
-my $sum = sub { my $d = promql($_[0]); return $d->{result} && @{ $d->{result} } ? $d->{result}[0]{value}[1] : -1; };
 ok(eventually(sub {
 	$sum->('sum(pg_booking_http_requests_total{method="POST",route="/bookings",status="201"})') == $sent{'POST /bookings 201'}
 	  && $sum->('sum(pg_booking_rate_limit_denied_total{endpoint="login"})') == 3
@@ -322,7 +328,7 @@ my %expect = (
 	'Database pool use' => {
 		A => [ [qw(instance upstream)], [ { instance => $a1_instance, upstream => 'primary' }, $between->(0, 1), 'in [0, 1]' ] ],
 		B => [ [qw(instance upstream)], [ { instance => $a1_instance, upstream => 'primary' }, $between->(0, 4), 'in [0, pool size]' ] ],
-		C => [ ['upstream'], [ { upstream => 'primary' }, $between->(0, 5), 'in [0, 5] s' ] ] },
+		C => [ ['upstream'], [ { upstream => 'primary' }, $between->(0.5, 5), 'in [0.5, 5] s (two waited for the lock holders)' ] ] },
 	'Rate-limit denials' => {
 		A => [ ['endpoint'], [ { endpoint => 'login' }, $positive, '> 0' ] ],
 		B => [ [qw(method route)], [ { method => 'POST', route => '/users/login' }, $positive, '> 0' ] ],
