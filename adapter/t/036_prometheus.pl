@@ -274,6 +274,16 @@ ok(eventually(sub {
 	  && $sum->('min(time() - pg_booking_checkout_last_success_timestamp_seconds)') > 26 * 3600
 	  && $sum->('sum(pg_booking_sse_clients)') == 1 }),
 	'Prometheus has scraped the traffic');
+# The events outbox: the test database has no publisher worker (it serves
+# pg_booking.checkout_database), so every booking's event is still queued;
+# publishing them empties the backlog.
+is($sum->('max(pg_booking_events_backlog)'), $sent{'POST /bookings 201'}, 'events backlog = one queued event per booking made');
+cmp_ok($sum->('max(pg_booking_events_oldest_unpublished_age_seconds)'), '>', 0, '... the oldest of them has an age');
+$node->safe_psql('postgres', 'SELECT booking.publish_events()');
+ok(eventually(sub { $sum->('max(pg_booking_events_backlog)') == 0
+	  && $sum->('max(pg_booking_events_last_id)') == $sent{'POST /bookings 201'} }),
+	'published: backlog 0, the last id is the last event\'s');
+
 # Exact counts, straight from the counters.
 is($sum->('sum(pg_booking_http_errors_total{error_code="BOOKING_CONFLICT"})'), $sent{'POST /bookings 409'},
 	'clashes counted by Prometheus = 409s sent');
