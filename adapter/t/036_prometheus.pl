@@ -91,6 +91,15 @@ my $exporter = spawn("$tmp/postgres_exporter.log",
 	"--extend.query-path=$root/docker/prometheus/postgres-exporter-queries.yaml", '--disable-settings-metrics');
 wait_http("http://127.0.0.1:$exporter_port/metrics", 'the exporter', $exporter);
 
+# Who may read the figures: the exporter's and the dashboards' roles, no one else.
+for my $f (qw(metrics_rate_limits metrics_checkout metrics_events))
+{
+	my ($rc, $o, $e) = $node->psql('postgres', "SET ROLE booking_user; SELECT * FROM booking.$f()");
+	like($e, qr/permission denied for function $f/, "booking_user may not call booking.$f()");
+	is($node->safe_psql('postgres', "SET ROLE booking_grafana; SELECT count(*) > 0 FROM booking.$f()"), 't',
+		"booking_grafana may");
+}
+
 # --- promtool check metrics: the adapter's exposition, and the extension's
 # figures as the exporter exposes them (the exporter's built-in metrics are
 # its own business) ---
