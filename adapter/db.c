@@ -242,6 +242,27 @@ take_error(db_result *out, const PGresult *res, PGconn *conn)
     out->hint = dup_or_null(PQresultErrorField(res, PG_DIAG_MESSAGE_HINT));
 }
 
+/*
+ * The setup statement fails only when SET ROLE does: the token names a role
+ * that does not exist or that the authenticator may not take.  That is a
+ * bad token (401), whatever SQLSTATE the server chose for it.
+ */
+static void
+role_refused(db_result *out)
+{
+    if (out->status != DB_SQL_ERROR ||
+        (strcmp(out->sqlstate, "22023") != 0 && strcmp(out->sqlstate, "42501") != 0 &&
+         strcmp(out->sqlstate, "42704") != 0))
+        return;
+    strcpy(out->sqlstate, "28000");
+    free(out->message);
+    free(out->detail);
+    free(out->hint);
+    out->message = strdup("the token's role is not one of the application's roles");
+    out->detail = NULL;
+    out->hint = NULL;
+}
+
 static const char setup_sql[] =
     "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true), "
     "set_config('request.id', $3, true), set_config('request.client_ip', $4, true), "
@@ -263,6 +284,7 @@ run_call(slot *sl, const db_call *call, db_result *out)
     int         ncmds = 0;
     int         setup_prep_cmd = -1;
     int         call_prep_cmd = -1;
+    int         setup_cmd;
     int         call_cmd;
     int         cached = -1;
 
@@ -295,7 +317,7 @@ run_call(slot *sl, const db_call *call, db_result *out)
     }
     if (!PQsendQueryPrepared(conn, "setup", 6, setup_values, NULL, NULL, 0))
         goto send_failed;
-    ncmds++;
+    setup_cmd = ncmds++;
     if (cached < 0 && sl->nprepared < MAX_PREPARED)
     {
         cached = sl->nprepared;
@@ -345,7 +367,11 @@ run_call(slot *sl, const db_call *call, db_result *out)
                 break;
             default:
                 if (!failed)
+                {
                     take_error(out, res, conn);
+                    if (done_cmds == setup_cmd)
+                        role_refused(out);
+                }
                 failed = true;
                 break;
         }

@@ -11,10 +11,10 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -22,6 +22,7 @@
 #include <microhttpd.h>
 
 #include "config.h"
+#include "conn_guard.h"
 #include "db.h"
 #include "errors.h"
 #include "events.h"
@@ -31,6 +32,17 @@
 #include "routes.h"
 
 #define MAX_BODY (1024 * 1024)
+/* Past these the request is refused before anything is parsed further. */
+#define MAX_URI_BYTES 8192
+#define MAX_QUERY_PARAMS 100
+/*
+ * Memory libmicrohttpd may use per connection for the request head and its
+ * parsed parameters.  Its default (32 KiB) runs out on a few hundred query
+ * parameters and the connection is then dropped without a reply; with this
+ * much, any head up to MAX_URI_BYTES of URL parses, reaches us and gets an
+ * envelope, and larger ones get the library's 414/431 (mhd_envelope.c).
+ */
+#define CONNECTION_MEMORY (256 * 1024)
 
 breaker db_breaker;
 static struct MHD_Daemon *daemon_handle;
@@ -40,7 +52,13 @@ typedef struct request {
     char       *body;
     size_t      len;
     bool        too_big;
+    bool        handled;        /* the access handler has seen this request */
     struct timespec started;
+    unsigned long long started_ms;  /* guard clock: the body deadline counts from here */
+    /* The request line as it came, before libmicrohttpd decoded it. */
+    size_t      uri_bytes;
+    int         query_params;
+    bool        uri_has_nul;
 } request;
 
 /* Everything handle() decides, sent by respond(). */
@@ -183,17 +201,6 @@ request_id_acceptable(const char *s)
 
     return n > 0 && n <= 64 &&
         strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:") == n;
-}
-
-static void
-new_request_id(char *out, size_t len)
-{
-    unsigned char b[16];
-
-    if (getrandom(b, sizeof(b), 0) != sizeof(b))
-        memset(b, 0, sizeof(b));
-    snprintf(out, len, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
 }
 
 /* Is addr (text) one of the trusted proxies: an exact address or an IPv4 CIDR? */
@@ -493,6 +500,57 @@ wrong:
     }
 }
 
+/*
+ * A comma-separated query list as an array literal, element by element:
+ * integers must be integers, text is quoted, so nothing in the value can
+ * shape the literal (?users={1},{2} is refused, not spliced).  NULL after
+ * args_fail when an element is not acceptable.
+ */
+static char *
+query_list_literal(args *a, const char *key, bool integers, const char *value)
+{
+    /* Worst case: every byte escaped, every element quoted. */
+    char       *out = malloc(strlen(value) * 5 + 8);
+    size_t      len = 0;
+    const char *p = value;
+
+    if (!out)
+        return NULL;
+    out[len++] = '{';
+    while (*value)              /* an empty value is the empty list */
+    {
+        size_t      n = strcspn(p, ",");
+        size_t      digits = n > 0 && p[0] == '-' ? 1 : 0;
+
+        if (integers && (n == 0 || n - digits > 18 || n == digits ||
+                         strspn(p + digits, "0123456789") < n - digits))
+        {
+            free(out);
+            args_fail(a, 422, key, "query parameter \"%s\" must be a comma-separated list of integers", key);
+            json_object_set_new(a->err.details, "value", json_stringn(value, strlen(value)));
+            return NULL;
+        }
+        if (len > 1)
+            out[len++] = ',';
+        if (!integers)
+            out[len++] = '"';
+        for (size_t k = 0; k < n; k++)
+        {
+            if (!integers && (p[k] == '"' || p[k] == '\\'))
+                out[len++] = '\\';
+            out[len++] = p[k];
+        }
+        if (!integers)
+            out[len++] = '"';
+        if (p[n] == '\0')
+            break;
+        p += n + 1;             /* after a trailing comma: one more, empty, element */
+    }
+    out[len++] = '}';
+    out[len] = '\0';
+    return out;
+}
+
 static enum MHD_Result
 collect_query(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
 {
@@ -503,10 +561,10 @@ collect_query(void *cls, enum MHD_ValueKind kind, const char *key, const char *v
     /* Lists in a query string are comma separated: ?users=1,2,3 */
     if (i >= 0 && value && (a->fn->argkinds[i] == ARG_INT_ARRAY || a->fn->argkinds[i] == ARG_TEXT_ARRAY))
     {
-        char       *arr = malloc(strlen(value) + 3);
+        char       *arr = query_list_literal(a, key, a->fn->argkinds[i] == ARG_INT_ARRAY, value);
 
-        sprintf(arr, "{%s}", value);
-        args_add(a, key, keep(a, arr));
+        if (arr)
+            args_add(a, key, keep(a, arr));
         return a->failed ? MHD_NO : MHD_YES;
     }
     args_add(a, key, value ? value : "");
@@ -577,7 +635,7 @@ handle(struct MHD_Connection *conn, const char *url, const char *method, request
     if (rid && request_id_acceptable(rid))
         snprintf(r.request_id, sizeof(r.request_id), "%s", rid);
     else
-        new_request_id(r.request_id, sizeof(r.request_id));
+        request_id_new(r.request_id, sizeof(r.request_id));
     r.route_label = route_label_special(ROUTE_LABEL_UNMATCHED);
 
     /* Operations endpoints: no database (but /ready), no token. */
@@ -809,6 +867,127 @@ out:
     return ret;
 }
 
+/*
+ * MHD_OPTION_URI_LOG_CALLBACK: the request line has arrived, not yet decoded
+ * (libmicrohttpd turns %00 into a NUL that silently cuts the value).  What
+ * it returns becomes the request's context.
+ */
+static void *
+on_request_line(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    request    *req = calloc(1, sizeof(request));
+    const char *q;
+
+    (void) cls;
+    (void) conn;
+    if (!req)
+        return NULL;
+    clock_gettime(CLOCK_MONOTONIC, &req->started);
+    req->started_ms = guard_now_ms();
+    req->uri_bytes = strlen(uri);
+    req->uri_has_nul = strstr(uri, "%00") != NULL;
+    if ((q = strchr(uri, '?')) != NULL)
+        for (req->query_params = 1; (q = strpbrk(q + 1, "&;")) != NULL;)
+            req->query_params++;
+    __atomic_fetch_add(&in_flight, 1, __ATOMIC_SEQ_CST);
+    return req;
+}
+
+/* An answer given before the body is read (the connection then closes). */
+static enum MHD_Result
+refuse(struct MHD_Connection *conn, const char *method, request *req, int status, const char *code,
+       const char *message, json_t *details)
+{
+    reply       r = {.status = status, .outcome = BREAKER_ABANDONED};
+    const char *rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
+
+    if (rid && request_id_acceptable(rid))
+        snprintf(r.request_id, sizeof(r.request_id), "%s", rid);
+    else
+        request_id_new(r.request_id, sizeof(r.request_id));
+    r.route_label = route_label_special(ROUTE_LABEL_UNMATCHED);
+    fail_with(&r, status, code, message, details);
+    return respond(conn, method, req, &r);
+}
+
+/* The request head's own limits: checked once, before any body is read. */
+static enum MHD_Result
+check_head(struct MHD_Connection *conn, const char *method, request *req)
+{
+    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+
+    if (req->uri_bytes > MAX_URI_BYTES)
+        return refuse(conn, method, req, 414, "URI_TOO_LONG", "the request URL is too long",
+                      json_pack("{s:i}", "max_bytes", MAX_URI_BYTES));
+    if (req->query_params > MAX_QUERY_PARAMS)
+        return refuse(conn, method, req, 414, "URI_TOO_LONG", "the request has too many query parameters",
+                      json_pack("{s:i, s:i}", "max_parameters", MAX_QUERY_PARAMS, "parameters", req->query_params));
+    if (req->uri_has_nul)
+        return refuse(conn, method, req, 400, "VALIDATION_ERROR",
+                      "the request path or query contains a NUL byte (%00)", NULL);
+    /* A body announced too large is refused now, not read and dropped. */
+    if (cl && strtoull(cl, NULL, 10) > MAX_BODY)
+        return refuse(conn, method, req, 413, "PAYLOAD_TOO_LARGE", "the request body is larger than 1 MiB",
+                      json_pack("{s:i}", "max_bytes", MAX_BODY));
+    return MHD_YES;
+}
+
+/*
+ * Does this JSON text hold a \u0000 inside a string?  jansson refuses them
+ * by default with a parse error; a NUL is a validation error of its own.
+ */
+static bool
+json_text_has_nul(const char *s, size_t n)
+{
+    bool        in_string = false;
+
+    for (size_t i = 0; i < n; i++)
+    {
+        if (!in_string)
+            in_string = s[i] == '"';
+        else if (s[i] == '"')
+            in_string = false;
+        else if (s[i] == '\\' && i + 1 < n)
+        {
+            if (s[i + 1] == 'u' && i + 5 < n && strncmp(s + i + 2, "0000", 4) == 0)
+                return true;
+            i++;
+        }
+    }
+    return false;
+}
+
+/* Body bytes as they come: kept up to MAX_BODY, and only until the deadline. */
+static enum MHD_Result
+take_body(struct MHD_Connection *conn, const char *method, request *req, const char *data, size_t *size)
+{
+    if (guard_remaining_ms(req->started_ms) == 0)
+    {
+        *size = 0;
+        return refuse(conn, method, req, 408, "REQUEST_TIMEOUT", "the request body did not arrive in time", NULL);
+    }
+    /* Past the limit the rest is read and dropped, then answered 413. */
+    if (!req->too_big && req->len + *size <= MAX_BODY)
+    {
+        char       *grown = realloc(req->body, req->len + *size + 1);
+
+        if (!grown)
+            return MHD_NO;
+        req->body = grown;
+        memcpy(req->body + req->len, data, *size);
+        req->len += *size;
+    }
+    else
+    {
+        req->too_big = true;
+        free(req->body);
+        req->body = NULL;
+        req->len = 0;
+    }
+    *size = 0;
+    return MHD_YES;
+}
+
 static enum MHD_Result
 on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
            const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
@@ -818,39 +997,18 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 
     (void) cls;
     (void) version;
-    if (!req)
+    if (!req && !(*con_cls = req = on_request_line(NULL, url, conn)))
+        return MHD_NO;
+    if (!req->handled)
     {
-        req = calloc(1, sizeof(request));
-        if (!req)
-            return MHD_NO;
-        clock_gettime(CLOCK_MONOTONIC, &req->started);
-        __atomic_fetch_add(&in_flight, 1, __ATOMIC_SEQ_CST);
-        *con_cls = req;
-        return MHD_YES;
+        req->handled = true;
+        guard_request_handled(conn);
+        return check_head(conn, method, req);
     }
     if (*upload_data_size)
-    {
-        /* Past the limit the rest is read and dropped, then answered 413. */
-        if (!req->too_big && req->len + *upload_data_size <= MAX_BODY)
-        {
-            char       *grown = realloc(req->body, req->len + *upload_data_size + 1);
-
-            if (!grown)
-                return MHD_NO;
-            req->body = grown;
-            memcpy(req->body + req->len, upload_data, *upload_data_size);
-            req->len += *upload_data_size;
-        }
-        else
-        {
-            req->too_big = true;
-            free(req->body);
-            req->body = NULL;
-            req->len = 0;
-        }
-        *upload_data_size = 0;
-        return MHD_YES;
-    }
+        return take_body(conn, method, req, upload_data, upload_data_size);
+    if (req->len > 0 && json_text_has_nul(req->body, req->len))
+        return refuse(conn, method, req, 400, "VALIDATION_ERROR", "a JSON string contains a NUL byte (\\u0000)", NULL);
     ret = handle(conn, url, method, req);
     return ret;
 }
@@ -861,14 +1019,32 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_Re
     request    *req = *con_cls;
 
     (void) cls;
-    (void) conn;
     (void) toe;
+    guard_request_done(conn);
     if (!req)
         return;
     free(req->body);
     free(req);
     *con_cls = NULL;
     __atomic_fetch_sub(&in_flight, 1, __ATOMIC_SEQ_CST);
+}
+
+/*
+ * libmicrohttpd's own messages, as our log lines.  The one we cause on
+ * purpose (mhd_envelope.c answers for the library, then says queueing
+ * failed) is left out.
+ */
+static void
+library_log(void *cls, const char *fmt, va_list ap)
+{
+    char        line[512];
+
+    (void) cls;
+    vsnprintf(line, sizeof(line), fmt, ap);
+    line[strcspn(line, "\r\n")] = '\0';
+    if (strstr(line, "failed to queue") || strncmp(line, "Error processing request", 24) == 0)
+        return;
+    log_event("warning", "http: %s", line);
 }
 
 int
@@ -883,13 +1059,25 @@ http_start(void)
         log_event("error", "listen address \"%s\" is not an IPv4 address", config.listen_address);
         return -1;
     }
-    /* One thread per connection: a request blocks on its database call. */
+    if (guard_start(config.request_deadline_s) != 0)
+        return -1;
+    /*
+     * One thread per connection: a request blocks on its database call.
+     * CONNECTION_TIMEOUT is the idle limit; the guard adds the absolute
+     * request-head deadline, and PER_IP_CONNECTION_LIMIT closes a client's
+     * connections past the cap as they are accepted (0: no cap).
+     */
     daemon_handle = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
                                      MHD_USE_ITC | MHD_USE_ERROR_LOG,
                                      (uint16_t) config.port, NULL, NULL, on_request, NULL,
                                      MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &addr,
                                      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) config.client_timeout_s,
                                      MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+                                     MHD_OPTION_NOTIFY_CONNECTION, guard_notify_connection, NULL,
+                                     MHD_OPTION_URI_LOG_CALLBACK, on_request_line, NULL,
+                                     MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) CONNECTION_MEMORY,
+                                     MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int) config.max_connections_per_ip,
+                                     MHD_OPTION_EXTERNAL_LOGGER, library_log, NULL,
                                      MHD_OPTION_THREAD_STACK_SIZE, (size_t) (1024 * 1024),
                                      MHD_OPTION_CONNECTION_LIMIT, (unsigned int) 1000,
                                      MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int) 1,
@@ -913,4 +1101,5 @@ http_drain_and_stop(int timeout_s)
     while (__atomic_load_n(&in_flight, __ATOMIC_SEQ_CST) > 0 && ms_since(&t0) < timeout_s * 1000.0)
         usleep(10 * 1000);
     MHD_stop_daemon(daemon_handle);
+    guard_stop();
 }
