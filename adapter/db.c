@@ -9,6 +9,7 @@
  */
 #include "db.h"
 
+#include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -136,6 +137,50 @@ db_pool_size(void)
     return pool.size;
 }
 
+/*
+ * An idle pooled connection has nothing to say: the server sends it nothing
+ * until it is asked.  If its socket is readable, the server closed it or is
+ * closing it (the message before an immediate shutdown, then EOF).  Found
+ * before use, a restart costs no failed request and no half-open probe
+ * lands on a connection that died with the old server.
+ */
+static bool
+idle_connection_alive(PGconn *conn)
+{
+    struct pollfd p = {.fd = PQsocket(conn), .events = POLLIN};
+
+    return PQstatus(conn) == CONNECTION_OK && p.fd >= 0 && poll(&p, 1, 0) == 0;
+}
+
+/* Caller holds pool.lock: close the idle connections that are dead. */
+static int
+drop_dead_idle(void)
+{
+    int         dropped = 0;
+
+    for (int i = 0; i < pool.size; i++)
+    {
+        slot       *s = &pool.slots[i];
+
+        if (s->in_use || !s->conn || idle_connection_alive(s->conn))
+            continue;
+        PQfinish(s->conn);
+        s->conn = NULL;
+        forget_prepared(s);
+        dropped++;
+    }
+    return dropped;
+}
+
+/* After a connection failure: every dead connection goes at once, not one per request. */
+static void
+sweep_after_failure(void)
+{
+    pthread_mutex_lock(&pool.lock);
+    (void) drop_dead_idle();
+    pthread_mutex_unlock(&pool.lock);
+}
+
 /* A free slot, waiting up to wait_ms; NULL when none came free. */
 static slot *
 acquire_slot(void)
@@ -154,6 +199,7 @@ acquire_slot(void)
     pthread_mutex_lock(&pool.lock);
     for (;;)
     {
+        (void) drop_dead_idle();
         /* Prefer a slot that is already connected. */
         for (int i = 0; i < pool.size && !s; i++)
             if (!pool.slots[i].in_use && pool.slots[i].conn)
@@ -414,6 +460,7 @@ db_call_function(const db_call *call, db_result *out)
     {
         out->status = DB_CONNECTION_FAILED;
         release_slot(s);
+        sweep_after_failure();
         return;
     }
     run_call(s, call, out);
@@ -426,6 +473,8 @@ db_call_function(const db_call *call, db_result *out)
         run_call(s, call, out);
     }
     release_slot(s);
+    if (out->status == DB_CONNECTION_FAILED)
+        sweep_after_failure();
 }
 
 void
@@ -439,31 +488,40 @@ db_result_free(db_result *r)
     r->value = r->headers = r->message = r->detail = r->hint = NULL;
 }
 
-bool
-db_ping(char *why, size_t whylen)
+db_status
+db_check(char *why, size_t whylen)
 {
     slot       *s = acquire_slot();
     PGresult   *res;
-    bool        ok;
+    db_status   st;
 
     if (!s)
     {
         snprintf(why, whylen, "no free connection in the pool");
-        return false;
+        return DB_POOL_BUSY;
     }
     if (!ensure_connected(s))
     {
         snprintf(why, whylen, "cannot connect to the database");
         release_slot(s);
-        return false;
+        sweep_after_failure();
+        return DB_CONNECTION_FAILED;
     }
     res = PQexec(s->conn, "SELECT 1");
-    ok = PQresultStatus(res) == PGRES_TUPLES_OK;
-    if (!ok)
+    st = PQresultStatus(res) == PGRES_TUPLES_OK ? DB_OK : DB_CONNECTION_FAILED;
+    if (st != DB_OK)
         snprintf(why, whylen, "the database does not answer");
     PQclear(res);
     release_slot(s);
-    return ok;
+    if (st != DB_OK)
+        sweep_after_failure();
+    return st;
+}
+
+bool
+db_ping(char *why, size_t whylen)
+{
+    return db_check(why, whylen) == DB_OK;
 }
 
 static arg_kind

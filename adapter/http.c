@@ -593,26 +593,36 @@ wants_event_stream(struct MHD_Connection *conn)
     return accept && strstr(accept, "text/event-stream") != NULL;
 }
 
+/*
+ * /ready goes through the breaker like any database call: once the open
+ * timeout has passed it is a probe, so a monitor that polls only /ready
+ * still sees the database come back within one open period.
+ */
 static void
 handle_ready(reply *r)
 {
-    breaker_state st = breaker_current(&db_breaker);
     char        why[128] = "";
+    db_status   st;
 
-    if (st == BREAKER_OPEN)
+    r->permit = breaker_acquire(&db_breaker);
+    if (!r->permit.admitted)
     {
         fail_with(r, 503, "NOT_READY", "the circuit breaker is open",
-                  json_pack("{s:s}", "breaker", breaker_state_name(st)));
+                  json_pack("{s:s}", "breaker", breaker_state_name(breaker_current(&db_breaker))));
+        r->retry_after = (int) ((r->permit.retry_after_ms + 999) / 1000);
         return;
     }
-    if (!db_ping(why, sizeof(why)))
+    st = db_check(why, sizeof(why));
+    r->outcome = st == DB_OK ? BREAKER_SUCCESS : st == DB_POOL_BUSY ? BREAKER_ABANDONED : BREAKER_FAILURE;
+    if (st != DB_OK)
     {
-        fail_with(r, 503, "NOT_READY", why, json_pack("{s:s}", "breaker", breaker_state_name(st)));
+        fail_with(r, 503, "NOT_READY", why,
+                  json_pack("{s:s}", "breaker", breaker_state_name(breaker_current(&db_breaker))));
         return;
     }
     r->status = 200;
-    r->body = strdup(st == BREAKER_CLOSED ? "{\"status\":\"ready\",\"breaker\":\"closed\"}" :
-                     "{\"status\":\"ready\",\"breaker\":\"half_open\"}");
+    r->body = strdup(r->permit.probe ? "{\"status\":\"ready\",\"breaker\":\"half_open\"}" :
+                     "{\"status\":\"ready\",\"breaker\":\"closed\"}");
 }
 
 static enum MHD_Result
