@@ -27,10 +27,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "errors.h"
 #include "log.h"
-#include "metrics.h"
-#include "routes.h"
+#include "mhd_envelope.h"
 
 #define WATCH_SLICE_MS 200
 
@@ -141,31 +139,6 @@ guard_request_done(struct MHD_Connection *conn)
     pthread_mutex_unlock(&guard_lock);
 }
 
-/* The 408 reply, written without blocking: a client that reads nothing loses it. */
-static void
-send_timeout_reply(int fd)
-{
-    http_error  e = {0};
-    char        rid[80];
-    char       *body;
-    char        text[1024];
-    int         n;
-
-    request_id_new(rid, sizeof(rid));
-    error_set(&e, 408, "REQUEST_TIMEOUT", "the request head did not arrive within %llu s", deadline_ms / 1000);
-    body = error_envelope(&e, rid);
-    metrics_observe(route_label_special(ROUTE_LABEL_UNMATCHED), 408, (double) deadline_ms, "REQUEST_TIMEOUT");
-    error_free(&e);
-    if (!body)
-        return;
-    n = snprintf(text, sizeof(text), "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
-                 "Content-Type: application/json\r\nX-Request-Id: %s\r\nContent-Length: %zu\r\n\r\n%s",
-                 rid, strlen(body), body);
-    free(body);
-    if (n > 0 && (size_t) n < sizeof(text))
-        (void) send(fd, text, (size_t) n, MSG_DONTWAIT | MSG_NOSIGNAL);
-}
-
 static void *
 watch(void *arg)
 {
@@ -181,7 +154,7 @@ watch(void *arg)
             if (g->handled || g->cut || now - g->since_ms < deadline_ms)
                 continue;
             if (!g->replied_once)
-                send_timeout_reply(g->fd);
+                envelope_write(g->fd, 408, false);    /* never blocks: we hold the lock */
             shutdown(g->fd, SHUT_RDWR);
             g->cut = true;
             cut++;

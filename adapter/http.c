@@ -29,6 +29,7 @@
 #include "jwt_auth.h"
 #include "log.h"
 #include "metrics.h"
+#include "mhd_envelope.h"
 #include "routes.h"
 
 #define MAX_BODY (1024 * 1024)
@@ -971,10 +972,13 @@ json_text_has_nul(const char *s, size_t n)
 static enum MHD_Result
 take_body(struct MHD_Connection *conn, const char *method, request *req, const char *data, size_t *size)
 {
+    /* libmicrohttpd queues no reply mid-body: write it, then close. */
+    (void) method;
     if (guard_remaining_ms(req->started_ms) == 0)
     {
         *size = 0;
-        return refuse(conn, method, req, 408, "REQUEST_TIMEOUT", "the request body did not arrive in time", NULL);
+        envelope_write_to(conn, 408);
+        return MHD_NO;
     }
     /* Past the limit the rest is read and dropped, then answered 413. */
     if (!req->too_big && req->len + *size <= MAX_BODY)

@@ -12,7 +12,7 @@
  * (symbol interposition; the Makefile exports this one symbol).  A response
  * without X-Request-Id was made by the library, since every one of ours
  * carries it: for such a response the envelope with the same status is
- * sent instead (see send_envelope).  One header block goes out.
+ * sent instead.  One header block goes out.
  * adapter/t/036 sends each kind of request the library refuses, so a
  * libmicrohttpd that stops calling through the PLT fails the tests rather
  * than silently sending HTML again.
@@ -29,6 +29,7 @@
 #include <microhttpd.h>
 
 #include "errors.h"
+#include "mhd_envelope.h"
 #include "metrics.h"
 #include "routes.h"
 
@@ -99,16 +100,9 @@ send_all(int fd, const char *text, size_t len)
     }
 }
 
-/*
- * The whole reply is written here, and the library told that queueing
- * failed, so it closes the connection without writing anything itself:
- * 0.9.75 otherwise sends the header block twice after an overflowing
- * Content-Length, since its state machine goes on after the error.
- */
-static void
-send_envelope(struct MHD_Connection *connection, unsigned int status)
+void
+envelope_write(int fd, unsigned int status, bool wait)
 {
-    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
     http_error  e = {0};
     char        rid[80];
     char       *body;
@@ -116,8 +110,6 @@ send_envelope(struct MHD_Connection *connection, unsigned int status)
     const char *reason = MHD_get_reason_phrase_for(status);
     int         n;
 
-    if (!ci)
-        return;
     request_id_new(rid, sizeof(rid));
     library_error(status, &e);
     body = error_envelope(&e, rid);
@@ -131,8 +123,22 @@ send_envelope(struct MHD_Connection *connection, unsigned int status)
     free(body);
     if (n < 0)
         return;
-    send_all(ci->connect_fd, text, (size_t) n);
+    if (wait)
+        send_all(fd, text, (size_t) n);
+    else
+        (void) send(fd, text, (size_t) n, MSG_DONTWAIT | MSG_NOSIGNAL);
     free(text);
+}
+
+bool
+envelope_write_to(struct MHD_Connection *connection, unsigned int status)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+
+    if (!ci)
+        return false;
+    envelope_write(ci->connect_fd, status, true);
+    return true;
 }
 
 enum MHD_Result
@@ -145,6 +151,12 @@ MHD_queue_response(struct MHD_Connection *connection, unsigned int status_code,
     if (status_code < 400 || response == NULL ||
         MHD_get_response_header(response, "X-Request-Id") != NULL)
         return real_queue(connection, status_code, response);
-    send_envelope(connection, status_code);
+    /*
+     * The whole reply is written here, and the library told that queueing
+     * failed, so it closes the connection without writing anything itself:
+     * 0.9.75 otherwise sends the header block twice after an overflowing
+     * Content-Length, since its state machine goes on after the error.
+     */
+    (void) envelope_write_to(connection, status_code);
     return MHD_NO;
 }

@@ -51,6 +51,8 @@ $node->safe_psql('postgres', q{
 CREATE FUNCTION api.edge_sleep() RETURNS jsonb LANGUAGE sql AS $$ SELECT to_jsonb(pg_sleep(0.2)::text) $$;
 GRANT EXECUTE ON FUNCTION api.edge_sleep TO booking_api;
 COMMENT ON FUNCTION api.edge_sleep IS 'test only';});
+# The adapter reads its catalog again on a miss, at most once a second.
+for (1 .. 30) { last if http($ad, 'POST', '/rpc/edge_sleep', {}, $token)->{status} == 200; usleep(100_000); }
 
 # Outage: immediate stop, requests until the circuit is open; then restart.
 # Returns the time the restarted server accepted connections.
