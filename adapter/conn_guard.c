@@ -37,6 +37,8 @@ typedef struct guarded {
     unsigned long long since_ms;    /* opened, or previous reply sent */
     bool        handled;        /* head complete, reply not yet sent */
     bool        replied_once;
+    bool        answered;       /* refused from the request line: no other reply */
+    bool        line_had_nul;   /* the current request line had %00 */
     bool        cut;
     struct guarded *prev, *next;
 } guarded;
@@ -126,6 +128,59 @@ guard_request_handled(struct MHD_Connection *conn)
 }
 
 void
+guard_request_answered(struct MHD_Connection *conn)
+{
+    guarded    *g = guarded_of(conn);
+
+    if (!g)
+        return;
+    pthread_mutex_lock(&guard_lock);
+    g->answered = true;
+    g->replied_once = true;     /* the deadline closes it, without a 408 */
+    pthread_mutex_unlock(&guard_lock);
+}
+
+void
+guard_note_request_line(struct MHD_Connection *conn, bool had_nul)
+{
+    guarded    *g = guarded_of(conn);
+
+    if (!g)
+        return;
+    pthread_mutex_lock(&guard_lock);
+    g->line_had_nul = had_nul;
+    pthread_mutex_unlock(&guard_lock);
+}
+
+bool
+guard_request_line_had_nul(struct MHD_Connection *conn)
+{
+    guarded    *g = guarded_of(conn);
+    bool        had;
+
+    if (!g)
+        return false;
+    pthread_mutex_lock(&guard_lock);
+    had = g->line_had_nul;
+    pthread_mutex_unlock(&guard_lock);
+    return had;
+}
+
+bool
+guard_was_answered(struct MHD_Connection *conn)
+{
+    guarded    *g = guarded_of(conn);
+    bool        answered;
+
+    if (!g)
+        return false;
+    pthread_mutex_lock(&guard_lock);
+    answered = g->answered;
+    pthread_mutex_unlock(&guard_lock);
+    return answered;
+}
+
+void
 guard_request_done(struct MHD_Connection *conn)
 {
     guarded    *g = guarded_of(conn);
@@ -154,7 +209,7 @@ watch(void *arg)
             if (g->handled || g->cut || now - g->since_ms < deadline_ms)
                 continue;
             if (!g->replied_once)
-                envelope_write(g->fd, 408, false);    /* never blocks: we hold the lock */
+                envelope_write(g->fd, 408, "the request head did not arrive in time", false);    /* never blocks: we hold the lock */
             shutdown(g->fd, SHUT_RDWR);
             g->cut = true;
             cut++;

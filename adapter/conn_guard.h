@@ -1,7 +1,8 @@
 /*
  * conn_guard.h — what a connection may cost us before its request is
  * handled: an absolute deadline for the request head (and, checked by
- * http.c, the body), however slowly its bytes trickle in.
+ * http.c, the body), however slowly its bytes trickle in; and what its
+ * current request line said before libmicrohttpd decoded it.
  */
 #ifndef ADAPTER_CONN_GUARD_H
 #define ADAPTER_CONN_GUARD_H
@@ -19,6 +20,12 @@ void        guard_notify_connection(void *cls, struct MHD_Connection *conn, void
                                     enum MHD_ConnectionNotificationCode toe);
 /* The request's head is complete (first access-handler call): no deadline while handled. */
 void        guard_request_handled(struct MHD_Connection *conn);
+/* What the raw request line said (before libmicrohttpd decoded it). */
+void        guard_note_request_line(struct MHD_Connection *conn, bool had_nul);
+bool        guard_request_line_had_nul(struct MHD_Connection *conn);
+/* Refused from its request line (the reply is written): nothing else goes out. */
+void        guard_request_answered(struct MHD_Connection *conn);
+bool        guard_was_answered(struct MHD_Connection *conn);
 /* The reply was sent: the next request's head has its own deadline. */
 void        guard_request_done(struct MHD_Connection *conn);
 /* Milliseconds left before the deadline, counted from started_ms (monotonic). */

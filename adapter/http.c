@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -38,12 +39,15 @@
 #define MAX_QUERY_PARAMS 100
 /*
  * Memory libmicrohttpd may use per connection for the request head and its
- * parsed parameters.  Its default (32 KiB) runs out on a few hundred query
- * parameters and the connection is then dropped without a reply; with this
- * much, any head up to MAX_URI_BYTES of URL parses, reaches us and gets an
- * envelope, and larger ones get the library's 414/431 (mhd_envelope.c).
+ * parsed parameters, headers and cookies: its default, said explicitly.
+ * Its parameters are the risk: a few hundred exhaust it and the library
+ * closes without a word, which is why on_request_line answers more than
+ * MAX_QUERY_PARAMS before the library parses them.  Do not raise it: with
+ * 256 KiB, 50,000 parameters or a Cookie header of 20,000 pairs crash
+ * 0.9.75 (SEGV in MHD_http_unescape once the pool runs out); at 32 KiB the
+ * same exhaustion comes while the head is read (431, or a silent close).
  */
-#define CONNECTION_MEMORY (256 * 1024)
+#define CONNECTION_MEMORY (32 * 1024)
 
 breaker db_breaker;
 static struct MHD_Daemon *daemon_handle;
@@ -53,13 +57,8 @@ typedef struct request {
     char       *body;
     size_t      len;
     bool        too_big;
-    bool        handled;        /* the access handler has seen this request */
     struct timespec started;
     unsigned long long started_ms;  /* guard clock: the body deadline counts from here */
-    /* The request line as it came, before libmicrohttpd decoded it. */
-    size_t      uri_bytes;
-    int         query_params;
-    bool        uri_has_nul;
 } request;
 
 /* Everything handle() decides, sent by respond(). */
@@ -881,27 +880,34 @@ out:
 /*
  * MHD_OPTION_URI_LOG_CALLBACK: the request line has arrived, not yet decoded
  * (libmicrohttpd turns %00 into a NUL that silently cuts the value).  What
- * it returns becomes the request's context.
+ * we learn is kept with the connection (conn_guard.c), which is always
+ * released; the request's own context is made at the first handler call.
  */
 static void *
 on_request_line(void *cls, const char *uri, struct MHD_Connection *conn)
 {
-    request    *req = calloc(1, sizeof(request));
     const char *q;
+    int         query_params = 0;
 
     (void) cls;
-    (void) conn;
-    if (!req)
-        return NULL;
-    clock_gettime(CLOCK_MONOTONIC, &req->started);
-    req->started_ms = guard_now_ms();
-    req->uri_bytes = strlen(uri);
-    req->uri_has_nul = strstr(uri, "%00") != NULL;
     if ((q = strchr(uri, '?')) != NULL)
-        for (req->query_params = 1; (q = strpbrk(q + 1, "&;")) != NULL;)
-            req->query_params++;
-    __atomic_fetch_add(&in_flight, 1, __ATOMIC_SEQ_CST);
-    return req;
+        for (query_params = 1; (q = strpbrk(q + 1, "&;")) != NULL;)
+            query_params++;
+    guard_note_request_line(conn, strstr(uri, "%00") != NULL);
+
+    /*
+     * Refused now, before libmicrohttpd parses the parameters: with enough
+     * of them it runs out of connection memory and would close without a
+     * word.  The reply is written here; the handler then just closes.
+     */
+    if (strlen(uri) > MAX_URI_BYTES || query_params > MAX_QUERY_PARAMS)
+    {
+        envelope_write_to(conn, 414, query_params > MAX_QUERY_PARAMS ?
+                          "the request has more than 100 query parameters" :
+                          "the request URL is longer than 8 KiB");
+        guard_request_answered(conn);
+    }
+    return NULL;
 }
 
 /* An answer given before the body is read (the connection then closes). */
@@ -926,18 +932,21 @@ static enum MHD_Result
 check_head(struct MHD_Connection *conn, const char *method, request *req)
 {
     const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+    const char *expect = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Expect");
 
-    if (req->uri_bytes > MAX_URI_BYTES)
-        return refuse(conn, method, req, 414, "URI_TOO_LONG", "the request URL is too long",
-                      json_pack("{s:i}", "max_bytes", MAX_URI_BYTES));
-    if (req->query_params > MAX_QUERY_PARAMS)
-        return refuse(conn, method, req, 414, "URI_TOO_LONG", "the request has too many query parameters",
-                      json_pack("{s:i, s:i}", "max_parameters", MAX_QUERY_PARAMS, "parameters", req->query_params));
-    if (req->uri_has_nul)
+    if (guard_was_answered(conn))
+        return MHD_NO;          /* on_request_line wrote the reply */
+    if (guard_request_line_had_nul(conn))
         return refuse(conn, method, req, 400, "VALIDATION_ERROR",
                       "the request path or query contains a NUL byte (%00)", NULL);
-    /* A body announced too large is refused now, not read and dropped. */
-    if (cl && strtoull(cl, NULL, 10) > MAX_BODY)
+    /*
+     * A body announced too large is refused before it is sent when the
+     * client waits for 100 Continue, or when reading it would cost too much.
+     * Otherwise it is read and dropped, then answered 413: a client that
+     * sends its body at once would find the connection closed under it.
+     */
+    if (cl && strtoull(cl, NULL, 10) > MAX_BODY &&
+        ((expect && strcasecmp(expect, "100-continue") == 0) || strtoull(cl, NULL, 10) > 8 * (unsigned long long) MAX_BODY))
         return refuse(conn, method, req, 413, "PAYLOAD_TOO_LARGE", "the request body is larger than 1 MiB",
                       json_pack("{s:i}", "max_bytes", MAX_BODY));
     return MHD_YES;
@@ -977,7 +986,7 @@ take_body(struct MHD_Connection *conn, const char *method, request *req, const c
     if (guard_remaining_ms(req->started_ms) == 0)
     {
         *size = 0;
-        envelope_write_to(conn, 408);
+        envelope_write_to(conn, 408, "the request body did not arrive in time");
         return MHD_NO;
     }
     /* Past the limit the rest is read and dropped, then answered 413. */
@@ -1011,11 +1020,15 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 
     (void) cls;
     (void) version;
-    if (!req && !(*con_cls = req = on_request_line(NULL, url, conn)))
-        return MHD_NO;
-    if (!req->handled)
+    if (!req)
     {
-        req->handled = true;
+        req = calloc(1, sizeof(request));
+        if (!req)
+            return MHD_NO;
+        clock_gettime(CLOCK_MONOTONIC, &req->started);
+        req->started_ms = guard_now_ms();
+        __atomic_fetch_add(&in_flight, 1, __ATOMIC_SEQ_CST);
+        *con_cls = req;
         guard_request_handled(conn);
         return check_head(conn, method, req);
     }

@@ -12,7 +12,7 @@
  * (symbol interposition; the Makefile exports this one symbol).  A response
  * without X-Request-Id was made by the library, since every one of ours
  * carries it: for such a response the envelope with the same status is
- * sent instead.  One header block goes out.
+ * sent instead, and nothing else.
  * adapter/t/036 sends each kind of request the library refuses, so a
  * libmicrohttpd that stops calling through the PLT fails the tests rather
  * than silently sending HTML again.
@@ -28,6 +28,7 @@
 
 #include <microhttpd.h>
 
+#include "conn_guard.h"
 #include "errors.h"
 #include "mhd_envelope.h"
 #include "metrics.h"
@@ -101,7 +102,7 @@ send_all(int fd, const char *text, size_t len)
 }
 
 void
-envelope_write(int fd, unsigned int status, bool wait)
+envelope_write(int fd, unsigned int status, const char *message, bool wait)
 {
     http_error  e = {0};
     char        rid[80];
@@ -112,6 +113,11 @@ envelope_write(int fd, unsigned int status, bool wait)
 
     request_id_new(rid, sizeof(rid));
     library_error(status, &e);
+    if (message)
+    {
+        free(e.message);
+        e.message = strdup(message);
+    }
     body = error_envelope(&e, rid);
     metrics_observe(route_label_special(ROUTE_LABEL_UNMATCHED), (int) status, 0.0, e.error_code);
     error_free(&e);
@@ -131,14 +137,23 @@ envelope_write(int fd, unsigned int status, bool wait)
 }
 
 bool
-envelope_write_to(struct MHD_Connection *connection, unsigned int status)
+envelope_write_to(struct MHD_Connection *connection, unsigned int status, const char *message)
 {
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
 
     if (!ci)
         return false;
-    envelope_write(ci->connect_fd, status, true);
+    envelope_write(ci->connect_fd, status, message, true);
     return true;
+}
+
+static void
+shut_sending_side(struct MHD_Connection *connection)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+
+    if (ci)
+        shutdown(ci->connect_fd, SHUT_WR);
 }
 
 enum MHD_Result
@@ -152,11 +167,15 @@ MHD_queue_response(struct MHD_Connection *connection, unsigned int status_code,
         MHD_get_response_header(response, "X-Request-Id") != NULL)
         return real_queue(connection, status_code, response);
     /*
-     * The whole reply is written here, and the library told that queueing
-     * failed, so it closes the connection without writing anything itself:
-     * 0.9.75 otherwise sends the header block twice after an overflowing
-     * Content-Length, since its state machine goes on after the error.
+     * The whole reply is written here and the socket's sending side shut,
+     * then the library's own response is queued as usual: its control flow
+     * stays the stock one (returning MHD_NO from inside its parameter
+     * parsing makes 0.9.75 read a discarded buffer and crash), but what it
+     * sends goes nowhere.  That also hides its second header block after an
+     * overflowing Content-Length.
      */
-    (void) envelope_write_to(connection, status_code);
-    return MHD_NO;
+    if (!guard_was_answered(connection))
+        (void) envelope_write_to(connection, status_code, NULL);
+    shut_sending_side(connection);
+    return real_queue(connection, status_code, response);
 }

@@ -10,9 +10,12 @@
 
 #include <microhttpd.h>
 
-/* The envelope for status, as a complete HTTP/1.1 reply with Connection: close. */
-void        envelope_write(int fd, unsigned int status, bool wait);
-/* The same on a connection's socket; the caller then lets it close (MHD_NO). */
-bool        envelope_write_to(struct MHD_Connection *connection, unsigned int status);
+/*
+ * The envelope for status, as a complete HTTP/1.1 reply with Connection:
+ * close; message NULL: the usual one for that status.
+ */
+void        envelope_write(int fd, unsigned int status, const char *message, bool wait);
+/* The same on a connection's socket; the caller then has it closed. */
+bool        envelope_write_to(struct MHD_Connection *connection, unsigned int status, const char *message);
 
 #endif
