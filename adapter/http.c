@@ -891,7 +891,7 @@ on_request_line(void *cls, const char *uri, struct MHD_Connection *conn)
 
     (void) cls;
     if ((q = strchr(uri, '?')) != NULL)
-        for (query_params = 1; (q = strpbrk(q + 1, "&;")) != NULL;)
+        for (query_params = 1; (q = strchr(q + 1, '&')) != NULL;)
             query_params++;
     guard_note_request_line(conn, strstr(uri, "%00") != NULL);
 
@@ -910,7 +910,7 @@ on_request_line(void *cls, const char *uri, struct MHD_Connection *conn)
     return NULL;
 }
 
-/* An answer given before the body is read (the connection then closes). */
+/* An answer from the request's head or raw body, before handle() sees it. */
 static enum MHD_Result
 refuse(struct MHD_Connection *conn, const char *method, request *req, int status, const char *code,
        const char *message, json_t *details)
@@ -979,10 +979,9 @@ json_text_has_nul(const char *s, size_t n)
 
 /* Body bytes as they come: kept up to MAX_BODY, and only until the deadline. */
 static enum MHD_Result
-take_body(struct MHD_Connection *conn, const char *method, request *req, const char *data, size_t *size)
+take_body(struct MHD_Connection *conn, request *req, const char *data, size_t *size)
 {
     /* libmicrohttpd queues no reply mid-body: write it, then close. */
-    (void) method;
     if (guard_remaining_ms(req->started_ms) == 0)
     {
         *size = 0;
@@ -1033,7 +1032,7 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
         return check_head(conn, method, req);
     }
     if (*upload_data_size)
-        return take_body(conn, method, req, upload_data, upload_data_size);
+        return take_body(conn, req, upload_data, upload_data_size);
     if (req->len > 0 && json_text_has_nul(req->body, req->len))
         return refuse(conn, method, req, 400, "VALIDATION_ERROR", "a JSON string contains a NUL byte (\\u0000)", NULL);
     ret = handle(conn, url, method, req);
@@ -1057,9 +1056,9 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_Re
 }
 
 /*
- * libmicrohttpd's own messages, as our log lines.  The one we cause on
- * purpose (mhd_envelope.c answers for the library, then says queueing
- * failed) is left out.
+ * libmicrohttpd's own messages, as our log lines.  Its "Error processing
+ * request" lines quote the HTML page it meant to send (mhd_envelope.c sent
+ * the envelope instead): left out.
  */
 static void
 library_log(void *cls, const char *fmt, va_list ap)
@@ -1069,7 +1068,7 @@ library_log(void *cls, const char *fmt, va_list ap)
     (void) cls;
     vsnprintf(line, sizeof(line), fmt, ap);
     line[strcspn(line, "\r\n")] = '\0';
-    if (strstr(line, "failed to queue") || strncmp(line, "Error processing request", 24) == 0)
+    if (strncmp(line, "Error processing request", 24) == 0)
         return;
     log_event("warning", "http: %s", line);
 }
@@ -1097,6 +1096,7 @@ http_start(void)
     daemon_handle = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
                                      MHD_USE_ITC | MHD_USE_ERROR_LOG,
                                      (uint16_t) config.port, NULL, NULL, on_request, NULL,
+                                     MHD_OPTION_EXTERNAL_LOGGER, library_log, NULL,
                                      MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &addr,
                                      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) config.client_timeout_s,
                                      MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
@@ -1104,7 +1104,6 @@ http_start(void)
                                      MHD_OPTION_URI_LOG_CALLBACK, on_request_line, NULL,
                                      MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) CONNECTION_MEMORY,
                                      MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int) config.max_connections_per_ip,
-                                     MHD_OPTION_EXTERNAL_LOGGER, library_log, NULL,
                                      MHD_OPTION_THREAD_STACK_SIZE, (size_t) (1024 * 1024),
                                      MHD_OPTION_CONNECTION_LIMIT, (unsigned int) 1000,
                                      MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int) 1,
