@@ -39,6 +39,8 @@ typedef struct guarded {
     bool        replied_once;
     bool        answered;       /* refused from the request line: no other reply */
     bool        line_had_nul;   /* the current request line had %00 */
+    const char *raw_uri;        /* where the library holds it, and its length */
+    size_t      raw_uri_len;
     bool        cut;
     struct guarded *prev, *next;
 } guarded;
@@ -141,19 +143,26 @@ guard_request_answered(struct MHD_Connection *conn)
 }
 
 void
-guard_note_request_line(struct MHD_Connection *conn, bool had_nul)
+guard_note_request_line(struct MHD_Connection *conn, const char *uri)
 {
     guarded    *g = guarded_of(conn);
 
     if (!g)
         return;
     pthread_mutex_lock(&guard_lock);
-    g->line_had_nul = had_nul;
+    g->line_had_nul = strstr(uri, "%00") != NULL;
+    g->raw_uri = uri;
+    g->raw_uri_len = strlen(uri);
     pthread_mutex_unlock(&guard_lock);
 }
 
+/*
+ * A NUL in the request line, written as %00 or sent raw.  The library
+ * splits the line in place (a NUL where each space was): the version then
+ * starts right after the target, unless a raw NUL cut the target short.
+ */
 bool
-guard_request_line_had_nul(struct MHD_Connection *conn)
+guard_request_line_had_nul(struct MHD_Connection *conn, const char *version)
 {
     guarded    *g = guarded_of(conn);
     bool        had;
@@ -161,7 +170,9 @@ guard_request_line_had_nul(struct MHD_Connection *conn)
     if (!g)
         return false;
     pthread_mutex_lock(&guard_lock);
-    had = g->line_had_nul;
+    had = g->line_had_nul ||
+        (g->raw_uri && version && version != g->raw_uri + g->raw_uri_len + 1);
+    g->raw_uri = NULL;
     pthread_mutex_unlock(&guard_lock);
     return had;
 }

@@ -21,8 +21,9 @@ void        guard_notify_connection(void *cls, struct MHD_Connection *conn, void
 /* The request's head is complete (first access-handler call): no deadline while handled. */
 void        guard_request_handled(struct MHD_Connection *conn);
 /* What the raw request line said (before libmicrohttpd decoded it). */
-void        guard_note_request_line(struct MHD_Connection *conn, bool had_nul);
-bool        guard_request_line_had_nul(struct MHD_Connection *conn);
+void        guard_note_request_line(struct MHD_Connection *conn, const char *uri);
+/* At the first handler call: did the line hold a NUL (%00, or raw before the version)? */
+bool        guard_request_line_had_nul(struct MHD_Connection *conn, const char *version);
 /* Refused from its request line (the reply is written): nothing else goes out. */
 void        guard_request_answered(struct MHD_Connection *conn);
 bool        guard_was_answered(struct MHD_Connection *conn);

@@ -893,7 +893,7 @@ on_request_line(void *cls, const char *uri, struct MHD_Connection *conn)
     if ((q = strchr(uri, '?')) != NULL)
         for (query_params = 1; (q = strchr(q + 1, '&')) != NULL;)
             query_params++;
-    guard_note_request_line(conn, strstr(uri, "%00") != NULL);
+    guard_note_request_line(conn, uri);
 
     /*
      * Refused now, before libmicrohttpd parses the parameters: with enough
@@ -929,14 +929,14 @@ refuse(struct MHD_Connection *conn, const char *method, request *req, int status
 
 /* The request head's own limits: checked once, before any body is read. */
 static enum MHD_Result
-check_head(struct MHD_Connection *conn, const char *method, request *req)
+check_head(struct MHD_Connection *conn, const char *method, const char *version, request *req)
 {
     const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
     const char *expect = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Expect");
 
     if (guard_was_answered(conn))
         return MHD_NO;          /* on_request_line wrote the reply */
-    if (guard_request_line_had_nul(conn))
+    if (guard_request_line_had_nul(conn, version))
         return refuse(conn, method, req, 400, "VALIDATION_ERROR",
                       "the request path or query contains a NUL byte (%00)", NULL);
     /*
@@ -1018,7 +1018,6 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
     enum MHD_Result ret;
 
     (void) cls;
-    (void) version;
     if (!req)
     {
         req = calloc(1, sizeof(request));
@@ -1029,7 +1028,7 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
         __atomic_fetch_add(&in_flight, 1, __ATOMIC_SEQ_CST);
         *con_cls = req;
         guard_request_handled(conn);
-        return check_head(conn, method, req);
+        return check_head(conn, method, version, req);
     }
     if (*upload_data_size)
         return take_body(conn, req, upload_data, upload_data_size);

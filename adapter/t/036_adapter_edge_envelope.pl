@@ -59,6 +59,7 @@ my @library = (
 	[ 'a body over 1 MiB sent at once', "POST /users/login HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n" . ('x' x 2_000_000), 413 ],
 	[ 'NUL in a path', "GET /bookings/1%00 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer $user\r\n\r\n", 400 ],
 	[ 'NUL in a query value', "GET /rooms?location=HQ%00x HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer $user\r\n\r\n", 400 ],
+	[ 'raw NUL byte in a path', "GET /bookings/1\0x HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer $user\r\n\r\n", 400 ],
 	[ 'NUL in a query name', "GET /rooms?loc%00ation=HQ HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer $user\r\n\r\n", 400 ],
 );
 for my $c (@library)
