@@ -219,8 +219,9 @@ watch(void *arg)
         {
             if (g->handled || g->cut || now - g->since_ms < deadline_ms)
                 continue;
+            /* Never blocks (we hold the lock): a client that reads nothing loses it. */
             if (!g->replied_once)
-                envelope_write(g->fd, 408, "the request head did not arrive in time", false);    /* never blocks: we hold the lock */
+                envelope_write(g->fd, 408, "the request head did not arrive in time", false);
             shutdown(g->fd, SHUT_RDWR);
             g->cut = true;
             cut++;

@@ -933,6 +933,7 @@ check_head(struct MHD_Connection *conn, const char *method, const char *version,
 {
     const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
     const char *expect = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Expect");
+    unsigned long long announced = cl ? strtoull(cl, NULL, 10) : 0;
 
     if (guard_was_answered(conn))
         return MHD_NO;          /* on_request_line wrote the reply */
@@ -945,8 +946,8 @@ check_head(struct MHD_Connection *conn, const char *method, const char *version,
      * Otherwise it is read and dropped, then answered 413: a client that
      * sends its body at once would find the connection closed under it.
      */
-    if (cl && strtoull(cl, NULL, 10) > MAX_BODY &&
-        ((expect && strcasecmp(expect, "100-continue") == 0) || strtoull(cl, NULL, 10) > 8 * (unsigned long long) MAX_BODY))
+    if (announced > MAX_BODY &&
+        ((expect && strcasecmp(expect, "100-continue") == 0) || announced > 8ULL * MAX_BODY))
         return refuse(conn, method, req, 413, "PAYLOAD_TOO_LARGE", "the request body is larger than 1 MiB",
                       json_pack("{s:i}", "max_bytes", MAX_BODY));
     return MHD_YES;
