@@ -164,29 +164,32 @@ end_stream(stream *s, const char *reason, const char *message)
 /*
  * Is the caller still who the token says?  api.me() with the stream's
  * claims answers that as every request's transaction would.  False only
- * when the database said no (an error with a SQLSTATE), not when it is
- * unreachable: that ends the stream as an error anyway.
+ * when the database refused the caller (a 4xx business error, no privilege,
+ * a role it will not take); a timeout or an unreachable database is no
+ * verdict (the latter ends the stream as an error anyway).
  */
 static bool
 caller_still_valid(stream *s, char *why, size_t whylen)
 {
     const char *setup[2] = {s->role, s->claims};
     PGresult   *res;
-    bool        ok;
-    const char *state;
+    char        state[6] = "";
+    bool        refused;
 
     PQclear(PQexec(s->conn, "BEGIN READ ONLY"));
     PQclear(PQexecParams(s->conn, "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true)",
                          2, NULL, setup, NULL, NULL, 0));
     res = PQexec(s->conn, "SELECT api.me()");
-    ok = PQresultStatus(res) == PGRES_TUPLES_OK;
-    state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-    if (!ok)
+    if (PQresultStatus(res) != PGRES_TUPLES_OK && PQresultErrorField(res, PG_DIAG_SQLSTATE))
+        snprintf(state, sizeof(state), "%s", PQresultErrorField(res, PG_DIAG_SQLSTATE));
+    refused = strncmp(state, "PT4", 3) == 0 || strcmp(state, "42501") == 0 || strncmp(state, "28", 2) == 0 ||
+        strcmp(state, "22023") == 0;
+    if (refused)
         snprintf(why, whylen, "%s", PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) ?
                  PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : "the caller is no longer authorized");
     PQclear(res);
-    PQclear(PQexec(s->conn, ok ? "COMMIT" : "ROLLBACK"));
-    return ok || state == NULL;
+    PQclear(PQexec(s->conn, state[0] ? "ROLLBACK" : "COMMIT"));
+    return !refused;
 }
 
 /*
