@@ -54,7 +54,7 @@ print-version:
 
 EXTRA_CLEAN = tmp_regress tmp_check results regression.diffs regression.out
 
-.PHONY: run stop test bench deps adapter print-version compose-test
+.PHONY: run stop test bench fuzz deps adapter print-version compose-test
 # The HTTP adapter (adapter/Makefile; its tests run from scripts/test.sh).
 adapter:
 	$(MAKE) -C adapter EXTVERSION=$(EXTVERSION)
@@ -70,3 +70,6 @@ bench:
 	bash scripts/bench.sh
 compose-test:
 	bash scripts/compose-test.sh
+# A long fuzz of the adapter's HTTP edge (FUZZ_REQUESTS, FUZZ_SEED; adapter/t/044).
+fuzz:
+	bash scripts/fuzz.sh
