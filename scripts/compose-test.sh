@@ -4,18 +4,20 @@
 # Sets up podman (Debian's podman, runc, podman-compose, docker-compose;
 # /etc/containers/containers.conf for this kind of machine), makes the base
 # image localhost/debian:bookworm-slim with debootstrap when it is missing
-# (no image registry is reachable here), builds the images (layers stay in
-# podman's store, so a second run builds from cache), starts the stack under
-# a throwaway project name with loopback-only ports and asserts, through the
-# load balancer and the containers: every health check, /health, /ready,
-# register, login, a booking, a clash (409), the 6th login from one address
-# (429, and both replicas answered logins), /metrics of both replicas
+# (no image registry is reachable here), builds the images once (layers stay
+# in podman's store, so a second run builds from cache), then runs one
+# scenario under podman-compose 1.0 and again under docker-compose 1.29
+# (through a podman API socket of its own): a throwaway project name,
+# loopback-only ports, and asserts, through the load balancer and the
+# containers: every health check, /health, /ready, register, login, a
+# booking, a clash (409), the 6th login from one address (429, and both
+# replicas answered logins), /metrics of both replicas and the exporter
 # scraped by Prometheus (its API), the analytics view read as the Grafana
 # role, the booking still there after the database container restarts, the
 # init scripts run once per volume (recreated containers, same volume), and
-# `down -v` leaving no container, volume or network.
-# Grafana's official image cannot be fetched here: it is the one service
-# not started (said so below).
+# `down -v` leaving no container, volume, network or pod.
+# Grafana, Loki and promtail (official images that cannot be fetched here)
+# are not started; the output says so.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
