@@ -107,6 +107,19 @@ new_secrets() { # every run of the stack: new secrets and free loopback ports
 new_secrets
 # HEALTHCHECK is a Docker-format instruction: OCI images would drop it.
 export BUILDAH_FORMAT=docker
+# The images of this run carry a tag of their own, so that test runs of
+# other checkouts on the machine at the same time cannot swap them; the
+# tested images are tagged :local at the end (the layers are shared anyway).
+export PGB_IMAGE_TAG="test$$$(secret 3)"
+IMAGES="postgres adapter nginx postgres-exporter prometheus"
+untag_run_images() { # untag_run_images [keep]: drop this run's tag (keep: tag :local first)
+    local i
+    for i in $IMAGES; do
+        podman image exists "pg_booking/$i:$PGB_IMAGE_TAG" || continue
+        [ "${1:-}" = keep ] && podman tag "pg_booking/$i:$PGB_IMAGE_TAG" "pg_booking/$i:local"
+        podman untag "pg_booking/$i:$PGB_IMAGE_TAG" "localhost/pg_booking/$i:$PGB_IMAGE_TAG" 2>/dev/null || true
+    done
+}
 
 # pc ARGS: the compose implementation of this run ($impl) on this project.
 # docker-compose 1.29 talks to podman's Docker-compatible socket ($sock).
@@ -167,6 +180,7 @@ cleanup() {
     fi
     stop_bg runner_pid
     stop_bg service_pid
+    [ $rc -eq 0 ] && untag_run_images keep || untag_run_images
     exit $rc
 }
 trap cleanup EXIT
