@@ -1,0 +1,187 @@
+# Backup and restore (issue 8): a realistic database, made through the api,
+# dumped with scripts/backup.sh (pg_dump -Fc) and restored with
+# scripts/restore.sh into a second, empty cluster, compares equal table by
+# table, row by row; the invariants hold on the restored side; the business
+# triggers did not run again during the restore; new bookings and
+# reservations work there with ids that continue.  Negative control: the same
+# dump restored with plain pg_restore (triggers firing) is caught.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use PgBookingTest;
+use PgBookingData;
+
+my $root = $ENV{TESTDIR} or die 'TESTDIR is not set';
+my $preload = q{
+shared_preload_libraries = 'pg_booking'
+pg_booking.jwt_secret = 'tap-secret-0123456789abcdef0123456789abcdef'
+timezone = 'UTC'
+};
+
+# The source: the data lives in "shop" (not "booking": the checkout worker
+# would run there on its own and change rows under the comparison).
+my $src = booking_node('source', 'timezone = UTC');
+$src->safe_psql('postgres', 'CREATE DATABASE shop');
+$src->safe_psql('shop', 'CREATE EXTENSION pg_booking CASCADE');
+load_realistic_data($src, 'shop');
+my $src_fp = table_fingerprints($src, 'shop');
+
+# The triggers that would fire during a restore (session_replication_role =
+# replica): ENABLE ALWAYS and ENABLE REPLICA ones.  Only the merge of
+# restored rate-limit rules may; a business trigger there would run again
+# against every restored row.
+my $ext_tables = q{(SELECT d.objid FROM pg_depend d
+  WHERE d.classid = 'pg_class'::regclass AND d.deptype = 'e'
+    AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'pg_booking'))};
+is($src->safe_psql('shop', qq{SELECT string_agg(tgrelid::regclass || '.' || tgname, ', ')
+  FROM pg_trigger WHERE NOT tgisinternal AND tgenabled = 'A' AND tgrelid IN $ext_tables}),
+	'', 'no trigger of the extension is ENABLE ALWAYS');
+is($src->safe_psql('shop', qq{SELECT string_agg(tgrelid::regclass || '.' || tgname, ', ' ORDER BY 1)
+  FROM pg_trigger WHERE NOT tgisinternal AND tgenabled IN ('A', 'R') AND tgrelid IN $ext_tables}),
+	'booking.rate_limits.rate_limits_restore',
+	'the only trigger that fires during a restore merges rate-limit rules');
+ok($src->safe_psql('shop', qq{SELECT count(*) FROM pg_trigger
+  WHERE NOT tgisinternal AND tgenabled = 'O' AND tgrelid IN $ext_tables}) > 10,
+	'the business triggers are ordinary (ENABLE ORIGIN) ones');
+
+# Every status and kind of row the test means to carry over is there.
+is($src->safe_psql('shop', q{SELECT string_agg(DISTINCT status, ',' ORDER BY status) FROM booking.reservations}),
+	'cancelled,checked_in,completed,confirmed,no_show', 'source: reservations in every status');
+is($src->safe_psql('shop', q{SELECT string_agg(DISTINCT status, ',' ORDER BY status) FROM booking.bookings}),
+	'cancelled,completed,confirmed', 'source: bookings confirmed, cancelled and completed');
+is($src->safe_psql('shop', q{SELECT string_agg(DISTINCT role, ',' ORDER BY role) FROM booking.users}),
+	'admin,auditor,facility_manager,moderator,service_account,user', 'source: users of every role');
+is($src->safe_psql('shop', q{SELECT string_agg(endpoint, ',' ORDER BY endpoint) FROM booking.rate_limits WHERE NOT seeded}),
+	'create_booking,login,register,search_availability', 'source: edited and added rate-limit rules are not seeded');
+
+# Backup with the script of make backup.
+my $backups = "${PostgreSQL::Test::Utils::tmp_check}/backups";
+my %env = (PGHOST => $src->host, PGPORT => $src->port, DB => 'shop', BACKUP_DIR => $backups);
+my ($out, $err);
+my $ok = IPC::Run::run([ 'env', (map { "$_=$env{$_}" } keys %env), 'bash', "$root/scripts/backup.sh" ],
+	'>', \$out, '2>', \$err);
+ok($ok, 'scripts/backup.sh succeeded') or diag "$out\n$err";
+my ($dump) = (split /\n/, $out)[-1];
+like($dump, qr{/shop-\d{8}T\d{6}Z\.dump$}, 'the dump has a timestamped name');
+ok(-s $dump, 'the dump file exists');
+is(sprintf('%o', (stat $backups)[2] & 07777), '700', 'the backup folder is readable by its owner only');
+is(sprintf('%o', (stat $dump)[2] & 07777), '600', 'the dump is readable by its owner only');
+
+# The seeded rate-limit rules are not in the dump; the edited ones are.
+my $rl = `pg_restore --data-only --table=rate_limits -f - '$dump'`;
+my @rl = map { (split /\t/)[0] } grep { /^[a-z_]+\t/ } split /\n/, $rl;
+is(join(',', sort @rl), 'create_booking,login,register,search_availability',
+	'the dump holds the edited and added rate-limit rules, not the seeded defaults');
+
+# Restore with the script of make restore into a cluster that has never seen
+# the extension (roles and all come from the dump and CREATE EXTENSION).
+my $dst = PostgreSQL::Test::Cluster->new('restored');
+$dst->init;
+$dst->append_conf('postgresql.conf', $preload);
+$dst->start;
+%env = (PGHOST => $dst->host, PGPORT => $dst->port, DB => 'shop', FILE => $dump);
+my $restore = [ 'env', (map { "$_=$env{$_}" } keys %env), 'bash', "$root/scripts/restore.sh" ];
+$ok = IPC::Run::run($restore, '>', \$out, '2>', \$err);
+ok($ok, 'scripts/restore.sh succeeded') or diag "$out\n$err";
+
+my $dst_fp = table_fingerprints($dst, 'shop');
+my ($rows, $tables) = (0, 0);
+for my $t (sort keys %$src_fp)
+{
+	is($dst_fp->{$t}, $src_fp->{$t}, "$t: identical after restore ($src_fp->{$t})")
+	  or diag "$t is not dumped or not restored as it was: register it with pg_extension_config_dump";
+	if ($src_fp->{$t} =~ /^(\d+) [0-9a-f]{32}$/)
+	{
+		$rows += $1;
+		$tables++;
+	}
+}
+ok($rows > 200, "compared $rows rows in $tables tables, row by row");
+note "rows compared: $rows in $tables tables";
+
+# The invariants, on the restored side.
+my $occupying_overlaps = q{SELECT count(*) FROM booking.bookings a JOIN booking.bookings b
+  ON a.room_id = b.room_id AND a.id < b.id
+ AND tstzrange(a.starts_at, a.ends_at) && tstzrange(b.starts_at, b.ends_at)
+ WHERE a.status IN ('confirmed', 'completed') AND b.status IN ('confirmed', 'completed')};
+sub invariants
+{
+	my ($node, $db) = @_;
+	return $node->safe_psql($db, qq{SELECT (SELECT count(*) FROM booking.inventory_violations()) || ' '
+	  || (SELECT count(*) FROM booking.analytics_check()) || ' ' || ($occupying_overlaps)});
+}
+is(invariants($dst, 'shop'), '0 0 0',
+	'restored: inventory_violations(), analytics_check() and overlapping bookings are all empty');
+
+# A second restore into the same name is refused and changes nothing.
+$ok = IPC::Run::run($restore, '>', \$out, '2>', \$err);
+ok(!$ok, 'restoring into an existing database is refused');
+like($err, qr/already exists; nothing restored/, 'with a clear message');
+is_deeply(table_fingerprints($dst, 'shop'), $dst_fp, 'and the existing database is untouched');
+
+# New work on the restored side: the rules see the restored rows, and ids
+# continue after the restored ones.
+my %max = map { $_ => $src->safe_psql('shop', "SELECT max(id) FROM booking.$_") }
+  qw(users bookings events reviews hotels rooms checkout_runs refresh_tokens user_availability);
+my $uma = act_sql('uma@example.org');
+my $new_booking = $dst->safe_psql('shop', qq{SET timezone = UTC; $uma
+  SELECT (api.create_booking((SELECT id FROM booking.rooms WHERE name = 'Aquarium'),
+          to_char(current_date + 1, 'YYYY-MM-DD') || 'T14:00:00Z', to_char(current_date + 1, 'YYYY-MM-DD') || 'T15:00:00Z',
+          'After the restore')) ->> 'id'});
+cmp_ok($new_booking, '>', $max{bookings}, "a new booking gets an id after the restored ones ($new_booking > $max{bookings})");
+my ($r, $o, $e) = $dst->psql('shop', qq{SET timezone = UTC; $uma
+  SELECT api.create_booking((SELECT id FROM booking.rooms WHERE name = 'Aquarium'),
+         to_char(current_date + 1, 'YYYY-MM-DD') || 'T09:00:00Z', to_char(current_date + 1, 'YYYY-MM-DD') || 'T09:30:00Z', 'Clash')});
+like($e, qr/BOOKING_CONFLICT/, 'a booking over a restored one is refused (the conflict check sees restored rows)');
+($r, $o, $e) = $dst->psql('shop', qq{$uma
+  SELECT api.create_reservation((SELECT id FROM booking.hotels WHERE name = 'Seaside'), 'suite', 'Late guest',
+         to_char(current_date + 1, 'YYYY-MM-DD'), 1)});
+like($e, qr/NO_AVAILABILITY/, 'the suite sold out before the backup is still sold out');
+my $res = $dst->safe_psql('shop', qq{$uma
+  SELECT (api.create_reservation((SELECT id FROM booking.hotels WHERE name = 'Seaside'), 'double', 'New guest',
+          to_char(current_date + 20, 'YYYY-MM-DD'), 2)) ->> 'status'});
+is($res, 'confirmed', 'a new reservation works on the restored side');
+$dst->safe_psql('shop', qq{SELECT api.register('new\@example.org', 'pw-new-01234', 'New person');
+  $uma SELECT api.login('uma\@example.org', 'pw-user-0123');
+  SELECT api.set_my_availability('[]');});
+for my $t (qw(users events refresh_tokens))
+{
+	my $min_new = $dst->safe_psql('shop', "SELECT min(id) FROM booking.$t WHERE id > $max{$t}");
+	my $collide = $dst->safe_psql('shop', "SELECT count(*) - count(DISTINCT id) FROM booking.$t");
+	ok($min_new ne '' && $collide == 0, "$t: new rows continue after id $max{$t} (next $min_new), no duplicate id");
+}
+is($dst->safe_psql('shop', q{SELECT count(*) FROM booking.events WHERE kind LIKE 'reservation.%'
+  AND entity_id = (SELECT id::text FROM booking.reservations WHERE guest_name = 'New guest')}), '1',
+	'the new reservation wrote its event (the event triggers work after the restore)');
+is(invariants($dst, 'shop'), '0 0 0', 'restored, after new work: the invariants still hold');
+# The sequences' next values, by name, continue for every identity.
+for my $t (sort keys %max)
+{
+	my $next = $dst->safe_psql('shop',
+		"SELECT nextval(pg_get_serial_sequence('booking.$t', 'id'))");
+	cmp_ok($next, '>', $max{$t} || 0, "booking.$t: the identity continues after the restored ids");
+}
+
+# Negative control: the same dump restored the naive way, triggers firing
+# (no session_replication_role), must be caught by the checks above.
+$dst->safe_psql('postgres', 'CREATE DATABASE naive TEMPLATE template0');
+IPC::Run::run([ 'pg_restore', '-h', $dst->host, '-p', $dst->port, '-d', 'naive', $dump ],
+	'>', \$out, '2>', \$err);
+note "plain pg_restore said: " . join(' | ', grep { /ERROR/ } split /\n/, $err);
+my $naive_fp = table_fingerprints($dst, 'naive');
+my @differ = grep { ($naive_fp->{$_} // '') ne $src_fp->{$_} } sort keys %$src_fp;
+my $naive_inv = invariants($dst, 'naive');
+note "naive restore: tables differing: @differ; invariants (inventory, analytics, overlaps): $naive_inv";
+ok(@differ > 0 || $naive_inv ne '0 0 0',
+	'negative control: a restore with the triggers firing is detected');
+# Two damages the triggers do, each caught: reservations taking their
+# nights again (the sold-out suite refuses its own reservation), and rooms
+# starting their counters again.
+ok((grep { $_ eq 'booking.reservations' } @differ),
+	'negative control: reservations taking their nights again are detected');
+ok((grep { $_ eq 'booking.room_booking_counts' } @differ),
+	'negative control: counters counted again are detected');
+
+done_testing();
