@@ -9,7 +9,7 @@ use warnings;
 use Exporter 'import';
 use Test::More;
 
-our @EXPORT = qw(load_realistic_data extension_tables table_fingerprints
+our @EXPORT = qw(load_realistic_data extension_tables table_columns table_fingerprints
   extension_catalog act_sql);
 
 # The claims of a user of the database, by email, as the adapter would set
@@ -210,18 +210,35 @@ SELECT c.oid::regclass::text FROM pg_depend d JOIN pg_class c ON c.oid = d.objid
  ORDER BY 1});
 }
 
-# table => "rows md5" over every row as text, in a stable order (all columns,
-# generated ones included), for every table of the extension; sequences =>
-# "last_value is_called".
-sub table_fingerprints
+# table => its columns, in order, as a select list (to compare the same
+# columns after an upgrade added some).
+sub table_columns
 {
 	my ($node, $db) = @_;
+	my %cols;
+	for my $t (extension_tables($node, $db))
+	{
+		$cols{$t} = $node->safe_psql($db, qq{SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum)
+		  FROM pg_attribute WHERE attrelid = '$t'::regclass AND attnum > 0 AND NOT attisdropped});
+	}
+	return \%cols;
+}
+
+# table => "rows md5" over every row as text, in a stable order (all columns,
+# generated ones included, or those of $columns->{table}), for every table of
+# the extension; sequence => "last_value is_called".
+sub table_fingerprints
+{
+	my ($node, $db, $columns) = @_;
 	my %fp;
 	for my $t (extension_tables($node, $db))
 	{
+		next if $columns && !$columns->{$t};
+		my $row = $columns ? "ROW($columns->{$t})" : 'x';
 		$fp{$t} = $node->safe_psql($db, qq{
 SET row_security = off;
-SELECT count(*) || ' ' || md5(coalesce(string_agg(x::text, E'\\n' ORDER BY x::text), '')) FROM $t x});
+SELECT count(*) || ' ' || md5(coalesce(string_agg(r::text, E'\\n' ORDER BY r::text), ''))
+  FROM (SELECT $row AS r FROM $t x) y});
 	}
 	for my $s (split /\n/, $node->safe_psql($db, q{
 SELECT c.oid::regclass::text FROM pg_depend d JOIN pg_class c ON c.oid = d.objid
@@ -263,7 +280,7 @@ lines AS (
      WHERE p.prokind = 'a'
     UNION ALL
     -- Relations: kind, options, row security, grants; views with their query.
-    SELECT 'relation ' || c.oid::regclass || ' kind=' || c.relkind || ' persistence=' || c.relpersistence
+    SELECT 'relation ' || c.oid::regclass || ' kind=' || c.relkind::text || ' persistence=' || c.relpersistence::text
            || ' rls=' || c.relrowsecurity || '/' || c.relforcerowsecurity
            || ' options=' || coalesce(c.reloptions::text, '') || ' acl=' || coalesce(c.relacl::text, 'default')
            || CASE WHEN c.relkind IN ('v', 'm') THEN ' query=' || pg_get_viewdef(c.oid) ELSE '' END
@@ -272,7 +289,7 @@ lines AS (
     -- Columns, in order, with type, default, nullability, identity, generation, grants, comment.
     SELECT 'column ' || a.attrelid::regclass || ' #' || a.attnum || ' ' || a.attname
            || ' ' || format_type(a.atttypid, a.atttypmod) || ' notnull=' || a.attnotnull
-           || ' dropped=' || a.attisdropped || ' identity=' || a.attidentity || ' generated=' || a.attgenerated
+           || ' dropped=' || a.attisdropped || ' identity=' || a.attidentity::text || ' generated=' || a.attgenerated::text
            || coalesce(' default=' || pg_get_expr(ad.adbin, ad.adrelid), '')
            || ' acl=' || coalesce(a.attacl::text, 'default')
            || coalesce(' comment=' || quote_literal(col_description(a.attrelid, a.attnum)), '')
@@ -291,10 +308,10 @@ lines AS (
            || coalesce(' comment=' || quote_literal(obj_description(i.indexrelid, 'pg_class')), '')
       FROM pg_index i JOIN rels c ON c.oid = i.indrelid
     UNION ALL
-    SELECT 'trigger ' || pg_get_triggerdef(t.oid) || ' enabled=' || t.tgenabled
+    SELECT 'trigger ' || pg_get_triggerdef(t.oid) || ' enabled=' || t.tgenabled::text
       FROM pg_trigger t JOIN rels c ON c.oid = t.tgrelid WHERE NOT t.tgisinternal
     UNION ALL
-    SELECT 'policy ' || pol.polrelid::regclass || ' ' || pol.polname || ' cmd=' || pol.polcmd
+    SELECT 'policy ' || pol.polrelid::regclass || ' ' || pol.polname || ' cmd=' || pol.polcmd::text
            || ' permissive=' || pol.polpermissive
            || ' roles=' || (SELECT string_agg(CASE WHEN r = 0 THEN 'public' ELSE r::regrole::text END, ',' ORDER BY 1)
                               FROM unnest(pol.polroles) r)
@@ -310,7 +327,7 @@ lines AS (
            || ' cycle=' || s.seqcycle
       FROM pg_sequence s JOIN rels c ON c.oid = s.seqrelid
     UNION ALL
-    SELECT 'type ' || t.oid::regtype || ' type=' || t.typtype || ' base=' || t.typbasetype::regtype
+    SELECT 'type ' || t.oid::regtype || ' type=' || t.typtype::text || ' base=' || t.typbasetype::regtype
            || ' notnull=' || t.typnotnull || coalesce(' default=' || t.typdefault, '')
            || ' acl=' || coalesce(t.typacl::text, 'default')
            || coalesce(' labels=' || (SELECT string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder)
@@ -328,11 +345,11 @@ lines AS (
     UNION ALL
     SELECT 'version ' || extversion FROM ext
     UNION ALL
-    -- Default privileges and event triggers would also change behaviour.
-    SELECT 'event trigger ' || e.evtname || ' ' || e.evtevent || ' ' || e.evtfoid::regproc || ' ' || e.evtenabled
+    SELECT 'event trigger ' || e.evtname || ' ' || e.evtevent || ' ' || e.evtfoid::regproc || ' ' || e.evtenabled::text
       FROM pg_event_trigger e JOIN members m ON m.classid = 'pg_event_trigger'::regclass AND m.objid = e.oid
 )
-SELECT string_agg(l, E'\n' ORDER BY l) FROM lines});
+-- One object per line: the newlines of function bodies and view queries as \n.
+SELECT string_agg(replace(l, E'\n', '\n'), E'\n' ORDER BY l) FROM lines});
 }
 
 1;
