@@ -137,4 +137,7 @@ CREATE TRIGGER rate_limits_restore BEFORE INSERT ON booking.rate_limits
     FOR EACH ROW EXECUTE FUNCTION booking.rate_limits_restore();
 ALTER TABLE booking.rate_limits ENABLE REPLICA TRIGGER rate_limits_restore;
 
+-- Trigger functions: nobody calls them (the 1.0 rule: PUBLIC executes nothing).
+REVOKE EXECUTE ON FUNCTION booking.rate_limits_mark_edited(), booking.rate_limits_restore() FROM PUBLIC;
+
 SELECT pg_catalog.pg_extension_config_dump('booking.rate_limits', 'WHERE NOT seeded');

@@ -75,7 +75,7 @@ $rows += (split / /, $_)[0] for map { $before->{$_} } grep { $columns->{$_} } ke
 note "rows loaded into 1.0: $rows";
 
 my $admin = $node->safe_psql('old', q{SELECT id FROM booking.users WHERE email = 'ada@example.org'});
-my $token = mint_jwt({ sub => "$admin", role => 'booking_admin', iat => time() - 1, exp => time() + 600 });
+my $token = mint_jwt({ sub => "$admin", role => 'booking_admin', iat => int(time()), exp => int(time()) + 600 });
 for my $f (@new_api)
 {
 	ok(not_served(http($adapter, 'POST', "/rpc/$f", {}, $token)), "before the upgrade the adapter has no $f");

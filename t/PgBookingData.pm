@@ -21,8 +21,8 @@ sub act_sql
 	# In a DO block: nothing is printed, so safe_psql returns only the answer.
 	return defined $email
 	  ? qq{DO \$\$ BEGIN PERFORM set_config('request.jwt.claims', (SELECT json_build_object('sub', id::text,
-	         'role', 'booking_' || role, 'iat', extract(epoch FROM now())::bigint,
-	         'exp', extract(epoch FROM now())::bigint + 600)::text
+	         'role', 'booking_' || role, 'iat', ceil(extract(epoch FROM now()))::bigint,
+	         'exp', ceil(extract(epoch FROM now()))::bigint + 600)::text
 	         FROM booking.users WHERE email = '$email'), false); END \$\$;}
 	  : q{SELECT set_config('request.jwt.claims', '', false);};
 }
