@@ -9,8 +9,8 @@ use warnings;
 use Exporter 'import';
 use Test::More;
 
-our @EXPORT = qw(load_realistic_data extension_tables table_columns table_fingerprints
-  extension_catalog act_sql);
+our @EXPORT = qw(load_realistic_data settle_events extension_tables table_columns
+  table_fingerprints extension_catalog act_sql occupying_overlaps_sql);
 
 # The claims of a user of the database, by email, as the adapter would set
 # them from a verified token (psql acts as that user; RLS is not what these
@@ -189,14 +189,46 @@ SELECT api.hide_review((SELECT id FROM booking.reviews WHERE comment = 'Great sc
 	return $sql;
 }
 
-# Load the data into $db; dies (and so fails the test) on any error.
+# Load the data into $db; dies (and so fails the test) on any error.  The
+# database is settled afterwards: nothing changes it until the test does.
 sub load_realistic_data
 {
 	my ($node, $db) = @_;
 	my ($ret, $out, $err) = $node->psql($db, realistic_data_sql(),
 		extra_params => [ '-v', 'ON_ERROR_STOP=1' ]);
 	die "loading the realistic data failed: $err" if $ret != 0;
+	settle_events($node, $db);
 	return;
+}
+
+# Where events are queued and published by a background publisher
+# (booking.publish_events), publish what is queued now, so the events table
+# does not move under a comparison.  Nothing to do where events are written
+# directly (1.0).
+sub settle_events
+{
+	my ($node, $db) = @_;
+	return unless $node->safe_psql($db, q{SELECT to_regproc('booking.publish_events') IS NOT NULL}) eq 't';
+	for (1 .. 100)
+	{
+		return if $node->safe_psql($db, 'SELECT booking.publish_events()') == 0;
+	}
+	die 'events are still queued after 100 publishes';
+}
+
+# The self-join that finds two bookings occupying one room at once (none may
+# exist), by the extension's own definition of which statuses occupy a room
+# when it has one.
+sub occupying_overlaps_sql
+{
+	my ($node, $db) = @_;
+	my $occupies = $node->safe_psql($db, q{SELECT to_regprocedure('booking.status_occupies(text)') IS NOT NULL}) eq 't'
+	  ? sub { "booking.status_occupies($_[0].status)" }
+	  : sub { "$_[0].status IN ('confirmed', 'completed')" };
+	return 'SELECT count(*) FROM booking.bookings a JOIN booking.bookings b'
+	  . ' ON a.room_id = b.room_id AND a.id < b.id'
+	  . ' AND tstzrange(a.starts_at, a.ends_at) && tstzrange(b.starts_at, b.ends_at)'
+	  . ' WHERE ' . $occupies->('a') . ' AND ' . $occupies->('b');
 }
 
 # The tables of the extension (schema-qualified), by name.
