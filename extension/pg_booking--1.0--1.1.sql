@@ -80,28 +80,41 @@ SELECT pg_catalog.pg_extension_config_dump('booking.room_rating_counts', '');
 SELECT pg_catalog.pg_extension_config_dump('booking.events', '');
 SELECT pg_catalog.pg_extension_config_dump('booking.events_id_seq', '');
 
--- Rate-limit rules.  CREATE EXTENSION seeds the default rules (1.0 script),
--- so a restore would collide with dumped copies of them: the seeded rows are
--- marked and left out of the dump.  A seeded rule that is edited stops being
--- seeded (trigger below) and is dumped; on restore it replaces the seed
--- CREATE EXTENSION just made (rate_limits_restore, fired in replica mode
--- only, i.e. by the restore).  A deleted default rule comes back with the
--- next CREATE EXTENSION, so a restore brings it back: to switch a default
--- off, exempt the roles or raise its limit instead (README, operations).
+-- Rate-limit rules.  CREATE EXTENSION seeds the default rules, so a restore
+-- (which runs CREATE EXTENSION first) would collide with dumped copies of
+-- them.  The seeded rows are marked and left out of the dump, so a restore
+-- gets the defaults of the version it installs; a rule someone added or
+-- edited (any change clears "seeded", trigger below) is dumped, and on
+-- restore it replaces the row of its endpoint that CREATE EXTENSION just
+-- made (rate_limits_restore, fired in replica mode only, i.e. by the
+-- restore), so nothing collides even if a seed was not marked.  A section
+-- below this one that seeds rules inserts them with seeded = true.  A
+-- deleted default comes back with the next CREATE EXTENSION, so a restore
+-- brings it back: to switch a default off, exempt the roles or raise its
+-- limit instead (README, operations).
 ALTER TABLE booking.rate_limits ADD COLUMN seeded boolean NOT NULL DEFAULT false;
 COMMENT ON COLUMN booking.rate_limits.seeded IS
-'true for a default rule as CREATE EXTENSION made it (not dumped); any change of the rule clears it';
--- The defaults of the 1.0 script: a database upgraded from 1.0 may have
--- edited them, and an edited rule is not a seed.
-UPDATE booking.rate_limits l SET seeded = true
-  FROM (VALUES ('login',              5,  interval '10 seconds', 'ip',   '{}'::text[]),
+'true for a default rule as an extension script made it (not dumped); any change of the rule clears it';
+-- The seeds: the rows this script's own transaction wrote (a fresh install:
+-- every row; an upgrade: those of the sections above), and the 1.0
+-- defaults a database upgraded from 1.0 still has unedited.  Bookkeeping,
+-- not a change of a rule: no trigger (validation, audit) is to see it.
+DO $$
+DECLARE
+    prev text := current_setting('session_replication_role');
+BEGIN
+    PERFORM set_config('session_replication_role', 'replica', true);
+    UPDATE booking.rate_limits l SET seeded = true
+     WHERE l.xmin = pg_current_xact_id()::xid
+        OR (l.endpoint, l.max_requests, l.window_length, l.key_kind, l.exempt_roles) IN (
+               ('login',              5,  interval '10 seconds', 'ip',   '{}'::text[]),
                ('register',           10, interval '1 hour',     'ip',   '{}'),
                ('create_booking',     30, interval '1 minute',   'user', '{admin,service_account}'),
                ('create_reservation', 30, interval '1 minute',   'user', '{admin,service_account}'),
-               ('create_review',      10, interval '1 hour',     'user', '{admin,service_account}'))
-       AS d(endpoint, max_requests, window_length, key_kind, exempt_roles)
- WHERE (l.endpoint, l.max_requests, l.window_length, l.key_kind, l.exempt_roles)
-     = (d.endpoint, d.max_requests, d.window_length, d.key_kind, d.exempt_roles);
+               ('create_review',      10, interval '1 hour',     'user', '{admin,service_account}'));
+    PERFORM set_config('session_replication_role', prev, true);
+END
+$$;
 
 CREATE FUNCTION booking.rate_limits_mark_edited() RETURNS trigger
 LANGUAGE plpgsql
@@ -119,20 +132,21 @@ COMMENT ON FUNCTION booking.rate_limits_mark_edited IS 'trigger: a rate-limit ru
 CREATE TRIGGER rate_limits_mark_edited BEFORE UPDATE ON booking.rate_limits
     FOR EACH ROW EXECUTE FUNCTION booking.rate_limits_mark_edited();
 
--- A dumped rule arriving in a restore replaces the seeded default of the
--- same endpoint.  ENABLE REPLICA: it fires only with
--- session_replication_role = replica (the restore), never for an ordinary
--- INSERT, which still fails on a duplicate endpoint.
+-- A dumped rule arriving in a restore replaces the rule of its endpoint
+-- that CREATE EXTENSION made.  ENABLE REPLICA: it fires only with
+-- session_replication_role = replica (the restore, or a logical
+-- replication subscriber, where the same replacement is right), never for
+-- an ordinary INSERT, which still fails on a duplicate endpoint.
 CREATE FUNCTION booking.rate_limits_restore() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    DELETE FROM booking.rate_limits l WHERE l.endpoint = NEW.endpoint AND l.seeded;
+    DELETE FROM booking.rate_limits l WHERE l.endpoint = NEW.endpoint;
     RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION booking.rate_limits_restore IS 'trigger (restore only): a restored rate-limit rule replaces the seeded default of its endpoint';
+COMMENT ON FUNCTION booking.rate_limits_restore IS 'trigger (restore only): a restored rate-limit rule replaces the rule CREATE EXTENSION made for its endpoint';
 CREATE TRIGGER rate_limits_restore BEFORE INSERT ON booking.rate_limits
     FOR EACH ROW EXECUTE FUNCTION booking.rate_limits_restore();
 ALTER TABLE booking.rate_limits ENABLE REPLICA TRIGGER rate_limits_restore;
