@@ -14,7 +14,8 @@
 -- configuration (https://www.postgresql.org/docs/15/extend-extensions.html,
 -- "Extension Configuration Tables").  The rule: a table holding what users
 -- or operators wrote is dumped, and so is the sequence behind its identity
--- column (pg_dump then writes its setval, so restored ids continue and are
+-- column (registered at the end of this section for every registered
+-- table; pg_dump then writes its setval, so restored ids continue and are
 -- never handed out twice).  Tables added later are registered in the
 -- section that adds them; t/061_dump_restore.pl compares every table of the
 -- extension after a dump and restore, so a forgotten one fails it.
@@ -33,24 +34,18 @@
 -- them keeps users signed in across a restore and, above all, keeps revoked
 -- tokens revoked.
 SELECT pg_catalog.pg_extension_config_dump('booking.users', '');
-SELECT pg_catalog.pg_extension_config_dump('booking.users_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('booking.refresh_tokens', '');
-SELECT pg_catalog.pg_extension_config_dump('booking.refresh_tokens_id_seq', '');
 
 -- Meeting rooms, their bookings, and the free time people published.
 SELECT pg_catalog.pg_extension_config_dump('booking.rooms', '');
-SELECT pg_catalog.pg_extension_config_dump('booking.rooms_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('booking.bookings', '');
-SELECT pg_catalog.pg_extension_config_dump('booking.bookings_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('booking.user_availability', '');
-SELECT pg_catalog.pg_extension_config_dump('booking.user_availability_id_seq', '');
 
 -- Hotels.  inventory.available is kept by the reservations trigger; it is
 -- dumped as it stands (same snapshot as the reservations), and the restore
 -- does not run the trigger, so nights are neither taken nor given twice.
 -- Reservation ids are uuids: no sequence.
 SELECT pg_catalog.pg_extension_config_dump('booking.hotels', '');
-SELECT pg_catalog.pg_extension_config_dump('booking.hotels_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('booking.inventory', '');
 SELECT pg_catalog.pg_extension_config_dump('booking.stay_restrictions', '');
 SELECT pg_catalog.pg_extension_config_dump('booking.reservations', '');
@@ -59,11 +54,9 @@ SELECT pg_catalog.pg_extension_config_dump('booking.reservations', '');
 -- these rows, so without them a restored database would run every day
 -- again.
 SELECT pg_catalog.pg_extension_config_dump('booking.checkout_runs', '');
-SELECT pg_catalog.pg_extension_config_dump('booking.checkout_runs_id_seq', '');
 
 -- Reviews, votes and flags.
 SELECT pg_catalog.pg_extension_config_dump('booking.reviews', '');
-SELECT pg_catalog.pg_extension_config_dump('booking.reviews_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('booking.review_votes', '');
 SELECT pg_catalog.pg_extension_config_dump('booking.review_flags', '');
 
@@ -78,7 +71,6 @@ SELECT pg_catalog.pg_extension_config_dump('booking.room_rating_counts', '');
 -- The events log: consumers resume after the last id they saw, so the rows
 -- and the id sequence come back as they were.
 SELECT pg_catalog.pg_extension_config_dump('booking.events', '');
-SELECT pg_catalog.pg_extension_config_dump('booking.events_id_seq', '');
 
 -- Rate-limit rules.  CREATE EXTENSION seeds the default rules, so a restore
 -- (which runs CREATE EXTENSION first) would collide with dumped copies of
@@ -155,3 +147,24 @@ ALTER TABLE booking.rate_limits ENABLE REPLICA TRIGGER rate_limits_restore;
 REVOKE EXECUTE ON FUNCTION booking.rate_limits_mark_edited(), booking.rate_limits_restore() FROM PUBLIC;
 
 SELECT pg_catalog.pg_extension_config_dump('booking.rate_limits', 'WHERE NOT seeded');
+
+-- The sequences behind the identity columns of every table registered so
+-- far (here and in the sections above), so that restored ids continue and
+-- none is handed out twice.  A section below this one registers its own.
+DO $$
+DECLARE
+    seq regclass;
+BEGIN
+    FOR seq IN
+        SELECT pg_get_serial_sequence(c.oid::regclass::text, a.attname)::regclass
+          FROM pg_extension e
+         CROSS JOIN LATERAL unnest(e.extconfig) AS cfg(oid)
+          JOIN pg_class c ON c.oid = cfg.oid AND c.relkind IN ('r', 'p')
+          JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+         WHERE e.extname = 'pg_booking' AND pg_get_serial_sequence(c.oid::regclass::text, a.attname) IS NOT NULL
+         ORDER BY c.oid::regclass::text, a.attnum
+    LOOP
+        PERFORM pg_catalog.pg_extension_config_dump(seq, '');
+    END LOOP;
+END
+$$;

@@ -10,7 +10,7 @@ use Exporter 'import';
 use Test::More;
 
 our @EXPORT = qw(load_realistic_data settle_events extension_tables table_columns
-  table_fingerprints extension_catalog act_sql occupying_overlaps_sql);
+  table_fingerprints table_rows extension_catalog act_sql occupying_overlaps_sql);
 
 # The claims of a user of the database, by email, as the adapter would set
 # them from a verified token (psql acts as that user; RLS is not what these
@@ -280,6 +280,20 @@ SELECT c.oid::regclass::text FROM pg_depend d JOIN pg_class c ON c.oid = d.objid
 		$fp{$s} = $node->safe_psql($db, "SELECT last_value || ' ' || is_called FROM $s");
 	}
 	return \%fp;
+}
+
+# table => [every row as text, sorted], on the columns of $columns->{table}.
+sub table_rows
+{
+	my ($node, $db, $columns) = @_;
+	my %rows;
+	for my $t (sort keys %$columns)
+	{
+		my $text = $node->safe_psql($db, qq{SET row_security = off;
+SELECT string_agg(replace(r::text, E'\\n', '\\n'), E'\\n' ORDER BY r::text) FROM (SELECT ROW($columns->{$t}) AS r FROM $t x) y});
+		$rows{$t} = [ split /\n/, $text ];
+	}
+	return \%rows;
 }
 
 # One line per object of the extension, with everything that defines it, so
