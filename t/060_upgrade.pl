@@ -12,6 +12,8 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::Bin;
 use Time::HiRes qw(time sleep);
 use PgBookingData;
 
