@@ -405,29 +405,46 @@ SELECT pg_catalog.pg_extension_config_dump('booking.events', '');
 -- made (rate_limits_restore, fired in replica mode only, i.e. by the
 -- restore), so nothing collides even if a seed was not marked.  A section
 -- below this one that seeds rules inserts them with seeded = true.  A
--- deleted default comes back with the next CREATE EXTENSION, so a restore
--- brings it back: to switch a default off, exempt the roles or raise its
--- limit instead (README, operations).
+-- deleted rule is remembered in booking.rate_limits_deleted (dumped), and
+-- the restore deletes the default CREATE EXTENSION made for it again, so a
+-- default someone removed stays removed.
 ALTER TABLE booking.rate_limits ADD COLUMN seeded boolean NOT NULL DEFAULT false;
 COMMENT ON COLUMN booking.rate_limits.seeded IS
 'true for a default rule as an extension script made it (not dumped); any change of the rule clears it';
+CREATE TABLE booking.rate_limits_deleted (
+    endpoint   text PRIMARY KEY,
+    deleted_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE booking.rate_limits_deleted IS
+'rate-limit rules deleted (and not made again): a restore deletes the defaults CREATE EXTENSION seeds for them';
+GRANT SELECT ON booking.rate_limits_deleted TO booking_admin, booking_auditor;
+
 -- The seeds: the rows this script's own transaction wrote (a fresh install:
 -- every row; an upgrade: those of the sections above), and the 1.0
--- defaults a database upgraded from 1.0 still has unedited.  Bookkeeping,
--- not a change of a rule: no trigger (validation, audit) is to see it.
+-- defaults a database upgraded from 1.0 still has unedited; a 1.0 default
+-- it no longer has was deleted.  Bookkeeping, not a change of a rule: no
+-- trigger (validation, audit) is to see it.
 DO $$
 DECLARE
     prev text := current_setting('session_replication_role');
+    defaults_1_0 jsonb := '[
+        {"endpoint": "login",              "max_requests": 5,  "window_length": "10 seconds", "key_kind": "ip",   "exempt_roles": []},
+        {"endpoint": "register",           "max_requests": 10, "window_length": "1 hour",     "key_kind": "ip",   "exempt_roles": []},
+        {"endpoint": "create_booking",     "max_requests": 30, "window_length": "1 minute",   "key_kind": "user", "exempt_roles": ["admin", "service_account"]},
+        {"endpoint": "create_reservation", "max_requests": 30, "window_length": "1 minute",   "key_kind": "user", "exempt_roles": ["admin", "service_account"]},
+        {"endpoint": "create_review",      "max_requests": 10, "window_length": "1 hour",     "key_kind": "user", "exempt_roles": ["admin", "service_account"]}]';
 BEGIN
     PERFORM set_config('session_replication_role', 'replica', true);
     UPDATE booking.rate_limits l SET seeded = true
      WHERE l.xmin = pg_current_xact_id()::xid
         OR (l.endpoint, l.max_requests, l.window_length, l.key_kind, l.exempt_roles) IN (
-               ('login',              5,  interval '10 seconds', 'ip',   '{}'::text[]),
-               ('register',           10, interval '1 hour',     'ip',   '{}'),
-               ('create_booking',     30, interval '1 minute',   'user', '{admin,service_account}'),
-               ('create_reservation', 30, interval '1 minute',   'user', '{admin,service_account}'),
-               ('create_review',      10, interval '1 hour',     'user', '{admin,service_account}'));
+               SELECT d.endpoint, d.max_requests, d.window_length, d.key_kind,
+                      ARRAY(SELECT jsonb_array_elements_text(d.exempt_roles))
+                 FROM jsonb_to_recordset(defaults_1_0)
+                      AS d(endpoint text, max_requests integer, window_length interval, key_kind text, exempt_roles jsonb));
+    INSERT INTO booking.rate_limits_deleted (endpoint)
+    SELECT d.endpoint FROM jsonb_to_recordset(defaults_1_0) AS d(endpoint text)
+     WHERE NOT EXISTS (SELECT 1 FROM booking.rate_limits l WHERE l.endpoint = d.endpoint);
     PERFORM set_config('session_replication_role', prev, true);
 END
 $$;
@@ -467,10 +484,48 @@ CREATE TRIGGER rate_limits_restore BEFORE INSERT ON booking.rate_limits
     FOR EACH ROW EXECUTE FUNCTION booking.rate_limits_restore();
 ALTER TABLE booking.rate_limits ENABLE REPLICA TRIGGER rate_limits_restore;
 
+-- A deleted rule is remembered; making a rule for the endpoint again
+-- forgets it.
+CREATE FUNCTION booking.rate_limits_note_deleted() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        INSERT INTO booking.rate_limits_deleted (endpoint) VALUES (OLD.endpoint)
+        ON CONFLICT (endpoint) DO UPDATE SET deleted_at = EXCLUDED.deleted_at;
+    ELSE
+        DELETE FROM booking.rate_limits_deleted d WHERE d.endpoint = NEW.endpoint;
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION booking.rate_limits_note_deleted IS 'trigger: remember deleted rate-limit rules (booking.rate_limits_deleted), forget them when made again';
+CREATE TRIGGER rate_limits_note_deleted AFTER INSERT OR DELETE ON booking.rate_limits
+    FOR EACH ROW EXECUTE FUNCTION booking.rate_limits_note_deleted();
+
+-- In a restore, a remembered deletion deletes the default CREATE EXTENSION
+-- just seeded for that endpoint (replica mode only, as above).
+CREATE FUNCTION booking.rate_limits_deleted_restore() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM booking.rate_limits l WHERE l.endpoint = NEW.endpoint;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION booking.rate_limits_deleted_restore IS 'trigger (restore only): a rate-limit rule deleted before the backup is deleted again from the defaults CREATE EXTENSION made';
+CREATE TRIGGER rate_limits_deleted_restore AFTER INSERT ON booking.rate_limits_deleted
+    FOR EACH ROW EXECUTE FUNCTION booking.rate_limits_deleted_restore();
+ALTER TABLE booking.rate_limits_deleted ENABLE REPLICA TRIGGER rate_limits_deleted_restore;
+
 -- Trigger functions: nobody calls them (the 1.0 rule: PUBLIC executes nothing).
-REVOKE EXECUTE ON FUNCTION booking.rate_limits_mark_edited(), booking.rate_limits_restore() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION booking.rate_limits_mark_edited(), booking.rate_limits_restore(),
+    booking.rate_limits_note_deleted(), booking.rate_limits_deleted_restore() FROM PUBLIC;
 
 SELECT pg_catalog.pg_extension_config_dump('booking.rate_limits', 'WHERE NOT seeded');
+SELECT pg_catalog.pg_extension_config_dump('booking.rate_limits_deleted', '');
 
 -- The sequences behind the identity columns of every table registered so
 -- far (here and in the sections above), so that restored ids continue and

@@ -158,6 +158,8 @@ is(invariants(), '0 0 0', 'upgraded: the invariants hold');
 is($node->safe_psql('old', q{SELECT string_agg(endpoint, ',' ORDER BY endpoint) FROM booking.rate_limits WHERE NOT seeded}),
 	'create_booking,login,register,search_availability',
 	'upgraded: the rules edited or added under 1.0 are not taken for seeds, the others are');
+is($node->safe_psql('old', q{SELECT string_agg(endpoint, ',' ORDER BY endpoint) FROM booking.rate_limits_deleted}),
+	'create_reservation', 'upgraded: the default deleted under 1.0 is remembered as deleted');
 
 # The upgraded database works.
 my $uma = act_sql('uma@example.org');

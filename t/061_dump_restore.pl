@@ -40,10 +40,11 @@ my $ext_tables = q{(SELECT d.objid FROM pg_depend d
 is($src->safe_psql('shop', qq{SELECT string_agg(tgrelid::regclass || '.' || tgname, ', ')
   FROM pg_trigger WHERE NOT tgisinternal AND tgenabled = 'A' AND tgrelid IN $ext_tables}),
 	'', 'no trigger of the extension is ENABLE ALWAYS');
-is($src->safe_psql('shop', qq{SELECT string_agg(tgrelid::regclass || '.' || tgname, ', ' ORDER BY 1)
+is($src->safe_psql('shop', qq{SELECT string_agg(tgrelid::regclass || '.' || tgname, ', '
+                                       ORDER BY tgrelid::regclass::text COLLATE "C", tgname)
   FROM pg_trigger WHERE NOT tgisinternal AND tgenabled IN ('A', 'R') AND tgrelid IN $ext_tables}),
-	'booking.rate_limits.rate_limits_restore',
-	'the only trigger that fires during a restore merges rate-limit rules');
+	'booking.rate_limits.rate_limits_restore, booking.rate_limits_deleted.rate_limits_deleted_restore',
+	'the only triggers that fire during a restore merge rate-limit rules');
 ok($src->safe_psql('shop', qq{SELECT count(*) FROM pg_trigger
   WHERE NOT tgisinternal AND tgenabled = 'O' AND tgrelid IN $ext_tables}) > 10,
 	'the business triggers are ordinary (ENABLE ORIGIN) ones');
@@ -57,6 +58,8 @@ is($src->safe_psql('shop', q{SELECT string_agg(DISTINCT role, ',' ORDER BY role)
 	'admin,auditor,facility_manager,moderator,service_account,user', 'source: users of every role');
 is($src->safe_psql('shop', q{SELECT string_agg(endpoint, ',' ORDER BY endpoint) FROM booking.rate_limits WHERE NOT seeded}),
 	'create_booking,login,register,search_availability', 'source: edited and added rate-limit rules are not seeded');
+is($src->safe_psql('shop', q{SELECT string_agg(endpoint, ',' ORDER BY endpoint) FROM booking.rate_limits_deleted}),
+	'create_reservation', 'source: the deleted default rule is remembered');
 
 # Backup with the script of make backup.
 my $backups = "${PostgreSQL::Test::Utils::tmp_check}/backups";
@@ -113,6 +116,8 @@ sub invariants
 }
 is(invariants($dst, 'shop'), '0 0 0',
 	'restored: inventory_violations(), analytics_check() and overlapping bookings are all empty');
+is($dst->safe_psql('shop', q{SELECT count(*) FROM booking.rate_limits WHERE endpoint = 'create_reservation'}), '0',
+	'restored: the default rule deleted before the backup is not back');
 
 # A second restore into the same name is refused and changes nothing.
 $ok = IPC::Run::run($restore, '>', \$out, '2>', \$err);

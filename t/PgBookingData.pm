@@ -44,18 +44,19 @@ CREATE FUNCTION pg_temp.at(days integer, hhmm text) RETURNS text LANGUAGE sql
 # rescheduled, cancelled and completed bookings, published availability,
 # hotels with inventory and stay restrictions, reservations in every status
 # (one changed), two checkout runs, reviews (edited, flagged, hidden) with
-# votes and flags, edited and added rate-limit rules (one default left as
-# seeded), and the events all of this wrote.
+# votes and flags, edited, added and deleted rate-limit rules (one default
+# left as seeded), and the events all of this wrote.
 sub realistic_data_sql
 {
 	my $sql = $helpers;
 	$sql .= q{
--- Rate-limit rules: three defaults edited, one rule added, two defaults as seeded.
+-- Rate-limit rules: three defaults edited, one deleted, one left as seeded, one rule added.
 UPDATE booking.rate_limits SET max_requests = 1000 WHERE endpoint IN ('login', 'register');
 UPDATE booking.rate_limits SET max_requests = 200, exempt_roles = '{admin,service_account,facility_manager}'
  WHERE endpoint = 'create_booking';
 INSERT INTO booking.rate_limits (endpoint, max_requests, window_length, key_kind, exempt_roles)
 VALUES ('search_availability', 60, '1 minute', 'user', '{service_account}');
+DELETE FROM booking.rate_limits WHERE endpoint = 'create_reservation';
 };
 	my @people = (
 		[ 'uma@example.org',   'user' ],
