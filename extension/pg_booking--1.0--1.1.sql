@@ -351,8 +351,8 @@ REVOKE EXECUTE ON FUNCTION booking.status_occupies(text), booking.checkout_clock
 -- written or announced again.  The rows come back exactly as they were
 -- dumped, from one snapshot, so they are consistent with each other
 -- (inventory with reservations, counters with bookings).  None of our
--- triggers may be ENABLE ALWAYS (the test checks); the one ENABLE REPLICA
--- trigger below only merges restored rate-limit rules.
+-- triggers may be ENABLE ALWAYS (the test checks); the two ENABLE REPLICA
+-- triggers below only merge restored rate-limit rules with the defaults.
 
 -- People and their sessions.  Refresh tokens are stored hashed; dumping
 -- them keeps users signed in across a restore and, above all, keeps revoked
