@@ -246,8 +246,10 @@ SELECT hammer(:client, :op, :arrival, :len);
 SQL
 my ($bench_out, $bench_err);
 my $bench = IPC::Run::start(
-	[ 'pgbench', '-n', '-c', 4, '-j', 2, '-T', 12, '-f', $hammer, '-h', $src->host, '-p', $src->port, 'busy' ],
+	[ 'pgbench', '-n', '-c', 4, '-j', 2, '-T', 90, '-f', $hammer, '-h', $src->host, '-p', $src->port, 'busy' ],
 	'>', \$bench_out, '2>', \$bench_err);
+# The load runs until the copies below are taken (at most 90 s), however slow the machine.
+my $changes = q{SELECT count(*) FROM booking.reservations};
 sleep 3;
 %env = (PGHOST => $src->host, PGPORT => $src->port, DB => 'busy', BACKUP_DIR => $backups);
 $ok = IPC::Run::run([ 'env', (map { "$_=$env{$_}" } keys %env), 'bash', "$root/scripts/backup.sh" ],
@@ -258,8 +260,11 @@ my ($busy_dump) = (split /\n/, $out)[-1];
 $src->safe_psql('busy', 'CREATE TABLE copy_inventory AS SELECT * FROM booking.inventory');
 sleep 1;
 $src->safe_psql('busy', 'CREATE TABLE copy_reservations AS SELECT * FROM booking.reservations');
+$bench->signal('INT');
 $bench->finish;
-note "pgbench during the backup: " . join(' ', grep { /number of transactions actually processed|tps/ } split /\n/, $bench_out);
+note 'during the backup and the copies the clients made '
+  . $src->safe_psql('busy', $changes) . ' reservations and '
+  . $src->safe_psql('busy', 'SELECT count(*) FROM booking.bookings') . ' bookings';
 my $disagree = $src->safe_psql('busy', q{
 WITH held AS (
     SELECT r.hotel_id, r.room_type, n::date AS night, count(*) AS held
