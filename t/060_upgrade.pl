@@ -42,6 +42,11 @@ $node->safe_psql('old', q{CREATE EXTENSION pg_booking VERSION '1.0' CASCADE});
 $node->safe_psql('fresh', q{CREATE EXTENSION pg_booking CASCADE});
 is($node->safe_psql('old', q{SELECT extversion FROM pg_extension WHERE extname = 'pg_booking'}), '1.0',
 	'database "old" runs 1.0');
+# CREATE FUNCTION ... LANGUAGE C looks its symbol up in the library, so 1.0
+# installing at all shows today's library still has every symbol 1.0 names.
+my $c_functions = $node->safe_psql('old', q{SELECT count(*) FROM pg_proc
+  WHERE prolang = (SELECT oid FROM pg_language WHERE lanname = 'c') AND probin LIKE '%pg_booking%'});
+cmp_ok($c_functions, '>', 5, "the $c_functions C functions of 1.0 resolve in the new library");
 
 # The api functions only the new version has (the adapter test below).
 my $api_names = q{SELECT string_agg(proname, ',' ORDER BY proname) FROM
