@@ -55,7 +55,7 @@ print-version:
 
 EXTRA_CLEAN = tmp_regress tmp_check results regression.diffs regression.out
 
-.PHONY: run stop test bench deps adapter print-version backup restore
+.PHONY: run stop test bench fuzz deps adapter print-version backup restore
 # The HTTP adapter (adapter/Makefile; its tests run from scripts/test.sh).
 adapter:
 	$(MAKE) -C adapter EXTVERSION=$(EXTVERSION)
@@ -69,6 +69,9 @@ test:
 	bash scripts/test.sh
 bench:
 	bash scripts/bench.sh
+# A long fuzz of the adapter's HTTP edge (FUZZ_REQUESTS, FUZZ_SEED; adapter/t/044).
+fuzz:
+	bash scripts/fuzz.sh
 # Backups of the make run cluster (scripts/backup.sh, scripts/restore.sh; README, Operations).
 backup:
 	bash scripts/backup.sh
