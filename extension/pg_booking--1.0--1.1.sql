@@ -163,6 +163,10 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION booking.meeting_slots_between IS 'one step of booking.meeting_slots: the first lim starts in [a, b) at which the common free time and one of the rooms allow a meeting of dur';
+REVOKE EXECUTE ON FUNCTION booking.rooms_busy(bigint[], timestamptz, timestamptz),
+    booking.users_free(bigint[], tstzrange),
+    booking.meeting_slots(bigint[], interval, tstzrange, integer, integer),
+    booking.meeting_slots_between(tstzmultirange, bigint[], interval, timestamptz, timestamptz, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION booking.meeting_slots(bigint[], interval, tstzrange, integer, integer),
     booking.meeting_slots_between(tstzmultirange, bigint[], interval, timestamptz, timestamptz, integer) TO booking_api;
 
