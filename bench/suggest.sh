@@ -12,6 +12,8 @@
 #   BENCH_SIZE=tiny: one small cell, one round (CI proves the script works).
 set -euo pipefail
 root=${ROOT_DIR:?}
+source "$root/scripts/bench_summary.sh"
+mkdir -p "$BENCH_WORK/summary.d"
 db=bench_suggest
 rounds=${BENCH_ROUNDS:-7}
 if [ "${BENCH_SIZE:-}" = tiny ]; then
@@ -102,6 +104,23 @@ SELECT rooms, days || ' d' AS win,
        string_agg(slots::text, '/' ORDER BY attendees) AS slots
   FROM (SELECT attendees, rooms, days, round(ms, 2) AS ms, slots FROM growth) g
  GROUP BY rooms, days ORDER BY rooms, days;
+\pset format unaligned
+\pset tuples_only on
+\o $BENCH_WORK/summary.d/suggest.tsv
+SELECT concat_ws(E'\t', 'suggest', 'api.suggest_meetings $headline_people att x $headline_rooms rooms x 1 week (ms)',
+                 round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) FILTER (WHERE variant = 'api')::numeric, 2), '<= 5')
+  FROM rounds
+UNION ALL
+SELECT concat_ws(E'\t', 'suggest', 'the same, 1.0 search / new (x)',
+                 round((percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) FILTER (WHERE variant = 'reference')
+                      / percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) FILTER (WHERE variant = 'api'))::numeric, 1), '-')
+  FROM rounds
+UNION ALL
+SELECT concat_ws(E'\t', 'suggest', 'answers differing from the 1.0 search', (count(DISTINCT result) - 1), '<= 0') FROM rounds
+UNION ALL
+SELECT concat_ws(E'\t', 'suggest', 'meeting_slots 50 att x 500 rooms x 4 weeks (ms)', ms, '-')
+  FROM growth WHERE attendees = 50 AND rooms = 500 AND days = 28;
+\o
 SQL
 } > "$BENCH_WORK/suggest.sql"
 psql -X -d $db -f "$BENCH_WORK/suggest.sql"
