@@ -47,6 +47,7 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/rel.h"
 
@@ -212,11 +213,22 @@ add_to_room(CounterTable *table, const Contribution *c)
 		elog(ERROR, "counter upsert failed: %s", SPI_result_code_string(rc));
 }
 
-/* Run statements as the counted table's owner, row-level security off. */
+/*
+ * Run statements as the counted table's owner, row-level security off, and
+ * with sequential scans off.  The last is not a taste: a counter table is
+ * small, so the planner prefers a sequential scan to find a room's row, and
+ * the plan is kept; but every counter update leaves a row version behind,
+ * and within one transaction (a loop of inserts, a batch job) none can be
+ * pruned, so each update would read every version made before it: the cost
+ * of a statement grew with the number before it in the transaction.  The
+ * primary key finds the row in the same few pages however many versions
+ * there are.  (The setting is undone at stop_being_owner, or by the abort.)
+ */
 typedef struct OwnerContext
 {
 	Oid			save_userid;
 	int			save_sec_context;
+	int			save_nestlevel;
 } OwnerContext;
 
 static void
@@ -226,6 +238,9 @@ become_owner(Relation rel, OwnerContext *ctx)
 	SetUserIdAndSecContext(rel->rd_rel->relowner,
 						   ctx->save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_NOFORCE_RLS);
+	ctx->save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 }
@@ -234,6 +249,7 @@ static void
 stop_being_owner(OwnerContext *ctx)
 {
 	SPI_finish();
+	AtEOXact_GUC(true, ctx->save_nestlevel);
 	SetUserIdAndSecContext(ctx->save_userid, ctx->save_sec_context);
 }
 
