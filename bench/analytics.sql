@@ -121,6 +121,7 @@ SELECT round(:with_trigger_us, 1) AS insert_us_with_counting_trigger,
        round(:without_trigger_us, 1) AS insert_us_without,
        round(:with_trigger_us - :without_trigger_us, 1) AS trigger_cost_us;
 -- The summary lines (scripts/bench_summary.sh): bench, measure, value, goal.
+\set QUIET on
 \pset format unaligned
 \pset tuples_only on
 \o :summary

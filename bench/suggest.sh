@@ -104,6 +104,7 @@ SELECT rooms, days || ' d' AS win,
        string_agg(slots::text, '/' ORDER BY attendees) AS slots
   FROM (SELECT attendees, rooms, days, round(ms, 2) AS ms, slots FROM growth) g
  GROUP BY rooms, days ORDER BY rooms, days;
+\set QUIET on
 \pset format unaligned
 \pset tuples_only on
 \o $BENCH_WORK/summary.d/suggest.tsv
