@@ -209,21 +209,6 @@ CREATE INDEX bookings_room_occupying_idx ON booking.bookings (room_id, starts_at
     WHERE booking.status_occupies(status);
 DROP INDEX booking.bookings_room_confirmed_idx;
 
-CREATE OR REPLACE FUNCTION booking.room_busy(room_id bigint, from_ts timestamptz, to_ts timestamptz)
-RETURNS tstzmultirange
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT coalesce(range_agg(tstzrange(b.starts_at - g.gap, b.ends_at + g.gap)), '{}'::tstzmultirange)
-      FROM booking.rooms r
-     CROSS JOIN LATERAL (SELECT make_interval(mins => r.buffer_before_minutes + r.buffer_after_minutes) AS gap) g
-      JOIN booking.bookings b ON b.room_id = r.id AND booking.status_occupies(b.status)
-                             AND b.starts_at < to_ts + g.gap
-                             AND b.starts_at > from_ts - g.gap - interval '24 hours'
-                             AND b.ends_at > from_ts - g.gap
-     WHERE r.id = room_busy.room_id
-$$;
-COMMENT ON FUNCTION booking.room_busy IS 'intervals of a room in which no new booking may lie (occupying bookings widened by buffers)';
 
 CREATE OR REPLACE FUNCTION booking.room_schedule(room_id bigint, from_ts timestamptz, to_ts timestamptz) RETURNS jsonb
 LANGUAGE sql STABLE SECURITY DEFINER
@@ -240,16 +225,6 @@ AS $$
        AND b.starts_at < to_ts AND b.ends_at > from_ts
 $$;
 
-CREATE OR REPLACE FUNCTION booking.user_free(user_id bigint, win tstzrange) RETURNS tstzmultirange
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT (coalesce((SELECT range_agg(a.during * win) FROM booking.user_availability a
-                       WHERE a.user_id = user_free.user_id AND a.during && win), '{}'::tstzmultirange))
-         - (coalesce((SELECT range_agg(tstzrange(b.starts_at, b.ends_at)) FROM booking.bookings b
-                       WHERE b.user_id = user_free.user_id AND booking.status_occupies(b.status)
-                         AND b.starts_at < upper(win) AND b.ends_at > lower(win)), '{}'::tstzmultirange))
-$$;
 
 -- ==== the checkout never runs ahead of the calendar (issue 8) ====
 --
