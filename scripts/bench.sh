@@ -43,7 +43,7 @@ shared_buffers = 512MB
 # the code under test rather than the fsync latency of this machine.
 synchronous_commit = off
 CONF
-as_pg "$BENCH_BINDIR/pg_ctl" -D "$work/data" -l "$work/server.log" -w start >/dev/null
+as_pg "$BENCH_BINDIR/pg_ctl" -D "$work/data" -l "$work/server.log" -w start >/dev/null || { tail -20 "$work/server.log" >&2; exit 1; }
 export PGHOST=$work PGPORT=$BENCH_PORT PGUSER=postgres
 export PATH="$BENCH_BINDIR:$PATH"
 
