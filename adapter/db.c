@@ -24,7 +24,9 @@
  * an empty cache.
  */
 #define MAX_PREPARED 64
+struct conn_pool;
 typedef struct slot {
+    struct conn_pool *owner;
     PGconn     *conn;
     bool        in_use;
     bool        setup_prepared;
@@ -34,7 +36,12 @@ typedef struct slot {
 
 static void forget_prepared(slot *s);
 
-static struct {
+/*
+ * Two pools of the same kind: the primary's (every write, the catalog, and
+ * every read when no read DSN is set) and the read replica's (ADAPTER_READ_DSN,
+ * GETs of STABLE functions; size 0 when unset).
+ */
+typedef struct conn_pool {
     pthread_mutex_t lock;
     pthread_cond_t freed;
     slot       *slots;
@@ -43,7 +50,10 @@ static struct {
     int         wait_ms;
     char        timeout[32];
     char       *conninfo;
-} pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .freed = PTHREAD_COND_INITIALIZER};
+} conn_pool;
+
+static conn_pool pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .freed = PTHREAD_COND_INITIALIZER};
+static conn_pool read_pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .freed = PTHREAD_COND_INITIALIZER};
 
 typedef struct catalog {
     api_function *fns;
@@ -59,17 +69,38 @@ static time_t catalog_loaded_at;
 static bool catalog_loading;
 #define CATALOG_TTL 10
 
+static int
+pool_init(conn_pool *p, const char *conninfo, int pool_size, int wait_ms, int statement_timeout_ms)
+{
+    p->slots = calloc(pool_size, sizeof(slot));
+    if (!p->slots)
+        return -1;
+    for (int i = 0; i < pool_size; i++)
+        p->slots[i].owner = p;
+    p->size = pool_size;
+    p->wait_ms = wait_ms;
+    p->conninfo = strdup(conninfo);
+    snprintf(p->timeout, sizeof(p->timeout), "%d", statement_timeout_ms);
+    return 0;
+}
+
 int
 db_init(const char *conninfo, int pool_size, int wait_ms, int statement_timeout_ms)
 {
-    pool.slots = calloc(pool_size, sizeof(slot));
-    if (!pool.slots)
-        return -1;
-    pool.size = pool_size;
-    pool.wait_ms = wait_ms;
-    pool.conninfo = strdup(conninfo);
-    snprintf(pool.timeout, sizeof(pool.timeout), "%d", statement_timeout_ms);
-    return 0;
+    return pool_init(&pool, conninfo, pool_size, wait_ms, statement_timeout_ms);
+}
+
+/* The read replica's pool: as many connections, the same waits and timeout. */
+int
+db_init_read(const char *conninfo)
+{
+    return pool_init(&read_pool, conninfo, pool.size, pool.wait_ms, atoi(pool.timeout));
+}
+
+bool
+db_has_read_pool(void)
+{
+    return read_pool.size > 0;
 }
 
 static void
@@ -100,21 +131,29 @@ free_catalog(catalog *c)
     }
 }
 
+static void
+pool_shutdown(conn_pool *p)
+{
+    pthread_mutex_lock(&p->lock);
+    for (int i = 0; i < p->size; i++)
+    {
+        if (p->slots[i].conn)
+            PQfinish(p->slots[i].conn);
+        forget_prepared(&p->slots[i]);
+    }
+    free(p->slots);
+    p->slots = NULL;
+    p->size = 0;
+    free(p->conninfo);
+    p->conninfo = NULL;
+    pthread_mutex_unlock(&p->lock);
+}
+
 void
 db_shutdown(void)
 {
-    pthread_mutex_lock(&pool.lock);
-    for (int i = 0; i < pool.size; i++)
-    {
-        if (pool.slots[i].conn)
-            PQfinish(pool.slots[i].conn);
-        forget_prepared(&pool.slots[i]);
-    }
-    free(pool.slots);
-    pool.slots = NULL;
-    pool.size = 0;
-    free(pool.conninfo);
-    pthread_mutex_unlock(&pool.lock);
+    pool_shutdown(&pool);
+    pool_shutdown(&read_pool);
     free_catalog(current_catalog);
     current_catalog = NULL;
 }
@@ -136,41 +175,48 @@ db_pool_size(void)
     return pool.size;
 }
 
-/* A free slot, waiting up to wait_ms; NULL when none came free. */
+/* A free slot of pool p, waiting up to wait_ms; NULL when none came free. */
 static slot *
-acquire_slot(void)
+acquire_slot_of(conn_pool *p)
 {
     struct timespec deadline;
     slot       *s = NULL;
 
     clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += pool.wait_ms / 1000;
-    deadline.tv_nsec += (long) (pool.wait_ms % 1000) * 1000000;
+    deadline.tv_sec += p->wait_ms / 1000;
+    deadline.tv_nsec += (long) (p->wait_ms % 1000) * 1000000;
     if (deadline.tv_nsec >= 1000000000)
     {
         deadline.tv_sec++;
         deadline.tv_nsec -= 1000000000;
     }
-    pthread_mutex_lock(&pool.lock);
+    pthread_mutex_lock(&p->lock);
     for (;;)
     {
         /* Prefer a slot that is already connected. */
-        for (int i = 0; i < pool.size && !s; i++)
-            if (!pool.slots[i].in_use && pool.slots[i].conn)
-                s = &pool.slots[i];
-        for (int i = 0; i < pool.size && !s; i++)
-            if (!pool.slots[i].in_use)
-                s = &pool.slots[i];
-        if (s || pthread_cond_timedwait(&pool.freed, &pool.lock, &deadline) != 0)
+        for (int i = 0; i < p->size && !s; i++)
+            if (!p->slots[i].in_use && p->slots[i].conn)
+                s = &p->slots[i];
+        for (int i = 0; i < p->size && !s; i++)
+            if (!p->slots[i].in_use)
+                s = &p->slots[i];
+        if (s || pthread_cond_timedwait(&p->freed, &p->lock, &deadline) != 0)
             break;
     }
     if (s)
     {
         s->in_use = true;
-        pool.in_use++;
+        p->in_use++;
     }
-    pthread_mutex_unlock(&pool.lock);
+    pthread_mutex_unlock(&p->lock);
     return s;
+}
+
+/* The primary's pool: the catalog, writes, pings of /ready. */
+static slot *
+acquire_slot(void)
+{
+    return acquire_slot_of(&pool);
 }
 
 static void
@@ -192,11 +238,11 @@ release_slot(slot *s)
         s->conn = NULL;
         forget_prepared(s);
     }
-    pthread_mutex_lock(&pool.lock);
+    pthread_mutex_lock(&s->owner->lock);
     s->in_use = false;
-    pool.in_use--;
-    pthread_cond_signal(&pool.freed);
-    pthread_mutex_unlock(&pool.lock);
+    s->owner->in_use--;
+    pthread_cond_signal(&s->owner->freed);
+    pthread_mutex_unlock(&s->owner->lock);
 }
 
 static bool
@@ -207,7 +253,7 @@ ensure_connected(slot *s)
     if (s->conn)
         PQfinish(s->conn);
     forget_prepared(s);
-    s->conn = PQconnectdb(pool.conninfo);
+    s->conn = PQconnectdb(s->owner->conninfo);
     if (PQstatus(s->conn) != CONNECTION_OK)
     {
         PQfinish(s->conn);
@@ -242,10 +288,17 @@ take_error(db_result *out, const PGresult *res, PGconn *conn)
     out->hint = dup_or_null(PQresultErrorField(res, PG_DIAG_MESSAGE_HINT));
 }
 
+/*
+ * A read sets transaction_read_only; a write leaves the server's default:
+ * asking for read-write on a standby fails before the call (25001), while
+ * left alone the call's first write fails with 25006, which says what it is
+ * (http.c: 503 DATABASE_READ_ONLY).
+ */
 static const char setup_sql[] =
     "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true), "
     "set_config('request.id', $3, true), set_config('request.client_ip', $4, true), "
-    "set_config('statement_timeout', $5, true), set_config('transaction_read_only', $6, true)";
+    "set_config('statement_timeout', $5, true), "
+    "CASE WHEN $6 = 'on' THEN set_config('transaction_read_only', 'on', true) END";
 
 /* One pipelined transaction on a connected slot. */
 static void
@@ -256,7 +309,7 @@ run_call(slot *sl, const db_call *call, db_result *out)
     char        name[16];
     size_t      len;
     const char *setup_values[6] = {call->role, call->claims, call->request_id, call->client_ip,
-    pool.timeout, call->read_only ? "on" : "off"};
+    sl->owner->timeout, call->read_only ? "on" : "off"};
     PGresult   *res;
     bool        failed = false;
     int         done_cmds = 0;
@@ -379,7 +432,7 @@ db_call_function(const db_call *call, db_result *out)
     slot       *s;
 
     memset(out, 0, sizeof(*out));
-    if (!(s = acquire_slot()))
+    if (!(s = acquire_slot_of(call->on_replica && db_has_read_pool() ? &read_pool : &pool)))
     {
         out->status = DB_POOL_BUSY;
         return;
@@ -399,6 +452,18 @@ db_call_function(const db_call *call, db_result *out)
         memset(out, 0, sizeof(*out));
         run_call(s, call, out);
     }
+    /*
+     * A write that found the server read-only (a standby behind the primary's
+     * DSN during a failover): drop the connection, so the next one connects
+     * afresh and, with several hosts and target_session_attrs=read-write in
+     * the DSN, finds the new primary.
+     */
+    if (!call->read_only && out->status == DB_SQL_ERROR && strcmp(out->sqlstate, "25006") == 0)
+    {
+        PQfinish(s->conn);
+        s->conn = NULL;
+        forget_prepared(s);
+    }
     release_slot(s);
 }
 
@@ -413,10 +478,10 @@ db_result_free(db_result *r)
     r->value = r->headers = r->message = r->detail = r->hint = NULL;
 }
 
-bool
-db_ping(char *why, size_t whylen)
+static bool
+ping(conn_pool *p, char *why, size_t whylen)
 {
-    slot       *s = acquire_slot();
+    slot       *s = acquire_slot_of(p);
     PGresult   *res;
     bool        ok;
 
@@ -438,6 +503,18 @@ db_ping(char *why, size_t whylen)
     PQclear(res);
     release_slot(s);
     return ok;
+}
+
+bool
+db_ping(char *why, size_t whylen)
+{
+    return ping(&pool, why, whylen);
+}
+
+bool
+db_ping_read(char *why, size_t whylen)
+{
+    return ping(&read_pool, why, whylen);
 }
 
 static arg_kind
@@ -466,7 +543,7 @@ static const char catalog_sql[] =
     "       array_to_string(coalesce(p.proargnames[1:p.pronargs], '{}'), ','), "
     "       (SELECT string_agg(format_type(t, NULL), ',' ORDER BY o) "
     "          FROM unnest(p.proargtypes) WITH ORDINALITY AS a(t, o)), "
-    "       coalesce(obj_description(p.oid, 'pg_proc'), '') "
+    "       coalesce(obj_description(p.oid, 'pg_proc'), ''), p.provolatile <> 'v' "
     "  FROM pg_proc p WHERE p.pronamespace = 'api'::regnamespace AND p.prokind = 'f' "
     " ORDER BY p.proname";
 
@@ -553,6 +630,7 @@ load_catalog(void)
         for (int a = 0; a < f->nargs; a++)
             f->argkinds[a] = kind_of(f->argtypes[a]);
         f->comment = strdup(PQgetvalue(res, i, 5));
+        f->stable = strcmp(PQgetvalue(res, i, 6), "t") == 0;
     }
     PQclear(res);
     release_slot(s);
