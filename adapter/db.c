@@ -90,11 +90,10 @@ db_init(const char *conninfo, int pool_size, int wait_ms, int statement_timeout_
     return pool_init(&pool, conninfo, pool_size, wait_ms, statement_timeout_ms);
 }
 
-/* The read replica's pool: as many connections, the same waits and timeout. */
 int
-db_init_read(const char *conninfo)
+db_init_read(const char *conninfo, int pool_size, int wait_ms, int statement_timeout_ms)
 {
-    return pool_init(&read_pool, conninfo, pool.size, pool.wait_ms, atoi(pool.timeout));
+    return pool_init(&read_pool, conninfo, pool_size, wait_ms, statement_timeout_ms);
 }
 
 bool
@@ -177,7 +176,7 @@ db_pool_size(void)
 
 /* A free slot of pool p, waiting up to wait_ms; NULL when none came free. */
 static slot *
-acquire_slot_of(conn_pool *p)
+acquire_slot(conn_pool *p)
 {
     struct timespec deadline;
     slot       *s = NULL;
@@ -210,13 +209,6 @@ acquire_slot_of(conn_pool *p)
     }
     pthread_mutex_unlock(&p->lock);
     return s;
-}
-
-/* The primary's pool: the catalog, writes, pings of /ready. */
-static slot *
-acquire_slot(void)
-{
-    return acquire_slot_of(&pool);
 }
 
 static void
@@ -432,7 +424,7 @@ db_call_function(const db_call *call, db_result *out)
     slot       *s;
 
     memset(out, 0, sizeof(*out));
-    if (!(s = acquire_slot_of(call->on_replica && db_has_read_pool() ? &read_pool : &pool)))
+    if (!(s = acquire_slot(call->on_replica && db_has_read_pool() ? &read_pool : &pool)))
     {
         out->status = DB_POOL_BUSY;
         return;
@@ -481,7 +473,7 @@ db_result_free(db_result *r)
 static bool
 ping(conn_pool *p, char *why, size_t whylen)
 {
-    slot       *s = acquire_slot_of(p);
+    slot       *s = acquire_slot(p);
     PGresult   *res;
     bool        ok;
 
@@ -565,21 +557,39 @@ split(const char *s, int n)
     return out;
 }
 
+/*
+ * A connected slot to read the catalog from: the primary's, or when the
+ * primary cannot be reached the replica's (the same catalog, replayed), so
+ * an adapter started during a primary outage still serves reads.
+ */
+static slot *
+catalog_slot(void)
+{
+    conn_pool  *pools[2] = {&pool, &read_pool};
+
+    for (int i = 0; i < 2; i++)
+    {
+        slot       *s;
+
+        if (pools[i]->size == 0 || !(s = acquire_slot(pools[i])))
+            continue;
+        if (ensure_connected(s))
+            return s;
+        release_slot(s);
+    }
+    return NULL;
+}
+
 /* Load the catalog; false when the database could not be asked. */
 static bool
 load_catalog(void)
 {
-    slot       *s = acquire_slot();
+    slot       *s = catalog_slot();
     PGresult   *res;
     catalog    *c;
 
     if (!s)
         return false;
-    if (!ensure_connected(s))
-    {
-        release_slot(s);
-        return false;
-    }
     res = PQexec(s->conn, catalog_sql);
     if (PQresultStatus(res) != PGRES_TUPLES_OK)
     {

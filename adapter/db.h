@@ -52,8 +52,8 @@ typedef struct db_call {
 } db_call;
 
 int         db_init(const char *conninfo, int pool_size, int wait_ms, int statement_timeout_ms);
-/* A second pool, on the read replica (ADAPTER_READ_DSN), sized like the first. */
-int         db_init_read(const char *conninfo);
+/* A second pool, on the read replica (ADAPTER_READ_DSN). */
+int         db_init_read(const char *conninfo, int pool_size, int wait_ms, int statement_timeout_ms);
 bool        db_has_read_pool(void);
 void        db_shutdown(void);
 void        db_call_function(const db_call *call, db_result *out);

@@ -56,7 +56,8 @@ main(int argc, char **argv)
     metrics_init(routes_count(), routes_labels());
     events_configure(config.max_event_streams, config.client_timeout_s);
     if (db_init(config.conninfo, config.pool_size, config.pool_wait_ms, config.statement_timeout_ms) != 0 ||
-        (config.read_conninfo && *config.read_conninfo && db_init_read(config.read_conninfo) != 0) ||
+        (config.read_conninfo && *config.read_conninfo && db_init_read(config.read_conninfo, config.pool_size, config.pool_wait_ms,
+                                                                   config.statement_timeout_ms) != 0) ||
         http_start() != 0)
         return 1;
     log_event("info", "listening on %s:%d, pool of %d%s, breaker %s", config.listen_address, config.port,

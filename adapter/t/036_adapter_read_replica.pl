@@ -11,6 +11,8 @@
 #   - The standby down: GETs fall back to the primary, the replica's breaker
 #     opens, the primary's stays closed, /ready stays 200 and says so; the
 #     standby back: GETs return to it.
+#   - The primary down: the replica still serves GETs; writes are 503 and
+#     open the primary's breaker only; /ready is 503 and reports the replica.
 #   - Without a read DSN every call goes to the primary.
 #   - A write that reaches a read-only server (an adapter whose primary DSN
 #     names the standby) is 503 DATABASE_READ_ONLY with Retry-After, never a
@@ -57,6 +59,8 @@ sub dsn
 	  . " dbname=postgres user=booking_authenticator connect_timeout=2 application_name=$name";
 }
 my %breaker = (ADAPTER_BREAKER_FAILURES => 2, ADAPTER_BREAKER_OPEN_MS => 500);
+my @answers;
+my $deadline;
 my $ad = start_adapter($primary, env => { ADAPTER_DB => dsn($primary, 'rw_primary'),
 	ADAPTER_READ_DSN => dsn($standby, 'rw_replica'), %breaker });
 my $token = token_for($ad, 'admin@example.com', 'admin');
@@ -135,7 +139,7 @@ $r = http($ad, 'POST', '/bookings', { room_id => $beta, title => 'during', start
 is($r->{status}, 201, 'writes go on');
 $standby->start;
 my $back = '';
-my $deadline = time + 30;
+$deadline = time + 30;
 while (time < $deadline)
 {
 	$r = http($ad, 'GET', "/rooms/$beta", undef, $token);
@@ -144,6 +148,41 @@ while (time < $deadline)
 	usleep(200_000);
 }
 is($back, 'replica', 'standby back: after the open time a probe returns GETs to it');
+
+# --- the primary down: the replica still serves reads, writes are 503 ---
+$primary->stop('fast');
+$r = http($ad, 'GET', "/rooms/$beta", undef, $token);
+is_deeply([ $r->{status}, $r->{headers}{'x-read-from'} ], [ 200, 'replica' ], 'primary down: GETs still answered by the replica');
+@answers = ();
+for (1 .. 3)
+{
+	$r = http($ad, 'POST', '/bookings', { room_id => $beta, title => 'down', starts_at => '2099-02-02T09:00:00Z',
+		ends_at => '2099-02-02T10:00:00Z' }, $token);
+	push @answers, "$r->{status} $r->{json}{error_code}";
+}
+is("@answers", '503 DATABASE_UNAVAILABLE 503 DATABASE_UNAVAILABLE 503 CIRCUIT_OPEN',
+	"writes: 503, and the primary's breaker opens after 2 failures");
+$r = http($ad, 'GET', "/rooms/$beta", undef, $token);
+is_deeply([ $r->{status}, $r->{headers}{'x-read-from'} ], [ 200, 'replica' ], "the primary's open breaker does not stop the replica's reads");
+$r = http($ad, 'GET', '/ready');
+is_deeply([ $r->{status}, $r->{json}{error_code}, $r->{json}{details}{replica} ], [ 503, 'NOT_READY', 'ready' ],
+	'/ready: 503 (writes impossible), the replica reported ready') or diag $r->{content};
+my $late = start_adapter($primary, env => { ADAPTER_DB => dsn($primary, 'late'), ADAPTER_READ_DSN => dsn($standby, 'late_replica') });
+$r = http($late, 'GET', "/rooms/$beta", undef, $token);
+is_deeply([ $r->{status}, $r->{headers}{'x-read-from'} ], [ 200, 'replica' ],
+	'an adapter started while the primary is down reads the catalog from the replica and serves GETs');
+stop_adapter($late);
+$primary->start;
+my $written = 0;
+$deadline = time + 30;
+while (time < $deadline && !$written)
+{
+	$r = http($ad, 'POST', '/bookings', { room_id => $beta, title => 'back', starts_at => '2099-02-03T09:00:00Z',
+		ends_at => '2099-02-03T10:00:00Z' }, $token);
+	$written = $r->{status} == 201;
+	usleep(200_000) unless $written;
+}
+ok($written, 'primary back: a probe closes its breaker, writes succeed again');
 
 # --- no read DSN: the primary serves everything ---
 my $solo = start_adapter($primary, env => { ADAPTER_DB => dsn($primary, 'solo') });
@@ -161,7 +200,7 @@ stop_adapter($solo);
 # --- a write reaching a read-only server ---
 $primary->wait_for_catchup($standby, 'replay');
 my $ro = start_adapter($standby, env => { ADAPTER_DB => dsn($standby, 'on_standby'), %breaker });
-my @answers;
+@answers = ();
 for my $i (1 .. 4)
 {
 	$r = http($ro, 'POST', '/bookings', { room_id => $beta, title => 'read-only', starts_at => "2099-03-0${i}T09:00:00Z",
