@@ -609,12 +609,14 @@ static bool
 take_permit(reply *r, bool replica)
 {
     breaker_release(r->breaker, &r->permit, BREAKER_ABANDONED);
-    r->permit = (breaker_permit) {0};
     r->breaker = replica ? &read_breaker : &db_breaker;
     r->permit = breaker_acquire(r->breaker);
-    if (r->permit.admitted || !replica)
-        return r->permit.admitted;
-    return take_permit(r, false);
+    if (!r->permit.admitted && replica)
+    {
+        r->breaker = &db_breaker;
+        r->permit = breaker_acquire(r->breaker);
+    }
+    return r->permit.admitted;
 }
 
 /* The replica did not answer at all (not: answered with an error). */
