@@ -169,6 +169,17 @@ db_pool_in_use(void)
 }
 
 int
+db_read_pool_in_use(void)
+{
+    int         n;
+
+    pthread_mutex_lock(&read_pool.lock);
+    n = read_pool.in_use;
+    pthread_mutex_unlock(&read_pool.lock);
+    return n;
+}
+
+int
 db_pool_size(void)
 {
     return pool.size;

@@ -63,6 +63,7 @@ bool        db_ping(char *why, size_t whylen);
 bool        db_ping_read(char *why, size_t whylen);
 int         db_pool_in_use(void);
 int         db_pool_size(void);
+int         db_read_pool_in_use(void);
 
 /* Catalog of the api schema, loaded on first use and reloaded on a miss. */
 const api_function *db_find_function(const char *name);

@@ -707,7 +707,8 @@ handle(struct MHD_Connection *conn, const char *url, const char *method, request
             {
                 r.status = 200;
                 r.content_type = "text/plain; version=0.0.4";
-                r.body = metrics_render(&db_breaker, db_pool_in_use(), db_pool_size());
+                r.body = metrics_render(&db_breaker, db_pool_in_use(), db_pool_size(),
+                                        db_has_read_pool() ? &read_breaker : NULL, db_read_pool_in_use());
             }
             else
             {

@@ -97,7 +97,7 @@ add(buf *b, const char *fmt,...)
 }
 
 char *
-metrics_render(breaker *br, int pool_in_use, int pool_size)
+metrics_render(breaker *br, int pool_in_use, int pool_size, breaker *replica, int replica_in_use)
 {
     buf         b = {.s = malloc(65536), .cap = 65536};
     breaker_state st;
@@ -168,5 +168,17 @@ metrics_render(breaker *br, int pool_in_use, int pool_size)
         "# TYPE pg_booking_db_pool_connections gauge\n"
         "pg_booking_db_pool_connections{state=\"in_use\"} %d\n"
         "pg_booking_db_pool_connections{state=\"size\"} %d\n", pool_in_use, pool_size);
+    if (replica)
+    {
+        breaker_snapshot(replica, &st, tr, &rejected, &probes);
+        add(&b, "# HELP pg_booking_replica_breaker_state Circuit breaker of the read replica (1 for the current one).\n"
+            "# TYPE pg_booking_replica_breaker_state gauge\n");
+        for (int s = 0; s < 3; s++)
+            add(&b, "pg_booking_replica_breaker_state{state=\"%s\"} %d\n", breaker_state_name(s), (int) st == s);
+        add(&b, "# HELP pg_booking_replica_pool_connections Read replica connections in use and in total.\n"
+            "# TYPE pg_booking_replica_pool_connections gauge\n"
+            "pg_booking_replica_pool_connections{state=\"in_use\"} %d\n"
+            "pg_booking_replica_pool_connections{state=\"size\"} %d\n", replica_in_use, pool_size);
+    }
     return b.s;
 }

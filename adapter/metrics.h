@@ -11,7 +11,7 @@
 
 void        metrics_init(int nroutes, const char *const *route_labels);
 void        metrics_observe(int route, int status, double ms, const char *error_code);
-/* The exposition text (malloc'd). */
-char       *metrics_render(breaker *b, int pool_in_use, int pool_size);
+/* The exposition text (malloc'd); replica NULL when there is no read replica. */
+char       *metrics_render(breaker *b, int pool_in_use, int pool_size, breaker *replica, int replica_in_use);
 
 #endif

@@ -9,8 +9,8 @@
 #   - A GET of a VOLATILE function (the rate-limit counters, which live in
 #     each server's shared memory) goes to the primary.
 #   - The standby down: GETs fall back to the primary, the replica's breaker
-#     opens, the primary's stays closed, /ready stays 200 and says so; the
-#     standby back: GETs return to it.
+#     opens, the primary's stays closed, /ready stays 200 and says so, as
+#     /metrics does; the standby back: GETs return to it.
 #   - The primary down: the replica still serves GETs; writes are 503 and
 #     open the primary's breaker only; /ready is 503 and reports the replica.
 #   - Without a read DSN every call goes to the primary.
@@ -134,6 +134,10 @@ $r = http($ad, 'GET', '/ready');
 is_deeply([ $r->{status}, $r->{json}{breaker}, $r->{json}{replica}, $r->{json}{replica_breaker} ],
 	[ 200, 'closed', 'unavailable', 'open' ],
 	"/ready: still 200; the replica's breaker is open, the primary's closed") or diag $r->{content};
+my $metrics = http($ad, 'GET', '/metrics')->{content};
+like($metrics, qr/^pg_booking_replica_breaker_state\{state="open"\} 1$/m, '/metrics: the replica breaker open');
+like($metrics, qr/^pg_booking_breaker_state\{state="closed"\} 1$/m, '/metrics: the primary breaker closed');
+like($metrics, qr/^pg_booking_replica_pool_connections\{state="size"\} 4$/m, '/metrics: the replica pool of 4');
 $r = http($ad, 'POST', '/bookings', { room_id => $beta, title => 'during', starts_at => '2099-02-01T09:00:00Z',
 	ends_at => '2099-02-01T10:00:00Z' }, $token);
 is($r->{status}, 201, 'writes go on');
