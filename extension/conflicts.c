@@ -1,5 +1,14 @@
 /*
- * conflicts.c — two confirmed bookings of one meeting room never overlap.
+ * conflicts.c — two bookings that occupy one meeting room never overlap.
+ *
+ * Which statuses occupy the room is written once, in SQL: the function
+ * booking.status_occupies(status), which is the predicate of the partial
+ * index this check scans (bookings_room_occupying_idx, 1.1).  A booking is
+ * looked at when its new version satisfies that predicate (evaluated here on
+ * the tuple, from the index's own definition), and every row the index holds
+ * is one that occupies (a status change is never a HOT update, because the
+ * predicate's column is indexed).  Under the 1.0 SQL, whose index holds
+ * confirmed bookings only, the same code checks exactly what 1.0 did.
  *
  * How it stays correct under concurrency (READ COMMITTED or stronger, any
  * number of concurrent inserts and reschedules):
@@ -34,6 +43,7 @@
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "catalog/namespace.h"
+#include "executor/executor.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "fmgr.h"
@@ -86,14 +96,13 @@ typedef struct BookingSchema
 	Oid			rooms;
 	Oid			rooms_pkey;
 	Oid			bookings;
-	Oid			bookings_by_room;	/* (room_id, starts_at) WHERE confirmed */
+	Oid			bookings_by_room;	/* (room_id, starts_at) WHERE it occupies */
 	AttrNumber	room_id;
 	AttrNumber	room_active;
 	AttrNumber	room_buffer_before;
 	AttrNumber	room_buffer_after;
 	AttrNumber	b_id;
 	AttrNumber	b_room_id;
-	AttrNumber	b_status;
 	AttrNumber	b_starts_at;
 	AttrNumber	b_ends_at;
 } BookingSchema;
@@ -101,12 +110,30 @@ typedef struct BookingSchema
 static BookingSchema schema;
 static bool schema_callback_registered = false;
 
+/*
+ * The occupying predicate of bookings_by_room, ready to evaluate on a
+ * bookings tuple; built on first use, dropped with the schema.
+ */
+typedef struct OccupiesPredicate
+{
+	MemoryContext cxt;
+	ExprState  *qual;
+	ExprContext *econtext;
+	TupleTableSlot *slot;
+} OccupiesPredicate;
+
+static OccupiesPredicate occupies = {NULL, NULL, NULL, NULL};
+
 static void
 forget_schema(Datum arg, Oid relid)
 {
 	if (!OidIsValid(relid) || relid == schema.rooms || relid == schema.bookings ||
 		relid == schema.rooms_pkey || relid == schema.bookings_by_room)
+	{
 		schema.valid = false;
+		/* Rebuilt on next use; memory freed then (not inside a callback). */
+		occupies.qual = NULL;
+	}
 }
 
 static Oid
@@ -145,29 +172,59 @@ booking_schema(void)
 	schema.rooms = booking_relid(nsp, "rooms");
 	schema.rooms_pkey = booking_relid(nsp, "rooms_pkey");
 	schema.bookings = booking_relid(nsp, "bookings");
-	schema.bookings_by_room = booking_relid(nsp, "bookings_room_confirmed_idx");
+	/* 1.1 and later; the 1.0 index held confirmed bookings only. */
+	schema.bookings_by_room = get_relname_relid("bookings_room_occupying_idx", nsp);
+	if (!OidIsValid(schema.bookings_by_room))
+		schema.bookings_by_room = booking_relid(nsp, "bookings_room_confirmed_idx");
 	schema.room_id = attnum_of(schema.rooms, "id");
 	schema.room_active = attnum_of(schema.rooms, "active");
 	schema.room_buffer_before = attnum_of(schema.rooms, "buffer_before_minutes");
 	schema.room_buffer_after = attnum_of(schema.rooms, "buffer_after_minutes");
 	schema.b_id = attnum_of(schema.bookings, "id");
 	schema.b_room_id = attnum_of(schema.bookings, "room_id");
-	schema.b_status = attnum_of(schema.bookings, "status");
 	schema.b_starts_at = attnum_of(schema.bookings, "starts_at");
 	schema.b_ends_at = attnum_of(schema.bookings, "ends_at");
 	schema.valid = true;
 	return &schema;
 }
 
-/* Is this text datum 'confirmed'?  (Compared without detoasting a copy.) */
-static bool
-is_confirmed(Datum status)
+/* Build the evaluator of the index's predicate for tuples of rel. */
+static void
+prepare_occupies(Relation rel, const BookingSchema *bs)
 {
-	text	   *t = DatumGetTextPP(status);
-	bool		result = VARSIZE_ANY_EXHDR(t) == 9 && memcmp(VARDATA_ANY(t), "confirmed", 9) == 0;
+	Relation	index;
+	List	   *predicate;
+	MemoryContext old;
 
-	if ((Pointer) t != DatumGetPointer(status))
-		pfree(t);
+	if (occupies.cxt != NULL)
+		MemoryContextDelete(occupies.cxt);
+	occupies.cxt = AllocSetContextCreate(TopMemoryContext, "pg_booking occupies predicate",
+										 ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(occupies.cxt);
+	index = index_open(bs->bookings_by_room, AccessShareLock);
+	predicate = RelationGetIndexPredicate(index);	/* a copy, already simplified */
+	index_close(index, AccessShareLock);
+	if (predicate == NIL)
+		elog(ERROR, "index of the conflict check has no predicate");
+	occupies.qual = ExecInitQual(predicate, NULL);
+	occupies.econtext = CreateStandaloneExprContext();
+	occupies.slot = MakeSingleTupleTableSlot(CreateTupleDescCopy(RelationGetDescr(rel)), &TTSOpsHeapTuple);
+	MemoryContextSwitchTo(old);
+}
+
+/* Does this bookings tuple occupy its room (the index's predicate)? */
+static bool
+tuple_occupies(Relation rel, HeapTuple tuple, const BookingSchema *bs)
+{
+	bool		result;
+
+	if (occupies.qual == NULL)
+		prepare_occupies(rel, bs);
+	ExecStoreHeapTuple(tuple, occupies.slot, false);
+	occupies.econtext->ecxt_scantuple = occupies.slot;
+	result = ExecQual(occupies.qual, occupies.econtext);
+	ExecClearTuple(occupies.slot);
+	ResetExprContext(occupies.econtext);
 	return result;
 }
 
@@ -240,7 +297,6 @@ check_room(int64 room_id, TimestampTz start, TimestampTz end,
 	{
 		TupleDesc	desc = RelationGetDescr(bookings);
 		AttrNumber	att_id = bs->b_id;
-		AttrNumber	att_status = bs->b_status;
 		AttrNumber	att_start = bs->b_starts_at;
 		AttrNumber	att_end = bs->b_ends_at;
 
@@ -254,16 +310,14 @@ check_room(int64 room_id, TimestampTz start, TimestampTz end,
 								  SnapshotSelf, 3, key);
 		initStringInfo(&found);
 		appendStringInfoChar(&found, '[');
+		/* Every row of the index occupies the room (see the file header). */
 		while (HeapTupleIsValid(tup = systable_getnext(scan)))
 		{
 			Datum		id = heap_getattr(tup, att_id, desc, &isnull);
-			Datum		status = heap_getattr(tup, att_status, desc, &isnull);
 			Datum		b_start = heap_getattr(tup, att_start, desc, &isnull);
 			Datum		b_end = heap_getattr(tup, att_end, desc, &isnull);
 
 			if (has_exclude && DatumGetInt64(id) == exclude_id)
-				continue;
-			if (!is_confirmed(status))
 				continue;
 			if (DatumGetTimestampTz(b_end) <= start - gap)
 				continue;
@@ -339,9 +393,8 @@ check_booking_conflict(PG_FUNCTION_ARGS)
 	newtup = is_update ? trigdata->tg_newtuple : trigdata->tg_trigtuple;
 	bs = booking_schema();
 
-	/* Only confirmed bookings hold their room. */
-	d = heap_getattr(newtup, bs->b_status, desc, &isnull);
-	if (isnull || !is_confirmed(d))
+	/* Only a booking that occupies its room can clash. */
+	if (!tuple_occupies(rel, newtup, bs))
 		return PointerGetDatum(newtup);
 
 	d = heap_getattr(newtup, bs->b_room_id, desc, &isnull);
@@ -363,9 +416,8 @@ check_booking_conflict(PG_FUNCTION_ARGS)
 	if (is_update)
 	{
 		HeapTuple	oldtup = trigdata->tg_trigtuple;
-		Datum		old_status = heap_getattr(oldtup, bs->b_status, desc, &isnull);
 
-		if (!isnull && is_confirmed(old_status) &&
+		if (tuple_occupies(rel, oldtup, bs) &&
 			DatumGetInt64(heap_getattr(oldtup, bs->b_room_id, desc, &isnull)) == room_id &&
 			DatumGetTimestampTz(heap_getattr(oldtup, bs->b_starts_at, desc, &isnull)) == start &&
 			DatumGetTimestampTz(heap_getattr(oldtup, bs->b_ends_at, desc, &isnull)) == end)
