@@ -147,10 +147,11 @@ like($err, qr/permission denied/, 'booking_grafana still reads no table on the s
 sleep 8;
 is($standby->safe_psql('booking', $runs), "$today:ok:true", 'no checkout run on the standby, though its clock is a day ahead');
 is($standby->safe_psql('postgres',
-	"SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'pg_booking checkout%'"), '0',
-	'no checkout launcher or worker process on the standby');
+	"SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'pg_booking%'"), '0',
+	'no checkout launcher, checkout worker or events publisher on the standby');
 my $standby_log = slurp_file($standby->logfile);
-unlike($standby_log, qr/^\S+ \S+ UTC \[\d+\] \w+:  pg_booking checkout/m, 'the standby log says nothing of the checkout (no error loop)');
+unlike($standby_log, qr/^\S+ \S+ UTC \[\d+\] \w+:  pg_booking (?:checkout|events)/m,
+	'the standby log says nothing of the checkout or the events publisher (no error loop)');
 unlike($standby_log, qr/exited with exit code|FATAL|PANIC/, 'and no process failed there');
 
 # Writes fail with the read-only error, and write nothing.

@@ -165,11 +165,15 @@ sub kill_and_restart
 	$node->kill9;
 	$kills++;
 	$clients_run->{h}->finish;    # every client lost its connection
-	my $lost = () = ${ $clients_run->{err} } =~ /client \d+ aborted/g;
+	my $lost = () = ${ $clients_run->{err} } =~ /client \d+ (?:script \d+ )?aborted/g;
 	my %why;
-	$why{$1}++ while ${ $clients_run->{err} } =~ /client \d+ (?:script \d+ )?aborted in command \d+ \(\w+\) of script \d+; (.*)/g;
+	$why{$1}++ while ${ $clients_run->{err} } =~ /client \d+ (?:script \d+ )?aborted in command \d+ (?:\(\w+\) of script \d+; |query \d+: )(.*)/g;
 	note "kill $kills ($what): $committed_before operations committed before it, $lost clients cut off: "
 	  . join('; ', map { "$why{$_} x $_" } sort keys %why);
+	my $by_kill = 0;
+	$by_kill += $why{$_} for grep { /postmaster exit|backend died|server closed the connection/ } keys %why;
+	is($by_kill, $clients, "kill $kills: every client was at work and lost its connection to the kill")
+	  or diag "pgbench said: ${ $clients_run->{err} }";
 	my $deadline = time + 60;
 	# The backends notice the postmaster's death and exit; the postmaster
 	# itself is gone once reaped (its lock file names it until then).
