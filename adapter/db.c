@@ -9,6 +9,7 @@
  */
 #include "db.h"
 
+#include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -17,6 +18,8 @@
 #include <time.h>
 
 #include <libpq-fe.h>
+
+#include "metrics.h"
 
 /*
  * Statements are prepared once per connection: the setup statement and one
@@ -42,6 +45,7 @@ static void forget_prepared(slot *s);
  * GETs of STABLE functions; size 0 when unset).
  */
 typedef struct conn_pool {
+    const char *name;           /* the upstream's name in /metrics */
     pthread_mutex_t lock;
     pthread_cond_t freed;
     slot       *slots;
@@ -52,8 +56,8 @@ typedef struct conn_pool {
     char       *conninfo;
 } conn_pool;
 
-static conn_pool pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .freed = PTHREAD_COND_INITIALIZER};
-static conn_pool read_pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .freed = PTHREAD_COND_INITIALIZER};
+static conn_pool pool = {.name = "primary", .lock = PTHREAD_MUTEX_INITIALIZER, .freed = PTHREAD_COND_INITIALIZER};
+static conn_pool read_pool = {.name = "replica", .lock = PTHREAD_MUTEX_INITIALIZER, .freed = PTHREAD_COND_INITIALIZER};
 
 typedef struct catalog {
     api_function *fns;
@@ -169,6 +173,12 @@ db_pool_in_use(void)
 }
 
 int
+db_pool_size(void)
+{
+    return pool.size;
+}
+
+int
 db_read_pool_in_use(void)
 {
     int         n;
@@ -180,9 +190,53 @@ db_read_pool_in_use(void)
 }
 
 int
-db_pool_size(void)
+db_read_pool_size(void)
 {
-    return pool.size;
+    return read_pool.size;
+}
+
+/*
+ * An idle pooled connection has nothing to say: the server sends it nothing
+ * until it is asked.  If its socket is readable, the server closed it or is
+ * closing it (the message before an immediate shutdown, then EOF).  Found
+ * before use, a restart costs no failed request and no half-open probe
+ * lands on a connection that died with the old server.
+ */
+static bool
+idle_connection_alive(PGconn *conn)
+{
+    struct pollfd p = {.fd = PQsocket(conn), .events = POLLIN};
+
+    return PQstatus(conn) == CONNECTION_OK && p.fd >= 0 && poll(&p, 1, 0) == 0;
+}
+
+/* Caller holds p->lock: close the idle connections that are dead. */
+static int
+drop_dead_idle(conn_pool *p)
+{
+    int         dropped = 0;
+
+    for (int i = 0; i < p->size; i++)
+    {
+        slot       *s = &p->slots[i];
+
+        if (s->in_use || !s->conn || idle_connection_alive(s->conn))
+            continue;
+        PQfinish(s->conn);
+        s->conn = NULL;
+        forget_prepared(s);
+        dropped++;
+    }
+    return dropped;
+}
+
+/* After a connection failure: every dead connection goes at once, not one per request. */
+static void
+sweep_after_failure(conn_pool *p)
+{
+    pthread_mutex_lock(&p->lock);
+    (void) drop_dead_idle(p);
+    pthread_mutex_unlock(&p->lock);
 }
 
 /* A free slot of pool p, waiting up to wait_ms; NULL when none came free. */
@@ -203,6 +257,7 @@ acquire_slot(conn_pool *p)
     pthread_mutex_lock(&p->lock);
     for (;;)
     {
+        (void) drop_dead_idle(p);
         /* Prefer a slot that is already connected. */
         for (int i = 0; i < p->size && !s; i++)
             if (!p->slots[i].in_use && p->slots[i].conn)
@@ -219,6 +274,23 @@ acquire_slot(conn_pool *p)
         p->in_use++;
     }
     pthread_mutex_unlock(&p->lock);
+    return s;
+}
+
+/* acquire_slot, with the wait shown in /metrics (waiters now, time waited). */
+static slot *
+acquire_slot_measured(conn_pool *p)
+{
+    struct timespec t0,
+                t1;
+    slot       *s;
+
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    metrics_pool_waiting(p->name, 1);
+    s = acquire_slot(p);
+    metrics_pool_waiting(p->name, -1);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    metrics_pool_waited(p->name, (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9, s != NULL);
     return s;
 }
 
@@ -292,6 +364,33 @@ take_error(db_result *out, const PGresult *res, PGconn *conn)
 }
 
 /*
+ * The setup statement fails only when SET ROLE does: the token names a role
+ * that does not exist or that the authenticator may not take.  That is a
+ * bad token (401), whatever SQLSTATE the server chose for it.
+ */
+static void
+role_refused(db_result *out)
+{
+    if (out->status != DB_SQL_ERROR ||
+        (strcmp(out->sqlstate, "22023") != 0 && strcmp(out->sqlstate, "42501") != 0 &&
+         strcmp(out->sqlstate, "42704") != 0))
+        return;
+    strcpy(out->sqlstate, "28000");
+    free(out->message);
+    free(out->detail);
+    free(out->hint);
+    out->message = strdup("the token's role is not one of the application's roles");
+    out->detail = NULL;
+    out->hint = NULL;
+}
+
+/*
+ * The request id goes into application_name too, for the transaction only:
+ * pg_stat_activity shows which request a backend is serving, and a server
+ * log_line_prefix with %a puts it on the log lines of a slow or failed
+ * statement, so one request can be followed from the adapter's log into the
+ * server's.
+ *
  * A read sets transaction_read_only; a write leaves the server's default:
  * asking for read-write on a standby fails before the call (25001), while
  * left alone the call's first write fails with 25006, which says what it is
@@ -301,7 +400,8 @@ static const char setup_sql[] =
     "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true), "
     "set_config('request.id', $3, true), set_config('request.client_ip', $4, true), "
     "set_config('statement_timeout', $5, true), "
-    "CASE WHEN $6 = 'on' THEN set_config('transaction_read_only', 'on', true) END";
+    "CASE WHEN $6 = 'on' THEN set_config('transaction_read_only', 'on', true) END, "
+    "set_config('application_name', $3, true)";
 
 /* One pipelined transaction on a connected slot. */
 static void
@@ -319,6 +419,7 @@ run_call(slot *sl, const db_call *call, db_result *out)
     int         ncmds = 0;
     int         setup_prep_cmd = -1;
     int         call_prep_cmd = -1;
+    int         setup_cmd;
     int         call_cmd;
     int         cached = -1;
 
@@ -351,7 +452,7 @@ run_call(slot *sl, const db_call *call, db_result *out)
     }
     if (!PQsendQueryPrepared(conn, "setup", 6, setup_values, NULL, NULL, 0))
         goto send_failed;
-    ncmds++;
+    setup_cmd = ncmds++;
     if (cached < 0 && sl->nprepared < MAX_PREPARED)
     {
         cached = sl->nprepared;
@@ -401,7 +502,11 @@ run_call(slot *sl, const db_call *call, db_result *out)
                 break;
             default:
                 if (!failed)
+                {
                     take_error(out, res, conn);
+                    if (done_cmds == setup_cmd)
+                        role_refused(out);
+                }
                 failed = true;
                 break;
         }
@@ -432,10 +537,11 @@ send_failed:
 void
 db_call_function(const db_call *call, db_result *out)
 {
+    conn_pool  *p = call->on_replica && db_has_read_pool() ? &read_pool : &pool;
     slot       *s;
 
     memset(out, 0, sizeof(*out));
-    if (!(s = acquire_slot(call->on_replica && db_has_read_pool() ? &read_pool : &pool)))
+    if (!(s = acquire_slot_measured(p)))
     {
         out->status = DB_POOL_BUSY;
         return;
@@ -444,6 +550,7 @@ db_call_function(const db_call *call, db_result *out)
     {
         out->status = DB_CONNECTION_FAILED;
         release_slot(s);
+        sweep_after_failure(p);
         return;
     }
     run_call(s, call, out);
@@ -468,6 +575,8 @@ db_call_function(const db_call *call, db_result *out)
         forget_prepared(s);
     }
     release_slot(s);
+    if (out->status == DB_CONNECTION_FAILED)
+        sweep_after_failure(p);
 }
 
 void
@@ -481,43 +590,52 @@ db_result_free(db_result *r)
     r->value = r->headers = r->message = r->detail = r->hint = NULL;
 }
 
-static bool
-ping(conn_pool *p, char *why, size_t whylen)
+static db_status
+check_pool(conn_pool *p, char *why, size_t whylen)
 {
     slot       *s = acquire_slot(p);
     PGresult   *res;
-    bool        ok;
+    db_status   st;
 
     if (!s)
     {
         snprintf(why, whylen, "no free connection in the pool");
-        return false;
+        return DB_POOL_BUSY;
     }
     if (!ensure_connected(s))
     {
         snprintf(why, whylen, "cannot connect to the database");
         release_slot(s);
-        return false;
+        sweep_after_failure(p);
+        return DB_CONNECTION_FAILED;
     }
     res = PQexec(s->conn, "SELECT 1");
-    ok = PQresultStatus(res) == PGRES_TUPLES_OK;
-    if (!ok)
+    st = PQresultStatus(res) == PGRES_TUPLES_OK ? DB_OK : DB_CONNECTION_FAILED;
+    if (st != DB_OK)
         snprintf(why, whylen, "the database does not answer");
     PQclear(res);
     release_slot(s);
-    return ok;
+    if (st != DB_OK)
+        sweep_after_failure(p);
+    return st;
+}
+
+db_status
+db_check(char *why, size_t whylen)
+{
+    return check_pool(&pool, why, whylen);
 }
 
 bool
 db_ping(char *why, size_t whylen)
 {
-    return ping(&pool, why, whylen);
+    return db_check(why, whylen) == DB_OK;
 }
 
 bool
 db_ping_read(char *why, size_t whylen)
 {
-    return ping(&read_pool, why, whylen);
+    return check_pool(&read_pool, why, whylen) == DB_OK;
 }
 
 static arg_kind

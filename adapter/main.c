@@ -54,11 +54,19 @@ main(int argc, char **argv)
     init_breaker(&db_breaker);
     init_breaker(&read_breaker);
     metrics_init(routes_count(), routes_labels());
+    metrics_add_upstream("primary", &db_breaker, db_pool_in_use, db_pool_size);
     events_configure(config.max_event_streams, config.client_timeout_s);
-    if (db_init(config.conninfo, config.pool_size, config.pool_wait_ms, config.statement_timeout_ms) != 0 ||
-        (config.read_conninfo && *config.read_conninfo && db_init_read(config.read_conninfo, config.pool_size, config.pool_wait_ms,
-                                                                   config.statement_timeout_ms) != 0) ||
-        http_start() != 0)
+    events_set_max_lifetime(config.sse_max_seconds);
+    if (db_init(config.conninfo, config.pool_size, config.pool_wait_ms, config.statement_timeout_ms) != 0)
+        return 1;
+    if (config.read_conninfo && *config.read_conninfo)
+    {
+        if (db_init_read(config.read_conninfo, config.pool_size, config.pool_wait_ms,
+                         config.statement_timeout_ms) != 0)
+            return 1;
+        metrics_add_upstream("replica", &read_breaker, db_read_pool_in_use, db_read_pool_size);
+    }
+    if (http_start() != 0)
         return 1;
     log_event("info", "listening on %s:%d, pool of %d%s, breaker %s", config.listen_address, config.port,
               config.pool_size, db_has_read_pool() ? " (and as many on the read replica)" : "",

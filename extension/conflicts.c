@@ -33,8 +33,7 @@
  * index probes per booking.
  * Buffers: a room's buffer_before/after minutes widen every booking of the
  * room, so two bookings clash when they come closer than before + after.
- * Bookings are at most 24 h long (a CHECK constraint), which bounds the index
- * range scanned on (room_id, starts_at) to the window around the new booking.
+ * The look reads only the bookings that can clash: see check_room.
  */
 #include "postgres.h"
 
@@ -250,6 +249,7 @@ check_room(int64 room_id, TimestampTz start, TimestampTz end,
 {
 	Relation	rooms;
 	Relation	bookings;
+	Relation	index;
 	SysScanDesc scan;
 	ScanKeyData key[3];
 	HeapTuple	tup;
@@ -289,47 +289,72 @@ check_room(int64 room_id, TimestampTz start, TimestampTz end,
 		return;
 
 	/*
-	 * The room's confirmed bookings that start in (start - gap - 24 h,
-	 * end + gap): only those can come closer than gap to [start, end),
-	 * because no booking is longer than 24 h.
+	 * A booking clashes when it starts before end + gap and ends after
+	 * start - gap.  Two ordered index scans find every such booking, each
+	 * reading only rows that clash (plus at most one that does not), so the
+	 * cost does not grow with the room's history:
+	 *
+	 *   forward   the bookings starting in [start - gap, end + gap): all clash;
+	 *   backward  the latest booking starting before start - gap: the only
+	 *             earlier one that can reach past start - gap, because the
+	 *             occupying bookings of a room never overlap, so their ends
+	 *             come in the order of their starts.
 	 */
 	bookings = table_open(bs->bookings, AccessShareLock);
+	index = index_open(bs->bookings_by_room, AccessShareLock);
+	initStringInfo(&found);
+	appendStringInfoChar(&found, '[');
 	{
 		TupleDesc	desc = RelationGetDescr(bookings);
-		AttrNumber	att_id = bs->b_id;
-		AttrNumber	att_start = bs->b_starts_at;
-		AttrNumber	att_end = bs->b_ends_at;
 
-		ScanKeyInit(&key[0], bs->b_room_id, BTEqualStrategyNumber, F_INT8EQ,
-					Int64GetDatum(room_id));
-		ScanKeyInit(&key[1], att_start, BTGreaterStrategyNumber, F_TIMESTAMPTZ_GT,
-					TimestampTzGetDatum(start - gap - MAX_BOOKING_LENGTH));
-		ScanKeyInit(&key[2], att_start, BTLessStrategyNumber, F_TIMESTAMPTZ_LT,
-					TimestampTzGetDatum(end + gap));
-		scan = systable_beginscan(bookings, bs->bookings_by_room, true,
-								  SnapshotSelf, 3, key);
-		initStringInfo(&found);
-		appendStringInfoChar(&found, '[');
-		/* Every row of the index occupies the room (see the file header). */
-		while (HeapTupleIsValid(tup = systable_getnext(scan)))
+		/*
+		 * Earlier first, so the clashes are listed in time order.  (Keys name
+		 * heap columns; the scan maps them to index columns in place, so each
+		 * scan gets fresh keys.)
+		 */
+		ScanKeyInit(&key[0], bs->b_room_id, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(room_id));
+		ScanKeyInit(&key[1], bs->b_starts_at, BTLessStrategyNumber, F_TIMESTAMPTZ_LT,
+					TimestampTzGetDatum(start - gap));
+		scan = systable_beginscan_ordered(bookings, index, SnapshotSelf, 2, key);
+		while (HeapTupleIsValid(tup = systable_getnext_ordered(scan, BackwardScanDirection)))
 		{
-			Datum		id = heap_getattr(tup, att_id, desc, &isnull);
-			Datum		b_start = heap_getattr(tup, att_start, desc, &isnull);
-			Datum		b_end = heap_getattr(tup, att_end, desc, &isnull);
+			Datum		id = heap_getattr(tup, bs->b_id, desc, &isnull);
+			Datum		b_end = heap_getattr(tup, bs->b_ends_at, desc, &isnull);
 
 			if (has_exclude && DatumGetInt64(id) == exclude_id)
 				continue;
-			if (DatumGetTimestampTz(b_end) <= start - gap)
-				continue;
-			append_conflict(&found, DatumGetInt64(id), b_start, b_end);
+			if (DatumGetTimestampTz(b_end) > start - gap)
+				append_conflict(&found, DatumGetInt64(id),
+								heap_getattr(tup, bs->b_starts_at, desc, &isnull), b_end);
+			break;
 		}
-		systable_endscan(scan);
-		if (found.len > 1)
+		systable_endscan_ordered(scan);
+
+		ScanKeyInit(&key[0], bs->b_room_id, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(room_id));
+		ScanKeyInit(&key[1], bs->b_starts_at, BTGreaterEqualStrategyNumber, F_TIMESTAMPTZ_GE,
+					TimestampTzGetDatum(start - gap));
+		ScanKeyInit(&key[2], bs->b_starts_at, BTLessStrategyNumber, F_TIMESTAMPTZ_LT,
+					TimestampTzGetDatum(end + gap));
+		scan = systable_beginscan_ordered(bookings, index, SnapshotSelf, 3, key);
+		/* Every row of the index occupies the room (see the file header). */
+		while (HeapTupleIsValid(tup = systable_getnext_ordered(scan, ForwardScanDirection)))
 		{
-			appendStringInfoChar(&found, ']');
-			result->conflicts = found.data;
+			Datum		id = heap_getattr(tup, bs->b_id, desc, &isnull);
+
+			if (has_exclude && DatumGetInt64(id) == exclude_id)
+				continue;
+			append_conflict(&found, DatumGetInt64(id),
+							heap_getattr(tup, bs->b_starts_at, desc, &isnull),
+							heap_getattr(tup, bs->b_ends_at, desc, &isnull));
 		}
+		systable_endscan_ordered(scan);
 	}
+	if (found.len > 1)
+	{
+		appendStringInfoChar(&found, ']');
+		result->conflicts = found.data;
+	}
+	index_close(index, AccessShareLock);
 	table_close(bookings, AccessShareLock);
 }
 

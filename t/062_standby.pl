@@ -9,7 +9,7 @@
 #     log says nothing of it (no error loop).
 #   - A write api function fails with the read-only error (SQLSTATE 25006),
 #     which the adapter answers 503 DATABASE_READ_ONLY
-#     (adapter/t/036_adapter_read_replica.pl).
+#     (adapter/t/047_adapter_read_replica.pl).
 #   - After the primary is lost and the standby promoted, the worker runs
 #     the business day the old primary had not reached, exactly once, also
 #     across a restart.

@@ -135,9 +135,9 @@ is_deeply([ $r->{status}, $r->{json}{breaker}, $r->{json}{replica}, $r->{json}{r
 	[ 200, 'closed', 'unavailable', 'open' ],
 	"/ready: still 200; the replica's breaker is open, the primary's closed") or diag $r->{content};
 my $metrics = http($ad, 'GET', '/metrics')->{content};
-like($metrics, qr/^pg_booking_replica_breaker_state\{state="open"\} 1$/m, '/metrics: the replica breaker open');
-like($metrics, qr/^pg_booking_breaker_state\{state="closed"\} 1$/m, '/metrics: the primary breaker closed');
-like($metrics, qr/^pg_booking_replica_pool_connections\{state="size"\} 4$/m, '/metrics: the replica pool of 4');
+like($metrics, qr/^pg_booking_breaker_state\{upstream="replica",state="open"\} 1$/m, '/metrics: the replica breaker open');
+like($metrics, qr/^pg_booking_breaker_state\{upstream="primary",state="closed"\} 1$/m, '/metrics: the primary breaker closed');
+like($metrics, qr/^pg_booking_db_pool_connections_max\{upstream="replica"\} 4$/m, '/metrics: the replica pool of 4');
 $r = http($ad, 'POST', '/bookings', { room_id => $beta, title => 'during', starts_at => '2099-02-01T09:00:00Z',
 	ends_at => '2099-02-01T10:00:00Z' }, $token);
 is($r->{status}, 201, 'writes go on');
