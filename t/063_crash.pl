@@ -215,9 +215,13 @@ my $lock = IPC::Run::start(
 ok($node->poll_query_until('postgres', "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(100)%' AND pid <> pg_backend_pid()", '1'),
 	'a session holds a lock on the last stay due on ' . $d[2]);
 set_clock(2);
-ok($node->poll_query_until('postgres',
-	"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_booking checkout' AND wait_event_type = 'Lock'", '1'),
-	"the worker is inside the run of $d[2], waiting");
+# Waiting for that session, not any lock (the run of $d[1] may wait briefly
+# on a client's).
+ok($node->poll_query_until('postgres', q{
+SELECT count(*) FROM pg_stat_activity w, pg_stat_activity h
+ WHERE w.backend_type = 'pg_booking checkout' AND h.query LIKE '%pg_sleep(100)%' AND h.pid <> pg_backend_pid()
+   AND h.pid = ANY (pg_blocking_pids(w.pid))}, '1'),
+	"the worker is inside the run of $d[2], waiting for that lock");
 my $mid = run_state($d[2]);
 is(run_state($d[1]), "$stays:true", "$d[1] was run in full first ($stays stays)");
 like($mid, qr/^\d+:false$/, "$d[2] is started, not finished ($mid)");
