@@ -3,7 +3,8 @@
 # SIGKILL three times and restarted each time (crash recovery from WAL).
 # The second kill lands while the checkout worker is in the middle of a
 # business day (its first batches committed, the next one waiting on a row
-# lock); the third while it works through another one.
+# lock the test holds); the third is timed for the first batch of the next
+# day's run (it usually lands inside it; where it landed is noted).
 #
 # Afterwards:
 #   - no two occupying bookings of a room overlap (buffers included);
