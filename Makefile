@@ -17,6 +17,7 @@
 #   make bench   benchmarks (ratios against baselines run in the same invocation)
 #   make backup  pg_dump -Fc of the make run database, timestamped, owner-only folder
 #   make restore FILE=<dump> [DB=name]  restore it into a new database (refused if it exists)
+#   make compose-test  docker/compose.yaml up for real under podman (make test runs it)
 
 MODULE_big = pg_booking
 OBJS = $(patsubst %.c,%.o,$(sort $(wildcard extension/*.c)))
@@ -55,7 +56,7 @@ print-version:
 
 EXTRA_CLEAN = tmp_regress tmp_check results regression.diffs regression.out
 
-.PHONY: run stop test bench fuzz deps adapter print-version backup restore
+.PHONY: run stop test bench fuzz deps adapter print-version backup restore compose-test
 # The HTTP adapter (adapter/Makefile; its tests run from scripts/test.sh).
 adapter:
 	$(MAKE) -C adapter EXTVERSION=$(EXTVERSION)
@@ -69,6 +70,8 @@ test:
 	bash scripts/test.sh
 bench:
 	bash scripts/bench.sh
+compose-test:
+	bash scripts/compose-test.sh
 # A long fuzz of the adapter's HTTP edge (FUZZ_REQUESTS, FUZZ_SEED; adapter/t/044).
 fuzz:
 	bash scripts/fuzz.sh

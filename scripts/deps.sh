@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Install the Debian packages pg_booking needs, when missing (as root).
+# deps.sh containers: the ones make compose-test needs.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -8,6 +9,11 @@ packages=(make gcc postgresql-15 postgresql-client-15 postgresql-server-dev-15 p
           valgrind  # adapter: the memcheck run of make test
           prometheus prometheus-postgres-exporter libyaml-libyaml-perl  # observability tests (adapter/t/036, 041)
           ${EXTRA_PACKAGES:-})
+# make compose-test (scripts/compose-test.sh): podman with runc, both compose
+# implementations it checks, and debootstrap for the local base image.
+if [ "${1:-}" = containers ]; then
+    packages=(podman runc podman-compose docker-compose debootstrap jq curl python3)
+fi
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -53,4 +53,21 @@ if [ "${SKIP_BENCH:-}" != 1 ]; then
     BENCH_SIZE=tiny BENCH_PORT=$((40000 + $$ % 5000)) BENCH_HTTP_PORT=$((45000 + $$ % 5000)) \
         bash "$ROOT_DIR/scripts/bench.sh"
 fi
+# The container stack (scripts/compose-test.sh) when podman is there or can
+# be installed (as root); not for a subset run unless asked for.
+# PGB_COMPOSE_TEST=1 forces it, 0 skips it.
+compose=${PGB_COMPOSE_TEST:-auto}
+if [ "$compose" = auto ]; then
+    if [ -n "${PROVE_TESTS:-}${ADAPTER_PROVE_TESTS:-}" ]; then
+        compose=0; echo "compose test skipped: a subset of the tests was asked for (PGB_COMPOSE_TEST=1 runs it)"
+    elif command -v podman >/dev/null || [ "$(id -u)" = 0 ]; then
+        compose=1
+    else
+        compose=0; echo "compose test skipped: no podman, and not root to install it"
+    fi
+fi
+if [ "$compose" = 1 ]; then
+    say "compose stack under podman"
+    bash "$ROOT_DIR/scripts/compose-test.sh"
+fi
 say "all tests passed"

@@ -29,6 +29,27 @@ my ($port) = $compose =~ /^\s*ADAPTER_PORT:\s*"?(\d+)"?/m;
 my $nginx = slurp_file("$root/docker/nginx.conf");
 like($nginx, qr/server\s+adapter:$port\b/, "nginx forwards to the adapter's port ($port)");
 like($nginx, qr/proxy_set_header\s+X-Forwarded-For\s+\$remote_addr/, 'nginx passes the client address');
+my ($listen) = $nginx =~ /^\s*listen\s+(\d+);/m;
+like($compose, qr/^\s*-\s*"\$\{PGB_PUBLISH_ADDRESS:-127\.0\.0\.1\}:\$\{PGB_HTTP_PORT:-\d+\}:$listen"/m,
+	"the published HTTP port is nginx's ($listen), on loopback unless told otherwise");
+unlike($compose, qr/^\s*-\s*"\$\{[A-Z_]+_PORT/m, 'no published port without an address (default loopback)');
+
+# What every compose implementation accepts (scripts/compose-test.sh runs
+# them): no top-level name (docker-compose 1.29 rejects it); the images are
+# built here from Debian, so each built service names its image.
+unlike($compose, qr/^name:/m, 'no top-level name: in the compose file');
+my @built = $compose =~ /^\s+dockerfile:\s*(docker\/\S+)/mg;
+cmp_ok(scalar(@built), '>=', 4, 'postgres, adapter, nginx and Prometheus are built here');
+ok(-e "$root/$_", "compose builds $_, which exists") for @built;
+for my $df (glob("$root/docker/*.Dockerfile"))
+{
+	my $text = slurp_file($df);
+	my @from = $text =~ /^FROM\s+(\S+)/mg;
+	is(join(' ', grep { $_ ne 'debian:bookworm-slim' } @from), '', "$df: FROM debian:bookworm-slim only");
+	my $user = ($text =~ /^USER\s+(\S+)/mg)[-1];
+	ok(defined $user && $user ne 'root' && $user ne '0', "$df: runs as a non-root user");
+	like($text, qr/^HEALTHCHECK\s/m, "$df: has a HEALTHCHECK");
+}
 
 for my $df (glob("$root/docker/*.Dockerfile"))
 {

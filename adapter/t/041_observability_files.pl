@@ -65,7 +65,8 @@ for my $name (sort keys %$svc)
 		ok($svc->{$dep}, "$name depends on $dep, a service");
 	}
 }
-like(join(' ', @{ $svc->{prometheus}{ports} }), qr/^"?127\.0\.0\.1:/, 'Prometheus is published on the host loopback only');
+like(join(' ', @{ $svc->{prometheus}{ports} }), qr/^"?(?:127\.0\.0\.1|\$\{PGB_PUBLISH_ADDRESS:-127\.0\.0\.1\}):/,
+	'Prometheus is published on the host loopback only (unless PGB_PUBLISH_ADDRESS says otherwise)');
 ok(!$svc->{loki}{ports} && !$svc->{'postgres-exporter'}{ports}, 'Loki and the exporter are not published');
 like($svc->{'postgres-exporter'}{environment}{DATA_SOURCE_NAME}, qr{^postgresql://booking_exporter:\$\{PGB_EXPORTER_DB_PASSWORD\}\@postgres:5432/},
 	'the exporter signs in as booking_exporter');
