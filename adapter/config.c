@@ -44,6 +44,7 @@ static const setting settings[] = {
     {"listen", "ADAPTER_LISTEN", S_STR, &config.listen_address, "address to listen on"},
     {"port", "ADAPTER_PORT", S_INT, &config.port, "HTTP port"},
     {"db", "ADAPTER_DB", S_STR, &config.conninfo, "libpq connection string (connect as booking_authenticator)"},
+    {"read-dsn", "ADAPTER_READ_DSN", S_STR, &config.read_conninfo, "libpq connection string of a read replica (streaming standby) for GET routes; unset: the primary serves everything"},
     {"jwt-secret", "ADAPTER_JWT_SECRET", S_STR, &config.jwt_secret, "HS256 secret, at least 32 bytes (the database's pg_booking.jwt_secret); prefer the environment"},
     {"anon-role", "ADAPTER_ANON_ROLE", S_STR, &config.anon_role, "database role for requests without a token"},
     {"pool-size", "ADAPTER_POOL_SIZE", S_INT, &config.pool_size, "database connections in the pool"},

@@ -10,6 +10,7 @@ typedef struct adapter_config {
     const char *listen_address;
     int         port;
     const char *conninfo;
+    const char *read_conninfo;  /* read replica for GETs; NULL: every call goes to conninfo */
     const char *jwt_secret;
     const char *anon_role;
     int         pool_size;

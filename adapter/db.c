@@ -27,7 +27,9 @@
  * an empty cache.
  */
 #define MAX_PREPARED 64
+struct conn_pool;
 typedef struct slot {
+    struct conn_pool *owner;
     PGconn     *conn;
     bool        in_use;
     bool        setup_prepared;
@@ -37,7 +39,13 @@ typedef struct slot {
 
 static void forget_prepared(slot *s);
 
-static struct {
+/*
+ * Two pools of the same kind: the primary's (every write, the catalog, and
+ * every read when no read DSN is set) and the read replica's (ADAPTER_READ_DSN,
+ * GETs of STABLE functions; size 0 when unset).
+ */
+typedef struct conn_pool {
+    const char *name;           /* the upstream's name in /metrics */
     pthread_mutex_t lock;
     pthread_cond_t freed;
     slot       *slots;
@@ -46,7 +54,10 @@ static struct {
     int         wait_ms;
     char        timeout[32];
     char       *conninfo;
-} pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .freed = PTHREAD_COND_INITIALIZER};
+} conn_pool;
+
+static conn_pool pool = {.name = "primary", .lock = PTHREAD_MUTEX_INITIALIZER, .freed = PTHREAD_COND_INITIALIZER};
+static conn_pool read_pool = {.name = "replica", .lock = PTHREAD_MUTEX_INITIALIZER, .freed = PTHREAD_COND_INITIALIZER};
 
 typedef struct catalog {
     api_function *fns;
@@ -62,17 +73,37 @@ static time_t catalog_loaded_at;
 static bool catalog_loading;
 #define CATALOG_TTL 10
 
+static int
+pool_init(conn_pool *p, const char *conninfo, int pool_size, int wait_ms, int statement_timeout_ms)
+{
+    p->slots = calloc(pool_size, sizeof(slot));
+    if (!p->slots)
+        return -1;
+    for (int i = 0; i < pool_size; i++)
+        p->slots[i].owner = p;
+    p->size = pool_size;
+    p->wait_ms = wait_ms;
+    p->conninfo = strdup(conninfo);
+    snprintf(p->timeout, sizeof(p->timeout), "%d", statement_timeout_ms);
+    return 0;
+}
+
 int
 db_init(const char *conninfo, int pool_size, int wait_ms, int statement_timeout_ms)
 {
-    pool.slots = calloc(pool_size, sizeof(slot));
-    if (!pool.slots)
-        return -1;
-    pool.size = pool_size;
-    pool.wait_ms = wait_ms;
-    pool.conninfo = strdup(conninfo);
-    snprintf(pool.timeout, sizeof(pool.timeout), "%d", statement_timeout_ms);
-    return 0;
+    return pool_init(&pool, conninfo, pool_size, wait_ms, statement_timeout_ms);
+}
+
+int
+db_init_read(const char *conninfo, int pool_size, int wait_ms, int statement_timeout_ms)
+{
+    return pool_init(&read_pool, conninfo, pool_size, wait_ms, statement_timeout_ms);
+}
+
+bool
+db_has_read_pool(void)
+{
+    return read_pool.size > 0;
 }
 
 static void
@@ -103,21 +134,29 @@ free_catalog(catalog *c)
     }
 }
 
+static void
+pool_shutdown(conn_pool *p)
+{
+    pthread_mutex_lock(&p->lock);
+    for (int i = 0; i < p->size; i++)
+    {
+        if (p->slots[i].conn)
+            PQfinish(p->slots[i].conn);
+        forget_prepared(&p->slots[i]);
+    }
+    free(p->slots);
+    p->slots = NULL;
+    p->size = 0;
+    free(p->conninfo);
+    p->conninfo = NULL;
+    pthread_mutex_unlock(&p->lock);
+}
+
 void
 db_shutdown(void)
 {
-    pthread_mutex_lock(&pool.lock);
-    for (int i = 0; i < pool.size; i++)
-    {
-        if (pool.slots[i].conn)
-            PQfinish(pool.slots[i].conn);
-        forget_prepared(&pool.slots[i]);
-    }
-    free(pool.slots);
-    pool.slots = NULL;
-    pool.size = 0;
-    free(pool.conninfo);
-    pthread_mutex_unlock(&pool.lock);
+    pool_shutdown(&pool);
+    pool_shutdown(&read_pool);
     free_catalog(current_catalog);
     current_catalog = NULL;
 }
@@ -139,6 +178,23 @@ db_pool_size(void)
     return pool.size;
 }
 
+int
+db_read_pool_in_use(void)
+{
+    int         n;
+
+    pthread_mutex_lock(&read_pool.lock);
+    n = read_pool.in_use;
+    pthread_mutex_unlock(&read_pool.lock);
+    return n;
+}
+
+int
+db_read_pool_size(void)
+{
+    return read_pool.size;
+}
+
 /*
  * An idle pooled connection has nothing to say: the server sends it nothing
  * until it is asked.  If its socket is readable, the server closed it or is
@@ -154,15 +210,15 @@ idle_connection_alive(PGconn *conn)
     return PQstatus(conn) == CONNECTION_OK && p.fd >= 0 && poll(&p, 1, 0) == 0;
 }
 
-/* Caller holds pool.lock: close the idle connections that are dead. */
+/* Caller holds p->lock: close the idle connections that are dead. */
 static int
-drop_dead_idle(void)
+drop_dead_idle(conn_pool *p)
 {
     int         dropped = 0;
 
-    for (int i = 0; i < pool.size; i++)
+    for (int i = 0; i < p->size; i++)
     {
-        slot       *s = &pool.slots[i];
+        slot       *s = &p->slots[i];
 
         if (s->in_use || !s->conn || idle_connection_alive(s->conn))
             continue;
@@ -176,65 +232,65 @@ drop_dead_idle(void)
 
 /* After a connection failure: every dead connection goes at once, not one per request. */
 static void
-sweep_after_failure(void)
+sweep_after_failure(conn_pool *p)
 {
-    pthread_mutex_lock(&pool.lock);
-    (void) drop_dead_idle();
-    pthread_mutex_unlock(&pool.lock);
+    pthread_mutex_lock(&p->lock);
+    (void) drop_dead_idle(p);
+    pthread_mutex_unlock(&p->lock);
 }
 
-/* A free slot, waiting up to wait_ms; NULL when none came free. */
+/* A free slot of pool p, waiting up to wait_ms; NULL when none came free. */
 static slot *
-acquire_slot(void)
+acquire_slot(conn_pool *p)
 {
     struct timespec deadline;
     slot       *s = NULL;
 
     clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += pool.wait_ms / 1000;
-    deadline.tv_nsec += (long) (pool.wait_ms % 1000) * 1000000;
+    deadline.tv_sec += p->wait_ms / 1000;
+    deadline.tv_nsec += (long) (p->wait_ms % 1000) * 1000000;
     if (deadline.tv_nsec >= 1000000000)
     {
         deadline.tv_sec++;
         deadline.tv_nsec -= 1000000000;
     }
-    pthread_mutex_lock(&pool.lock);
+    pthread_mutex_lock(&p->lock);
     for (;;)
     {
-        (void) drop_dead_idle();
+        (void) drop_dead_idle(p);
         /* Prefer a slot that is already connected. */
-        for (int i = 0; i < pool.size && !s; i++)
-            if (!pool.slots[i].in_use && pool.slots[i].conn)
-                s = &pool.slots[i];
-        for (int i = 0; i < pool.size && !s; i++)
-            if (!pool.slots[i].in_use)
-                s = &pool.slots[i];
-        if (s || pthread_cond_timedwait(&pool.freed, &pool.lock, &deadline) != 0)
+        for (int i = 0; i < p->size && !s; i++)
+            if (!p->slots[i].in_use && p->slots[i].conn)
+                s = &p->slots[i];
+        for (int i = 0; i < p->size && !s; i++)
+            if (!p->slots[i].in_use)
+                s = &p->slots[i];
+        if (s || pthread_cond_timedwait(&p->freed, &p->lock, &deadline) != 0)
             break;
     }
     if (s)
     {
         s->in_use = true;
-        pool.in_use++;
+        p->in_use++;
     }
-    pthread_mutex_unlock(&pool.lock);
+    pthread_mutex_unlock(&p->lock);
     return s;
 }
 
 /* acquire_slot, with the wait shown in /metrics (waiters now, time waited). */
 static slot *
-acquire_slot_measured(void)
+acquire_slot_measured(conn_pool *p)
 {
     struct timespec t0,
                 t1;
     slot       *s;
 
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    metrics_pool_waiting("primary", 1);
-    s = acquire_slot();
-    metrics_pool_waiting("primary", -1);
+    metrics_pool_waiting(p->name, 1);
+    s = acquire_slot(p);
+    metrics_pool_waiting(p->name, -1);
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    metrics_pool_waited("primary", (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9, s != NULL);
+    metrics_pool_waited(p->name, (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9, s != NULL);
     return s;
 }
 
@@ -257,11 +313,11 @@ release_slot(slot *s)
         s->conn = NULL;
         forget_prepared(s);
     }
-    pthread_mutex_lock(&pool.lock);
+    pthread_mutex_lock(&s->owner->lock);
     s->in_use = false;
-    pool.in_use--;
-    pthread_cond_signal(&pool.freed);
-    pthread_mutex_unlock(&pool.lock);
+    s->owner->in_use--;
+    pthread_cond_signal(&s->owner->freed);
+    pthread_mutex_unlock(&s->owner->lock);
 }
 
 static bool
@@ -272,7 +328,7 @@ ensure_connected(slot *s)
     if (s->conn)
         PQfinish(s->conn);
     forget_prepared(s);
-    s->conn = PQconnectdb(pool.conninfo);
+    s->conn = PQconnectdb(s->owner->conninfo);
     if (PQstatus(s->conn) != CONNECTION_OK)
     {
         PQfinish(s->conn);
@@ -334,11 +390,17 @@ role_refused(db_result *out)
  * log_line_prefix with %a puts it on the log lines of a slow or failed
  * statement, so one request can be followed from the adapter's log into the
  * server's.
+ *
+ * A read sets transaction_read_only; a write leaves the server's default:
+ * asking for read-write on a standby fails before the call (25001), while
+ * left alone the call's first write fails with 25006, which says what it is
+ * (http.c: 503 DATABASE_READ_ONLY).
  */
 static const char setup_sql[] =
     "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true), "
     "set_config('request.id', $3, true), set_config('request.client_ip', $4, true), "
-    "set_config('statement_timeout', $5, true), set_config('transaction_read_only', $6, true), "
+    "set_config('statement_timeout', $5, true), "
+    "CASE WHEN $6 = 'on' THEN set_config('transaction_read_only', 'on', true) END, "
     "set_config('application_name', $3, true)";
 
 /* One pipelined transaction on a connected slot. */
@@ -350,7 +412,7 @@ run_call(slot *sl, const db_call *call, db_result *out)
     char        name[16];
     size_t      len;
     const char *setup_values[6] = {call->role, call->claims, call->request_id, call->client_ip,
-    pool.timeout, call->read_only ? "on" : "off"};
+    sl->owner->timeout, call->read_only ? "on" : "off"};
     PGresult   *res;
     bool        failed = false;
     int         done_cmds = 0;
@@ -475,10 +537,11 @@ send_failed:
 void
 db_call_function(const db_call *call, db_result *out)
 {
+    conn_pool  *p = call->on_replica && db_has_read_pool() ? &read_pool : &pool;
     slot       *s;
 
     memset(out, 0, sizeof(*out));
-    if (!(s = acquire_slot_measured()))
+    if (!(s = acquire_slot_measured(p)))
     {
         out->status = DB_POOL_BUSY;
         return;
@@ -487,7 +550,7 @@ db_call_function(const db_call *call, db_result *out)
     {
         out->status = DB_CONNECTION_FAILED;
         release_slot(s);
-        sweep_after_failure();
+        sweep_after_failure(p);
         return;
     }
     run_call(s, call, out);
@@ -499,9 +562,21 @@ db_call_function(const db_call *call, db_result *out)
         memset(out, 0, sizeof(*out));
         run_call(s, call, out);
     }
+    /*
+     * A write that found the server read-only (a standby behind the primary's
+     * DSN during a failover): drop the connection, so the next one connects
+     * afresh and, with several hosts and target_session_attrs=read-write in
+     * the DSN, finds the new primary.
+     */
+    if (!call->read_only && out->status == DB_SQL_ERROR && strcmp(out->sqlstate, "25006") == 0)
+    {
+        PQfinish(s->conn);
+        s->conn = NULL;
+        forget_prepared(s);
+    }
     release_slot(s);
     if (out->status == DB_CONNECTION_FAILED)
-        sweep_after_failure();
+        sweep_after_failure(p);
 }
 
 void
@@ -515,10 +590,10 @@ db_result_free(db_result *r)
     r->value = r->headers = r->message = r->detail = r->hint = NULL;
 }
 
-db_status
-db_check(char *why, size_t whylen)
+static db_status
+check_pool(conn_pool *p, char *why, size_t whylen)
 {
-    slot       *s = acquire_slot();
+    slot       *s = acquire_slot(p);
     PGresult   *res;
     db_status   st;
 
@@ -531,7 +606,7 @@ db_check(char *why, size_t whylen)
     {
         snprintf(why, whylen, "cannot connect to the database");
         release_slot(s);
-        sweep_after_failure();
+        sweep_after_failure(p);
         return DB_CONNECTION_FAILED;
     }
     res = PQexec(s->conn, "SELECT 1");
@@ -541,14 +616,26 @@ db_check(char *why, size_t whylen)
     PQclear(res);
     release_slot(s);
     if (st != DB_OK)
-        sweep_after_failure();
+        sweep_after_failure(p);
     return st;
+}
+
+db_status
+db_check(char *why, size_t whylen)
+{
+    return check_pool(&pool, why, whylen);
 }
 
 bool
 db_ping(char *why, size_t whylen)
 {
     return db_check(why, whylen) == DB_OK;
+}
+
+bool
+db_ping_read(char *why, size_t whylen)
+{
+    return check_pool(&read_pool, why, whylen) == DB_OK;
 }
 
 static arg_kind
@@ -577,7 +664,7 @@ static const char catalog_sql[] =
     "       array_to_string(coalesce(p.proargnames[1:p.pronargs], '{}'), ','), "
     "       (SELECT string_agg(format_type(t, NULL), ',' ORDER BY o) "
     "          FROM unnest(p.proargtypes) WITH ORDINALITY AS a(t, o)), "
-    "       coalesce(obj_description(p.oid, 'pg_proc'), '') "
+    "       coalesce(obj_description(p.oid, 'pg_proc'), ''), p.provolatile <> 'v' "
     "  FROM pg_proc p WHERE p.pronamespace = 'api'::regnamespace AND p.prokind = 'f' "
     " ORDER BY p.proname";
 
@@ -599,21 +686,39 @@ split(const char *s, int n)
     return out;
 }
 
+/*
+ * A connected slot to read the catalog from: the primary's, or when the
+ * primary cannot be reached the replica's (the same catalog, replayed), so
+ * an adapter started during a primary outage still serves reads.
+ */
+static slot *
+catalog_slot(void)
+{
+    conn_pool  *pools[2] = {&pool, &read_pool};
+
+    for (int i = 0; i < 2; i++)
+    {
+        slot       *s;
+
+        if (pools[i]->size == 0 || !(s = acquire_slot(pools[i])))
+            continue;
+        if (ensure_connected(s))
+            return s;
+        release_slot(s);
+    }
+    return NULL;
+}
+
 /* Load the catalog; false when the database could not be asked. */
 static bool
 load_catalog(void)
 {
-    slot       *s = acquire_slot();
+    slot       *s = catalog_slot();
     PGresult   *res;
     catalog    *c;
 
     if (!s)
         return false;
-    if (!ensure_connected(s))
-    {
-        release_slot(s);
-        return false;
-    }
     res = PQexec(s->conn, catalog_sql);
     if (PQresultStatus(res) != PGRES_TUPLES_OK)
     {
@@ -664,6 +769,7 @@ load_catalog(void)
         for (int a = 0; a < f->nargs; a++)
             f->argkinds[a] = kind_of(f->argtypes[a]);
         f->comment = strdup(PQgetvalue(res, i, 5));
+        f->stable = strcmp(PQgetvalue(res, i, 6), "t") == 0;
     }
     PQclear(res);
     release_slot(s);

@@ -18,6 +18,7 @@ typedef struct api_function {
     char      **argtypes;       /* format_type() */
     arg_kind   *argkinds;
     char       *comment;
+    bool        stable;         /* STABLE or IMMUTABLE: a GET may run it on the read replica */
 } api_function;
 
 typedef enum {
@@ -43,6 +44,7 @@ typedef struct db_call {
     const char *request_id;
     const char *client_ip;
     bool        read_only;
+    bool        on_replica;     /* run on the read replica's pool (when there is one) */
     const api_function *fn;
     int         nargs;
     const char *argnames[64];
@@ -50,6 +52,9 @@ typedef struct db_call {
 } db_call;
 
 int         db_init(const char *conninfo, int pool_size, int wait_ms, int statement_timeout_ms);
+/* A second pool, on the read replica (ADAPTER_READ_DSN). */
+int         db_init_read(const char *conninfo, int pool_size, int wait_ms, int statement_timeout_ms);
+bool        db_has_read_pool(void);
 void        db_shutdown(void);
 void        db_call_function(const db_call *call, db_result *out);
 void        db_result_free(db_result *r);
@@ -57,8 +62,12 @@ void        db_result_free(db_result *r);
 bool        db_ping(char *why, size_t whylen);
 /* The same, saying why not: DB_OK, DB_CONNECTION_FAILED or DB_POOL_BUSY. */
 db_status   db_check(char *why, size_t whylen);
+/* Whether the read replica answers (with a read DSN). */
+bool        db_ping_read(char *why, size_t whylen);
 int         db_pool_in_use(void);
 int         db_pool_size(void);
+int         db_read_pool_in_use(void);
+int         db_read_pool_size(void);
 
 /* Catalog of the api schema, loaded on first use and reloaded on a miss. */
 const api_function *db_find_function(const char *name);

@@ -50,6 +50,7 @@
 #define CONNECTION_MEMORY (32 * 1024)
 
 breaker db_breaker;
+breaker read_breaker;
 static struct MHD_Daemon *daemon_handle;
 static int in_flight;
 
@@ -74,8 +75,10 @@ typedef struct reply {
     int         route_label;
     char        request_id[80];
     char        user_id[64];
+    breaker     *breaker;       /* whose permit: db_breaker, or read_breaker for the replica */
     breaker_permit permit;
     breaker_outcome outcome;
+    const char *read_from;      /* X-Read-From of a GET's answer: "primary" or "replica" */
     json_t     *headers;        /* response.headers from SQL: [{"Name": "value"}, ...] */
     struct MHD_Response *stream;    /* GET /events as text/event-stream */
 } reply;
@@ -127,7 +130,7 @@ respond(struct MHD_Connection *conn, const char *method, request *req, reply *r)
     char        num[16];
 
     /* The permit goes back on every path: success, error or abandon. */
-    breaker_release(&db_breaker, &r->permit, r->outcome);
+    breaker_release(r->breaker, &r->permit, r->outcome);
 
     if (r->status == 204)
     {
@@ -152,6 +155,8 @@ respond(struct MHD_Connection *conn, const char *method, request *req, reply *r)
     MHD_add_response_header(resp, "X-Request-Id", r->request_id);
     if (r->allow[0])
         MHD_add_response_header(resp, "Allow", r->allow);
+    if (r->read_from)
+        MHD_add_response_header(resp, "X-Read-From", r->read_from);
     if (r->www_authenticate)
         MHD_add_response_header(resp, "WWW-Authenticate", "Bearer realm=\"pg_booking\", error=\"invalid_token\"");
     /* Headers the SQL asked for (PostgREST's response.headers), e.g. RateLimit-*. */
@@ -593,22 +598,44 @@ wants_event_stream(struct MHD_Connection *conn)
     return accept && strstr(accept, "text/event-stream") != NULL;
 }
 
+/* X-Read-From: primary — read your own writes (the replica may lag). */
+static bool
+wants_primary(struct MHD_Connection *conn)
+{
+    const char *from = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Read-From");
+
+    return from && strcasecmp(from, "primary") == 0;
+}
+
 /*
  * /ready goes through the breaker like any database call: once the open
  * timeout has passed it is a probe, so a monitor that polls only /ready
- * still sees the database come back within one open period.
+ * still sees the database come back within one open period.  Ready means
+ * the primary answers (writes need it); the read replica, when configured,
+ * is reported but never makes the adapter unready, since its GETs fall back
+ * to the primary.
  */
 static void
 handle_ready(reply *r)
 {
     char        why[128] = "";
     db_status   st;
+    json_t     *info = json_object();
 
+    if (db_has_read_pool())
+    {
+        breaker_state rst = breaker_current(&read_breaker);
+        char        rwhy[128] = "";
+
+        json_object_set_new(info, "replica_breaker", json_string(breaker_state_name(rst)));
+        json_object_set_new(info, "replica", json_string(rst != BREAKER_OPEN && db_ping_read(rwhy, sizeof(rwhy)) ?
+                                                         "ready" : "unavailable"));
+    }
     r->permit = breaker_acquire(&db_breaker);
     if (!r->permit.admitted)
     {
-        fail_with(r, 503, "NOT_READY", "the circuit breaker is open",
-                  json_pack("{s:s}", "breaker", breaker_state_name(breaker_current(&db_breaker))));
+        json_object_set_new(info, "breaker", json_string(breaker_state_name(breaker_current(&db_breaker))));
+        fail_with(r, 503, "NOT_READY", "the circuit breaker is open", info);
         r->retry_after = (int) ((r->permit.retry_after_ms + 999) / 1000);
         return;
     }
@@ -616,19 +643,90 @@ handle_ready(reply *r)
     r->outcome = st == DB_OK ? BREAKER_SUCCESS : st == DB_POOL_BUSY ? BREAKER_ABANDONED : BREAKER_FAILURE;
     if (st != DB_OK)
     {
-        fail_with(r, 503, "NOT_READY", why,
-                  json_pack("{s:s}", "breaker", breaker_state_name(breaker_current(&db_breaker))));
+        json_object_set_new(info, "breaker", json_string(breaker_state_name(breaker_current(&db_breaker))));
+        fail_with(r, 503, "NOT_READY", why, info);
         return;
     }
+    json_object_set_new(info, "status", json_string("ready"));
+    json_object_set_new(info, "breaker", json_string(r->permit.probe ? "half_open" : "closed"));
     r->status = 200;
-    r->body = strdup(r->permit.probe ? "{\"status\":\"ready\",\"breaker\":\"half_open\"}" :
-                     "{\"status\":\"ready\",\"breaker\":\"closed\"}");
+    r->body = json_dumps(info, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(info);
+}
+
+static void
+fail_circuit_open(reply *r)
+{
+    http_error  e = {0};
+
+    error_set(&e, 503, "CIRCUIT_OPEN", "the database circuit is open");
+    e.retry_after = (int) ((r->permit.retry_after_ms + 999) / 1000);
+    json_object_set_new(e.details, "retry_after_ms", json_integer((json_int_t) r->permit.retry_after_ms));
+    fail(r, &e);
+}
+
+/*
+ * A permit of the upstream's breaker: the replica's when the request may go
+ * there, else (or when the replica's breaker is open) the primary's.  Each
+ * upstream has its own breaker, so an unreachable replica never stops the
+ * writes, and an unreachable primary never stops the reads the replica
+ * serves.  False when refused.
+ */
+static bool
+take_permit(reply *r, bool replica)
+{
+    breaker_release(r->breaker, &r->permit, BREAKER_ABANDONED);
+    r->breaker = replica ? &read_breaker : &db_breaker;
+    r->permit = breaker_acquire(r->breaker);
+    if (!r->permit.admitted && replica)
+    {
+        r->breaker = &db_breaker;
+        r->permit = breaker_acquire(r->breaker);
+    }
+    return r->permit.admitted;
+}
+
+/* The replica did not answer at all (not: answered with an error). */
+static bool
+replica_unavailable(const db_result *res)
+{
+    return res->status == DB_CONNECTION_FAILED || res->status == DB_POOL_BUSY ||
+        (res->status == DB_SQL_ERROR && (strncmp(res->sqlstate, "08", 2) == 0 ||
+                                         strncmp(res->sqlstate, "53", 2) == 0 ||
+                                         strncmp(res->sqlstate, "57P0", 4) == 0));
+}
+
+/*
+ * Run the call on the upstream r holds a permit of.  A replica that cannot
+ * answer is told to its breaker, and the primary answers instead.  False
+ * when the primary's breaker then refuses.
+ */
+static bool
+call_upstream(reply *r, db_call *call, db_result *res)
+{
+    call->on_replica = r->breaker == &read_breaker;
+    db_call_function(call, res);
+    if (call->on_replica && replica_unavailable(res))
+    {
+        r->outcome = res->status == DB_POOL_BUSY ? BREAKER_ABANDONED : BREAKER_FAILURE;
+        breaker_release(r->breaker, &r->permit, r->outcome);
+        r->permit = (breaker_permit) {0};
+        r->outcome = BREAKER_ABANDONED;
+        db_result_free(res);
+        if (!take_permit(r, false))
+            return false;
+        call->on_replica = false;
+        db_call_function(call, res);
+    }
+    if (call->read_only && db_has_read_pool())
+        r->read_from = call->on_replica ? "replica" : "primary";
+    return true;
 }
 
 static enum MHD_Result
 handle(struct MHD_Connection *conn, const char *url, const char *method, request *req)
 {
-    reply       r = {.status = 500, .outcome = BREAKER_ABANDONED};
+    reply       r = {.status = 500, .outcome = BREAKER_ABANDONED, .breaker = &db_breaker};
     const char *rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
     const char *authz = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
     bool        is_get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
@@ -772,19 +870,23 @@ handle(struct MHD_Connection *conn, const char *url, const char *method, request
         snprintf(r.user_id, sizeof(r.user_id), "%s", auth.sub);
     }
 
-    /* From here on the database is involved: ask the breaker first. */
-    r.permit = breaker_acquire(&db_breaker);
-    if (!r.permit.admitted)
+    /*
+     * From here on the database is involved: ask the breaker first.  A GET
+     * may go to the read replica, unless it asks for the primary
+     * (X-Read-From: primary, for read-your-writes) or streams events.
+     */
+    if (!take_permit(&r, is_get && db_has_read_pool() && !wants_event_stream(conn) && !wants_primary(conn)))
     {
-        http_error  e = {0};
-
-        error_set(&e, 503, "CIRCUIT_OPEN", "the database circuit is open");
-        e.retry_after = (int) ((r.permit.retry_after_ms + 999) / 1000);
-        json_object_set_new(e.details, "retry_after_ms", json_integer((json_int_t) r.permit.retry_after_ms));
-        fail(&r, &e);
+        fail_circuit_open(&r);
         goto out;
     }
     a.fn = db_find_function(fname);
+    /* Only a STABLE or IMMUTABLE function reads nothing but replicated data. */
+    if (a.fn && r.breaker == &read_breaker && !a.fn->stable && !take_permit(&r, false))
+    {
+        fail_circuit_open(&r);
+        goto out;
+    }
     if (!a.fn)
     {
         if (!db_catalog_loaded())
@@ -824,7 +926,11 @@ handle(struct MHD_Connection *conn, const char *url, const char *method, request
     a.call.request_id = r.request_id;
     a.call.client_ip = ip;
     a.call.read_only = is_get;
-    db_call_function(&a.call, &res);
+    if (!call_upstream(&r, &a.call, &res))
+    {
+        fail_circuit_open(&r);
+        goto out;
+    }
     switch (res.status)
     {
         case DB_OK:
@@ -847,6 +953,18 @@ handle(struct MHD_Connection *conn, const char *url, const char *method, request
             }
             break;
         case DB_SQL_ERROR:
+            if (!a.call.read_only && strcmp(res.sqlstate, "25006") == 0)
+            {
+                /*
+                 * A write reached a read-only server (a standby: a failover
+                 * under way, or a DSN naming a replica).  The server answered,
+                 * so the breaker is not told; reads go on.
+                 */
+                r.outcome = BREAKER_SUCCESS;
+                fail_with(&r, 503, "DATABASE_READ_ONLY", "the database is read-only, try again later",
+                          json_pack("{s:s}", "sqlstate", res.sqlstate));
+                break;
+            }
             {
                 http_error  e = {0};
 

@@ -6,7 +6,8 @@
 
 #include "breaker.h"
 
-extern breaker db_breaker;
+extern breaker db_breaker;     /* the primary (ADAPTER_DB) */
+extern breaker read_breaker;   /* the read replica (ADAPTER_READ_DSN), when set */
 
 int         http_start(void);
 /* Stop accepting, wait up to timeout_s for requests in flight, stop. */

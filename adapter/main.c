@@ -17,6 +17,18 @@
 #include "metrics.h"
 #include "routes.h"
 
+/* One breaker per upstream (primary, read replica), the same settings and mode. */
+static void
+init_breaker(breaker *b)
+{
+    breaker_init(b, NULL, config.breaker_failures, (uint64_t) config.breaker_open_ms,
+                 config.breaker_probes, (uint64_t) config.breaker_probe_timeout_ms);
+    if (strcmp(config.breaker_mode, "open") == 0)
+        breaker_set_mode(b, BREAKER_FORCE_OPEN);
+    else if (strcmp(config.breaker_mode, "disabled") == 0)
+        breaker_set_mode(b, BREAKER_DISABLED);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -39,21 +51,26 @@ main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    breaker_init(&db_breaker, NULL, config.breaker_failures, (uint64_t) config.breaker_open_ms,
-                 config.breaker_probes, (uint64_t) config.breaker_probe_timeout_ms);
-    if (strcmp(config.breaker_mode, "open") == 0)
-        breaker_set_mode(&db_breaker, BREAKER_FORCE_OPEN);
-    else if (strcmp(config.breaker_mode, "disabled") == 0)
-        breaker_set_mode(&db_breaker, BREAKER_DISABLED);
+    init_breaker(&db_breaker);
+    init_breaker(&read_breaker);
     metrics_init(routes_count(), routes_labels());
     metrics_add_upstream("primary", &db_breaker, db_pool_in_use, db_pool_size);
     events_configure(config.max_event_streams, config.client_timeout_s);
     events_set_max_lifetime(config.sse_max_seconds);
-    if (db_init(config.conninfo, config.pool_size, config.pool_wait_ms, config.statement_timeout_ms) != 0 ||
-        http_start() != 0)
+    if (db_init(config.conninfo, config.pool_size, config.pool_wait_ms, config.statement_timeout_ms) != 0)
         return 1;
-    log_event("info", "listening on %s:%d, pool of %d, breaker %s", config.listen_address, config.port,
-              config.pool_size, config.breaker_mode);
+    if (config.read_conninfo && *config.read_conninfo)
+    {
+        if (db_init_read(config.read_conninfo, config.pool_size, config.pool_wait_ms,
+                         config.statement_timeout_ms) != 0)
+            return 1;
+        metrics_add_upstream("replica", &read_breaker, db_read_pool_in_use, db_read_pool_size);
+    }
+    if (http_start() != 0)
+        return 1;
+    log_event("info", "listening on %s:%d, pool of %d%s, breaker %s", config.listen_address, config.port,
+              config.pool_size, db_has_read_pool() ? " (and as many on the read replica)" : "",
+              config.breaker_mode);
 
     /* SIGUSR1 forces the breaker open, SIGUSR2 gives it back to automatic. */
     for (;;)
@@ -63,11 +80,13 @@ main(int argc, char **argv)
         if (sig == SIGUSR1)
         {
             breaker_set_mode(&db_breaker, BREAKER_FORCE_OPEN);
+            breaker_set_mode(&read_breaker, BREAKER_FORCE_OPEN);
             log_event("info", "breaker forced open (SIGUSR1)");
         }
         else if (sig == SIGUSR2)
         {
             breaker_set_mode(&db_breaker, BREAKER_AUTO);
+            breaker_set_mode(&read_breaker, BREAKER_AUTO);
             log_event("info", "breaker back to automatic (SIGUSR2)");
         }
         else

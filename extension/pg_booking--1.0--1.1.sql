@@ -805,3 +805,12 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- ==== read replica (issue 8) ====
+-- The adapter sends a GET to the read replica only when its function is
+-- STABLE or IMMUTABLE (as PostgREST allows GET for those only).  The
+-- rate-limit counters live in each server's shared memory, not in WAL: on a
+-- replica they are the replica's, not the primary's.  The function that reads
+-- them can change its answer within a statement too, so VOLATILE is its true
+-- label, and that keeps GET /admin/analytics/rate-limits on the primary.
+ALTER FUNCTION api.analytics_rate_limits() VOLATILE;
