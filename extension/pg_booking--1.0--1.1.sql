@@ -589,6 +589,15 @@ REVOKE EXECUTE ON FUNCTION booking.metrics_rate_limits(), booking.metrics_checko
 GRANT EXECUTE ON FUNCTION booking.metrics_rate_limits(), booking.metrics_checkout(), booking.metrics_events()
   TO booking_exporter, booking_grafana;
 
+-- ==== read replica (issue 8) ====
+-- The adapter sends a GET to the read replica only when its function is
+-- STABLE or IMMUTABLE (as PostgREST allows GET for those only).  The
+-- rate-limit counters live in each server's shared memory, not in WAL: on a
+-- replica they are the replica's, not the primary's.  The function that reads
+-- them can change its answer within a statement too, so VOLATILE is its true
+-- label, and that keeps GET /admin/analytics/rate-limits on the primary.
+ALTER FUNCTION api.analytics_rate_limits() VOLATILE;
+
 -- ==== backup: what pg_dump keeps (issue 8) ====
 --
 -- Every table of an extension belongs to it, so pg_dump writes only CREATE
@@ -805,12 +814,3 @@ BEGIN
     END LOOP;
 END
 $$;
-
--- ==== read replica (issue 8) ====
--- The adapter sends a GET to the read replica only when its function is
--- STABLE or IMMUTABLE (as PostgREST allows GET for those only).  The
--- rate-limit counters live in each server's shared memory, not in WAL: on a
--- replica they are the replica's, not the primary's.  The function that reads
--- them can change its answer within a statement too, so VOLATILE is its true
--- label, and that keeps GET /admin/analytics/rate-limits on the primary.
-ALTER FUNCTION api.analytics_rate_limits() VOLATILE;
