@@ -599,13 +599,25 @@ END
 $$;
 COMMENT ON FUNCTION booking.reservation_price IS 'trigger: price a stay when it is made or its dates or room type change (NO_RATE); the price columns are written here only';
 
--- Fires after reservations_nights (BEFORE triggers fire in name order): the
--- nights are taken, then priced, in the same statement.
+-- Both fire after reservations_nights (BEFORE triggers fire in name order):
+-- the nights are taken, then priced, in the same statement.  The WHEN clause
+-- keeps the many updates that change none of this (check-in, the nightly
+-- checkout's status changes) from calling PL/pgSQL at all.
 CREATE TRIGGER reservations_price
-    BEFORE INSERT OR UPDATE OF room_type, arrival_date, stay_length, status,
-                               currency, nightly_prices, total_amount, cancellation_fee
-    ON booking.reservations
+    BEFORE INSERT ON booking.reservations
     FOR EACH ROW EXECUTE FUNCTION booking.reservation_price();
+CREATE TRIGGER reservations_price_change
+    BEFORE UPDATE OF room_type, arrival_date, stay_length, status,
+                     currency, nightly_prices, total_amount, cancellation_fee
+    ON booking.reservations
+    FOR EACH ROW
+    WHEN (NEW.room_type IS DISTINCT FROM OLD.room_type OR NEW.arrival_date IS DISTINCT FROM OLD.arrival_date
+          OR NEW.stay_length IS DISTINCT FROM OLD.stay_length
+          OR (NEW.status = 'cancelled' AND OLD.status IS DISTINCT FROM 'cancelled')
+          OR NEW.currency IS DISTINCT FROM OLD.currency OR NEW.nightly_prices IS DISTINCT FROM OLD.nightly_prices
+          OR NEW.total_amount IS DISTINCT FROM OLD.total_amount
+          OR NEW.cancellation_fee IS DISTINCT FROM OLD.cancellation_fee)
+    EXECUTE FUNCTION booking.reservation_price();
 
 CREATE OR REPLACE FUNCTION booking.reservation_json(r booking.reservations) RETURNS jsonb
 LANGUAGE sql STABLE PARALLEL SAFE
