@@ -814,3 +814,481 @@ BEGIN
     END LOOP;
 END
 $$;
+-- ==== revenue: rates, prices of stays, cancellation fees, hotel KPIs (issue 15) ====
+--
+-- A hotel sells in one currency (ISO 4217, booking.currencies).  A hotel
+-- with no currency is not priced (as in 1.0): its stays carry no amounts.
+-- Once a currency is set, every night needs a rate (booking.rates, per hotel,
+-- room type and night, numeric in the currency's minor units) to be sold.
+--
+-- The price of a stay is computed by one SQL function, booking.price_stay,
+-- called by the trigger reservations_price (BEFORE INSERT/UPDATE, after
+-- reservations_nights in trigger name order) and by api.quote_reservation.
+-- It is not in the C trigger: the rule is written once in SQL, where the quote
+-- uses it too, and inventory.c keeps one concern (nights held).  It runs in the
+-- same statement as the take of the nights, so a stay that cannot be priced
+-- holds nothing, and a stay is never held without its price.  The per-night
+-- breakdown is stored on the row (nightly_prices {"YYYY-MM-DD": amount}) with
+-- its total; a later rate change does not touch it.  A change of dates keeps
+-- the stored price of every night the stay already had (same room type) and
+-- prices only the new nights at today's rates; a change of room type
+-- reprices every night.  The price columns are written by this trigger only.
+
+CREATE TABLE booking.currencies (
+    code        text PRIMARY KEY CHECK (code ~ '^[A-Z]{3}$'),
+    minor_units integer NOT NULL CHECK (minor_units BETWEEN 0 AND 4)
+);
+COMMENT ON TABLE booking.currencies IS 'ISO 4217 currencies a hotel may sell in, with their minor units (decimals)';
+INSERT INTO booking.currencies (code, minor_units)
+SELECT c, CASE WHEN c IN ('BHD', 'IQD', 'JOD', 'KWD', 'LYD', 'OMR', 'TND') THEN 3
+               WHEN c IN ('BIF', 'CLP', 'DJF', 'GNF', 'ISK', 'JPY', 'KMF', 'KRW', 'PYG', 'RWF', 'UGX',
+                          'UYI', 'VND', 'VUV', 'XAF', 'XOF', 'XPF') THEN 0
+               WHEN c IN ('CLF', 'UYW') THEN 4
+               ELSE 2 END
+  FROM unnest('{AED,AFN,ALL,AMD,ANG,AOA,ARS,AUD,AWG,AZN,BAM,BBD,BDT,BGN,BHD,BIF,BMD,BND,BOB,BOV,BRL,BSD,BTN,BWP,
+                BYN,BZD,CAD,CDF,CHE,CHF,CHW,CLF,CLP,CNY,COP,COU,CRC,CUP,CVE,CZK,DJF,DKK,DOP,DZD,EGP,ERN,ETB,
+                EUR,FJD,FKP,GBP,GEL,GHS,GIP,GMD,GNF,GTQ,GYD,HKD,HNL,HTG,HUF,IDR,ILS,INR,IQD,IRR,ISK,JMD,JOD,
+                JPY,KES,KGS,KHR,KMF,KPW,KRW,KWD,KYD,KZT,LAK,LBP,LKR,LRD,LSL,LYD,MAD,MDL,MGA,MKD,MMK,MNT,MOP,
+                MRU,MUR,MVR,MWK,MXN,MXV,MYR,MZN,NAD,NGN,NIO,NOK,NPR,NZD,OMR,PAB,PEN,PGK,PHP,PKR,PLN,PYG,QAR,
+                RON,RSD,RUB,RWF,SAR,SBD,SCR,SDG,SEK,SGD,SHP,SLE,SOS,SRD,SSP,STN,SVC,SYP,SZL,THB,TJS,TMT,TND,
+                TOP,TRY,TTD,TWD,TZS,UAH,UGX,USD,USN,UYI,UYU,UYW,UZS,VED,VES,VND,VUV,WST,XAF,XCD,XOF,XPF,YER,
+                ZAR,ZMW,ZWG}'::text[]) c;
+GRANT SELECT ON booking.currencies TO booking_api;
+
+ALTER TABLE booking.hotels
+    ADD COLUMN currency text REFERENCES booking.currencies,
+    ADD COLUMN cancel_free_days integer,
+    ADD COLUMN cancel_penalty text,
+    ADD COLUMN cancel_percent numeric(5,2),
+    ADD CONSTRAINT hotels_cancel_free_days CHECK (cancel_free_days IS NULL OR cancel_free_days BETWEEN 0 AND 365),
+    ADD CONSTRAINT hotels_cancel_penalty CHECK (cancel_penalty IS NULL OR cancel_penalty IN ('first_night', 'percent')),
+    ADD CONSTRAINT hotels_cancel_percent CHECK ((cancel_penalty = 'percent') = (cancel_percent IS NOT NULL)
+                                                AND (cancel_percent IS NULL OR cancel_percent BETWEEN 0 AND 100)),
+    ADD CONSTRAINT hotels_cancel_policy CHECK ((cancel_free_days IS NULL) = (cancel_penalty IS NULL));
+COMMENT ON COLUMN booking.hotels.currency IS 'ISO 4217 code the hotel sells in; NULL: the hotel''s stays are not priced';
+COMMENT ON COLUMN booking.hotels.cancel_free_days IS 'cancellation is free until this many days before arrival; NULL: always free';
+
+CREATE TABLE booking.rates (
+    hotel_id  bigint NOT NULL,
+    room_type text NOT NULL,
+    night     date NOT NULL,
+    amount    numeric NOT NULL,
+    PRIMARY KEY (hotel_id, room_type, night),
+    -- A rate is for a night that exists: the range of set_rates must have inventory.
+    FOREIGN KEY (hotel_id, room_type, night) REFERENCES booking.inventory,
+    CONSTRAINT rates_amount_nonnegative CHECK (amount >= 0)
+);
+COMMENT ON TABLE booking.rates IS 'price of one room of a type for one night, in the hotel''s currency';
+SELECT pg_catalog.pg_extension_config_dump('booking.rates', '');
+GRANT SELECT ON booking.rates TO booking_api;
+GRANT INSERT, UPDATE ON booking.rates TO booking_admin, booking_facility_manager;
+
+ALTER TABLE booking.reservations
+    ADD COLUMN currency text,
+    ADD COLUMN nightly_prices jsonb,
+    ADD COLUMN total_amount numeric,
+    ADD COLUMN cancellation_fee numeric;
+COMMENT ON COLUMN booking.reservations.nightly_prices IS 'the price of each night of the stay, {"YYYY-MM-DD": amount}, fixed when the night was booked';
+COMMENT ON COLUMN booking.reservations.total_amount IS 'sum of nightly_prices';
+COMMENT ON COLUMN booking.reservations.cancellation_fee IS 'fee charged when the stay was cancelled (hotel policy on the cancel date)';
+
+-- An amount in a currency: not negative, no more decimals than the currency has.
+CREATE FUNCTION booking.validate_amount(amount numeric, currency text, field text) RETURNS void
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    IF amount IS NULL OR amount < 0 THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR',
+            format('%s %s is not a price: amounts are zero or more', field, coalesce(amount::text, 'NULL')),
+            jsonb_build_object('field', field));
+    END IF;
+    IF scale(amount) > (SELECT c.minor_units FROM booking.currencies c WHERE c.code = currency) THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR',
+            format('%s %s has more decimals than %s has', field, amount, currency),
+            jsonb_build_object('field', field, 'currency', currency));
+    END IF;
+END
+$$;
+
+-- The price of nights [arrival, arrival + nights) of (hotel, room type): keep
+-- gives prices already fixed for some nights ({"YYYY-MM-DD": amount}); the
+-- others take the current rate.  A night without a rate is not sellable.
+-- {"currency", "nights", "total"}, all null for a hotel without a currency.
+CREATE FUNCTION booking.price_stay(hotel_id bigint, room_type text, arrival date, nights integer,
+                                   keep jsonb DEFAULT NULL) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    cur text;
+    priced jsonb;
+    total numeric;
+    missing date;
+BEGIN
+    SELECT h.currency INTO cur FROM booking.hotels h WHERE h.id = price_stay.hotel_id;
+    IF cur IS NULL THEN
+        RETURN jsonb_build_object('currency', NULL, 'nights', NULL, 'total', NULL);
+    END IF;
+    SELECT min(n.night) FILTER (WHERE n.amount IS NULL),
+           jsonb_object_agg(to_char(n.night, 'YYYY-MM-DD'), n.amount), sum(n.amount)
+      INTO missing, priced, total
+      FROM (SELECT d::date AS night,
+                   coalesce((keep ->> to_char(d, 'YYYY-MM-DD'))::numeric, r.amount) AS amount
+              FROM generate_series(arrival, arrival + nights - 1, interval '1 day') d
+              LEFT JOIN booking.rates r ON r.hotel_id = price_stay.hotel_id AND r.room_type = price_stay.room_type
+                                       AND r.night = d::date) n;
+    IF missing IS NOT NULL THEN
+        PERFORM booking.raise_error(409, 'NO_RATE',
+            format('room type "%s" has no rate for the night of %s', room_type, to_char(missing, 'YYYY-MM-DD')),
+            jsonb_build_object('hotel_id', hotel_id, 'room_type', room_type, 'night', to_char(missing, 'YYYY-MM-DD')),
+            'A night without a rate cannot be sold; PUT /inventory/{hotel_id}/rates sets rates.');
+    END IF;
+    RETURN jsonb_build_object('currency', cur, 'nights', priced, 'total', total);
+END
+$$;
+COMMENT ON FUNCTION booking.price_stay IS 'the nightly prices and total of a stay (kept prices first, else current rates); 409 NO_RATE naming the first night without a rate';
+
+-- The fee of cancelling r today under its hotel's policy.
+CREATE FUNCTION booking.cancellation_fee(r booking.reservations) RETURNS numeric
+LANGUAGE sql STABLE
+AS $$
+    SELECT CASE WHEN r.total_amount IS NULL OR h.cancel_free_days IS NULL
+                  OR r.arrival_date - booking.hotel_today() >= h.cancel_free_days THEN
+                    CASE WHEN r.total_amount IS NULL THEN NULL ELSE 0 END
+                WHEN h.cancel_penalty = 'first_night' THEN (r.nightly_prices ->> to_char(r.arrival_date, 'YYYY-MM-DD'))::numeric
+                ELSE round(r.total_amount * h.cancel_percent / 100, c.minor_units) END
+      FROM booking.hotels h LEFT JOIN booking.currencies c ON c.code = r.currency
+     WHERE h.id = r.hotel_id
+$$;
+COMMENT ON FUNCTION booking.cancellation_fee IS 'cancellation fee of a stay cancelled today: 0 until cancel_free_days before arrival, then the first night or cancel_percent of the total';
+
+CREATE FUNCTION booking.reservation_price() RETURNS trigger
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    keep jsonb;
+    p jsonb;
+BEGIN
+    IF TG_OP = 'UPDATE' THEN
+        NEW.currency := OLD.currency;
+        NEW.nightly_prices := OLD.nightly_prices;
+        NEW.total_amount := OLD.total_amount;
+        NEW.cancellation_fee := CASE WHEN NEW.status = 'cancelled' AND OLD.status <> 'cancelled'
+                                     THEN booking.cancellation_fee(OLD) ELSE OLD.cancellation_fee END;
+        IF NEW.arrival_date = OLD.arrival_date AND NEW.stay_length = OLD.stay_length
+           AND NEW.room_type = OLD.room_type THEN
+            RETURN NEW;
+        END IF;
+        IF NEW.room_type = OLD.room_type THEN
+            keep := OLD.nightly_prices;
+        END IF;
+    ELSE
+        NEW.cancellation_fee := NULL;
+    END IF;
+    p := booking.price_stay(NEW.hotel_id, NEW.room_type, NEW.arrival_date, NEW.stay_length, keep);
+    NEW.currency := p ->> 'currency';
+    NEW.nightly_prices := p -> 'nights';
+    NEW.total_amount := (p ->> 'total')::numeric;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION booking.reservation_price IS 'trigger: price a stay when it is made or its dates or room type change (NO_RATE); the price columns are written here only';
+
+-- Both fire after reservations_nights (BEFORE triggers fire in name order):
+-- the nights are taken, then priced, in the same statement.  The WHEN clause
+-- keeps the many updates that change none of this (check-in, the nightly
+-- checkout's status changes) from calling PL/pgSQL at all.
+CREATE TRIGGER reservations_price
+    BEFORE INSERT ON booking.reservations
+    FOR EACH ROW EXECUTE FUNCTION booking.reservation_price();
+CREATE TRIGGER reservations_price_change
+    BEFORE UPDATE OF room_type, arrival_date, stay_length, status,
+                     currency, nightly_prices, total_amount, cancellation_fee
+    ON booking.reservations
+    FOR EACH ROW
+    WHEN (NEW.room_type IS DISTINCT FROM OLD.room_type OR NEW.arrival_date IS DISTINCT FROM OLD.arrival_date
+          OR NEW.stay_length IS DISTINCT FROM OLD.stay_length
+          OR (NEW.status = 'cancelled' AND OLD.status IS DISTINCT FROM 'cancelled')
+          OR NEW.currency IS DISTINCT FROM OLD.currency OR NEW.nightly_prices IS DISTINCT FROM OLD.nightly_prices
+          OR NEW.total_amount IS DISTINCT FROM OLD.total_amount
+          OR NEW.cancellation_fee IS DISTINCT FROM OLD.cancellation_fee)
+    EXECUTE FUNCTION booking.reservation_price();
+
+CREATE OR REPLACE FUNCTION booking.reservation_json(r booking.reservations) RETURNS jsonb
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT jsonb_build_object('id', r.id, 'hotel_id', r.hotel_id, 'room_type', r.room_type,
+                              'user_id', r.user_id, 'guest_name', r.guest_name,
+                              'arrival_date', r.arrival_date, 'stay_length', r.stay_length,
+                              'departure_date', r.departure_date, 'adults', r.adults,
+                              'children', r.children, 'status', r.status,
+                              'nights_held', r.held_until - r.arrival_date,
+                              'checked_in_at', r.checked_in_at, 'checked_out_at', r.checked_out_at,
+                              'created_at', r.created_at, 'updated_at', r.updated_at)
+        -- Priced stays (hotels with a currency) answer with their price.
+        || CASE WHEN r.currency IS NULL THEN '{}'::jsonb
+                ELSE jsonb_build_object('currency', r.currency, 'nightly_prices', r.nightly_prices,
+                                        'total_amount', r.total_amount, 'cancellation_fee', r.cancellation_fee) END
+$$;
+
+CREATE OR REPLACE FUNCTION booking.hotel_json(h booking.hotels) RETURNS jsonb
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT jsonb_build_object('id', h.id, 'name', h.name, 'location', h.location,
+                              'created_at', h.created_at, 'updated_at', h.updated_at)
+        || CASE WHEN h.currency IS NULL AND h.cancel_free_days IS NULL THEN '{}'::jsonb
+                ELSE jsonb_build_object('currency', h.currency,
+                                        'cancellation_policy', CASE WHEN h.cancel_free_days IS NOT NULL THEN
+                                            jsonb_build_object('free_days', h.cancel_free_days, 'penalty', h.cancel_penalty,
+                                                               'percent', h.cancel_percent) END) END
+$$;
+
+CREATE FUNCTION api.set_hotel_currency(hotel_id bigint, currency text) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    h booking.hotels;
+    iso text := upper(btrim(currency));
+BEGIN
+    PERFORM booking.require_role('admin');
+    h := booking.find_hotel(hotel_id);
+    IF iso IS NULL OR NOT EXISTS (SELECT 1 FROM booking.currencies c WHERE c.code = iso) THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR',
+            format('currency "%s" is not an ISO 4217 currency code', coalesce(currency, 'NULL')),
+            jsonb_build_object('field', 'currency'));
+    END IF;
+    -- Stored prices are in the hotel's currency: it is set once.
+    IF h.currency IS NOT NULL AND h.currency <> iso THEN
+        PERFORM booking.raise_error(409, 'INVALID_STATE',
+            format('hotel %s already sells in %s', hotel_id, h.currency),
+            jsonb_build_object('hotel_id', hotel_id, 'currency', h.currency));
+    END IF;
+    UPDATE booking.hotels x SET currency = iso, updated_at = now() WHERE x.id = set_hotel_currency.hotel_id
+    RETURNING * INTO h;
+    RETURN booking.hotel_json(h);
+END
+$$;
+COMMENT ON FUNCTION api.set_hotel_currency IS 'PUT /hotels/{hotel_id}/currency (admin): the ISO 4217 currency the hotel sells in, set once; its nights then need rates to be sold; 404, 409 INVALID_STATE, 422';
+
+CREATE FUNCTION api.set_rates(hotel_id bigint, room_type text, "from" text, "to" text,
+                              amount numeric DEFAULT NULL, weekday_amounts jsonb DEFAULT NULL) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    h booking.hotels;
+    nights daterange;
+    days constant text[] := '{mon,tue,wed,thu,fri,sat,sun}';
+    k text;
+    v jsonb;
+    missing date;
+BEGIN
+    PERFORM booking.require_role('admin', 'facility_manager');
+    h := booking.find_hotel(hotel_id);
+    PERFORM booking.validate_room_type(room_type);
+    nights := booking.parse_nights("from", "to");
+    IF h.currency IS NULL THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR', format('hotel %s has no currency', hotel_id),
+            jsonb_build_object('field', 'currency', 'hotel_id', hotel_id), 'PUT /hotels/{hotel_id}/currency sets it.');
+    END IF;
+    IF amount IS NULL AND weekday_amounts IS NULL THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR', 'give amount or weekday_amounts',
+            jsonb_build_object('field', 'amount'));
+    END IF;
+    IF amount IS NOT NULL THEN
+        PERFORM booking.validate_amount(amount, h.currency, 'amount');
+    END IF;
+    IF weekday_amounts IS NOT NULL THEN
+        IF jsonb_typeof(weekday_amounts) <> 'object' THEN
+            PERFORM booking.raise_error(422, 'VALIDATION_ERROR', 'weekday_amounts must be an object like {"sat": 120}',
+                jsonb_build_object('field', 'weekday_amounts'));
+        END IF;
+        FOR k, v IN SELECT * FROM jsonb_each(weekday_amounts) LOOP
+            IF NOT (k = ANY (days)) OR jsonb_typeof(v) <> 'number' THEN
+                PERFORM booking.raise_error(422, 'VALIDATION_ERROR',
+                    format('weekday_amounts: "%s" is not a weekday (mon..sun) with a number', k),
+                    jsonb_build_object('field', 'weekday_amounts', 'key', k));
+            END IF;
+            PERFORM booking.validate_amount(v::text::numeric, h.currency, 'weekday_amounts.' || k);
+        END LOOP;
+        IF amount IS NULL AND (SELECT count(*) FROM jsonb_object_keys(weekday_amounts)) < 7 THEN
+            PERFORM booking.raise_error(422, 'VALIDATION_ERROR',
+                'weekday_amounts must name all seven days unless amount is given for the others',
+                jsonb_build_object('field', 'weekday_amounts'));
+        END IF;
+    END IF;
+    SELECT min(d::date) INTO missing
+      FROM generate_series(lower(nights), upper(nights) - 1, interval '1 day') d
+     WHERE NOT EXISTS (SELECT 1 FROM booking.inventory i
+                        WHERE i.hotel_id = set_rates.hotel_id AND i.room_type = set_rates.room_type AND i.night = d::date);
+    IF missing IS NOT NULL THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR',
+            format('no inventory of room type "%s" for the night of %s', room_type, to_char(missing, 'YYYY-MM-DD')),
+            jsonb_build_object('field', 'to', 'hotel_id', hotel_id, 'room_type', room_type,
+                               'night', to_char(missing, 'YYYY-MM-DD')),
+            'POST /inventory/{hotel_id}/adjust makes the nights first.');
+    END IF;
+    INSERT INTO booking.rates AS r (hotel_id, room_type, night, amount)
+    SELECT set_rates.hotel_id, set_rates.room_type, d::date,
+           coalesce((weekday_amounts ->> days[extract(isodow FROM d)::integer])::numeric, amount)
+      FROM generate_series(lower(nights), upper(nights) - 1, interval '1 day') d
+    ON CONFLICT ON CONSTRAINT rates_pkey DO UPDATE SET amount = EXCLUDED.amount;
+    RETURN jsonb_build_object('hotel_id', hotel_id, 'room_type', room_type, 'currency', h.currency,
+        'rates', (SELECT jsonb_agg(jsonb_build_object('night', r.night, 'amount', r.amount) ORDER BY r.night)
+                    FROM booking.rates r
+                   WHERE r.hotel_id = set_rates.hotel_id AND r.room_type = set_rates.room_type AND r.night <@ nights));
+END
+$$;
+COMMENT ON FUNCTION api.set_rates IS 'PUT /inventory/{hotel_id}/rates (admin, facility_manager): the rate of nights from..to (included), amount or per weekday ({"mon".."sun"}, amount for the days not named); existing stays keep their prices; 404, 422';
+
+CREATE FUNCTION api.quote_reservation(hotel_id bigint, room_type text, arrival_date text, stay_length integer)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    a date;
+    p jsonb;
+BEGIN
+    PERFORM booking.require_user();
+    a := booking.parse_date(arrival_date, 'arrival_date');
+    PERFORM booking.validate_room_type(room_type);
+    PERFORM booking.validate_stay('quote', a, stay_length, 1, 0);
+    IF (booking.find_hotel(hotel_id)).currency IS NULL THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR', format('hotel %s has no prices', hotel_id),
+            jsonb_build_object('field', 'hotel_id', 'hotel_id', hotel_id));
+    END IF;
+    p := booking.price_stay(hotel_id, room_type, a, stay_length);
+    RETURN jsonb_build_object('hotel_id', hotel_id, 'room_type', room_type, 'arrival_date', a,
+                              'stay_length', stay_length, 'currency', p -> 'currency',
+                              'nightly_prices', p -> 'nights', 'total_amount', p -> 'total');
+END
+$$;
+COMMENT ON FUNCTION api.quote_reservation IS 'POST /reservations/quote (user+): the nightly prices and total a reservation made now would get, writing nothing (availability is not promised); 404, 409 NO_RATE, 422';
+
+CREATE FUNCTION api.set_cancellation_policy(hotel_id bigint, free_days integer DEFAULT NULL,
+                                            penalty text DEFAULT NULL, percent numeric DEFAULT NULL) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    h booking.hotels;
+BEGIN
+    PERFORM booking.require_role('admin');
+    PERFORM booking.find_hotel(hotel_id);
+    IF free_days IS NOT NULL AND free_days NOT BETWEEN 0 AND 365 THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR', format('free_days %s is out of range', free_days),
+            jsonb_build_object('field', 'free_days', 'min', 0, 'max', 365));
+    END IF;
+    IF (free_days IS NULL) <> (penalty IS NULL) OR penalty NOT IN ('first_night', 'percent') THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR',
+            'give free_days with a penalty "first_night" or "percent" (neither: cancellation is always free)',
+            jsonb_build_object('field', 'penalty'));
+    END IF;
+    IF (penalty = 'percent') <> (percent IS NOT NULL) OR percent NOT BETWEEN 0 AND 100 OR scale(percent) > 2 THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR',
+            'percent (0 to 100, two decimals at most) goes with penalty "percent" only',
+            jsonb_build_object('field', 'percent'));
+    END IF;
+    UPDATE booking.hotels x
+       SET cancel_free_days = free_days, cancel_penalty = penalty, cancel_percent = percent, updated_at = now()
+     WHERE x.id = set_cancellation_policy.hotel_id
+    RETURNING * INTO h;
+    RETURN booking.hotel_json(h);
+END
+$$;
+COMMENT ON FUNCTION api.set_cancellation_policy IS 'PUT /hotels/{hotel_id}/cancellation-policy (admin): free until free_days before arrival, then the first night or percent of the total; applies to cancellations from now on; 404, 422';
+
+GRANT EXECUTE ON FUNCTION booking.validate_amount(numeric, text, text),
+    booking.price_stay(bigint, text, date, integer, jsonb), booking.cancellation_fee(booking.reservations),
+    booking.reservation_price() TO booking_api;
+GRANT UPDATE (currency, cancel_free_days, cancel_penalty, cancel_percent, updated_at) ON booking.hotels TO booking_admin;
+GRANT EXECUTE ON FUNCTION api.set_hotel_currency(bigint, text), api.set_rates(bigint, text, text, text, numeric, jsonb),
+    api.quote_reservation(bigint, text, text, integer), api.set_cancellation_policy(bigint, integer, text, numeric)
+  TO booking_api;
+
+-- Hotel KPIs, computed where the data is.  A room night is sold when a
+-- reservation that is confirmed, checked in or completed holds it (a
+-- cancelled or no-show stay's held nights are not sold); its revenue is the
+-- price stored for that night.  Occupancy = sold / rooms (inventory total),
+-- ADR = revenue / sold, RevPAR = revenue / rooms; cancellation and no-show
+-- rates and ALOS are over the reservations arriving in the range (no-shows
+-- among those not cancelled; ALOS over those sold).
+CREATE FUNCTION booking.reservation_sells(status text) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT status IN ('confirmed', 'checked_in', 'completed') $$;
+COMMENT ON FUNCTION booking.reservation_sells IS 'whether the nights a reservation in this status holds are sold room nights (revenue)';
+
+CREATE VIEW booking.revenue_nights AS
+SELECT i.hotel_id, i.room_type, i.night, i.total AS rooms_available,
+       coalesce(s.rooms_sold, 0) AS rooms_sold, coalesce(s.revenue, 0) AS revenue
+  FROM booking.inventory i
+  LEFT JOIN LATERAL (
+        SELECT count(*) AS rooms_sold,
+               sum((r.nightly_prices ->> to_char(i.night, 'YYYY-MM-DD'))::numeric) AS revenue
+          FROM booking.reservations r
+         WHERE r.hotel_id = i.hotel_id AND r.room_type = i.room_type
+           AND r.arrival_date <= i.night AND r.arrival_date > i.night - 30   -- stays last 30 nights at most
+           AND i.night < r.held_until AND booking.reservation_sells(r.status)) s ON true;
+COMMENT ON VIEW booking.revenue_nights IS 'per hotel, room type and night: rooms, rooms sold and room revenue (stored nightly prices)';
+GRANT SELECT ON booking.revenue_nights TO booking_admin, booking_facility_manager, booking_auditor;
+
+-- KPIs of a set of nights: x holds rooms_available, rooms_sold, revenue.
+CREATE FUNCTION booking.kpi_json(available numeric, sold numeric, revenue numeric, minor integer) RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT jsonb_build_object('rooms_available', available, 'rooms_sold', sold, 'room_revenue', revenue,
+                              'occupancy_pct', round(100 * sold / nullif(available, 0), 2),
+                              'adr', round(revenue / nullif(sold, 0), minor),
+                              'revpar', round(revenue / nullif(available, 0), minor))
+$$;
+
+CREATE FUNCTION api.analytics_hotel_kpis(hotel_id bigint, "from" text, "to" text) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    h booking.hotels;
+    nights daterange;
+    m integer;
+    result jsonb;
+BEGIN
+    PERFORM booking.require_role('admin', 'facility_manager', 'auditor');
+    h := booking.find_hotel(hotel_id);
+    nights := booking.parse_nights("from", "to");
+    m := coalesce((SELECT c.minor_units FROM booking.currencies c WHERE c.code = h.currency), 2);
+    WITH n AS (SELECT v.* FROM booking.revenue_nights v
+                WHERE v.hotel_id = analytics_hotel_kpis.hotel_id AND v.night <@ nights),
+         s AS (SELECT count(*) AS stays, count(*) FILTER (WHERE r.status = 'cancelled') AS cancelled,
+                      count(*) FILTER (WHERE r.status = 'no_show') AS no_shows,
+                      avg(r.stay_length) FILTER (WHERE booking.reservation_sells(r.status)) AS alos,
+                      coalesce(sum(r.cancellation_fee), 0) AS fees
+                 FROM booking.reservations r
+                WHERE r.hotel_id = analytics_hotel_kpis.hotel_id AND r.arrival_date <@ nights)
+    SELECT jsonb_build_object('hotel_id', hotel_id, 'currency', h.currency,
+                              'from', lower(nights), 'to', upper(nights) - 1)
+           || booking.kpi_json((SELECT coalesce(sum(rooms_available), 0) FROM n), (SELECT coalesce(sum(rooms_sold), 0) FROM n),
+                               (SELECT coalesce(sum(revenue), 0) FROM n), m)
+           || jsonb_build_object(
+                'reservations', s.stays,
+                'cancellation_rate_pct', round(100.0 * s.cancelled / nullif(s.stays, 0), 2),
+                'no_show_rate_pct', round(100.0 * s.no_shows / nullif(s.stays - s.cancelled, 0), 2),
+                'alos', round(s.alos, 2),
+                'cancellation_fees', s.fees,
+                'by_room_type', coalesce((SELECT jsonb_agg(jsonb_build_object('room_type', t.room_type)
+                                                           || booking.kpi_json(t.a, t.s, t.r, m) ORDER BY t.room_type)
+                                            FROM (SELECT room_type, sum(rooms_available) a, sum(rooms_sold) s, sum(revenue) r
+                                                    FROM n GROUP BY room_type) t), '[]'),
+                'by_night', coalesce((SELECT jsonb_agg(jsonb_build_object('night', n.night, 'room_type', n.room_type,
+                                                                          'rooms_available', n.rooms_available,
+                                                                          'rooms_sold', n.rooms_sold, 'room_revenue', n.revenue)
+                                                       ORDER BY n.night, n.room_type) FROM n), '[]'))
+      INTO result FROM s;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION api.analytics_hotel_kpis IS 'GET /admin/analytics/hotels/{hotel_id}/kpis?from&to (admin, facility_manager, auditor): occupancy %, ADR, RevPAR, room revenue by night and room type, cancellation and no-show rates, ALOS, cancellation fees; 404, 422';
+
+REVOKE EXECUTE ON FUNCTION booking.validate_amount(numeric, text, text),
+    booking.price_stay(bigint, text, date, integer, jsonb), booking.cancellation_fee(booking.reservations),
+    booking.reservation_price(), booking.reservation_sells(text), booking.kpi_json(numeric, numeric, numeric, integer),
+    api.set_hotel_currency(bigint, text), api.set_rates(bigint, text, text, text, numeric, jsonb),
+    api.quote_reservation(bigint, text, text, integer), api.set_cancellation_policy(bigint, integer, text, numeric),
+    api.analytics_hotel_kpis(bigint, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION booking.reservation_sells(text), booking.kpi_json(numeric, numeric, numeric, integer),
+    api.analytics_hotel_kpis(bigint, text, text) TO booking_api;
