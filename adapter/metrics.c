@@ -22,8 +22,9 @@ typedef struct route_stats {
 } route_stats;
 
 static route_stats *stats;
-static int  nroutes;
-static const char *const *labels;
+static int  nroutes;            /* labels in use; only grows */
+static char *labels[METRICS_MAX_ROUTES];
+static pthread_mutex_t labels_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static pthread_mutex_t codes_lock = PTHREAD_MUTEX_INITIALIZER;
 static char codes[MAX_CODES][48];
@@ -31,11 +32,45 @@ static uint64_t code_counts[MAX_CODES];
 static int  ncodes;
 
 void
-metrics_init(int n, const char *const *route_labels)
+metrics_init(void)
 {
-    nroutes = n < METRICS_MAX_ROUTES ? n : METRICS_MAX_ROUTES;
-    labels = route_labels;
-    stats = calloc(nroutes, sizeof(route_stats));
+    stats = calloc(METRICS_MAX_ROUTES, sizeof(route_stats));
+}
+
+int
+metrics_route(const char *label)
+{
+    int         i;
+    int         n = __atomic_load_n(&nroutes, __ATOMIC_ACQUIRE);
+
+    /* Labels never change once published, so the common case takes no lock. */
+    for (i = 0; i < n; i++)
+        if (strcmp(labels[i], label) == 0)
+            return i;
+    pthread_mutex_lock(&labels_lock);
+    for (i = 0; i < nroutes && strcmp(labels[i], label) != 0; i++)
+        ;
+    if (i == nroutes)
+    {
+        if (nroutes < METRICS_MAX_ROUTES - 1)
+            labels[i] = strdup(label);
+        else
+        {
+            i = METRICS_MAX_ROUTES - 1;
+            if (nroutes == i)
+                labels[i] = strdup("other");
+        }
+        if (i == nroutes)
+            __atomic_store_n(&nroutes, nroutes + 1, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&labels_lock);
+    return i;
+}
+
+const char *
+metrics_route_name(int route)
+{
+    return route >= 0 && route < __atomic_load_n(&nroutes, __ATOMIC_ACQUIRE) ? labels[route] : "unmatched";
 }
 
 void
@@ -44,7 +79,7 @@ metrics_observe(int route, int status, double ms, const char *error_code)
     route_stats *r;
     size_t      b = 0;
 
-    if (route < 0 || route >= nroutes || status < 100 || status >= 600)
+    if (route < 0 || route >= METRICS_MAX_ROUTES || status < 100 || status >= 600)
         return;
     r = &stats[route];
     __atomic_fetch_add(&r->by_status[status], 1, __ATOMIC_RELAXED);
@@ -105,10 +140,12 @@ metrics_render(breaker *br, int pool_in_use, int pool_size)
     uint64_t    rejected;
     int         probes;
 
+    int         nlabels = __atomic_load_n(&nroutes, __ATOMIC_ACQUIRE);
+
     b.s[0] = '\0';
     add(&b, "# HELP pg_booking_http_requests_total HTTP requests by route and status.\n"
         "# TYPE pg_booking_http_requests_total counter\n");
-    for (int r = 0; r < nroutes; r++)
+    for (int r = 0; r < nlabels; r++)
         for (int s = 100; s < 600; s++)
         {
             uint64_t    n = __atomic_load_n(&stats[r].by_status[s], __ATOMIC_RELAXED);
@@ -119,7 +156,7 @@ metrics_render(breaker *br, int pool_in_use, int pool_size)
         }
     add(&b, "# HELP pg_booking_http_request_duration_seconds Request latency by route.\n"
         "# TYPE pg_booking_http_request_duration_seconds histogram\n");
-    for (int r = 0; r < nroutes; r++)
+    for (int r = 0; r < nlabels; r++)
     {
         uint64_t    cum = 0;
         uint64_t    count = __atomic_load_n(&stats[r].count, __ATOMIC_RELAXED);

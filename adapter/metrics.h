@@ -7,9 +7,16 @@
 
 #include "breaker.h"
 
-#define METRICS_MAX_ROUTES 128
+#define METRICS_MAX_ROUTES 256
 
-void        metrics_init(int nroutes, const char *const *route_labels);
+void        metrics_init(void);
+/*
+ * The index of a route label ("GET /rooms/{id}"), added on first use: the
+ * routes come from the database and may grow while the adapter runs.  Past
+ * METRICS_MAX_ROUTES labels, the last one ("other") counts the rest.
+ */
+int         metrics_route(const char *label);
+const char *metrics_route_name(int route);
 void        metrics_observe(int route, int status, double ms, const char *error_code);
 /* The exposition text (malloc'd). */
 char       *metrics_render(breaker *b, int pool_in_use, int pool_size);

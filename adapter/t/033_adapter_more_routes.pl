@@ -99,7 +99,7 @@ is($r->{status}, 201, 'POST /hotels 201') or diag($r->{content});
 my $hotel = $r->{json}{id};
 is(http($a, 'GET', '/hotels?location=lisbon', undef, $tok{ann})->{status}, 200, 'GET /hotels?location');
 is_deeply([ @{ http($a, 'GET', "/hotels/$hotel", undef, $tok{ann})->{json} }{qw(id name)} ], [ $hotel, 'Grand' ], 'GET /hotels/{id}');
-is(http($a, 'GET', "/inventory/hotel_name/$hotel", undef, $tok{ann})->{json}{name}, 'Grand', 'GET /inventory/hotel_name/{id}');
+is(http($a, 'GET', "/hotels/$hotel/name", undef, $tok{ann})->{json}{name}, 'Grand', 'GET /hotels/{hotel_id}/name');
 $r = http($a, 'POST', "/inventory/$hotel/adjust", { room_type => 'double', from => '2030-07-01', to => '2030-07-10', total => 1 }, $tok{fm});
 is($r->{status}, 200, 'POST /inventory/{hotel_id}/adjust') or diag($r->{content});
 $r = http($a, 'PUT', "/inventory/$hotel/restrictions", { room_type => 'double', from => '2030-07-01', to => '2030-07-10', min_stay => 1 }, $tok{fm});
@@ -116,7 +116,7 @@ $r = http($a, 'POST', '/reservations', { %stay, guest_name => 'Other' }, $tok{bo
 is_deeply([ $r->{status}, $r->{json}{error_code} ], [ 409, 'NO_AVAILABILITY' ], 'the only room is taken: 409 NO_AVAILABILITY');
 is(http($a, 'GET', "/reservations/$res", undef, $tok{ann})->{status}, 200, 'GET /reservations/{uuid} by the owner');
 is(http($a, 'GET', "/reservations/$res", undef, $tok{bob})->{status}, 404, "someone else's reservation: 404");
-is(http($a, 'GET', '/reservations/not-a-uuid', undef, $tok{ann})->{status}, 400, 'a bad uuid: 400');
+is(http($a, 'GET', '/reservations/not-a-uuid', undef, $tok{ann})->{status}, 422, 'a bad uuid: 422');
 is(scalar @{ http($a, 'GET', '/reservations', undef, $tok{ann})->{json} }, 1, 'GET /reservations: own');
 $r = http($a, 'PATCH', "/reservations/$res", { adults => 2 }, $tok{ann});
 is($r->{status}, 200, 'PATCH /reservations/{id}') or diag($r->{content});
@@ -162,6 +162,9 @@ is($out, '403', 'SSE as a plain user: 403, no stream');
 # --- a signature that changes while the adapter runs (an upgrade) ---
 $node->safe_psql('postgres', q{CREATE FUNCTION api.test_sig(a integer) RETURNS jsonb LANGUAGE sql AS $$ SELECT jsonb_build_object('a', a) $$;
   GRANT EXECUTE ON FUNCTION api.test_sig(integer) TO booking_api});
+# A miss reads the catalog again at most once a second (the routes are read
+# with it, on every request, so the last read may be a moment old).
+Time::HiRes::usleep(1_100_000);
 is(http($a, 'POST', '/rpc/test_sig', { a => 1 }, $tok{bob})->{status}, 200, 'a new function is found (catalog reloaded on a miss)');
 $node->safe_psql('postgres', q{DROP FUNCTION api.test_sig(integer);
   CREATE FUNCTION api.test_sig(b integer) RETURNS jsonb LANGUAGE sql AS $$ SELECT jsonb_build_object('b', b) $$;
@@ -173,7 +176,7 @@ is_deeply([ $r->{status}, $r->{json}{b} ], [ 200, 2 ], 'the new signature works 
 
 # --- the review is deleted last (204) ---
 $r = http($a, 'DELETE', "/reviews/$rev", undef, $tok{ann});
-is_deeply([ $r->{status}, $r->{content} // '' ], [ 204, '' ], 'DELETE /reviews/{id}: 204');
+is_deeply([ $r->{status}, $r->{json}{deleted} ], [ 200, JSON::PP::true ], 'DELETE /reviews/{id}: 200 with what the function returns');
 is(stop_adapter($a), 0, 'adapter stops cleanly');
 unlike(join("\n", adapter_log_lines($a)), qr/Secret Guestname|password|eyJ/, 'no guest name, password or token in the log');
 done_testing();
