@@ -30,8 +30,11 @@ CREATE TABLE booking.http_routes (
     public boolean NOT NULL DEFAULT false,      -- no token needed (OpenAPI: security [])
     event_stream boolean NOT NULL DEFAULT false, -- GET with Accept: text/event-stream streams events
     PRIMARY KEY (method, path),
-    CHECK (success_status <> 204 OR method <> 'GET'),
-    CHECK (NOT event_stream OR method = 'GET')
+    CONSTRAINT http_routes_get_has_a_body CHECK (success_status <> 204 OR method <> 'GET'),
+    -- Every DELETE answers 200 with what its function returns (the cancelled
+    -- row, the deactivated room...): one rule for all of them.
+    CONSTRAINT http_routes_delete_answers_200 CHECK (method <> 'DELETE' OR success_status = 200),
+    CONSTRAINT http_routes_streams_are_get CHECK (NOT event_stream OR method = 'GET')
 );
 CREATE UNIQUE INDEX http_routes_operation_id ON booking.http_routes ((coalesce(operation_id, function_name::text)));
 COMMENT ON TABLE booking.http_routes IS
@@ -284,5 +287,88 @@ BEGIN
                jsonb_build_object('RateLimit-Reset', ceil(d.reset_ms / 1000.0)::text),
                jsonb_build_object('RateLimit-Policy', format('%s;w=%s', r.max_requests, ceil(window_ms / 1000.0))));
     PERFORM set_config('response.headers', headers::text, true);
+END
+$$;
+
+-- ==== API consistency (issue 10) ====
+
+-- A reservation the caller may read but not change (auditors, service
+-- accounts) is 403 on a change, not 404: FOR UPDATE applies the UPDATE
+-- policies, which hide it, so look again without the lock before saying
+-- it does not exist.  Someone else's reservation stays 404.
+CREATE OR REPLACE FUNCTION booking.find_reservation(reservation_id uuid, for_update boolean DEFAULT false)
+RETURNS booking.reservations
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    r booking.reservations;
+BEGIN
+    IF for_update THEN
+        SELECT * INTO r FROM booking.reservations WHERE id = reservation_id FOR UPDATE;
+        IF r.id IS NULL AND EXISTS (SELECT 1 FROM booking.reservations WHERE id = reservation_id) THEN
+            PERFORM booking.raise_error(403, 'FORBIDDEN',
+                format('role "%s" may not change reservation %s', booking.current_app_role(), reservation_id),
+                jsonb_build_object('reservation_id', reservation_id));
+        END IF;
+    ELSE
+        SELECT * INTO r FROM booking.reservations WHERE id = reservation_id;
+    END IF;
+    IF r.id IS NULL THEN
+        PERFORM booking.raise_error(404, 'NOT_FOUND',
+            format('reservation %s not found', coalesce(reservation_id::text, 'NULL')),
+            jsonb_build_object('reservation_id', reservation_id));
+    END IF;
+    RETURN r;
+END
+$$;
+
+-- One rule for a range of days: dates, both included, "to" not before
+-- "from", at most N days -- booking.parse_nights, which inventory already
+-- used; the analytics day ranges had their own copies with other messages.
+-- (Time windows are timestamps, through booking.parse_window.)
+CREATE OR REPLACE FUNCTION api.analytics_bookings_per_day("from" text, "to" text) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    days daterange;
+    f date;
+    t date;
+BEGIN
+    PERFORM booking.require_role('admin', 'facility_manager', 'auditor', 'service_account');
+    days := booking.parse_nights("from", "to", 366);
+    f := lower(days);
+    t := upper(days) - 1;
+    -- Every day of [from, to], zeros included, so charts have no gaps.
+    RETURN (SELECT jsonb_agg(jsonb_build_object('day', d.day, 'total', coalesce(v.total, 0),
+                                                'confirmed', coalesce(v.confirmed, 0),
+                                                'cancelled', coalesce(v.cancelled, 0),
+                                                'completed', coalesce(v.completed, 0)) ORDER BY d.day)
+              FROM (SELECT g::date AS day FROM generate_series(f, t, interval '1 day') g) d
+              LEFT JOIN (SELECT * FROM booking.analytics_bookings_per_day p WHERE p.day BETWEEN f AND t) v
+                     ON v.day = d.day);
+END
+$$;
+CREATE OR REPLACE FUNCTION api.analytics_occupancy(hotel_id bigint, "from" text, "to" text) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    nights daterange;
+    f date;
+    t date;
+BEGIN
+    PERFORM booking.require_role('admin', 'facility_manager', 'auditor');
+    nights := booking.parse_nights("from", "to", 366);
+    f := lower(nights);
+    t := upper(nights) - 1;
+    IF NOT EXISTS (SELECT 1 FROM booking.hotels h WHERE h.id = analytics_occupancy.hotel_id) THEN
+        PERFORM booking.raise_error(404, 'NOT_FOUND', format('hotel %s not found', hotel_id),
+            jsonb_build_object('hotel_id', hotel_id));
+    END IF;
+    RETURN coalesce((SELECT jsonb_agg(jsonb_build_object('night', o.night, 'room_type', o.room_type,
+                                                         'total', o.total, 'held', o.held,
+                                                         'occupancy_percent', o.occupancy_percent)
+                                      ORDER BY o.night, o.room_type)
+                       FROM booking.analytics_occupancy o
+                      WHERE o.hotel_id = analytics_occupancy.hotel_id AND o.night BETWEEN f AND t), '[]');
 END
 $$;

@@ -235,6 +235,8 @@ my @bad_tokens = (
 	[ 'HS512' => mint_jwt(\%good, alg => 'HS512') ],
 	[ 'role postgres' => mint_jwt({ %good, role => 'postgres' }) ],
 	[ 'role authenticator' => mint_jwt({ %good, role => 'booking_authenticator' }) ],
+	[ 'role booking_api (not GRANTed to the authenticator)' => mint_jwt({ %good, role => 'booking_api' }) ],
+	[ 'role booking_kiosk (no such role yet)' => mint_jwt({ %good, role => 'booking_kiosk' }) ],
 	[ 'no role' => mint_jwt({ sub => "$ann_id", exp => int($now) + 60 }) ],
 );
 for my $bt (@bad_tokens)
@@ -242,6 +244,24 @@ for my $bt (@bad_tokens)
 	$r = http($a, 'GET', '/users/me', undef, $bt->[1]);
 	is_deeply([ $r->{status}, $r->{json}{error_code}, defined $r->{headers}{'www-authenticate'} ? 1 : 0 ],
 		[ 401, 'UNAUTHORIZED', 1 ], "token $bt->[0]: 401 UNAUTHORIZED with WWW-Authenticate");
+}
+# The roles a token may name are the database's: those GRANTed to the
+# adapter's login role (booking.http_token_roles), read with the catalog.
+{
+	make_user($node, 'mo@example.com', 'moderator');
+	my $mo = token_for($a, 'mo@example.com', 'moderator');
+	is(http($a, 'GET', '/users/me', undef, $mo)->{status}, 200, 'a moderator token works');
+	my $reload = sub { select(undef, undef, undef, 1.1); http($a, 'POST', '/rpc/no_such_function', {}, $mo) };
+	$node->safe_psql('postgres', 'REVOKE booking_moderator FROM booking_authenticator');
+	$reload->();
+	$r = http($a, 'GET', '/users/me', undef, $mo);
+	is_deeply([ $r->{status}, $r->{json}{message} ], [ 401, 'the token\'s role "booking_moderator" is not one this database accepts' ],
+		'REVOKE the role from booking_authenticator: its tokens are refused (401)');
+	$node->safe_psql('postgres', 'GRANT booking_moderator TO booking_authenticator');
+	$reload->();
+	is(http($a, 'GET', '/users/me', undef, $mo)->{status}, 200, 'GRANT it back: accepted again');
+	$r = http($a, 'GET', '/bookings', undef, $mo);
+	is_deeply([ $r->{status}, exists $r->{headers}{allow} ? 'Allow' : 'none' ], [ 200, 'none' ], 'a success carries no Allow header');
 }
 # Verified tokens are cached: the cache must still honour exp.
 my $short = mint_jwt({ %good, exp => int(time) + 2 });

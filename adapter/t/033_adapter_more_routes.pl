@@ -32,6 +32,11 @@ $r = http($a, 'GET', "/users/$id{ann}/availability", undef, $tok{bob});
 is_deeply([ $r->{status}, scalar @{ $r->{json} // [] } ], [ 200, 1 ], 'GET /users/{id}/availability');
 $r = http($a, 'GET', "/availability/common?users=$id{ann},$id{bob}&from=2030-05-01T00:00:00Z&to=2030-05-02T00:00:00Z", undef, $tok{ann});
 is_deeply([ $r->{status}, $r->{json}[0]{starts_at} ], [ 200, '2030-05-01T12:00:00+00:00' ], 'GET /availability/common intersects');
+my $comma = $r->{content};
+$r = http($a, 'GET', "/availability/common?users=$id{ann}&users=$id{bob}&from=2030-05-01T00:00:00Z&to=2030-05-02T00:00:00Z", undef, $tok{ann});
+is_deeply([ $r->{status}, $r->{content} ], [ 200, $comma ], 'a list as repeated keys (?users=1&users=2): the same answer');
+$r = http($a, 'GET', "/availability/common?users=$id{ann}&users=$id{bob},$id{admin}&from=2030-05-01T00:00:00Z&to=2030-05-02T00:00:00Z", undef, $tok{ann});
+is($r->{status}, 200, 'repeated keys and a comma list together');
 $r = http($a, 'POST', '/meetings/suggest', { attendees => [ 0 + $id{ann}, 0 + $id{bob} ], duration_minutes => 60,
 	from => '2030-05-01T00:00:00Z', to => '2030-05-02T00:00:00Z' }, $tok{ann});
 is_deeply([ $r->{status}, $r->{json}[0]{room_id} ], [ 200, $room ], 'POST /meetings/suggest finds a slot and a room') or diag($r->{content});
@@ -116,6 +121,10 @@ $r = http($a, 'POST', '/reservations', { %stay, guest_name => 'Other' }, $tok{bo
 is_deeply([ $r->{status}, $r->{json}{error_code} ], [ 409, 'NO_AVAILABILITY' ], 'the only room is taken: 409 NO_AVAILABILITY');
 is(http($a, 'GET', "/reservations/$res", undef, $tok{ann})->{status}, 200, 'GET /reservations/{uuid} by the owner');
 is(http($a, 'GET', "/reservations/$res", undef, $tok{bob})->{status}, 404, "someone else's reservation: 404");
+is(http($a, 'GET', "/reservations/$res", undef, $tok{svc})->{status}, 200, 'a service account reads any reservation');
+$r = http($a, 'DELETE', "/reservations/$res", undef, $tok{svc});
+is_deeply([ $r->{status}, $r->{json}{error_code} ], [ 403, 'FORBIDDEN' ], 'and may not cancel one it can read: 403, not 404');
+is(http($a, 'DELETE', "/reservations/$res", undef, $tok{bob})->{status}, 404, "someone else's reservation, on a change: still 404");
 is(http($a, 'GET', '/reservations/not-a-uuid', undef, $tok{ann})->{status}, 422, 'a bad uuid: 422');
 is(scalar @{ http($a, 'GET', '/reservations', undef, $tok{ann})->{json} }, 1, 'GET /reservations: own');
 $r = http($a, 'PATCH', "/reservations/$res", { adults => 2 }, $tok{ann});
