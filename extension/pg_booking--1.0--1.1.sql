@@ -372,3 +372,37 @@ BEGIN
                       WHERE o.hotel_id = analytics_occupancy.hotel_id AND o.night BETWEEN f AND t), '[]');
 END
 $$;
+
+-- ==== psql as documented (issue 10) ====
+
+-- A superuser session without claims passes every role check (psql,
+-- maintenance), but it is nobody.  Most api functions call require_user()
+-- only to refuse anonymous callers (PERFORM booking.require_user()): those
+-- work.  The ones that act as the caller use the id it returns; for them a
+-- superuser without claims is a clear 401, not a NULL user id that fails
+-- later in a constraint.  The two uses are told apart by the caller's
+-- statement, which PL/pgSQL reports in PG_CONTEXT.
+CREATE OR REPLACE FUNCTION booking.require_user() RETURNS bigint
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    uid bigint := booking.current_user_id();
+    role text := booking.current_app_role();   -- validates the role claim too
+    ctx text;
+BEGIN
+    IF role = 'superuser' AND uid IS NULL THEN
+        GET DIAGNOSTICS ctx = PG_CONTEXT;
+        -- The first function frame above this one: "... line N at PERFORM"?
+        IF (SELECT l FROM unnest(string_to_array(ctx, E'\n')) WITH ORDINALITY AS c(l, n)
+             WHERE n > 1 AND l ~ '^(PL/pgSQL|SQL) function' ORDER BY n LIMIT 1) LIKE '% at PERFORM' THEN
+            RETURN NULL;
+        END IF;
+        PERFORM booking.raise_error(401, 'UNAUTHORIZED', 'this call acts as a user: set request.jwt.claims first',
+            '{}', 'SELECT set_config(''request.jwt.claims'', ''{"sub": "1", "role": "booking_user"}'', false);');
+    END IF;
+    IF role = 'anon' OR uid IS NULL THEN
+        PERFORM booking.raise_error(401, 'UNAUTHORIZED', 'authentication required');
+    END IF;
+    RETURN uid;
+END
+$$;

@@ -16,6 +16,10 @@ bash "$ROOT_DIR/scripts/deps.sh"
 say "released SQL scripts unchanged"
 (cd "$ROOT_DIR" && sha256sum --quiet -c extension/released.sha256)
 
+# Every psql example of the README runs as sql/91_readme_psql.sql.
+say "README's psql examples are in sql/91_readme_psql.sql"
+bash "$ROOT_DIR/scripts/readme-sql.sh" --check
+
 work=$(mktemp -d /tmp/pg_booking-test.XXXXXX)
 results="$ROOT_DIR/.test-results"
 finish() {
