@@ -10,7 +10,7 @@
 /*
  * Business errors: SQLSTATE PTxyz carries the HTTP status xyz (PostgREST's
  * convention); DETAIL is a JSON object with "error_code" (see raise_error in
- * extension/sql/00_base.sql, which raises the same shape from SQL).
+ * extension/pg_booking--1.0.sql, which raises the same shape from SQL).
  */
 #define PGB_ERRCODE_400 MAKE_SQLSTATE('P','T','4','0','0')
 #define PGB_ERRCODE_404 MAKE_SQLSTATE('P','T','4','0','4')

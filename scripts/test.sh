@@ -16,6 +16,9 @@ bash "$ROOT_DIR/scripts/deps.sh"
 say "released SQL scripts unchanged"
 (cd "$ROOT_DIR" && sha256sum --quiet -c extension/released.sha256)
 
+say "every file the README, docs/ and the sources name exists"
+bash "$ROOT_DIR/scripts/check-references.sh"
+
 # Every psql example of the README runs as sql/91_readme_psql.sql.
 say "README's psql examples are in sql/91_readme_psql.sql"
 bash "$ROOT_DIR/scripts/readme-sql.sh" --check
