@@ -144,29 +144,13 @@ typedef struct Contribution
 } Contribution;
 
 static SPIPlanPtr
-keep_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
-{
-	if (*cache == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
-
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql, SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(plan) != 0)
-			elog(ERROR, "SPI_keepplan failed");
-		*cache = plan;
-	}
-	return *cache;
-}
-
-static SPIPlanPtr
 counter_plan(CounterTable *table, SPIPlanPtr *cache, const char *sql)
 {
 	Oid			argtypes[1 + MAX_COUNTERS];
 
 	for (int i = 0; i <= table->ncounters; i++)
 		argtypes[i] = INT8OID;
-	return keep_plan(cache, sql, 1 + table->ncounters, argtypes);
+	return pgb_keep_plan(cache, sql, 1 + table->ncounters, argtypes);
 }
 
 /*
@@ -237,7 +221,7 @@ apply_statement(TriggerData *trigdata, CounterTable *table, ChangeKind kind)
 	if (SPI_register_trigger_data(trigdata) != SPI_OK_TD_REGISTER)
 		elog(ERROR, "SPI_register_trigger_data failed");
 
-	rc = SPI_execute_plan(keep_plan(&table->deltas_plan[kind], table->deltas_sql[kind], 0, NULL),
+	rc = SPI_execute_plan(pgb_keep_plan(&table->deltas_plan[kind], table->deltas_sql[kind], 0, NULL),
 						  NULL, NULL, true, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "counter deltas query failed: %s", SPI_result_code_string(rc));
@@ -329,7 +313,7 @@ count_rooms(PG_FUNCTION_ARGS)
 		!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
 		elog(ERROR, "count_rooms: must be fired after insert, for each row");
 	rel = trigdata->tg_relation;
-	attnum = SPI_fnumber(RelationGetDescr(rel), "id");
+	attnum = pgb_attnum(RelationGetRelid(rel), "id");
 	if (attnum <= 0)
 		elog(ERROR, "column \"id\" not found in \"%s\"", RelationGetRelationName(rel));
 

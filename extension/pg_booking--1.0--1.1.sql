@@ -406,3 +406,44 @@ BEGIN
     RETURN uid;
 END
 $$;
+
+-- ==== code health: labels that lie, the checkout's lock class (issue 10) ====
+
+-- EXCEPTION blocks start subtransactions, which no parallel worker (nor a
+-- leader in parallel mode) may do: these two are not PARALLEL SAFE.
+ALTER FUNCTION booking.parse_instant(text, text) PARALLEL UNSAFE;
+ALTER FUNCTION booking.parse_date(text, text) PARALLEL UNSAFE;
+-- raise_error is called for its effect: IMMUTABLE let the planner run it
+-- while folding constants, raising in a branch that would not be taken.
+ALTER FUNCTION booking.raise_error(integer, text, text, jsonb, text) VOLATILE;
+
+-- The checkout's per-date lock in the extension's own advisory class
+-- (PGB_LOCK_CHECKOUT_DATE, extension/pg_booking.h), not in the classes
+-- pg_advisory_lock() shares with every user of the database.
+CREATE FUNCTION booking.checkout_date_lock(d date) RETURNS void
+AS 'MODULE_PATHNAME', 'pgb_checkout_date_lock'
+LANGUAGE C STRICT VOLATILE;
+REVOKE EXECUTE ON FUNCTION booking.checkout_date_lock(date) FROM PUBLIC;
+COMMENT ON FUNCTION booking.checkout_date_lock IS 'serialise the starters of one business date''s checkout until commit (the extension''s advisory lock class)';
+CREATE OR REPLACE FUNCTION booking.checkout_start(d date, source text) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r booking.checkout_runs;
+BEGIN
+    PERFORM booking.require_role('admin');
+    IF d IS NULL THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR', 'as_of is required', jsonb_build_object('field', 'as_of'));
+    END IF;
+    -- Serialise starters of one date (the worker and a manual run), so the
+    -- second sees the first's row instead of failing on the unique index.
+    PERFORM booking.checkout_date_lock(d);
+    SELECT * INTO r FROM booking.checkout_runs WHERE business_date = d AND error IS NULL FOR UPDATE;
+    IF r.id IS NOT NULL THEN
+        RETURN CASE WHEN r.finished_at IS NULL THEN r.id END;
+    END IF;
+    INSERT INTO booking.checkout_runs (business_date, source) VALUES (d, source) RETURNING * INTO r;
+    RETURN r.id;
+END
+$$;
