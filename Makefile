@@ -7,7 +7,7 @@
 # every later change is an upgrade script extension/pg_booking--A--B.sql.
 # The fresh install script of EXTVERSION is built by concatenating the base
 # with the chain of upgrades, so "old version + ALTER EXTENSION UPDATE" and
-# "CREATE EXTENSION" run the same statements (t/060_upgrade.pl compares the
+# "CREATE EXTENSION" run the same statements (an upgrade TAP test compares the
 # results).  Released scripts are never edited: extension/released.sha256
 # holds their checksums and make test refuses a change.
 #

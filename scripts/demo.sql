@@ -147,8 +147,10 @@ BEGIN
     VALUES (h1, 'double', pg_temp.demo_user('bob'), 'Bob Jones', today - 3, 5, 1, today + 2),
            (h2, 'double', pg_temp.demo_user('user'), 'Uma User', today - 6, 2, 2, today - 4);
     PERFORM set_config('pg_booking.checkout_release_no_shows', 'on', true);
-    PERFORM api.run_checkout(as_of => to_char(today - 1, 'YYYY-MM-DD'));
-    PERFORM api.run_checkout(as_of => to_char(today, 'YYYY-MM-DD'));
+    PERFORM api.run_checkout(as_of => to_char(today - 2, 'YYYY-MM-DD'));
+    PERFORM api.run_checkout();                                       -- the latest date due now
     PERFORM pg_temp.demo_as(NULL);
 END
 $$;
+-- The events publisher serves pg_booking.checkout_database; elsewhere publish them now.
+SELECT booking.publish_events() IS NOT NULL AS published;

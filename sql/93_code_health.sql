@@ -21,5 +21,7 @@ SELECT locktype, classid::int = ('2030-01-01'::date - '2000-01-01'::date) AS key
   FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid();
 ROLLBACK;
 -- The checkout still runs once per date through the new lock.
-SELECT api.run_checkout(as_of => '2031-01-01') ->> 'business_date' AS ran;
-SELECT api.run_checkout(as_of => '2031-01-01') ->> 'business_date' AS again;
+SELECT api.run_checkout(as_of => '2020-01-01') ->> 'business_date' AS ran;
+SELECT api.run_checkout(as_of => '2020-01-01') ->> 'business_date' AS again;
+-- ... which is the lock checkout_start takes.
+SELECT prosrc ~ 'booking\.checkout_date_lock\(d\)' AS checkout_start_uses_it FROM pg_proc WHERE oid = 'booking.checkout_start'::regproc;
