@@ -262,6 +262,10 @@ for my $bt (@bad_tokens)
 	is(http($a, 'GET', '/users/me', undef, $mo)->{status}, 200, 'GRANT it back: accepted again');
 	$r = http($a, 'GET', '/bookings', undef, $mo);
 	is_deeply([ $r->{status}, exists $r->{headers}{allow} ? 'Allow' : 'none' ], [ 200, 'none' ], 'a success carries no Allow header');
+	$r = http($a, 'HEAD', '/bookings', undef, $mo);
+	is_deeply([ $r->{status}, $r->{content} // '' ], [ 200, '' ], 'HEAD on a GET route: 200, no body');
+	$r = http($a, 'DELETE', '/users/me', undef, $mo);
+	is_deeply([ $r->{status}, $r->{headers}{allow} ], [ 405, 'GET, HEAD, PATCH' ], 'a wrong method: 405, Allow lists HEAD with GET');
 }
 # Verified tokens are cached: the cache must still honour exp.
 my $short = mint_jwt({ %good, exp => int(time) + 2 });
