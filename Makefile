@@ -53,7 +53,7 @@ print-version:
 
 EXTRA_CLEAN = tmp_regress tmp_check results regression.diffs regression.out
 
-.PHONY: run stop test bench deps adapter print-version
+.PHONY: run stop test bench fuzz deps adapter print-version
 # The HTTP adapter (adapter/Makefile; its tests run from scripts/test.sh).
 adapter:
 	$(MAKE) -C adapter EXTVERSION=$(EXTVERSION)
@@ -73,3 +73,7 @@ bench:
 .PHONY: api-doc
 api-doc:
 	curl -sf http://127.0.0.1:$${ADAPTER_PORT:-8080}/openapi.json | node test/node/api-md.mjs > docs/api.md
+
+# A long fuzz of the adapter's HTTP edge (FUZZ_REQUESTS, FUZZ_SEED; adapter/t/044).
+fuzz:
+	bash scripts/fuzz.sh

@@ -43,6 +43,11 @@ include_if_exists = 'secrets.conf'
 # the failing statement, which may carry a password or a guest name, into
 # the log.
 log_min_error_statement = fatal
+# The adapter sets application_name to the request id per request: %a puts
+# it on the lines of failed and slow statements (without parameter values).
+log_line_prefix = '%m [%p] %q%u@%d app=%a '
+log_min_duration_statement = 500
+log_parameter_max_length = 0
 CONF
 fi
 # The secret lives in a file only the postgres user can read.
