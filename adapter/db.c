@@ -828,6 +828,18 @@ db_functions(int *n)
     return c ? c->fns : NULL;
 }
 
+const api_function *
+db_functions_cached(int *n)
+{
+    catalog    *c;
+
+    pthread_mutex_lock(&catalog_lock);
+    c = current_catalog;
+    pthread_mutex_unlock(&catalog_lock);
+    *n = c ? c->n : 0;
+    return c ? c->fns : NULL;
+}
+
 bool
 db_role_allowed(const char *role)
 {

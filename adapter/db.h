@@ -83,6 +83,8 @@ const api_function *db_find_function(const char *name);
  * array stays valid until db_shutdown (a replaced catalog is kept).
  */
 const api_function *db_functions(int *n);
+/* The same, as last read, never asking the database (NULL before the first read). */
+const api_function *db_functions_cached(int *n);
 /* May a token name this database role (booking.http_token_roles)? */
 bool        db_role_allowed(const char *role);
 bool        db_catalog_loaded(void);

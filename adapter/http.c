@@ -790,6 +790,9 @@ resolve_route(const char *method, const char *url, target *t, reply *r)
     r->permit = breaker_acquire(&db_breaker);
     if (!r->permit.admitted)
     {
+        /* Counted under its route when the routes last read know it. */
+        if (routes_label(method, url, label, sizeof(label)))
+            r->route_label = metrics_route(label);
         circuit_open(r);
         return false;
     }

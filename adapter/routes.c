@@ -63,11 +63,10 @@ allow_add(char *allow, size_t allowlen, const char *method)
         snprintf(allow + len, allowlen - len, "%s%s", len ? ", " : "", method);
 }
 
-int
-routes_match(const char *method, const char *path, route_match *m, char *allow, size_t allowlen)
+static int
+match_in(const api_function *fns, int n, const char *method, const char *path, route_match *m,
+         char *allow, size_t allowlen)
 {
-    int         n;
-    const api_function *fns = db_functions(&n);
     bool        literal_seen = false;
     const char *want = strcmp(method, "HEAD") == 0 ? "GET" : method;
 
@@ -99,6 +98,29 @@ routes_match(const char *method, const char *path, route_match *m, char *allow, 
                     allow_add(allow, allowlen, "HEAD");
             }
     return allow[0] ? 405 : 404;
+}
+
+int
+routes_match(const char *method, const char *path, route_match *m, char *allow, size_t allowlen)
+{
+    int         n;
+    const api_function *fns = db_functions(&n);
+
+    return match_in(fns, n, method, path, m, allow, allowlen);
+}
+
+bool
+routes_label(const char *method, const char *path, char *label, size_t len)
+{
+    int         n;
+    const api_function *fns = db_functions_cached(&n);
+    route_match m = {0};
+    char        allow[64];
+
+    if (match_in(fns, n, method, path, &m, allow, sizeof(allow)) != 0)
+        return false;
+    snprintf(label, len, "%s %s", m.route->method, m.route->path);
+    return true;
 }
 
 /* The JSON schema of argument a, from its SQL type. */

@@ -28,6 +28,11 @@ typedef struct route_match {
  */
 int         routes_match(const char *method, const char *path, route_match *m,
                          char *allow, size_t allowlen);
+/*
+ * The metrics label ("METHOD /template") of a request, from the routes as
+ * last read, without asking the database (for answers the breaker gives).
+ */
+bool        routes_label(const char *method, const char *path, char *label, size_t len);
 /* The OpenAPI 3 document (malloc'd JSON), or NULL when the catalog could not be read. */
 char       *routes_openapi(void);
 
