@@ -69,7 +69,7 @@ bench:
 	bash scripts/bench.sh
 
 # docs/api.md, generated from the running adapter's /openapi.json (make run
-# first); adapter/t/036_adapter_openapi.pl fails when the committed one differs.
+# first); adapter/t/047_adapter_openapi.pl fails when the committed one differs.
 .PHONY: api-doc
 api-doc:
 	curl -sf http://127.0.0.1:$${ADAPTER_PORT:-8080}/openapi.json | node test/node/api-md.mjs > docs/api.md

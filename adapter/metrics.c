@@ -8,7 +8,7 @@
  * client sent), status is one of the few codes the adapter answers, error
  * codes are capped at MAX_CODES ("OTHER" past that), upstreams are
  * registered at start.  `promtool check metrics` accepts the output
- * (adapter/t/036_prometheus.pl).
+ * (adapter/t/046_prometheus.pl).
  *
  * The request path only does relaxed atomic adds (plus one short mutex to
  * intern a new error code); the text is built when /metrics is scraped.

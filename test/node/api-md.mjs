@@ -1,7 +1,7 @@
 // docs/api.md from the adapter's /openapi.json (read on stdin): the API
 // reference is generated from the one declaration (booking.http_routes and
 // the api functions' signatures and COMMENTs), never written by hand.
-// adapter/t/036_adapter_openapi.pl fails when docs/api.md differs from what
+// adapter/t/047_adapter_openapi.pl fails when docs/api.md differs from what
 // this prints; `make api-doc` (with `make run` up) rewrites it.
 import { readFileSync } from 'node:fs';
 

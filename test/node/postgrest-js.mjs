@@ -1,6 +1,6 @@
 // PostgREST's own JavaScript client (@supabase/postgrest-js) against the
 // adapter, as a PostgREST user would write it.  Prints one JSON object of
-// what it saw; adapter/t/037_adapter_postgrest_js.pl checks it.
+// what it saw; adapter/t/048_adapter_postgrest_js.pl checks it.
 //   node postgrest-js.mjs <adapter url> <email> <password> <room id>
 import { PostgrestClient } from '@supabase/postgrest-js';
 
