@@ -15,6 +15,8 @@
 #   make stop    stop that cluster
 #   make test    everything CI runs (pg_regress + TAP on private temporary instances)
 #   make bench   benchmarks (ratios against baselines run in the same invocation)
+#   make backup  pg_dump -Fc of the make run database, timestamped, owner-only folder
+#   make restore FILE=<dump> [DB=name]  restore it into a new database (refused if it exists)
 
 MODULE_big = pg_booking
 OBJS = $(patsubst %.c,%.o,$(sort $(wildcard extension/*.c)))
@@ -53,7 +55,7 @@ print-version:
 
 EXTRA_CLEAN = tmp_regress tmp_check results regression.diffs regression.out
 
-.PHONY: run stop test bench fuzz deps adapter print-version
+.PHONY: run stop test bench fuzz deps adapter print-version backup restore
 # The HTTP adapter (adapter/Makefile; its tests run from scripts/test.sh).
 adapter:
 	$(MAKE) -C adapter EXTVERSION=$(EXTVERSION)
@@ -77,3 +79,8 @@ api-doc:
 # A long fuzz of the adapter's HTTP edge (FUZZ_REQUESTS, FUZZ_SEED; adapter/t/044).
 fuzz:
 	bash scripts/fuzz.sh
+# Backups of the make run cluster (scripts/backup.sh, scripts/restore.sh; README, Operations).
+backup:
+	bash scripts/backup.sh
+restore:
+	FILE='$(FILE)' bash scripts/restore.sh

@@ -3,6 +3,7 @@
 #   POST /bookings and GET /rooms through wrk vs pgbench (ratio; goal >= 0.6),
 #   p99 latency, adapter RSS when idle (goal <= 16 MB), start to ready (goal <= 50 ms).
 set -euo pipefail
+source "$ROOT_DIR/scripts/bench_summary.sh"
 dir=$(cd "$(dirname "$0")" && pwd)
 secs=${BENCH_SECONDS:-5}
 conns=${BENCH_CONNECTIONS:-8}
@@ -97,6 +98,11 @@ printf '%-34s %10s %10s %8s   %s ms / %s ms  (non-2xx: %s)\n' "GET /rooms (50 ro
     "$(ratio "$wrk_rooms" "$pgb_rooms")x" "$wrk_rooms_p99" "$pgb_rooms_p99" "${wrk_rooms_bad:-0}"
 printf '%-34s %10s %10s %8s   %s ms / %s ms  (non-2xx: %s)\n' "POST /bookings" "$wrk_book" "$pgb_book" \
     "$(ratio "$wrk_book" "$pgb_book")x" "$wrk_book_p99" "$pgb_book_p99" "${wrk_book_bad:-0}"
+summary_add adapter "GET /rooms, adapter / pgbench same SQL, req/s (x)" "$(ratio "$wrk_rooms" "$pgb_rooms")" ">= 0.8"
+summary_add adapter "POST /bookings, adapter / pgbench same SQL, req/s (x)" "$(ratio "$wrk_book" "$pgb_book")" ">= 0.85"
+summary_add adapter "POST /bookings, p99 adapter / pgbench (x)" "$(ratio "$wrk_book_p99" "$pgb_book_p99")" "<= 2"
+summary_add adapter "idle RSS (MB)" "$((idle_rss / 1024)).$(( (idle_rss % 1024) * 10 / 1024 ))" "<= 16"
+summary_add adapter "start to ready (ms)" "$start_ms" "<= 50"
 echo "bookings written: $made"
 echo "adapter start to ready: ${start_ms} ms (goal <= 50 ms)"
 echo "adapter RSS: idle $((idle_rss / 1024)).$(( (idle_rss % 1024) * 10 / 1024 )) MB (goal <= 16 MB), after load $((busy_rss / 1024)) MB"

@@ -7,6 +7,7 @@
 # clash error (pgbench would stop a client at the first one), so the
 # variants differ only in the check.
 set -euo pipefail
+source "$ROOT_DIR/scripts/bench_summary.sh"
 dir=$(cd "$(dirname "$0")" && pwd)
 secs=${BENCH_SECONDS:-8}
 db=bench_bookings
@@ -68,3 +69,8 @@ awk -v c="${tps[c_check]:-0}" -v e="${tps[exclusion]:-1}" -v u="${tps[unchecked]
     printf "C check / exclusion constraint: %.2fx  (goal >= 1.0)\n", c / e;
     printf "C check / unchecked INSERT:     %.2fx  (goal >= 0.95)\n", c / u }'
 echo "overlapping confirmed pairs after the C-check run: $clashes"
+summary_add bookings "C check / exclusion constraint, tps (x)" \
+    "$(awk -v c="${tps[c_check]:-0}" -v e="${tps[exclusion]:-1}" 'BEGIN {printf "%.2f", c / e}')" ">= 1.0"
+summary_add bookings "C check / unchecked insert, tps (x)" \
+    "$(awk -v c="${tps[c_check]:-0}" -v u="${tps[unchecked]:-1}" 'BEGIN {printf "%.2f", c / u}')" ">= 0.95"
+summary_add bookings "overlapping confirmed pairs after the C-check run" "$clashes" "<= 0"

@@ -10,6 +10,7 @@
 # tps is the median; cost ratio = tps(small) / tps(large).
 #   BENCH_SIZE=tiny   1,000 vs 10,000 bookings (CI proves the script works)
 set -euo pipefail
+source "$ROOT_DIR/scripts/bench_summary.sh"
 secs=${BENCH_SECONDS:-6}
 if [ "${BENCH_SIZE:-}" = tiny ]; then small=1000; large=10000; secs=2; else small=10000; large=1000000; fi
 
@@ -65,4 +66,6 @@ echo "inserts/s with $small bookings:${samples[small]} (median $ts)"
 echo "inserts/s with $large bookings:${samples[large]} (median $tl)"
 awk -v s="$ts" -v l="$tl" -v a="$small" -v b="$large" 'BEGIN {
     printf "conflict check cost at %d / at %d bookings: %.2fx  (goal <= 1.5)\n", b, a, s / l }'
+summary_add conflict_growth "conflict check cost, $large / $small bookings (x)" \
+    "$(awk -v s="$ts" -v l="$tl" 'BEGIN {printf "%.2f", s / l}')" "<= 1.5"
 dropdb bench_growth_small; dropdb bench_growth_large

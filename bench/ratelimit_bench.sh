@@ -9,6 +9,7 @@
 # Run by scripts/bench.sh (PGHOST, PGPORT, PGUSER and PATH set); uses its
 # own database.
 set -euo pipefail
+source "$ROOT_DIR/scripts/bench_summary.sh"
 seconds=${BENCH_SECONDS:-5}
 checks=${BENCH_CHECKS:-100000}
 db=bench_ratelimit
@@ -85,6 +86,10 @@ awk -v c="$checks" -v sm="$shm_ms" -v so="$shm_ok" -v tm="$tab_ms" -v to="$tab_o
     printf "  UNLOGGED table  %10.0f checks/s\n", tt
     printf "  ratio           %10.1fx  (goal >= 2x)\n", st / tt
 }'
+summary_add ratelimit "shared memory / UNLOGGED table, in-statement checks/s (x)" \
+    "$(awk -v sm="$shm_ms" -v tm="$tab_ms" 'BEGIN {printf "%.1f", tm / sm}')" ">= 2"
+summary_add ratelimit "shared memory / UNLOGGED table, pgbench 2 clients (x)" \
+    "$(awk -v st="$shm_tps" -v tt="$tab_tps" 'BEGIN {printf "%.1f", st / tt}')" ">= 2"
 echo "rate limits, shared memory per key (goal <= 64 bytes):"
 psql -F ' ' -c "SELECT endpoint, max_requests, bytes_per_key, capacity, round($pool_bytes::numeric / capacity, 1)
                   FROM booking.rate_limit_stats() s

@@ -10,7 +10,10 @@
  * UPDATE or DELETE of booking.bookings or booking.reviews sums what its rows
  * took away (old_rows) and added (new_rows) per room, and adds the net
  * deltas to each touched room's counter row with UPDATE ... SET n = n + d,
- * in the writer's own transaction:
+ * in the writer's own transaction.  The sums are made in C, reading the
+ * transition tables directly (no query, no SPI for a statement that moves
+ * nothing); only the counter updates go through SPI, with plans kept for
+ * the session:
  *
  *   - exact under concurrency: the UPDATE locks the counter row and adds to
  *     its latest committed version (READ COMMITTED re-evaluates on the new
@@ -39,10 +42,13 @@
 
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
 #include "utils/rel.h"
 
 #include "pg_booking.h"
@@ -53,49 +59,79 @@ PG_FUNCTION_INFO_V1(count_rooms);
 
 #define MAX_COUNTERS	3
 
-/* Which transition tables a statement has. */
-typedef enum ChangeKind
+/* A room's net change. */
+typedef struct Contribution
 {
-	CHANGE_INSERT,				/* new_rows */
-	CHANGE_UPDATE,				/* old_rows and new_rows */
-	CHANGE_DELETE,				/* old_rows */
-	NUM_CHANGE_KINDS
-} ChangeKind;
+	int64		room_id;		/* the hash key: first */
+	int64		delta[MAX_COUNTERS];
+} Contribution;
 
 /*
- * One summary table.  The delta queries read the transition tables, which
- * the triggers must name old_rows and new_rows, and return one row per room
- * with a non-zero change: room_id, then the counters' deltas, by room_id.
+ * How one row of a counted table counts: false when it counts nowhere,
+ * else its contribution to each counter.  attnums are the columns named by
+ * the table's columns[], in that order (the first is room_id).
+ */
+typedef bool (*RowCounts) (TupleTableSlot *slot, const AttrNumber *attnums, int64 *counts);
+
+/*
+ * One summary table: how a row counts, and the statements that add deltas
+ * to a room's row ($1 room_id, $2.. the deltas).
  */
 typedef struct CounterTable
 {
-	const char *deltas_sql[NUM_CHANGE_KINDS];
+	const char *columns[MAX_COUNTERS + 1];	/* of the counted table, NULL-ended */
+	RowCounts	row_counts;
 	const char *update_sql;		/* $1 room_id, $2.. the deltas */
 	const char *upsert_sql;		/* the same, creating a missing row */
 	const char *reset_sql;		/* zero every counter (after TRUNCATE) */
 	int			ncounters;
-	SPIPlanPtr	deltas_plan[NUM_CHANGE_KINDS];
 	SPIPlanPtr	update_plan;
 	SPIPlanPtr	upsert_plan;
 } CounterTable;
 
+static bool
+text_is(Datum value, const char *word)
+{
+	text	   *t = DatumGetTextPP(value);
+	size_t		len = strlen(word);
+
+	return VARSIZE_ANY_EXHDR(t) == len && memcmp(VARDATA_ANY(t), word, len) == 0;
+}
+
 /* A booking counts once, in the column of its status. */
-#define BOOKING_SIDE(rows, sign) \
-	"SELECT room_id, " sign "(status = 'confirmed')::int AS confirmed, " \
-	sign "(status = 'cancelled')::int AS cancelled, " \
-	sign "(status = 'completed')::int AS completed FROM " rows
-#define BOOKING_SUM(sides) \
-	"SELECT room_id, sum(confirmed)::int8, sum(cancelled)::int8, sum(completed)::int8" \
-	" FROM (" sides ") d GROUP BY room_id" \
-	" HAVING sum(confirmed) <> 0 OR sum(cancelled) <> 0 OR sum(completed) <> 0" \
-	" ORDER BY room_id"
+static bool
+booking_counts_row(TupleTableSlot *slot, const AttrNumber *attnums, int64 *counts)
+{
+	bool		isnull;
+	Datum		status = slot_getattr(slot, attnums[1], &isnull);
+
+	if (isnull)
+		return false;
+	counts[0] = text_is(status, "confirmed");
+	counts[1] = text_is(status, "cancelled");
+	counts[2] = text_is(status, "completed");
+	return counts[0] | counts[1] | counts[2];
+}
+
+/* A review counts (once, with its rating) unless it is hidden. */
+static bool
+review_counts_row(TupleTableSlot *slot, const AttrNumber *attnums, int64 *counts)
+{
+	bool		isnull;
+	Datum		status = slot_getattr(slot, attnums[2], &isnull);
+	Datum		rating;
+
+	if (isnull || text_is(status, "hidden"))
+		return false;
+	rating = slot_getattr(slot, attnums[1], &isnull);
+	counts[0] = 1;
+	counts[1] = isnull ? 0 : DatumGetInt32(rating);
+	return true;
+}
 
 static CounterTable booking_counts = {
-	{
-		BOOKING_SUM(BOOKING_SIDE("new_rows", "")),
-		BOOKING_SUM(BOOKING_SIDE("new_rows", "") " UNION ALL " BOOKING_SIDE("old_rows", "-")),
-		BOOKING_SUM(BOOKING_SIDE("old_rows", "-")),
-	},
+	{"room_id", "status", NULL},
+	booking_counts_row,
 	"UPDATE booking.room_booking_counts"
 	" SET confirmed = confirmed + $2, cancelled = cancelled + $3, completed = completed + $4"
 	" WHERE room_id = $1",
@@ -109,21 +145,9 @@ static CounterTable booking_counts = {
 	3
 };
 
-/* A review counts (once, with its rating) unless it is hidden. */
-#define REVIEW_SIDE(rows, sign) \
-	"SELECT room_id, " sign "1 AS n, " sign "rating AS r FROM " rows " WHERE status <> 'hidden'"
-#define REVIEW_SUM(sides) \
-	"SELECT room_id, sum(n)::int8, sum(r)::int8" \
-	" FROM (" sides ") d GROUP BY room_id" \
-	" HAVING sum(n) <> 0 OR sum(r) <> 0" \
-	" ORDER BY room_id"
-
 static CounterTable rating_counts = {
-	{
-		REVIEW_SUM(REVIEW_SIDE("new_rows", "")),
-		REVIEW_SUM(REVIEW_SIDE("new_rows", "") " UNION ALL " REVIEW_SIDE("old_rows", "-")),
-		REVIEW_SUM(REVIEW_SIDE("old_rows", "-")),
-	},
+	{"room_id", "rating", "status", NULL},
+	review_counts_row,
 	"UPDATE booking.room_rating_counts"
 	" SET review_count = review_count + $2, rating_sum = rating_sum + $3"
 	" WHERE room_id = $1",
@@ -135,13 +159,6 @@ static CounterTable rating_counts = {
 	"UPDATE booking.room_rating_counts SET review_count = 0, rating_sum = 0",
 	2
 };
-
-/* A room's net change. */
-typedef struct Contribution
-{
-	int64		room_id;
-	int64		delta[MAX_COUNTERS];
-} Contribution;
 
 static SPIPlanPtr
 counter_plan(CounterTable *table, SPIPlanPtr *cache, const char *sql)
@@ -180,11 +197,22 @@ add_to_room(CounterTable *table, const Contribution *c)
 		elog(ERROR, "counter upsert failed: %s", SPI_result_code_string(rc));
 }
 
-/* Run statements as the counted table's owner, row-level security off. */
+/*
+ * Run statements as the counted table's owner, row-level security off, and
+ * with sequential scans off.  The last is not a taste: a counter table is
+ * small, so the planner prefers a sequential scan to find a room's row, and
+ * the plan is kept; but every counter update leaves a row version behind,
+ * and within one transaction (a loop of inserts, a batch job) none can be
+ * pruned, so each update would read every version made before it: the cost
+ * of a statement grew with the number before it in the transaction.  The
+ * primary key finds the row in the same few pages however many versions
+ * there are.  (The setting is undone at stop_being_owner, or by the abort.)
+ */
 typedef struct OwnerContext
 {
 	Oid			save_userid;
 	int			save_sec_context;
+	int			save_nestlevel;
 } OwnerContext;
 
 static void
@@ -194,6 +222,9 @@ become_owner(Relation rel, OwnerContext *ctx)
 	SetUserIdAndSecContext(rel->rd_rel->relowner,
 						   ctx->save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_NOFORCE_RLS);
+	ctx->save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 }
@@ -202,7 +233,136 @@ static void
 stop_being_owner(OwnerContext *ctx)
 {
 	SPI_finish();
+	AtEOXact_GUC(true, ctx->save_nestlevel);
 	SetUserIdAndSecContext(ctx->save_userid, ctx->save_sec_context);
+}
+
+/*
+ * The net changes of one statement, per room.  Most statements touch one
+ * room, which is kept inline; a hash table is made when a second appears,
+ * so a bulk statement costs O(rooms) memory, not O(rows).
+ */
+typedef struct RoomChanges
+{
+	Contribution one;
+	bool		have_one;
+	HTAB	   *rooms;
+} RoomChanges;
+
+static Contribution *
+room_changes_for(RoomChanges *changes, int64 room_id)
+{
+	Contribution *c;
+	bool		found;
+
+	if (changes->rooms == NULL)
+	{
+		HASHCTL		ctl;
+
+		if (!changes->have_one)
+		{
+			memset(&changes->one, 0, sizeof(Contribution));
+			changes->one.room_id = room_id;
+			changes->have_one = true;
+			return &changes->one;
+		}
+		if (changes->one.room_id == room_id)
+			return &changes->one;
+		ctl.keysize = sizeof(int64);
+		ctl.entrysize = sizeof(Contribution);
+		ctl.hcxt = CurrentMemoryContext;
+		changes->rooms = hash_create("pg_booking counter changes", 64, &ctl,
+									 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		c = hash_search(changes->rooms, &changes->one.room_id, HASH_ENTER, &found);
+		*c = changes->one;
+	}
+	c = hash_search(changes->rooms, &room_id, HASH_ENTER, &found);
+	if (!found)
+		memset(c->delta, 0, sizeof(c->delta));
+	return c;
+}
+
+/*
+ * Add sign x how each row of a transition table counts.  The table is read
+ * through a read pointer of our own, as a scan of it in a query would be,
+ * so other triggers reading it are not disturbed.
+ */
+static void
+sum_rows(Tuplestorestate *rows, Relation rel, CounterTable *table, int sign, RoomChanges *changes)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	AttrNumber	attnums[MAX_COUNTERS + 1];
+	TupleTableSlot *slot;
+	int			readptr;
+
+	for (int i = 0; table->columns[i] != NULL; i++)
+	{
+		attnums[i] = pgb_attnum(RelationGetRelid(rel), table->columns[i]);
+	}
+	slot = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
+	readptr = tuplestore_alloc_read_pointer(rows, EXEC_FLAG_REWIND);
+	tuplestore_select_read_pointer(rows, readptr);
+	tuplestore_rescan(rows);
+	while (tuplestore_gettupleslot(rows, true, false, slot))
+	{
+		int64		counts[MAX_COUNTERS];
+		bool		isnull;
+		Datum		room;
+		Contribution *c;
+
+		if (!table->row_counts(slot, attnums, counts))
+			continue;
+		room = slot_getattr(slot, attnums[0], &isnull);
+		if (isnull)
+			continue;
+		c = room_changes_for(changes, DatumGetInt64(room));
+		for (int i = 0; i < table->ncounters; i++)
+			c->delta[i] += sign * counts[i];
+	}
+	ExecDropSingleTupleTableSlot(slot);
+}
+
+static bool
+moves_something(CounterTable *table, const Contribution *c)
+{
+	for (int i = 0; i < table->ncounters; i++)
+		if (c->delta[i] != 0)
+			return true;
+	return false;
+}
+
+static int
+by_room_id(const void *a, const void *b)
+{
+	int64		x = ((const Contribution *) a)->room_id;
+	int64		y = ((const Contribution *) b)->room_id;
+
+	return (x > y) - (x < y);
+}
+
+/* The rooms whose counters move, by room id; *n of them. */
+static Contribution *
+sorted_changes(CounterTable *table, RoomChanges *changes, int *n)
+{
+	Contribution *out;
+	HASH_SEQ_STATUS seq;
+	Contribution *c;
+
+	*n = 0;
+	if (changes->rooms == NULL)
+	{
+		if (!changes->have_one || !moves_something(table, &changes->one))
+			return NULL;
+		*n = 1;
+		return &changes->one;
+	}
+	out = palloc(sizeof(Contribution) * hash_get_num_entries(changes->rooms));
+	hash_seq_init(&seq, changes->rooms);
+	while ((c = hash_seq_search(&seq)) != NULL)
+		if (moves_something(table, c))
+			out[(*n)++] = *c;
+	qsort(out, *n, sizeof(Contribution), by_room_id);
+	return out;
 }
 
 /*
@@ -210,38 +370,24 @@ stop_being_owner(OwnerContext *ctx)
  * (the order is the deadlock argument above).
  */
 static void
-apply_statement(TriggerData *trigdata, CounterTable *table, ChangeKind kind)
+apply_statement(TriggerData *trigdata, CounterTable *table)
 {
+	Relation	rel = trigdata->tg_relation;
+	RoomChanges changes = {0};
+	Contribution *moved;
+	int			n;
 	OwnerContext ctx;
-	int			rc;
-	uint64		nrooms;
-	Contribution *changes;
 
-	become_owner(trigdata->tg_relation, &ctx);
-	if (SPI_register_trigger_data(trigdata) != SPI_OK_TD_REGISTER)
-		elog(ERROR, "SPI_register_trigger_data failed");
-
-	rc = SPI_execute_plan(pgb_keep_plan(&table->deltas_plan[kind], table->deltas_sql[kind], 0, NULL),
-						  NULL, NULL, true, 0);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "counter deltas query failed: %s", SPI_result_code_string(rc));
-
-	/* Copy the deltas out: the next SPI call replaces SPI_tuptable. */
-	nrooms = SPI_processed;
-	changes = palloc0(sizeof(Contribution) * Max(nrooms, 1));
-	for (uint64 i = 0; i < nrooms; i++)
-	{
-		HeapTuple	row = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-
-		changes[i].room_id = DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull));
-		for (int c = 0; c < table->ncounters; c++)
-			changes[i].delta[c] = DatumGetInt64(SPI_getbinval(row, desc, 2 + c, &isnull));
-	}
-
-	for (uint64 i = 0; i < nrooms; i++)
-		add_to_room(table, &changes[i]);
+	if (trigdata->tg_newtable != NULL)
+		sum_rows(trigdata->tg_newtable, rel, table, 1, &changes);
+	if (trigdata->tg_oldtable != NULL)
+		sum_rows(trigdata->tg_oldtable, rel, table, -1, &changes);
+	moved = sorted_changes(table, &changes, &n);
+	if (n == 0)
+		return;
+	become_owner(rel, &ctx);
+	for (int i = 0; i < n; i++)
+		add_to_room(table, &moved[i]);
 	stop_being_owner(&ctx);
 }
 
@@ -270,13 +416,11 @@ count_statement(FunctionCallInfo fcinfo, const char *name, CounterTable *table)
 
 	if (TRIGGER_FIRED_BY_TRUNCATE(event))
 		reset_counters(trigdata->tg_relation, table);
-	else if (TRIGGER_FIRED_BY_INSERT(event) && trigdata->tg_newtable != NULL)
-		apply_statement(trigdata, table, CHANGE_INSERT);
-	else if (TRIGGER_FIRED_BY_UPDATE(event) && trigdata->tg_oldtable != NULL &&
-			 trigdata->tg_newtable != NULL)
-		apply_statement(trigdata, table, CHANGE_UPDATE);
-	else if (TRIGGER_FIRED_BY_DELETE(event) && trigdata->tg_oldtable != NULL)
-		apply_statement(trigdata, table, CHANGE_DELETE);
+	else if ((TRIGGER_FIRED_BY_INSERT(event) && trigdata->tg_newtable != NULL) ||
+			 (TRIGGER_FIRED_BY_UPDATE(event) && trigdata->tg_oldtable != NULL &&
+			  trigdata->tg_newtable != NULL) ||
+			 (TRIGGER_FIRED_BY_DELETE(event) && trigdata->tg_oldtable != NULL))
+		apply_statement(trigdata, table);
 	else
 		elog(ERROR, "%s: needs REFERENCING OLD TABLE AS old_rows / NEW TABLE AS new_rows", name);
 	return PointerGetDatum(NULL);
@@ -314,8 +458,6 @@ count_rooms(PG_FUNCTION_ARGS)
 		elog(ERROR, "count_rooms: must be fired after insert, for each row");
 	rel = trigdata->tg_relation;
 	attnum = pgb_attnum(RelationGetRelid(rel), "id");
-	if (attnum <= 0)
-		elog(ERROR, "column \"id\" not found in \"%s\"", RelationGetRelationName(rel));
 
 	memset(&zero, 0, sizeof(zero));
 	zero.room_id = DatumGetInt64(heap_getattr(trigdata->tg_trigtuple, attnum, RelationGetDescr(rel), &isnull));

@@ -209,21 +209,6 @@ CREATE INDEX bookings_room_occupying_idx ON booking.bookings (room_id, starts_at
     WHERE booking.status_occupies(status);
 DROP INDEX booking.bookings_room_confirmed_idx;
 
-CREATE OR REPLACE FUNCTION booking.room_busy(room_id bigint, from_ts timestamptz, to_ts timestamptz)
-RETURNS tstzmultirange
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT coalesce(range_agg(tstzrange(b.starts_at - g.gap, b.ends_at + g.gap)), '{}'::tstzmultirange)
-      FROM booking.rooms r
-     CROSS JOIN LATERAL (SELECT make_interval(mins => r.buffer_before_minutes + r.buffer_after_minutes) AS gap) g
-      JOIN booking.bookings b ON b.room_id = r.id AND booking.status_occupies(b.status)
-                             AND b.starts_at < to_ts + g.gap
-                             AND b.starts_at > from_ts - g.gap - interval '24 hours'
-                             AND b.ends_at > from_ts - g.gap
-     WHERE r.id = room_busy.room_id
-$$;
-COMMENT ON FUNCTION booking.room_busy IS 'intervals of a room in which no new booking may lie (occupying bookings widened by buffers)';
 
 CREATE OR REPLACE FUNCTION booking.room_schedule(room_id bigint, from_ts timestamptz, to_ts timestamptz) RETURNS jsonb
 LANGUAGE sql STABLE SECURITY DEFINER
@@ -240,16 +225,6 @@ AS $$
        AND b.starts_at < to_ts AND b.ends_at > from_ts
 $$;
 
-CREATE OR REPLACE FUNCTION booking.user_free(user_id bigint, win tstzrange) RETURNS tstzmultirange
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT (coalesce((SELECT range_agg(a.during * win) FROM booking.user_availability a
-                       WHERE a.user_id = user_free.user_id AND a.during && win), '{}'::tstzmultirange))
-         - (coalesce((SELECT range_agg(tstzrange(b.starts_at, b.ends_at)) FROM booking.bookings b
-                       WHERE b.user_id = user_free.user_id AND booking.status_occupies(b.status)
-                         AND b.starts_at < upper(win) AND b.ends_at > lower(win)), '{}'::tstzmultirange))
-$$;
 
 -- ==== the checkout never runs ahead of the calendar (issue 8) ====
 --
@@ -331,6 +306,200 @@ $$;
 COMMENT ON FUNCTION api.run_checkout IS 'POST /admin/jobs/checkout/run {as_of?} (admin): run the nightly checkout for a business date (default: the latest due; a later date is refused with 422); idempotent, a date done is not run again';
 
 REVOKE EXECUTE ON FUNCTION booking.status_occupies(text), booking.checkout_clock(), booking.checkout_latest_due() FROM PUBLIC;
+
+-- ==== meeting suggestions (issue 11) ====
+-- api.suggest_meetings used to try every start of the 15-minute grid against
+-- every room, asking room_busy once per pair (1,500 calls for 10 people, 50
+-- rooms and a week).  booking.meeting_slots gives the same answer with one
+-- busy-time query for all the rooms and no per-start work:
+--   1. common: the time every attendee is free (as before);
+--   2. per room, the starts at which it is free for the whole meeting: for
+--      each stretch f of common minus the room's busy time, [lower(f),
+--      upper(f) - duration] (a meeting fits in a stretch iff it starts
+--      there), from now on;
+--   3. the union of those over the rooms holds exactly the starts at which
+--      some room fits; the first lim grid points of it are the answer's
+--      starts (each stretch of the union gives at most lim of them);
+--   4. for each, the snuggest room whose starts contain it.
+-- test/suggest_meetings_reference.sql keeps the 1.0 search as the oracle;
+-- sql/51_suggest_oracle.sql compares the two on random data.
+
+-- The busy time of rooms and the free time of users, for many of them in
+-- one query: room_busy and user_free (as the section on occupying bookings
+-- above defines them, status_occupies included) are now these for one room
+-- or user, so each rule is written once.  Plain SQL functions, so they are inlined
+-- into the query that calls them (planned with it, and kept with a
+-- PL/pgSQL caller's plan); they read every booking, so only SECURITY
+-- DEFINER functions call them (called by anyone else, row-level security
+-- shows them the caller's own bookings only).  One index scan per room or
+-- user, bounded by constants that let it start and stop at the window
+-- (bookings are at most 24 hours long, buffers at most 2 x 240 minutes)
+-- instead of reading the whole history; the exact conditions follow.
+CREATE FUNCTION booking.rooms_busy(room_ids bigint[], from_ts timestamptz, to_ts timestamptz)
+RETURNS TABLE (room_id bigint, busy tstzmultirange)
+LANGUAGE sql STABLE
+AS $$
+    SELECT r.id,
+           coalesce((SELECT range_agg(tstzrange(b.starts_at - g.gap, b.ends_at + g.gap))
+                       FROM booking.bookings b
+                      WHERE b.room_id = r.id AND booking.status_occupies(b.status)
+                        AND b.starts_at < to_ts + interval '480 minutes'
+                        AND b.starts_at > from_ts - interval '480 minutes' - interval '24 hours'
+                        AND b.starts_at < to_ts + g.gap
+                        AND b.starts_at > from_ts - g.gap - interval '24 hours'
+                        AND b.ends_at > from_ts - g.gap), '{}'::tstzmultirange)
+      FROM booking.rooms r
+     CROSS JOIN LATERAL (SELECT make_interval(mins => r.buffer_before_minutes + r.buffer_after_minutes) AS gap) g
+     WHERE r.id = ANY (room_ids)
+$$;
+COMMENT ON FUNCTION booking.rooms_busy IS 'for each of the rooms, the intervals in which no new booking may lie (occupying bookings widened by buffers); call from SECURITY DEFINER functions';
+
+CREATE OR REPLACE FUNCTION booking.room_busy(room_id bigint, from_ts timestamptz, to_ts timestamptz)
+RETURNS tstzmultirange
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT busy FROM booking.rooms_busy(ARRAY[room_id], from_ts, to_ts) $$;
+
+CREATE FUNCTION booking.users_free(user_ids bigint[], win tstzrange)
+RETURNS TABLE (user_id bigint, free tstzmultirange)
+LANGUAGE sql STABLE
+AS $$
+    SELECT u.id,
+           coalesce((SELECT range_agg(a.during * win) FROM booking.user_availability a
+                      WHERE a.user_id = u.id AND a.during && win), '{}'::tstzmultirange)
+         - coalesce((SELECT range_agg(tstzrange(b.starts_at, b.ends_at)) FROM booking.bookings b
+                      WHERE b.user_id = u.id AND booking.status_occupies(b.status)
+                        AND b.starts_at < upper(win) AND b.starts_at > lower(win) - interval '24 hours'
+                        AND b.ends_at > lower(win)), '{}'::tstzmultirange)
+      FROM unnest(user_ids) u(id)
+$$;
+COMMENT ON FUNCTION booking.users_free IS 'for each of the users, the intervals of a window in which they are free (published availability minus their own occupying bookings); call from SECURITY DEFINER functions';
+
+CREATE OR REPLACE FUNCTION booking.user_free(user_id bigint, win tstzrange) RETURNS tstzmultirange
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT free FROM booking.users_free(ARRAY[user_id], win) $$;
+
+-- SECURITY DEFINER: it reads everyone's bookings (through rooms_busy and
+-- users_free) and reveals free slots only.  Its queries take parameters
+-- whose values hardly change their best plan, so the generic plan is kept
+-- rather than planning each step anew; they take milliseconds, which JIT
+-- compilation (hundreds of them, set off by the planner's guesses for the
+-- generated starts) would only lengthen.
+CREATE FUNCTION booking.meeting_slots(ids bigint[], dur interval, w tstzrange, need integer, lim integer)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+SET jit = off
+AS $$
+DECLARE
+    common tstzmultirange := (SELECT range_intersect_agg(free) FROM booking.users_free(ids, w));
+    rooms bigint[] := ARRAY(SELECT id FROM booking.rooms WHERE active AND capacity >= need);
+    found jsonb := '[]';
+    span interval := interval '1 day';
+    a timestamptz;
+    b timestamptz;
+BEGIN
+    IF isempty(common) OR rooms = '{}' THEN
+        RETURN found;
+    END IF;
+    -- Starts in [a, b), b - a doubling from a day, until lim are found: the
+    -- answer is usually in the first day of a long window.  A meeting
+    -- starting before b ends before b + dur, so the attendees' and rooms'
+    -- time of [a, b + dur) decides the starts of [a, b).
+    a := lower(common);
+    WHILE a < upper(common) AND jsonb_array_length(found) < lim LOOP
+        b := least(a + span, upper(common));
+        found := found || booking.meeting_slots_between(common * tstzmultirange(tstzrange(a, b + dur)), rooms,
+                                                        dur, a, b, lim - jsonb_array_length(found));
+        a := b;
+        span := span * 2;
+    END LOOP;
+    RETURN found;
+END
+$$;
+COMMENT ON FUNCTION booking.meeting_slots IS 'the search of api.suggest_meetings (arguments checked): up to lim starts on the 15-minute grid, from now on, at which every attendee and an active room of capacity need are free for dur, each with its snuggest room';
+
+-- One step of the search: the first lim starts in [a, b) at which one of
+-- the rooms is free for dur, within the attendees' common free time.
+CREATE FUNCTION booking.meeting_slots_between(common tstzmultirange, rooms bigint[], dur interval,
+                                              a timestamptz, b timestamptz, lim integer)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+SET jit = off
+AS $$
+BEGIN
+    RETURN (
+    WITH room_starts AS MATERIALIZED (
+        SELECT r.id, r.name, r.capacity, s.starts
+          FROM booking.rooms_busy(rooms, a, b + dur) rb
+          JOIN booking.rooms r ON r.id = rb.room_id
+         CROSS JOIN LATERAL (
+                SELECT range_agg(tstzrange(lower(f), upper(f) - dur, '[]'))
+                       * tstzmultirange(tstzrange(greatest(a, now()), b)) AS starts
+                  FROM unnest(common - rb.busy) f
+                 WHERE upper(f) - dur >= lower(f)) s
+         WHERE s.starts IS NOT NULL AND NOT isempty(s.starts)
+    ), any_room AS (
+        SELECT g FROM unnest((SELECT range_agg(g) FROM room_starts rs, unnest(rs.starts) g)) g
+    ), first_starts AS (
+        SELECT p.s
+          FROM any_room x
+         CROSS JOIN LATERAL (SELECT date_bin('15 minutes', lower(x.g), timestamptz '2000-01-01 00:00+00') AS d) d
+         CROSS JOIN LATERAL generate_series(d.d, least(upper(x.g), d.d + lim * interval '15 minutes'),
+                                            interval '15 minutes') p(s)
+         WHERE x.g @> p.s
+         ORDER BY p.s
+         LIMIT lim
+    )
+    SELECT coalesce(jsonb_agg(jsonb_build_object('starts_at', f.s, 'ends_at', f.s + dur, 'room_id', r.id,
+                                                 'room_name', r.name, 'capacity', r.capacity)
+                              ORDER BY f.s), '[]')
+      FROM first_starts f
+     CROSS JOIN LATERAL (SELECT rs.id, rs.name, rs.capacity FROM room_starts rs
+                          WHERE rs.starts @> f.s ORDER BY rs.capacity, rs.name LIMIT 1) r);
+END
+$$;
+COMMENT ON FUNCTION booking.meeting_slots_between IS 'one step of booking.meeting_slots: the first lim starts in [a, b) at which the common free time and one of the rooms allow a meeting of dur';
+REVOKE EXECUTE ON FUNCTION booking.rooms_busy(bigint[], timestamptz, timestamptz),
+    booking.users_free(bigint[], tstzrange),
+    booking.meeting_slots(bigint[], interval, tstzrange, integer, integer),
+    booking.meeting_slots_between(tstzmultirange, bigint[], interval, timestamptz, timestamptz, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION booking.meeting_slots(bigint[], interval, tstzrange, integer, integer),
+    booking.meeting_slots_between(tstzmultirange, bigint[], interval, timestamptz, timestamptz, integer) TO booking_api;
+
+-- The checks as in 1.0; the search is booking.meeting_slots.
+CREATE OR REPLACE FUNCTION api.suggest_meetings(attendees bigint[], duration_minutes integer, "from" text, "to" text,
+                                                min_capacity integer DEFAULT NULL, lim integer DEFAULT 5) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    w tstzrange;
+    ids bigint[];
+    need integer;
+BEGIN
+    PERFORM booking.require_user();
+    ids := booking.parse_attendees(attendees, 'attendees');
+    w := booking.parse_window("from", "to", 14);
+    IF duration_minutes IS NULL OR duration_minutes NOT BETWEEN 15 AND 1440 OR duration_minutes % 15 <> 0 THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR', 'duration_minutes must be a multiple of 15 from 15 to 1440',
+            jsonb_build_object('field', 'duration_minutes'));
+    END IF;
+    IF lim IS NULL OR lim NOT BETWEEN 1 AND 50 THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR', format('limit %s is out of range', coalesce(lim::text, 'NULL')),
+            jsonb_build_object('field', 'limit', 'min', 1, 'max', 50));
+    END IF;
+    need := coalesce(min_capacity, cardinality(ids));
+    IF need < 1 THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR', format('min_capacity %s is not positive', need),
+            jsonb_build_object('field', 'min_capacity'));
+    END IF;
+    RETURN booking.meeting_slots(ids, make_interval(mins => duration_minutes), w, need, lim);
+END
+$$;
 
 -- ==== Observability: the database's own figures for Prometheus (issue 12) ====
 --
@@ -420,6 +589,223 @@ COMMENT ON FUNCTION booking.metrics_events IS
 REVOKE EXECUTE ON FUNCTION booking.metrics_rate_limits(), booking.metrics_checkout(), booking.metrics_events() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION booking.metrics_rate_limits(), booking.metrics_checkout(), booking.metrics_events()
   TO booking_exporter, booking_grafana;
+
+-- ==== backup: what pg_dump keeps (issue 8) ====
+--
+-- Every table of an extension belongs to it, so pg_dump writes only CREATE
+-- EXTENSION and no rows, unless the table is registered here as
+-- configuration (https://www.postgresql.org/docs/15/extend-extensions.html,
+-- "Extension Configuration Tables").  The rule: a table holding what users
+-- or operators wrote is dumped, and so is the sequence behind its identity
+-- column (registered at the end of this section for every registered
+-- table; pg_dump then writes its setval, so restored ids continue and are
+-- never handed out twice).  Tables added later are registered in the
+-- section that adds them; t/061_dump_restore.pl compares every table of the
+-- extension after a dump and restore, so a forgotten one fails it.
+--
+-- Restoring runs no business trigger a second time: scripts/restore.sh runs
+-- pg_restore with session_replication_role = replica, in which ordinary
+-- (ENABLE ORIGIN) triggers do not fire, so a restored reservation does not
+-- take its nights again, counters are not counted twice and no event is
+-- written or announced again.  The rows come back exactly as they were
+-- dumped, from one snapshot, so they are consistent with each other
+-- (inventory with reservations, counters with bookings).  None of our
+-- triggers may be ENABLE ALWAYS (the test checks); the two ENABLE REPLICA
+-- triggers below only merge restored rate-limit rules with the defaults.
+
+-- People and their sessions.  Refresh tokens are stored hashed; dumping
+-- them keeps users signed in across a restore and, above all, keeps revoked
+-- tokens revoked.
+SELECT pg_catalog.pg_extension_config_dump('booking.users', '');
+SELECT pg_catalog.pg_extension_config_dump('booking.refresh_tokens', '');
+
+-- Meeting rooms, their bookings, and the free time people published.
+SELECT pg_catalog.pg_extension_config_dump('booking.rooms', '');
+SELECT pg_catalog.pg_extension_config_dump('booking.bookings', '');
+SELECT pg_catalog.pg_extension_config_dump('booking.user_availability', '');
+
+-- Hotels.  inventory.available is kept by the reservations trigger; it is
+-- dumped as it stands (same snapshot as the reservations), and the restore
+-- does not run the trigger, so nights are neither taken nor given twice.
+-- Reservation ids are uuids: no sequence.
+SELECT pg_catalog.pg_extension_config_dump('booking.hotels', '');
+SELECT pg_catalog.pg_extension_config_dump('booking.inventory', '');
+SELECT pg_catalog.pg_extension_config_dump('booking.stay_restrictions', '');
+SELECT pg_catalog.pg_extension_config_dump('booking.reservations', '');
+
+-- The nightly checkout's history: "once per business day" is decided by
+-- these rows, so without them a restored database would run every day
+-- again.
+SELECT pg_catalog.pg_extension_config_dump('booking.checkout_runs', '');
+
+-- Reviews, votes and flags.
+SELECT pg_catalog.pg_extension_config_dump('booking.reviews', '');
+SELECT pg_catalog.pg_extension_config_dump('booking.review_votes', '');
+SELECT pg_catalog.pg_extension_config_dump('booking.review_flags', '');
+
+-- Analytics counters (derived: kept by the count_* triggers).  Dumped, not
+-- rebuilt: they come from the same snapshot as the bookings and reviews they
+-- count, the restore does not fire the triggers, so they are right as
+-- restored (booking.analytics_check() says so) and a plain pg_restore with
+-- our settings needs no extra step.
+SELECT pg_catalog.pg_extension_config_dump('booking.room_booking_counts', '');
+SELECT pg_catalog.pg_extension_config_dump('booking.room_rating_counts', '');
+
+-- The events log: consumers resume after the last id they saw, so the rows
+-- and the id sequence come back as they were.
+SELECT pg_catalog.pg_extension_config_dump('booking.events', '');
+
+-- Rate-limit rules.  CREATE EXTENSION seeds the default rules, so a restore
+-- (which runs CREATE EXTENSION first) would collide with dumped copies of
+-- them.  The seeded rows are marked and left out of the dump, so a restore
+-- gets the defaults of the version it installs; a rule someone added or
+-- edited (any change clears "seeded", trigger below) is dumped, and on
+-- restore it replaces the row of its endpoint that CREATE EXTENSION just
+-- made (rate_limits_restore, fired in replica mode only, i.e. by the
+-- restore), so nothing collides even if a seed was not marked.  A section
+-- below this one that seeds rules inserts them with seeded = true.  A
+-- deleted rule is remembered in booking.rate_limits_deleted (dumped), and
+-- the restore deletes the default CREATE EXTENSION made for it again, so a
+-- default someone removed stays removed.
+ALTER TABLE booking.rate_limits ADD COLUMN seeded boolean NOT NULL DEFAULT false;
+COMMENT ON COLUMN booking.rate_limits.seeded IS
+'true for a default rule as an extension script made it (not dumped); any change of the rule clears it';
+CREATE TABLE booking.rate_limits_deleted (
+    endpoint   text PRIMARY KEY,
+    deleted_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE booking.rate_limits_deleted IS
+'rate-limit rules deleted (and not made again): a restore deletes the defaults CREATE EXTENSION seeds for them';
+GRANT SELECT ON booking.rate_limits_deleted TO booking_admin, booking_auditor;
+
+-- The seeds: the rows this script's own transaction wrote (a fresh install:
+-- every row; an upgrade: those of the sections above), and the 1.0
+-- defaults a database upgraded from 1.0 still has unedited; a 1.0 default
+-- it no longer has was deleted.  Bookkeeping, not a change of a rule: no
+-- trigger (validation, audit) is to see it.
+DO $$
+DECLARE
+    prev text := current_setting('session_replication_role');
+    defaults_1_0 jsonb := '[
+        {"endpoint": "login",              "max_requests": 5,  "window_length": "10 seconds", "key_kind": "ip",   "exempt_roles": []},
+        {"endpoint": "register",           "max_requests": 10, "window_length": "1 hour",     "key_kind": "ip",   "exempt_roles": []},
+        {"endpoint": "create_booking",     "max_requests": 30, "window_length": "1 minute",   "key_kind": "user", "exempt_roles": ["admin", "service_account"]},
+        {"endpoint": "create_reservation", "max_requests": 30, "window_length": "1 minute",   "key_kind": "user", "exempt_roles": ["admin", "service_account"]},
+        {"endpoint": "create_review",      "max_requests": 10, "window_length": "1 hour",     "key_kind": "user", "exempt_roles": ["admin", "service_account"]}]';
+BEGIN
+    PERFORM set_config('session_replication_role', 'replica', true);
+    UPDATE booking.rate_limits l SET seeded = true
+     WHERE l.xmin = pg_current_xact_id()::xid
+        OR (l.endpoint, l.max_requests, l.window_length, l.key_kind, l.exempt_roles) IN (
+               SELECT d.endpoint, d.max_requests, d.window_length, d.key_kind,
+                      ARRAY(SELECT jsonb_array_elements_text(d.exempt_roles))
+                 FROM jsonb_to_recordset(defaults_1_0)
+                      AS d(endpoint text, max_requests integer, window_length interval, key_kind text, exempt_roles jsonb));
+    INSERT INTO booking.rate_limits_deleted (endpoint)
+    SELECT d.endpoint FROM jsonb_to_recordset(defaults_1_0) AS d(endpoint text)
+     WHERE NOT EXISTS (SELECT 1 FROM booking.rate_limits l WHERE l.endpoint = d.endpoint);
+    PERFORM set_config('session_replication_role', prev, true);
+END
+$$;
+
+CREATE FUNCTION booking.rate_limits_mark_edited() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF (NEW.endpoint, NEW.max_requests, NEW.window_length, NEW.key_kind, NEW.exempt_roles)
+       IS DISTINCT FROM (OLD.endpoint, OLD.max_requests, OLD.window_length, OLD.key_kind, OLD.exempt_roles) THEN
+        NEW.seeded := false;
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION booking.rate_limits_mark_edited IS 'trigger: a rate-limit rule that is changed is no longer a seeded default, so pg_dump keeps it';
+CREATE TRIGGER rate_limits_mark_edited BEFORE UPDATE ON booking.rate_limits
+    FOR EACH ROW EXECUTE FUNCTION booking.rate_limits_mark_edited();
+
+-- A dumped rule arriving in a restore replaces the rule of its endpoint
+-- that CREATE EXTENSION made.  ENABLE REPLICA: it fires only with
+-- session_replication_role = replica (the restore, or a logical
+-- replication subscriber, where the same replacement is right), never for
+-- an ordinary INSERT, which still fails on a duplicate endpoint.
+CREATE FUNCTION booking.rate_limits_restore() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM booking.rate_limits l WHERE l.endpoint = NEW.endpoint;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION booking.rate_limits_restore IS 'trigger (restore only): a restored rate-limit rule replaces the rule CREATE EXTENSION made for its endpoint';
+CREATE TRIGGER rate_limits_restore BEFORE INSERT ON booking.rate_limits
+    FOR EACH ROW EXECUTE FUNCTION booking.rate_limits_restore();
+ALTER TABLE booking.rate_limits ENABLE REPLICA TRIGGER rate_limits_restore;
+
+-- A deleted rule is remembered; making a rule for the endpoint again
+-- forgets it.
+CREATE FUNCTION booking.rate_limits_note_deleted() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        INSERT INTO booking.rate_limits_deleted (endpoint) VALUES (OLD.endpoint)
+        ON CONFLICT (endpoint) DO UPDATE SET deleted_at = EXCLUDED.deleted_at;
+    ELSE
+        DELETE FROM booking.rate_limits_deleted d WHERE d.endpoint = NEW.endpoint;
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION booking.rate_limits_note_deleted IS 'trigger: remember deleted rate-limit rules (booking.rate_limits_deleted), forget them when made again';
+CREATE TRIGGER rate_limits_note_deleted AFTER INSERT OR DELETE ON booking.rate_limits
+    FOR EACH ROW EXECUTE FUNCTION booking.rate_limits_note_deleted();
+
+-- In a restore, a remembered deletion deletes the default CREATE EXTENSION
+-- just seeded for that endpoint (replica mode only, as above).
+CREATE FUNCTION booking.rate_limits_deleted_restore() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM booking.rate_limits l WHERE l.endpoint = NEW.endpoint;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION booking.rate_limits_deleted_restore IS 'trigger (restore only): a rate-limit rule deleted before the backup is deleted again from the defaults CREATE EXTENSION made';
+CREATE TRIGGER rate_limits_deleted_restore AFTER INSERT ON booking.rate_limits_deleted
+    FOR EACH ROW EXECUTE FUNCTION booking.rate_limits_deleted_restore();
+ALTER TABLE booking.rate_limits_deleted ENABLE REPLICA TRIGGER rate_limits_deleted_restore;
+
+-- Trigger functions: nobody calls them (the 1.0 rule: PUBLIC executes nothing).
+REVOKE EXECUTE ON FUNCTION booking.rate_limits_mark_edited(), booking.rate_limits_restore(),
+    booking.rate_limits_note_deleted(), booking.rate_limits_deleted_restore() FROM PUBLIC;
+
+SELECT pg_catalog.pg_extension_config_dump('booking.rate_limits', 'WHERE NOT seeded');
+SELECT pg_catalog.pg_extension_config_dump('booking.rate_limits_deleted', '');
+
+-- The sequences behind the identity columns of every table registered so
+-- far (here and in the sections above), so that restored ids continue and
+-- none is handed out twice.  A section below this one registers its own.
+DO $$
+DECLARE
+    seq regclass;
+BEGIN
+    FOR seq IN
+        SELECT pg_get_serial_sequence(c.oid::regclass::text, a.attname)::regclass
+          FROM pg_extension e
+         CROSS JOIN LATERAL unnest(e.extconfig) AS cfg(oid)
+          JOIN pg_class c ON c.oid = cfg.oid AND c.relkind IN ('r', 'p')
+          JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+         WHERE e.extname = 'pg_booking' AND pg_get_serial_sequence(c.oid::regclass::text, a.attname) IS NOT NULL
+         ORDER BY c.oid::regclass::text, a.attnum
+    LOOP
+        PERFORM pg_catalog.pg_extension_config_dump(seq, '');
+    END LOOP;
+END
+$$;
 
 -- ==== HTTP routes declared once (issue 10) ====
 --

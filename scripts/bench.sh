@@ -3,8 +3,17 @@
 # run every bench/*.sh against it, in name order.  Each benchmark measures a
 # baseline in the same invocation and prints ratios, never bare timings.
 #   BENCH=bookings make bench     runs only bench/bookings*.sh
+#   BENCH_SIZE=tiny make bench    each script once on a tiny size (CI: make
+#                                 test runs this, to prove the scripts work)
+# At the end, one table of every figure the scripts reported
+# (scripts/bench_summary.sh), so runs can be compared line by line.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/bench_summary.sh"
+if [ "${BENCH_SIZE:-}" = tiny ]; then
+    export BENCH_SECONDS=1 BENCH_ROUNDS=1 BENCH_BOOKINGS=20000 BENCH_READS=3 BENCH_INSERTS=500 \
+           BENCH_CHECKS=5000 BENCH_STAYS=5000 CHECKOUT_WINDOW=3
+fi
 
 EXTRA_PACKAGES="wrk" bash "$ROOT_DIR/scripts/deps.sh"
 
@@ -12,6 +21,7 @@ work=$(mktemp -d /tmp/pg_booking-bench.XXXXXX)
 export BENCH_WORK=$work
 export BENCH_PORT=${BENCH_PORT:-55432}
 prepare_private_install "$work"
+mkdir -p "$work/summary.d"; give_to_pg "$work/summary.d"
 export BENCH_BINDIR="$work/pg/usr/lib/postgresql/$PG_MAJOR/bin"
 stop_cluster() {
     as_pg "$BENCH_BINDIR/pg_ctl" -D "$work/data" -m fast stop >/dev/null 2>&1 || true
@@ -37,9 +47,19 @@ as_pg "$BENCH_BINDIR/pg_ctl" -D "$work/data" -l "$work/server.log" -w start >/de
 export PGHOST=$work PGPORT=$BENCH_PORT PGUSER=postgres
 export PATH="$BENCH_BINDIR:$PATH"
 
+# The benchmarks' own settings (BENCH_*, CHECKOUT_WINDOW) go through.
+settings=()
+for v in $(compgen -e | grep -E '^(BENCH_|CHECKOUT_WINDOW$)'); do settings+=("$v=${!v}"); done
+failed=()
 for b in "$ROOT_DIR"/bench/${BENCH:-}*.sh; do
     [ -e "$b" ] || continue
     say "bench: $(basename "$b")"
-    as_pg env PATH="$PATH" PGHOST="$PGHOST" PGPORT="$PGPORT" PGUSER="$PGUSER" BENCH_WORK="$BENCH_WORK" \
-        BENCH_BINDIR="$BENCH_BINDIR" ROOT_DIR="$ROOT_DIR" bash "$b"
+    as_pg env PATH="$PATH" PGHOST="$PGHOST" PGPORT="$PGPORT" PGUSER="$PGUSER" ROOT_DIR="$ROOT_DIR" "${settings[@]}" \
+        bash "$b" || failed+=("$(basename "$b")")
 done
+say "summary${BENCH_SIZE:+ (BENCH_SIZE=$BENCH_SIZE: the figures prove the scripts run, nothing more)}"
+summary_print
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "benchmark scripts that failed: ${failed[*]}" >&2
+    exit 1
+fi

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 exec perl -e '
 use strict; use warnings; use File::Find;
 my %not_ours = map { $_ => 1 } qw(openapi.json postgresql.conf secrets.conf burst.sql name.sql
-    extension/pg_booking--1.1.sql extension/pg_booking.control);
+    extension/pg_booking--1.1.sql extension/pg_booking.control pg_booking--1.1--1.2.sql);
 my (%base, @files);
 find({ no_chdir => 1, wanted => sub {
     $File::Find::prune = 1 if m{/(\.git|node_modules|tmp_check|tmp_regress|results|\.run|\.test-results)$};

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# make test: everything CI runs.
+# make test: everything CI runs (SKIP_BENCH=1: without the tiny benchmark
+# run at the end).
 #
 # The checkout may sit where the postgres user cannot go (/root), and several
 # test runs may share a machine, so each run copies the sources into a fresh
@@ -57,5 +58,13 @@ as_pg make -C "$work/src" installcheck bindir="$bindir" ${PROVE_TESTS:+PROVE_TES
 if [ -f "$work/src/adapter/Makefile" ]; then
     say "adapter tests"
     as_pg make -C "$work/src/adapter" test bindir="$bindir" PROVE_TESTS="${ADAPTER_PROVE_TESTS:-}"
+fi
+# Every benchmark script once, on a tiny size: proves they still run (the
+# figures mean nothing at that size; make bench measures).  Own ports, so a
+# make bench or another test run on the machine is not in the way.
+if [ "${SKIP_BENCH:-}" != 1 ]; then
+    say "benchmark scripts, tiny size"
+    BENCH_SIZE=tiny BENCH_PORT=$((40000 + $$ % 5000)) BENCH_HTTP_PORT=$((45000 + $$ % 5000)) \
+        bash "$ROOT_DIR/scripts/bench.sh"
 fi
 say "all tests passed"

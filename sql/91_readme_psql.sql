@@ -85,6 +85,9 @@ SELECT api.create_reservation(1, 'double', 'Rui Costa', '2030-03-20', 2, adults 
 SELECT api.cancel_reservation(:'other');
 SELECT set_config('request.jwt.claims', '', false);
 SELECT api.check_in(:'stay');  SELECT api.check_out(:'stay');                        -- admin, FM
+-- README example 7
+ALTER EXTENSION pg_booking UPDATE;             -- to the default version of the control file
+SELECT extversion FROM pg_extension WHERE extname = 'pg_booking';
 \o
 \c :regress_database
 DROP DATABASE readme_examples;

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# The write path: what the triggers of booking.bookings add to an insert.
+# Variants: no trigger of ours at all (ALTER TABLE ... DISABLE TRIGGER USER:
+# foreign keys still checked), the conflict check alone, the counters alone,
+# every trigger (as shipped).  Each row lands in a room and hour of its own,
+# so nothing clashes and every variant does the same writes.
+#   1. in-statement: 20,000 single-row inserts in one PL/pgSQL loop (us per
+#      insert; each set rolled back);
+#   2. committed: pgbench, 8 clients, one insert per transaction (tps).
+# The variants take turns, round after round; figures are medians.
+# Run by scripts/bench.sh (PGHOST, PGPORT, PGUSER, PATH set).
+set -euo pipefail
+source "$ROOT_DIR/scripts/bench_summary.sh"
+secs=${BENCH_SECONDS:-5}
+rounds=${BENCH_ROUNDS:-5}
+inserts=20000
+[ "${BENCH_SIZE:-}" = tiny ] && { secs=1; rounds=1; inserts=500; }
+db=bench_write_path
+dropdb --if-exists $db 2>/dev/null; createdb $db
+psql -X -q -d $db -v ON_ERROR_STOP=1 <<'SQL'
+SET client_min_messages = warning;
+CREATE EXTENSION pg_booking CASCADE;
+INSERT INTO booking.rooms (name, location, capacity) SELECT 'Room ' || i, 'HQ', 8 FROM generate_series(1, 100) i;
+INSERT INTO booking.users (email, full_name, password_hash) VALUES ('bench@example.com', 'Bench', 'x');
+CREATE FUNCTION bench_inserts(n integer, base integer) RETURNS numeric LANGUAGE plpgsql AS $$
+DECLARE
+    t0 timestamptz := clock_timestamp();
+BEGIN
+    FOR i IN 1 .. n LOOP
+        INSERT INTO booking.bookings (room_id, user_id, title, starts_at, ends_at)
+        VALUES (1 + i % 100, 1, 'probe', timestamptz '2300-01-01 00:00+00' + make_interval(hours => base + i),
+                timestamptz '2300-01-01 01:00+00' + make_interval(hours => base + i));
+    END LOOP;
+    RETURN extract(epoch FROM clock_timestamp() - t0) * 1e6 / n;
+END
+$$;
+SQL
+cat > "$BENCH_WORK/write_path.sql" <<'PGB'
+\set n :n + 1
+INSERT INTO booking.bookings (room_id, user_id, title, starts_at, ends_at)
+VALUES (:client_id + 1, 1, 'bench', timestamptz '2200-01-01 00:00+00' + make_interval(hours => :n),
+        timestamptz '2200-01-01 01:00+00' + make_interval(hours => :n));
+PGB
+# ALTER TABLE statements that make a variant (in the same transaction as
+# the in-statement run, so they are rolled back with it).
+variant_sql() {
+    case $1 in
+    none)      echo "ALTER TABLE booking.bookings DISABLE TRIGGER USER;" ;;
+    conflict)  echo "ALTER TABLE booking.bookings DISABLE TRIGGER USER; ALTER TABLE booking.bookings ENABLE TRIGGER bookings_conflict_check;" ;;
+    counters)  echo "ALTER TABLE booking.bookings DISABLE TRIGGER USER; ALTER TABLE booking.bookings ENABLE TRIGGER bookings_count_insert;" ;;
+    all)       echo "ALTER TABLE booking.bookings ENABLE TRIGGER USER;" ;;
+    esac
+}
+variants="none conflict counters all"
+declare -A us tps
+k=0
+for r in $(seq 1 "$rounds"); do
+    for v in $variants; do
+        k=$((k + 1))   # each run books hours of its own (rows of earlier runs stay)
+        us[$v]+=" $(psql -X -qAt -d $db -c "BEGIN" -c "$(variant_sql $v)" \
+                    -c "SELECT round(bench_inserts($inserts, 10000000), 2)" -c "ROLLBACK" | grep -E '^[0-9.]+$')"
+        psql -X -q -d $db -c "$(variant_sql $v)" -c "VACUUM booking.bookings" >/dev/null
+        tps[$v]+=" $(pgbench -n -c 8 -j 2 -T "$secs" -D n=$(( k * 100000 )) -f "$BENCH_WORK/write_path.sql" $db 2>/dev/null \
+                    | awk '/^tps/ {printf "%.0f", $3}')"
+    done
+done
+psql -X -q -d $db -c "ALTER TABLE booking.bookings ENABLE TRIGGER USER"
+median() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+printf 'write path: booking inserts, median of %s interleaved rounds\n' "$rounds"
+printf '  %-34s %14s %16s   %s\n' variant "us/insert" "tps (8 clients)" "samples us | tps"
+for v in $variants; do
+    printf '  %-34s %14s %16s   %s |%s\n' "$v" "$(median "${us[$v]}")" "$(median "${tps[$v]}")" "${us[$v]}" "${tps[$v]}"
+done
+cost=$(awk -v a="$(median "${us[all]}")" -v b="$(median "${us[none]}")" 'BEGIN {printf "%.2f", a / b}')
+slow=$(awk -v a="$(median "${tps[none]}")" -v b="$(median "${tps[all]}")" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
+counters=$(awk -v a="$(median "${us[counters]}")" -v b="$(median "${us[none]}")" 'BEGIN {printf "%.1f", a - b}')
+conflict=$(awk -v a="$(median "${us[conflict]}")" -v b="$(median "${us[none]}")" 'BEGIN {printf "%.1f", a - b}')
+echo "  every trigger / none, in-statement cost:        ${cost}x (goal <= 1.3)"
+echo "  none / every trigger, 8 clients committed tps:  ${slow}x (goal <= 1.3)"
+echo "  added by the counters alone: ${counters} us, by the conflict check alone: ${conflict} us"
+summary_add write_path "insert cost, every trigger / none, in-statement (x)" "$cost" "<= 1.3"
+summary_add write_path "insert cost, every trigger / none, 8 clients tps (x)" "$slow" "<= 1.3"
+summary_add write_path "counters trigger, us per single-row insert" "$counters" "-"
+summary_add write_path "conflict check, us per single-row insert" "$conflict" "-"
+dropdb $db
