@@ -7,7 +7,7 @@
 # every later change is an upgrade script extension/pg_booking--A--B.sql.
 # The fresh install script of EXTVERSION is built by concatenating the base
 # with the chain of upgrades, so "old version + ALTER EXTENSION UPDATE" and
-# "CREATE EXTENSION" run the same statements (t/060_upgrade.pl compares the
+# "CREATE EXTENSION" run the same statements (an upgrade TAP test compares the
 # results).  Released scripts are never edited: extension/released.sha256
 # holds their checksums and make test refuses a change.
 #
@@ -72,6 +72,13 @@ bench:
 	bash scripts/bench.sh
 compose-test:
 	bash scripts/compose-test.sh
+
+# docs/api.md, generated from the running adapter's /openapi.json (make run
+# first); adapter/t/050_adapter_openapi.pl fails when the committed one differs.
+.PHONY: api-doc
+api-doc:
+	curl -sf http://127.0.0.1:$${ADAPTER_PORT:-8080}/openapi.json | node test/node/api-md.mjs > docs/api.md
+
 # A long fuzz of the adapter's HTTP edge (FUZZ_REQUESTS, FUZZ_SEED; adapter/t/044).
 fuzz:
 	bash scripts/fuzz.sh

@@ -75,14 +75,14 @@ usage(FILE *out)
     for (size_t i = 0; i < NSETTINGS; i++)
     {
         const setting *s = &settings[i];
-        char        def[64] = "";
+        char        def[320] = "";
 
         if (s->kind == S_INT)
             snprintf(def, sizeof(def), " (default %d)", *(int *) s->target);
         else if (s->kind == S_BOOL)
             snprintf(def, sizeof(def), " (default %s)", *(bool *) s->target ? "true" : "false");
         else if (*(const char **) s->target && s->target != &config.jwt_secret)
-            snprintf(def, sizeof(def), " (default \"%.40s\")", *(const char **) s->target);
+            snprintf(def, sizeof(def), " (default \"%.300s\")", *(const char **) s->target);
         fprintf(out, "  --%-26s %-33s %s%s\n", s->flag, s->env, s->help, def);
     }
 }

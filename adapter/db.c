@@ -17,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <jansson.h>
 #include <libpq-fe.h>
 
 #include "metrics.h"
@@ -62,6 +63,7 @@ static conn_pool read_pool = {.name = "replica", .lock = PTHREAD_MUTEX_INITIALIZ
 typedef struct catalog {
     api_function *fns;
     int         n;
+    char       *roles;          /* ",role,role,": what a token may name */
     uint64_t    fingerprint;    /* of the catalog query's answer */
     struct catalog *older;      /* replaced catalogs stay valid until shutdown; only a
                                  * changed catalog replaces one */
@@ -120,15 +122,26 @@ free_catalog(catalog *c)
             for (int a = 0; a < f->nargs; a++)
             {
                 free(f->argnames[a]);
+                free(f->httpnames[a]);
                 free(f->argtypes[a]);
             }
+            for (int r = 0; r < f->nroutes; r++)
+            {
+                free(f->routes[r].method);
+                free(f->routes[r].path);
+                free(f->routes[r].operation_id);
+                free(f->routes[r].body_argument);
+            }
+            free(f->routes);
             free(f->argnames);
+            free(f->httpnames);
             free(f->argtypes);
             free(f->argkinds);
             free(f->name);
             free(f->comment);
         }
         free(c->fns);
+        free(c->roles);
         free(c);
         c = older;
     }
@@ -659,14 +672,16 @@ kind_of(const char *type)
     return ARG_OTHER;
 }
 
+/*
+ * The catalog is the extension's view booking.http_functions (signatures,
+ * HTTP names of the arguments, routes) and the roles a token may name: all
+ * of it declared in SQL, none of it here.
+ */
 static const char catalog_sql[] =
-    "SELECT p.proname, p.pronargs, p.pronargdefaults, "
-    "       array_to_string(coalesce(p.proargnames[1:p.pronargs], '{}'), ','), "
-    "       (SELECT string_agg(format_type(t, NULL), ',' ORDER BY o) "
-    "          FROM unnest(p.proargtypes) WITH ORDINALITY AS a(t, o)), "
-    "       coalesce(obj_description(p.oid, 'pg_proc'), ''), p.provolatile <> 'v' "
-    "  FROM pg_proc p WHERE p.pronamespace = 'api'::regnamespace AND p.prokind = 'f' "
-    " ORDER BY p.proname";
+    "SELECT name, nargs, nrequired, array_to_string(argnames, ','), array_to_string(http_names, ','), "
+    "       array_to_string(argtypes, ','), writes, comment, routes::text, "
+    "       (SELECT ',' || string_agg(role, ',') || ',' FROM booking.http_token_roles) "
+    "  FROM booking.http_functions ORDER BY name";
 
 /* Split a comma list into exactly n strings (missing ones empty). */
 static char **
@@ -707,6 +722,41 @@ catalog_slot(void)
         release_slot(s);
     }
     return NULL;
+}
+
+static char *
+json_strdup(json_t *o, const char *key)
+{
+    json_t     *v = json_object_get(o, key);
+
+    return json_is_string(v) ? strdup(json_string_value(v)) : NULL;
+}
+
+/* The function's routes, from the JSON array the view aggregates. */
+static void
+parse_routes(api_function *f, const char *text)
+{
+    json_t     *arr = json_loads(text, 0, NULL);
+    size_t      i;
+    json_t     *o;
+
+    f->nroutes = 0;
+    f->routes = calloc(json_array_size(arr) + 1, sizeof(api_route));
+    json_array_foreach(arr, i, o)
+    {
+        api_route  *r = &f->routes[f->nroutes];
+
+        r->method = json_strdup(o, "method");
+        r->path = json_strdup(o, "path");
+        r->operation_id = json_strdup(o, "operation_id");
+        r->body_argument = json_strdup(o, "body_argument");
+        r->success = (int) json_integer_value(json_object_get(o, "success"));
+        r->is_public = json_is_true(json_object_get(o, "public"));
+        r->event_stream = json_is_true(json_object_get(o, "event_stream"));
+        if (r->method && r->path && r->operation_id)
+            f->nroutes++;
+    }
+    json_decref(arr);
 }
 
 /* Load the catalog; false when the database could not be asked. */
@@ -761,16 +811,21 @@ load_catalog(void)
 
         f->name = strdup(PQgetvalue(res, i, 0));
         f->nargs = atoi(PQgetvalue(res, i, 1));
-        f->nrequired = f->nargs - atoi(PQgetvalue(res, i, 2));
+        f->nrequired = atoi(PQgetvalue(res, i, 2));
         f->argnames = split(PQgetvalue(res, i, 3), f->nargs);
         /* format_type() of text[] has no comma, so splitting on ',' is safe here. */
-        f->argtypes = split(PQgetvalue(res, i, 4), f->nargs);
+        f->httpnames = split(PQgetvalue(res, i, 4), f->nargs);
+        f->argtypes = split(PQgetvalue(res, i, 5), f->nargs);
         f->argkinds = calloc(f->nargs ? f->nargs : 1, sizeof(arg_kind));
         for (int a = 0; a < f->nargs; a++)
             f->argkinds[a] = kind_of(f->argtypes[a]);
-        f->comment = strdup(PQgetvalue(res, i, 5));
-        f->stable = strcmp(PQgetvalue(res, i, 6), "t") == 0;
+        f->writes = strcmp(PQgetvalue(res, i, 6), "t") == 0;
+        f->comment = strdup(PQgetvalue(res, i, 7));
+        parse_routes(f, PQgetvalue(res, i, 8));
+        /* Only a function that does not write may run on the read replica. */
+        f->stable = !f->writes;
     }
+    c->roles = strdup(c->n ? PQgetvalue(res, 0, 9) : "");
     PQclear(res);
     release_slot(s);
 
@@ -796,11 +851,13 @@ lookup(const char *name)
     return found;
 }
 
-const api_function *
-db_find_function(const char *name)
+/*
+ * Signatures change when the extension is upgraded: read the catalog again
+ * after a 42883, and at least every CATALOG_TTL seconds.
+ */
+static void
+refresh_if_due(void)
 {
-    const api_function *f;
-    bool        stale;
     bool        invalidated;
 
     /*
@@ -821,6 +878,15 @@ db_find_function(const char *name)
         catalog_loading = false;
         pthread_mutex_unlock(&catalog_lock);
     }
+}
+
+const api_function *
+db_find_function(const char *name)
+{
+    const api_function *f;
+    bool        stale;
+
+    refresh_if_due();
     f = lookup(name);
     if (f)
         return f;
@@ -852,18 +918,47 @@ db_catalog_loaded(void)
     return loaded;
 }
 
-void
-db_each_function(void (*fn) (const api_function *, void *), void *arg)
+const api_function *
+db_functions(int *n)
 {
     catalog    *c;
 
     if (!db_catalog_loaded())
         load_catalog();
+    else
+        refresh_if_due();
     pthread_mutex_lock(&catalog_lock);
     c = current_catalog;
     pthread_mutex_unlock(&catalog_lock);
     /* Catalogs are never freed before shutdown, so c stays valid. */
-    if (c)
-        for (int i = 0; i < c->n; i++)
-            fn(&c->fns[i], arg);
+    *n = c ? c->n : 0;
+    return c ? c->fns : NULL;
+}
+
+const api_function *
+db_functions_cached(int *n)
+{
+    catalog    *c;
+
+    pthread_mutex_lock(&catalog_lock);
+    c = current_catalog;
+    pthread_mutex_unlock(&catalog_lock);
+    *n = c ? c->n : 0;
+    return c ? c->fns : NULL;
+}
+
+bool
+db_role_allowed(const char *role)
+{
+    char        needle[80];
+    bool        ok = false;
+
+    if (!role[0] || strchr(role, ',') || snprintf(needle, sizeof(needle), ",%s,", role) >= (int) sizeof(needle))
+        return false;
+    if (!db_catalog_loaded())
+        load_catalog();
+    pthread_mutex_lock(&catalog_lock);
+    ok = current_catalog && current_catalog->roles && strstr(current_catalog->roles, needle) != NULL;
+    pthread_mutex_unlock(&catalog_lock);
+    return ok;
 }

@@ -10,15 +10,31 @@
 
 typedef enum { ARG_TEXT, ARG_INT, ARG_NUMERIC, ARG_BOOL, ARG_JSON, ARG_TEXT_ARRAY, ARG_INT_ARRAY, ARG_OTHER } arg_kind;
 
+/* One row of booking.http_routes: the route is declared in SQL, next to its function. */
+typedef struct api_route {
+    char       *method;
+    char       *path;           /* "{name}" segments bind the argument "name" */
+    char       *operation_id;
+    char       *body_argument;  /* when set, the whole JSON body is this argument */
+    int         success;        /* HTTP status on success */
+    bool        is_public;      /* no token needed */
+    bool        event_stream;   /* GET with Accept: text/event-stream streams events */
+} api_route;
+
+/* One row of booking.http_functions. */
 typedef struct api_function {
     char       *name;
     int         nargs;
     int         nrequired;      /* the first nrequired arguments have no default */
     char      **argnames;
+    char      **httpnames;      /* what HTTP clients call them (lim: limit, off: offset) */
     char      **argtypes;       /* format_type() */
     arg_kind   *argkinds;
+    bool        writes;         /* VOLATILE: never called with GET */
     char       *comment;
     bool        stable;         /* STABLE or IMMUTABLE: a GET may run it on the read replica */
+    int         nroutes;
+    api_route  *routes;
 } api_function;
 
 typedef enum {
@@ -71,8 +87,15 @@ int         db_read_pool_size(void);
 
 /* Catalog of the api schema, loaded on first use and reloaded on a miss. */
 const api_function *db_find_function(const char *name);
-/* Calls fn for every known function (catalog locked for reading meanwhile). */
-void        db_each_function(void (*fn) (const api_function *, void *), void *arg);
+/*
+ * Every known function (*n of them), refreshed like db_find_function.  The
+ * array stays valid until db_shutdown (a replaced catalog is kept).
+ */
+const api_function *db_functions(int *n);
+/* The same, as last read, never asking the database (NULL before the first read). */
+const api_function *db_functions_cached(int *n);
+/* May a token name this database role (booking.http_token_roles)? */
+bool        db_role_allowed(const char *role);
 bool        db_catalog_loaded(void);
 /* Read the catalog again before the next call (after a 42883). */
 void        db_catalog_invalidate(void);

@@ -1,6 +1,7 @@
 /*
- * errors.c — SQLSTATE to HTTP status, and the one error envelope of DESIGN.md:
- * {"error_code", "message", "details", "request_id"}.
+ * errors.c — SQLSTATE to HTTP status, and the one error envelope of
+ * docs/design.md: {"error_code", "message", "details", "request_id"} plus
+ * PostgREST's "code" (the SQLSTATE) and "hint".
  *
  * Business errors come as SQLSTATE PTxyz (status xyz) with DETAIL a JSON
  * object holding error_code and details.  Other SQLSTATEs map the way
@@ -142,8 +143,8 @@ static const sqlstate_map sqlstate_table[] = {
     {"23505", 409, "ALREADY_EXISTS"},
     {"23503", 409, "CONFLICT"},
     {"23P01", 409, "CONFLICT"},
-    {"23", 400, "VALIDATION_ERROR"},
-    {"22", 400, "VALIDATION_ERROR"},
+    {"23", 422, "VALIDATION_ERROR"},
+    {"22", 422, "VALIDATION_ERROR"},
     {"42501", 403, "FORBIDDEN"},
     {"42883", 404, "NOT_FOUND"},
     {"42P01", 404, "NOT_FOUND"},
@@ -163,6 +164,28 @@ static const sqlstate_map sqlstate_table[] = {
     {"", 500, "INTERNAL_ERROR"},
 };
 
+/*
+ * A business error may ask for response headers, as PostgREST lets a
+ * RAISE do: DETAIL {"headers": {"Retry-After": "3"}}.  They are sent, not
+ * shown in the details.  Which headers, and when, is the SQL's business.
+ */
+static void
+take_headers(http_error *e, json_t *d)
+{
+    json_t     *h = json_object_get(d, "headers");
+    const char *k;
+    json_t     *v;
+
+    if (!json_is_object(h))
+        return;
+    json_decref(e->headers);
+    e->headers = json_array();
+    json_object_foreach(h, k, v)
+        if (json_is_string(v))
+        json_array_append_new(e->headers, json_pack("{s:O}", k, v));
+    json_object_del(d, "headers");
+}
+
 void
 error_from_sql(http_error *e, const char *sqlstate, const char *message,
                const char *detail, const char *hint, bool anonymous)
@@ -180,8 +203,10 @@ error_from_sql(http_error *e, const char *sqlstate, const char *message,
         if (detail && sqlstate[0] != 'X')
             json_object_set_new(d, "detail", json_string(detail));
     }
-    if (hint)
-        json_object_set_new(d, "hint", json_string(hint));
+    snprintf(e->sqlstate, sizeof(e->sqlstate), "%s", sqlstate);
+    free(e->hint);
+    e->hint = hint ? strdup(hint) : NULL;
+    take_headers(e, d);
 
     if (sqlstate[0] == 'P' && sqlstate[1] == 'T' && strspn(sqlstate + 2, "0123456789") == 3)
     {
@@ -194,13 +219,6 @@ error_from_sql(http_error *e, const char *sqlstate, const char *message,
                  json_is_string(code) ? json_string_value(code) : "ERROR");
         e->error_code = e->code_buf;
         json_object_del(d, "error_code");
-        if (e->status == 429)
-        {
-            json_t     *ra = json_object_get(d, "retry_after_seconds");
-
-            e->retry_after = json_is_integer(ra) && json_integer_value(ra) > 0 ?
-                (int) json_integer_value(ra) : 1;
-        }
     }
     else
     {
@@ -217,6 +235,8 @@ error_from_sql(http_error *e, const char *sqlstate, const char *message,
         {
             e->status = 401;
             snprintf(e->code_buf, sizeof(e->code_buf), "UNAUTHORIZED");
+            free(e->message);
+            e->message = strdup("a bearer token is required");
         }
         json_object_set_new(d, "sqlstate", json_string(sqlstate));
         /* Internal errors say nothing of the server's insides. */
@@ -228,6 +248,8 @@ error_from_sql(http_error *e, const char *sqlstate, const char *message,
                                 "internal error");
             json_object_clear(d);
             json_object_set_new(d, "sqlstate", json_string(sqlstate));
+            free(e->hint);
+            e->hint = NULL;
         }
         if (e->status == 503)
             e->retry_after = 1;
@@ -250,6 +272,16 @@ error_envelope(http_error *e, const char *request_id)
         e->details = json_object();
     json_object_set(o, "details", e->details);
     json_object_set_new(o, "request_id", json_string(request_id));
+    if (e->sqlstate[0])
+        json_object_set_new(o, "code", json_string(e->sqlstate));
+    else
+    {
+        char        code[8];
+
+        snprintf(code, sizeof(code), "PT%03d", e->status);
+        json_object_set_new(o, "code", json_string(code));
+    }
+    json_object_set_new(o, "hint", e->hint ? json_string(e->hint) : json_null());
     s = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     return s;
@@ -259,7 +291,11 @@ void
 error_free(http_error *e)
 {
     free(e->message);
+    free(e->hint);
     json_decref(e->details);
+    json_decref(e->headers);
     e->message = NULL;
+    e->hint = NULL;
     e->details = NULL;
+    e->headers = NULL;
 }

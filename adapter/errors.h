@@ -13,6 +13,9 @@ typedef struct http_error {
     char        code_buf[64];
     char       *message;        /* malloc'd */
     json_t     *details;        /* object, owned */
+    char        sqlstate[6];    /* the SQL error's; "" for the adapter's own */
+    char       *hint;           /* malloc'd, or NULL */
+    json_t     *headers;        /* [{"Name": "value"}] the SQL asked for (DETAIL's "headers"), or NULL */
     int         retry_after;    /* seconds; 0: none */
 } http_error;
 
@@ -23,7 +26,12 @@ void        error_from_sql(http_error *e, const char *sqlstate, const char *mess
 bool        sqlstate_is_outage(const char *sqlstate);
 void        error_set(http_error *e, int status, const char *code, const char *fmt,...)
             __attribute__((format(printf, 4, 5)));
-/* The envelope as a malloc'd JSON string. */
+/*
+ * The envelope as a malloc'd JSON string: ours {error_code, message,
+ * details, request_id} and PostgREST's {code, message, details, hint}, so
+ * PostgREST clients see a complete error.  code is the SQLSTATE; the
+ * adapter's own errors use PTxyz for status xyz, the same convention.
+ */
 char       *error_envelope(http_error *e, const char *request_id);
 
 void        error_free(http_error *e);

@@ -92,6 +92,16 @@ fail(reply *r, http_error *e)
     r->error_code = r->error_code_buf;
     free(r->body);
     r->body = error_envelope(e, r->request_id);
+    /* Headers the SQL asked for in its error (DETAIL's "headers"), e.g. Retry-After. */
+    if (json_is_array(e->headers) && json_array_size(e->headers))
+    {
+        if (!json_is_array(r->headers))
+        {
+            json_decref(r->headers);
+            r->headers = json_array();
+        }
+        json_array_extend(r->headers, e->headers);
+    }
     error_free(e);
 }
 
@@ -125,7 +135,6 @@ respond(struct MHD_Connection *conn, const char *method, request *req, reply *r)
 {
     struct MHD_Response *resp;
     enum MHD_Result ret;
-    const char *const *labels = routes_labels();
     double      ms;
     char        num[16];
 
@@ -179,7 +188,8 @@ respond(struct MHD_Connection *conn, const char *method, request *req, reply *r)
     }
     json_decref(r->headers);
     r->headers = NULL;
-    if (r->status == 503 || r->status == 429)
+    /* The adapter's own 503s; a 429's Retry-After is the SQL's (DETAIL "headers"). */
+    if (r->status == 503)
     {
         snprintf(num, sizeof(num), "%d", r->retry_after > 0 ? r->retry_after : 1);
         MHD_add_response_header(resp, "Retry-After", num);
@@ -191,7 +201,7 @@ respond(struct MHD_Connection *conn, const char *method, request *req, reply *r)
     metrics_observe(r->route_label, r->status, ms, r->error_code);
     if (config.log_requests)
     {
-        request_log l = {r->request_id, method, labels[r->route_label], r->status, ms,
+        request_log l = {r->request_id, method, metrics_route_name(r->route_label), r->status, ms,
         r->user_id, r->error_code};
 
         log_request(&l);
@@ -330,15 +340,12 @@ args_free(args *a)
     error_free(&a->err);
 }
 
+/* An argument by its name or by its HTTP name (booking.http_functions). */
 static int
 arg_index(const api_function *f, const char *name)
 {
-    if (strcmp(name, "limit") == 0)
-        name = "lim";
-    else if (strcmp(name, "offset") == 0)
-        name = "off";
     for (int i = 0; i < f->nargs; i++)
-        if (strcmp(f->argnames[i], name) == 0)
+        if (strcmp(f->argnames[i], name) == 0 || strcmp(f->httpnames[i], name) == 0)
             return i;
     return -1;
 }
@@ -556,6 +563,37 @@ query_list_literal(args *a, const char *key, bool integers, const char *value)
     return out;
 }
 
+/*
+ * Lists in a query string: comma separated (?users=1,2,3), repeated keys
+ * (?users=1&users=2, what OpenAPI's form style sends), or both; each part
+ * goes through query_list_literal.
+ */
+static void
+args_add_query_list(args *a, const char *key, int i, const char *value)
+{
+    char       *part = query_list_literal(a, key, a->fn->argkinds[i] == ARG_INT_ARRAY, value);
+
+    if (!part)
+        return;
+    for (int k = 0; k < a->call.nargs; k++)
+        if (strcmp(a->call.argnames[k], a->fn->argnames[i]) == 0 && a->call.argvalues[k] &&
+            a->call.argvalues[k][0] == '{')
+        {
+            const char *old = a->call.argvalues[k];
+            size_t      len = strlen(old);
+            size_t      plen = strlen(part);
+            char       *merged = malloc(len + plen + 2);
+
+            /* "{1,2}" + "{3}" -> "{1,2,3}" */
+            sprintf(merged, "%.*s%s%.*s}", (int) (len - 1), old, len > 2 && plen > 2 ? "," : "",
+                    (int) (plen - 2), part + 1);
+            free(part);
+            a->call.argvalues[k] = keep(a, merged);
+            return;
+        }
+    args_add(a, key, keep(a, part));
+}
+
 static enum MHD_Result
 collect_query(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
 {
@@ -563,16 +601,10 @@ collect_query(void *cls, enum MHD_ValueKind kind, const char *key, const char *v
     int         i = arg_index(a->fn, key);
 
     (void) kind;
-    /* Lists in a query string are comma separated: ?users=1,2,3 */
     if (i >= 0 && value && (a->fn->argkinds[i] == ARG_INT_ARRAY || a->fn->argkinds[i] == ARG_TEXT_ARRAY))
-    {
-        char       *arr = query_list_literal(a, key, a->fn->argkinds[i] == ARG_INT_ARRAY, value);
-
-        if (arr)
-            args_add(a, key, keep(a, arr));
-        return a->failed ? MHD_NO : MHD_YES;
-    }
-    args_add(a, key, value ? value : "");
+        args_add_query_list(a, key, i, value);
+    else
+        args_add(a, key, value ? value : "");
     return a->failed ? MHD_NO : MHD_YES;
 }
 
@@ -586,7 +618,7 @@ args_check_required(args *a)
         for (int k = 0; k < a->call.nargs; k++)
             given |= strcmp(a->call.argnames[k], a->fn->argnames[i]) == 0;
         if (!given)
-            args_fail(a, 422, a->fn->argnames[i], "field \"%s\" is required", a->fn->argnames[i]);
+            args_fail(a, 422, a->fn->httpnames[i], "field \"%s\" is required", a->fn->httpnames[i]);
     }
 }
 
@@ -723,6 +755,321 @@ call_upstream(reply *r, db_call *call, db_result *res)
     return true;
 }
 
+/* The adapter's own endpoints: no token, no database (but /ready and /openapi.json). */
+static bool
+handle_operations(const char *url, bool is_get, reply *r)
+{
+    static const char *const ops[] = {"/health", "/ready", "/metrics", "/openapi.json"};
+    char        label[64];
+    size_t      i;
+
+    for (i = 0; i < sizeof(ops) / sizeof(ops[0]) && strcmp(url, ops[i]) != 0; i++)
+        ;
+    if (i == sizeof(ops) / sizeof(ops[0]))
+        return false;
+    snprintf(label, sizeof(label), "GET %s", ops[i]);
+    r->route_label = metrics_route(label);
+    if (!is_get)
+    {
+        snprintf(r->allow, sizeof(r->allow), "GET, HEAD");
+        fail_with(r, 405, "METHOD_NOT_ALLOWED", "method not allowed", json_pack("{s:s}", "allow", r->allow));
+    }
+    else if (i == 0)
+    {
+        r->status = 200;
+        r->body = strdup("{\"status\":\"ok\"}");
+    }
+    else if (i == 1)
+        handle_ready(r);
+    else if (i == 2)
+    {
+        r->status = 200;
+        r->content_type = "text/plain; version=0.0.4";
+        r->body = metrics_render(__atomic_load_n(&in_flight, __ATOMIC_SEQ_CST), events_streams_open());
+    }
+    else
+    {
+        r->permit = breaker_acquire(&db_breaker);
+        if (!r->permit.admitted)
+            fail_with(r, 503, "CIRCUIT_OPEN", "the database circuit is open", NULL);
+        else if (!(r->body = routes_openapi()))
+        {
+            r->outcome = BREAKER_FAILURE;
+            fail_with(r, 503, "DATABASE_UNAVAILABLE", "the database is unavailable", NULL);
+        }
+        else
+        {
+            r->outcome = BREAKER_SUCCESS;
+            r->status = 200;
+        }
+    }
+    return true;
+}
+
+/* What a request calls: a route of booking.http_routes, or /rpc/<function>. */
+typedef struct target {
+    route_match m;              /* m.route is NULL for /rpc */
+    const api_function *fn;
+    int         success;
+} target;
+
+static void
+catalog_unavailable(reply *r)
+{
+    r->outcome = BREAKER_FAILURE;
+    fail_with(r, 503, "DATABASE_UNAVAILABLE", "the database is unavailable", NULL);
+}
+
+/* Only a STABLE or IMMUTABLE function reads nothing but replicated data. */
+static bool
+stays_on_upstream(const target *t, reply *r)
+{
+    if (r->breaker == &read_breaker && !t->fn->stable && !take_permit(r, false))
+    {
+        fail_circuit_open(r);
+        return false;
+    }
+    return true;
+}
+
+/*
+ * PostgREST's /rpc/<function>: POST for any api function; GET and HEAD
+ * only for functions that do not write (STABLE or IMMUTABLE).
+ */
+static bool
+resolve_rpc(const char *method, const char *fname, bool replica, target *t, reply *r)
+{
+    bool        is_get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+
+    r->route_label = metrics_route(is_get ? "GET /rpc/{function}" : "POST /rpc/{function}");
+    if (!is_get && strcmp(method, "POST") != 0)
+    {
+        snprintf(r->allow, sizeof(r->allow), "GET, HEAD, POST");
+        fail_with(r, 405, "METHOD_NOT_ALLOWED", "method not allowed", json_pack("{s:s}", "allow", r->allow));
+        return false;
+    }
+    if (!*fname || strspn(fname, "abcdefghijklmnopqrstuvwxyz0123456789_") != strlen(fname))
+    {
+        fail_with(r, 404, "NOT_FOUND", "no such function", json_pack("{s:s}", "function", fname));
+        return false;
+    }
+    if (!take_permit(r, replica && is_get))
+    {
+        fail_circuit_open(r);
+        return false;
+    }
+    t->fn = db_find_function(fname);
+    if (!t->fn)
+    {
+        if (!db_catalog_loaded())
+            catalog_unavailable(r);
+        else
+            fail_with(r, 404, "NOT_FOUND", "no such function", json_pack("{s:s}", "function", fname));
+        return false;
+    }
+    if (is_get && t->fn->writes)
+    {
+        snprintf(r->allow, sizeof(r->allow), "POST");
+        fail_with(r, 405, "METHOD_NOT_ALLOWED", "this function may write: call it with POST",
+                  json_pack("{s:s, s:s}", "function", fname, "allow", "POST"));
+        return false;
+    }
+    t->success = 200;
+    return stays_on_upstream(t, r);
+}
+
+static bool
+resolve_route(const char *method, const char *url, bool replica, target *t, reply *r)
+{
+    int         rc;
+    char        label[160];
+
+    /* The routes are read from the database: ask the breaker first. */
+    if (!take_permit(r, replica && (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)))
+    {
+        /* Counted under its route when the routes last read know it. */
+        if (routes_label(method, url, label, sizeof(label)))
+            r->route_label = metrics_route(label);
+        fail_circuit_open(r);
+        return false;
+    }
+    rc = routes_match(method, url, &t->m, r->allow, sizeof(r->allow));
+    if (rc == 503)
+        catalog_unavailable(r);
+    else if (rc == 404)
+        fail_with(r, 404, "NOT_FOUND", "no such route", json_pack("{s:s, s:s}", "method", method, "path", url));
+    else if (rc == 405)
+        fail_with(r, 405, "METHOD_NOT_ALLOWED", "method not allowed", json_pack("{s:s}", "allow", r->allow));
+    if (rc != 0)
+        return false;
+    snprintf(label, sizeof(label), "%s %s", t->m.route->method, t->m.route->path);
+    r->route_label = metrics_route(label);
+    t->fn = t->m.fn;
+    t->success = t->m.route->success;
+    return stays_on_upstream(t, r);
+}
+
+/* The body: at most 1 MiB of JSON, an object unless the route takes it whole. */
+static bool
+read_body(const request *req, bool is_get, const target *t, json_t **body, reply *r)
+{
+    json_error_t jerr;
+
+    if (req->too_big)
+    {
+        fail_with(r, 413, "PAYLOAD_TOO_LARGE", "the request body is larger than 1 MiB",
+                  json_pack("{s:i}", "max_bytes", MAX_BODY));
+        return false;
+    }
+    if (is_get || req->len == 0)
+        return true;
+    *body = json_loadb(req->body, req->len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
+    if (!*body)
+    {
+        fail_with(r, 400, "BAD_REQUEST", "the request body is not valid JSON",
+                  json_pack("{s:s, s:i}", "reason", jerr.text, "position", jerr.position));
+        return false;
+    }
+    if (!json_is_object(*body) && !(t->m.route && t->m.route->body_argument))
+    {
+        fail_with(r, 422, "VALIDATION_ERROR", "the request body must be a JSON object", NULL);
+        return false;
+    }
+    return true;
+}
+
+/* The token: none means the anonymous role; a bad one, or a role the database does not let us take, is refused. */
+static bool
+authenticate(const char *authz, auth_result *auth, reply *r)
+{
+    if (!authz)
+        return true;
+    auth_verify(authz, config.jwt_secret, auth);
+    if (auth->ok && !db_role_allowed(auth->role))
+    {
+        auth->ok = false;
+        snprintf(auth->why, sizeof(auth->why), "the token's role \"%.60s\" is not one this database accepts", auth->role);
+    }
+    if (!auth->ok)
+    {
+        r->www_authenticate = true;
+        fail_with(r, 401, "UNAUTHORIZED", auth->why, NULL);
+        return false;
+    }
+    snprintf(r->user_id, sizeof(r->user_id), "%s", auth->sub);
+    return true;
+}
+
+/* Path, query string and body become the call's named arguments, checked against the signature. */
+static bool
+gather_args(struct MHD_Connection *conn, const target *t, json_t *body, args *a, reply *r)
+{
+    a->fn = t->fn;
+    for (int i = 0; i < t->m.nparams; i++)
+        args_add(a, t->m.names[i], t->m.values[i]);
+    MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, collect_query, a);
+    if (body && t->m.route && t->m.route->body_argument)
+        args_add_json(a, t->m.route->body_argument, body);
+    else if (body)
+    {
+        const char *k;
+        json_t     *v;
+
+        json_object_foreach(body, k, v)
+            args_add_json(a, k, v);
+    }
+    args_check_required(a);
+    if (a->failed)
+        fail(r, &a->err);
+    return !a->failed;
+}
+
+/* A route that streams (booking.http_routes.event_stream), asked for text/event-stream. */
+static void
+open_event_stream(struct MHD_Connection *conn, const db_call *call, reply *r)
+{
+    char        why[128];
+    const char *after = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "after_id");
+
+    if (!after)
+        after = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Last-Event-ID");
+    r->stream = events_stream(config.conninfo, call->role, call->claims, after, why, sizeof(why));
+    if (!r->stream)
+        fail_with(r, 503, "DATABASE_UNAVAILABLE", why, NULL);
+}
+
+/* One transaction: the call, then its answer or its error mapped to HTTP. */
+static void
+call_and_answer(struct MHD_Connection *conn, const target *t, args *a, const auth_result *auth,
+                bool is_get, reply *r)
+{
+    db_result   res = {0};
+    char        ip[64];
+
+    client_ip(conn, ip, sizeof(ip));
+    a->call.fn = a->fn;
+    a->call.role = auth->ok ? auth->role : config.anon_role;
+    a->call.claims = auth->ok ? auth->claims : "";
+    a->call.request_id = r->request_id;
+    a->call.client_ip = ip;
+    a->call.read_only = is_get;
+    if (!call_upstream(r, &a->call, &res))
+    {
+        fail_circuit_open(r);
+        return;
+    }
+    switch (res.status)
+    {
+        case DB_OK:
+            r->outcome = BREAKER_SUCCESS;
+            r->status = t->success;
+            r->body = res.value ? res.value : strdup("null");
+            res.value = NULL;
+            if (res.headers)
+                r->headers = json_loads(res.headers, 0, NULL);
+            if (is_get && t->m.route && t->m.route->event_stream && wants_event_stream(conn))
+                open_event_stream(conn, &a->call, r);
+            break;
+        case DB_SQL_ERROR:
+            if (!a->call.read_only && strcmp(res.sqlstate, "25006") == 0)
+            {
+                /*
+                 * A write reached a read-only server (a standby: a failover
+                 * under way, or a DSN naming a replica).  The server answered,
+                 * so the breaker is not told; reads go on.
+                 */
+                r->outcome = BREAKER_SUCCESS;
+                fail_with(r, 503, "DATABASE_READ_ONLY", "the database is read-only, try again later",
+                          json_pack("{s:s}", "sqlstate", res.sqlstate));
+                break;
+            }
+            {
+                http_error  e = {0};
+
+                r->outcome = sqlstate_is_outage(res.sqlstate) ? BREAKER_FAILURE : BREAKER_SUCCESS;
+                if (strcmp(res.sqlstate, "42883") == 0)
+                    db_catalog_invalidate();
+                error_from_sql(&e, res.sqlstate, res.message, res.detail, res.hint, !auth->ok);
+                if (e.status == 401)
+                    r->www_authenticate = true;
+                fail(r, &e);
+                break;
+            }
+        case DB_CONNECTION_FAILED:
+            r->outcome = BREAKER_FAILURE;
+            fail_with(r, 503, "DATABASE_UNAVAILABLE", "the database is unavailable", NULL);
+            break;
+        case DB_POOL_BUSY:
+            fail_with(r, 503, "DATABASE_UNAVAILABLE", "every database connection is busy", NULL);
+            break;
+    }
+    db_result_free(&res);
+}
+
+/*
+ * One request, step by step; a step that fails has filled the reply, and
+ * every path ends in respond().
+ */
 static enum MHD_Result
 handle(struct MHD_Connection *conn, const char *url, const char *method, request *req)
 {
@@ -730,264 +1077,32 @@ handle(struct MHD_Connection *conn, const char *url, const char *method, request
     const char *rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
     const char *authz = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
     bool        is_get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
-    route_match m = {0};
+    target      t = {0};
     auth_result auth = {0};
     args        a = {0};
     json_t     *body = NULL;
-    const char *fname = NULL;
-    int         success = 200;
-    char        ip[64];
-    db_result   res = {0};
+    bool        replica;
     enum MHD_Result ret;
 
     if (rid && request_id_acceptable(rid))
         snprintf(r.request_id, sizeof(r.request_id), "%s", rid);
     else
         request_id_new(r.request_id, sizeof(r.request_id));
-    r.route_label = route_label_special(ROUTE_LABEL_UNMATCHED);
-
-    /* Operations endpoints: no database (but /ready), no token. */
-    {
-        static const struct { const char *path; int label; } ops[] = {
-            {"/health", ROUTE_LABEL_HEALTH}, {"/ready", ROUTE_LABEL_READY},
-            {"/metrics", ROUTE_LABEL_METRICS}, {"/openapi.json", ROUTE_LABEL_OPENAPI},
-        };
-
-        for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
-        {
-            if (strcmp(url, ops[i].path) != 0)
-                continue;
-            r.route_label = route_label_special(ops[i].label);
-            if (!is_get)
-            {
-                snprintf(r.allow, sizeof(r.allow), "GET");
-                fail_with(&r, 405, "METHOD_NOT_ALLOWED", "method not allowed", json_pack("{s:s}", "allow", "GET"));
-            }
-            else if (ops[i].label == ROUTE_LABEL_HEALTH)
-            {
-                r.status = 200;
-                r.body = strdup("{\"status\":\"ok\"}");
-            }
-            else if (ops[i].label == ROUTE_LABEL_READY)
-                handle_ready(&r);
-            else if (ops[i].label == ROUTE_LABEL_METRICS)
-            {
-                r.status = 200;
-                r.content_type = "text/plain; version=0.0.4";
-                r.body = metrics_render(__atomic_load_n(&in_flight, __ATOMIC_SEQ_CST), events_streams_open());
-            }
-            else
-            {
-                r.permit = breaker_acquire(&db_breaker);
-                if (!r.permit.admitted)
-                    fail_with(&r, 503, "CIRCUIT_OPEN", "the database circuit is open", NULL);
-                else if (!(r.body = routes_openapi()) || !db_catalog_loaded())
-                {
-                    r.outcome = BREAKER_FAILURE;
-                    fail_with(&r, 503, "DATABASE_UNAVAILABLE", "the database is unavailable", NULL);
-                }
-                else
-                {
-                    r.outcome = BREAKER_SUCCESS;
-                    r.status = 200;
-                }
-            }
-            return respond(conn, method, req, &r);
-        }
-    }
-
-    /* Route: POST /rpc/{function}, or the table. */
-    if (strncmp(url, "/rpc/", 5) == 0)
-    {
-        r.route_label = route_label_special(ROUTE_LABEL_RPC);
-        if (strcmp(method, "POST") != 0)
-        {
-            snprintf(r.allow, sizeof(r.allow), "POST");
-            fail_with(&r, 405, "METHOD_NOT_ALLOWED", "method not allowed", json_pack("{s:s}", "allow", "POST"));
-            goto out;
-        }
-        fname = url + 5;
-        if (strspn(fname, "abcdefghijklmnopqrstuvwxyz0123456789_") != strlen(fname) || !*fname)
-        {
-            fail_with(&r, 404, "NOT_FOUND", "no such function", json_pack("{s:s}", "function", fname));
-            goto out;
-        }
-    }
-    else
-    {
-        int         rc = routes_match(method, url, &m, r.allow, sizeof(r.allow));
-
-        if (rc == 404)
-        {
-            fail_with(&r, 404, "NOT_FOUND", "no such route", json_pack("{s:s, s:s}", "method", method, "path", url));
-            goto out;
-        }
-        if (rc == 405)
-        {
-            fail_with(&r, 405, "METHOD_NOT_ALLOWED", "method not allowed", json_pack("{s:s}", "allow", r.allow));
-            goto out;
-        }
-        r.route_label = m.index;
-        fname = m.route->function;
-        success = m.route->success;
-    }
-
-    /* The body: at most 1 MiB of JSON. */
-    if (req->too_big)
-    {
-        fail_with(&r, 413, "PAYLOAD_TOO_LARGE", "the request body is larger than 1 MiB",
-                  json_pack("{s:i}", "max_bytes", MAX_BODY));
-        goto out;
-    }
-    if (!is_get && req->len > 0)
-    {
-        json_error_t jerr;
-
-        body = json_loadb(req->body, req->len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
-        if (!body)
-        {
-            fail_with(&r, 400, "BAD_REQUEST", "the request body is not valid JSON",
-                      json_pack("{s:s, s:i}", "reason", jerr.text, "position", jerr.position));
-            goto out;
-        }
-        if (!json_is_object(body) && !(m.route && m.route->body_arg))
-        {
-            fail_with(&r, 422, "VALIDATION_ERROR", "the request body must be a JSON object", NULL);
-            goto out;
-        }
-    }
-
-    /* The token: none means the anonymous role; a bad one is refused. */
-    if (authz)
-    {
-        auth_verify(authz, config.jwt_secret, &auth);
-        if (!auth.ok)
-        {
-            r.www_authenticate = true;
-            fail_with(&r, 401, "UNAUTHORIZED", auth.why, NULL);
-            goto out;
-        }
-        snprintf(r.user_id, sizeof(r.user_id), "%s", auth.sub);
-    }
+    r.route_label = metrics_route("unmatched");
 
     /*
-     * From here on the database is involved: ask the breaker first.  A GET
-     * may go to the read replica, unless it asks for the primary
+     * A GET may go to the read replica, unless it asks for the primary
      * (X-Read-From: primary, for read-your-writes) or streams events.
      */
-    if (!take_permit(&r, is_get && db_has_read_pool() && !wants_event_stream(conn) && !wants_primary(conn)))
-    {
-        fail_circuit_open(&r);
-        goto out;
-    }
-    a.fn = db_find_function(fname);
-    /* Only a STABLE or IMMUTABLE function reads nothing but replicated data. */
-    if (a.fn && r.breaker == &read_breaker && !a.fn->stable && !take_permit(&r, false))
-    {
-        fail_circuit_open(&r);
-        goto out;
-    }
-    if (!a.fn)
-    {
-        if (!db_catalog_loaded())
-        {
-            r.outcome = BREAKER_FAILURE;
-            fail_with(&r, 503, "DATABASE_UNAVAILABLE", "the database is unavailable", NULL);
-        }
-        else
-            fail_with(&r, 404, "NOT_FOUND", m.route ? "this route is not available in this database" :
-                      "no such function", json_pack("{s:s}", "function", fname));
-        goto out;
-    }
-    for (int i = 0; i < m.nparams; i++)
-        args_add(&a, m.names[i], m.values[i]);
-    MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, collect_query, &a);
-    if (body && m.route && m.route->body_arg)
-        args_add_json(&a, m.route->body_arg, body);
-    else if (body)
-    {
-        const char *k;
-        json_t     *v;
+    replica = is_get && db_has_read_pool() && !wants_event_stream(conn) && !wants_primary(conn);
+    if (!handle_operations(url, is_get, &r) &&
+        (strncmp(url, "/rpc/", 5) == 0 ? resolve_rpc(method, url + 5, replica, &t, &r)
+         : resolve_route(method, url, replica, &t, &r)) &&
+        read_body(req, is_get, &t, &body, &r) &&
+        authenticate(authz, &auth, &r) &&
+        gather_args(conn, &t, body, &a, &r))
+        call_and_answer(conn, &t, &a, &auth, is_get, &r);
 
-        json_object_foreach(body, k, v)
-            args_add_json(&a, k, v);
-    }
-    args_check_required(&a);
-    if (a.failed)
-    {
-        fail(&r, &a.err);
-        goto out;
-    }
-
-    client_ip(conn, ip, sizeof(ip));
-    a.call.fn = a.fn;
-    a.call.role = auth.ok ? auth.role : config.anon_role;
-    a.call.claims = auth.ok ? auth.claims : "";
-    a.call.request_id = r.request_id;
-    a.call.client_ip = ip;
-    a.call.read_only = is_get;
-    if (!call_upstream(&r, &a.call, &res))
-    {
-        fail_circuit_open(&r);
-        goto out;
-    }
-    switch (res.status)
-    {
-        case DB_OK:
-            r.outcome = BREAKER_SUCCESS;
-            r.status = success;
-            r.body = res.value ? res.value : strdup("null");
-            res.value = NULL;
-            if (res.headers)
-                r.headers = json_loads(res.headers, 0, NULL);
-            if (is_get && strcmp(a.fn->name, "list_events") == 0 && wants_event_stream(conn))
-            {
-                char        why[128];
-                const char *after = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "after_id");
-
-                if (!after)
-                    after = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Last-Event-ID");
-                r.stream = events_stream(config.conninfo, a.call.role, a.call.claims, after, why, sizeof(why));
-                if (!r.stream)
-                    fail_with(&r, 503, "DATABASE_UNAVAILABLE", why, NULL);
-            }
-            break;
-        case DB_SQL_ERROR:
-            if (!a.call.read_only && strcmp(res.sqlstate, "25006") == 0)
-            {
-                /*
-                 * A write reached a read-only server (a standby: a failover
-                 * under way, or a DSN naming a replica).  The server answered,
-                 * so the breaker is not told; reads go on.
-                 */
-                r.outcome = BREAKER_SUCCESS;
-                fail_with(&r, 503, "DATABASE_READ_ONLY", "the database is read-only, try again later",
-                          json_pack("{s:s}", "sqlstate", res.sqlstate));
-                break;
-            }
-            {
-                http_error  e = {0};
-
-                r.outcome = sqlstate_is_outage(res.sqlstate) ? BREAKER_FAILURE : BREAKER_SUCCESS;
-                if (strcmp(res.sqlstate, "42883") == 0)
-                    db_catalog_invalidate();
-                error_from_sql(&e, res.sqlstate, res.message, res.detail, res.hint, !auth.ok);
-                if (e.status == 401)
-                    r.www_authenticate = true;
-                fail(&r, &e);
-                break;
-            }
-        case DB_CONNECTION_FAILED:
-            r.outcome = BREAKER_FAILURE;
-            fail_with(&r, 503, "DATABASE_UNAVAILABLE", "the database is unavailable", NULL);
-            break;
-        case DB_POOL_BUSY:
-            fail_with(&r, 503, "DATABASE_UNAVAILABLE", "every database connection is busy", NULL);
-            break;
-    }
-    db_result_free(&res);
-
-out:
     ret = respond(conn, method, req, &r);
     json_decref(body);
     auth_result_free(&auth);
@@ -1040,7 +1155,7 @@ refuse(struct MHD_Connection *conn, const char *method, request *req, int status
         snprintf(r.request_id, sizeof(r.request_id), "%s", rid);
     else
         request_id_new(r.request_id, sizeof(r.request_id));
-    r.route_label = route_label_special(ROUTE_LABEL_UNMATCHED);
+    r.route_label = metrics_route("unmatched");
     fail_with(&r, status, code, message, details);
     return respond(conn, method, req, &r);
 }
@@ -1056,7 +1171,7 @@ check_head(struct MHD_Connection *conn, const char *method, const char *version,
     if (guard_was_answered(conn))
         return MHD_NO;          /* on_request_line wrote the reply */
     if (guard_request_line_had_nul(conn, version))
-        return refuse(conn, method, req, 400, "VALIDATION_ERROR",
+        return refuse(conn, method, req, 400, "BAD_REQUEST",
                       "the request path or query contains a NUL byte (%00)", NULL);
     /*
      * A body announced too large is refused before it is sent when the
@@ -1152,7 +1267,7 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
     if (*upload_data_size)
         return take_body(conn, req, upload_data, upload_data_size);
     if (req->len > 0 && json_text_has_nul(req->body, req->len))
-        return refuse(conn, method, req, 400, "VALIDATION_ERROR", "a JSON string contains a NUL byte (\\u0000)", NULL);
+        return refuse(conn, method, req, 400, "BAD_REQUEST", "a JSON string contains a NUL byte (\\u0000)", NULL);
     ret = handle(conn, url, method, req);
     return ret;
 }

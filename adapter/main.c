@@ -53,7 +53,7 @@ main(int argc, char **argv)
 
     init_breaker(&db_breaker);
     init_breaker(&read_breaker);
-    metrics_init(routes_count(), routes_labels());
+    metrics_init();
     metrics_add_upstream("primary", &db_breaker, db_pool_in_use, db_pool_size);
     events_configure(config.max_event_streams, config.client_timeout_s);
     events_set_max_lifetime(config.sse_max_seconds);

@@ -8,7 +8,7 @@
  * client sent), status is one of the few codes the adapter answers, error
  * codes are capped at MAX_CODES ("OTHER" past that), upstreams are
  * registered at start.  `promtool check metrics` accepts the output
- * (adapter/t/036_prometheus.pl).
+ * (adapter/t/046_prometheus.pl).
  *
  * The request path only does relaxed atomic adds (plus one short mutex to
  * intern a new error code); the text is built when /metrics is scraped.
@@ -53,9 +53,16 @@ typedef struct upstream {
 } upstream;
 
 static route_stats *stats;
-static int  nroutes;
-static char **route_method;     /* "POST" of "POST /bookings" */
-static char **route_path;       /* "/bookings" */
+/*
+ * Route labels are registered as requests first use them (the routes are
+ * rows in the database and may grow while the adapter runs); a published
+ * label never changes, so readers take no lock.
+ */
+static int  nroutes;            /* labels in use; only grows */
+static char *route_label[METRICS_MAX_ROUTES];   /* "POST /bookings" */
+static char *route_method[METRICS_MAX_ROUTES];  /* "POST" */
+static char *route_path[METRICS_MAX_ROUTES];    /* "/bookings" */
+static pthread_mutex_t labels_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static pthread_mutex_t codes_lock = PTHREAD_MUTEX_INITIALIZER;
 static char codes[MAX_CODES][48];
@@ -66,21 +73,57 @@ static int  nupstreams;
 static time_t started_at;
 
 void
-metrics_init(int n, const char *const *route_labels)
+metrics_init(void)
 {
-    nroutes = n < METRICS_MAX_ROUTES ? n : METRICS_MAX_ROUTES;
-    stats = calloc(nroutes, sizeof(route_stats));
-    route_method = calloc(nroutes, sizeof(char *));
-    route_path = calloc(nroutes, sizeof(char *));
-    /* Labels are "METHOD /template"; the special "unmatched" has no method. */
-    for (int i = 0; i < nroutes; i++)
-    {
-        const char *sp = strchr(route_labels[i], ' ');
-
-        route_method[i] = sp ? strndup(route_labels[i], sp - route_labels[i]) : strdup("ANY");
-        route_path[i] = strdup(sp ? sp + 1 : route_labels[i]);
-    }
+    stats = calloc(METRICS_MAX_ROUTES, sizeof(route_stats));
     started_at = time(NULL);
+}
+
+/* Publish label at index i (under labels_lock). */
+static void
+route_publish(int i, const char *label)
+{
+    const char *sp = strchr(label, ' ');
+
+    route_label[i] = strdup(label);
+    /* Labels are "METHOD /template"; the special "unmatched" has no method. */
+    route_method[i] = sp ? strndup(label, sp - label) : strdup("ANY");
+    route_path[i] = strdup(sp ? sp + 1 : label);
+    __atomic_store_n(&nroutes, i + 1, __ATOMIC_RELEASE);
+}
+
+int
+metrics_route(const char *label)
+{
+    int         i;
+    int         n = __atomic_load_n(&nroutes, __ATOMIC_ACQUIRE);
+
+    for (i = 0; i < n; i++)
+        if (strcmp(route_label[i], label) == 0)
+            return i;
+    pthread_mutex_lock(&labels_lock);
+    for (i = 0; i < nroutes && strcmp(route_label[i], label) != 0; i++)
+        ;
+    if (i == nroutes)
+    {
+        /* The last slot is "other", for every label past the others. */
+        if (nroutes < METRICS_MAX_ROUTES - 1)
+            route_publish(i, label);
+        else
+        {
+            i = METRICS_MAX_ROUTES - 1;
+            if (nroutes == i)
+                route_publish(i, "other");
+        }
+    }
+    pthread_mutex_unlock(&labels_lock);
+    return i;
+}
+
+const char *
+metrics_route_name(int route)
+{
+    return route >= 0 && route < __atomic_load_n(&nroutes, __ATOMIC_ACQUIRE) ? route_label[route] : "unmatched";
 }
 
 void
@@ -150,7 +193,7 @@ metrics_observe(int route, int status, double ms, const char *error_code)
 {
     route_stats *r;
 
-    if (route < 0 || route >= nroutes || status < 100 || status >= NSTATUS)
+    if (route < 0 || route >= METRICS_MAX_ROUTES || status < 100 || status >= NSTATUS)
         return;
     r = &stats[route];
     __atomic_fetch_add(&r->by_status[status], 1, __ATOMIC_RELAXED);
@@ -246,7 +289,7 @@ render_requests(buf *b)
 
     family(b, "pg_booking_http_requests_total", "counter",
            "HTTP requests answered, by route template, status class and status.");
-    for (int r = 0; r < nroutes; r++)
+    for (int r = 0, n = __atomic_load_n(&nroutes, __ATOMIC_ACQUIRE); r < n; r++)
         for (int s = 100; s < NSTATUS; s++)
         {
             uint64_t    n = load(&stats[r].by_status[s]);
@@ -257,7 +300,7 @@ render_requests(buf *b)
         }
     family(b, "pg_booking_http_request_duration_seconds", "histogram",
            "Time from the request's arrival to its answer being queued, by route template.");
-    for (int r = 0; r < nroutes; r++)
+    for (int r = 0, n = __atomic_load_n(&nroutes, __ATOMIC_ACQUIRE); r < n; r++)
     {
         if (!load(&stats[r].latency.count))
             continue;
@@ -267,7 +310,7 @@ render_requests(buf *b)
     family(b, "pg_booking_http_errors_total", "counter",
            "Error responses by route template and error_code of the envelope.");
     pthread_mutex_lock(&codes_lock);
-    for (int r = 0; r < nroutes; r++)
+    for (int r = 0, n = __atomic_load_n(&nroutes, __ATOMIC_ACQUIRE); r < n; r++)
         for (int c = 0; c < ncodes; c++)
         {
             uint64_t    n = load(&stats[r].by_code[c]);
@@ -279,7 +322,7 @@ render_requests(buf *b)
     pthread_mutex_unlock(&codes_lock);
     family(b, "pg_booking_http_rate_limited_total", "counter",
            "Requests refused by a rate limit (429), by route template.");
-    for (int r = 0; r < nroutes; r++)
+    for (int r = 0, n = __atomic_load_n(&nroutes, __ATOMIC_ACQUIRE); r < n; r++)
         if (load(&stats[r].rate_limited))
             add(b, "pg_booking_http_rate_limited_total{method=\"%s\",route=\"%s\"} %llu\n",
                 route_method[r], route_path[r], (unsigned long long) load(&stats[r].rate_limited));

@@ -14,10 +14,17 @@
 
 #include "breaker.h"
 
-#define METRICS_MAX_ROUTES 128
+#define METRICS_MAX_ROUTES 256
 #define METRICS_MAX_UPSTREAMS 4
 
-void        metrics_init(int nroutes, const char *const *route_labels);
+void        metrics_init(void);
+/*
+ * The index of a route label ("GET /rooms/{id}"), added on first use: the
+ * routes come from the database and may grow while the adapter runs.  Past
+ * METRICS_MAX_ROUTES labels, the last one ("other") counts the rest.
+ */
+int         metrics_route(const char *label);
+const char *metrics_route_name(int route);
 
 /*
  * An upstream (a database the adapter calls: "primary", later "replica"),
@@ -26,7 +33,7 @@ void        metrics_init(int nroutes, const char *const *route_labels);
 void        metrics_add_upstream(const char *name, breaker *b, int (*pool_in_use) (void),
                                  int (*pool_size) (void));
 
-/* One answered request (route: label index of routes_labels()). */
+/* One answered request (route: label index of metrics_route()). */
 void        metrics_observe(int route, int status, double ms, const char *error_code);
 
 /* The pool of upstream: a caller starts or stops waiting for a connection. */

@@ -119,7 +119,7 @@ envelope_write(int fd, unsigned int status, const char *message, bool wait)
         e.message = strdup(message);
     }
     body = error_envelope(&e, rid);
-    metrics_observe(route_label_special(ROUTE_LABEL_UNMATCHED), (int) status, 0.0, e.error_code);
+    metrics_observe(metrics_route("unmatched"), (int) status, 0.0, e.error_code);
     error_free(&e);
     if (!body)
         return;

@@ -1,10 +1,14 @@
 /*
- * routes.c — the route table of API.md.  Adding a route is one line.
+ * routes.c — the routes of booking.http_routes: matching a request, and the
+ * OpenAPI document.
  *
- * Path parameters are named after the function's arguments; query string
- * and JSON body keys are argument names too ("limit" and "offset" are the
- * lists' "lim" and "off").  A route whose function does not exist in the
- * database yet answers 404; POST /rpc/{function} reaches every function.
+ * Every route is a row in SQL next to its function (extension script,
+ * "HTTP routes declared once"); the adapter reads the rows with the function
+ * catalog (db.c) and holds no list of its own.  Path segments "{name}" bind
+ * the function's argument "name"; for GET and DELETE the other arguments
+ * come from the query string, otherwise from a JSON object body.  The
+ * OpenAPI document is built from the same rows and signatures, so it cannot
+ * drift from what is served; docs/api.md is generated from the document.
  */
 #include "routes.h"
 
@@ -13,116 +17,6 @@
 #include <string.h>
 
 #include <jansson.h>
-
-#include "db.h"
-
-static const route table[] = {
-    /* users */
-    {"POST", "/users/register", "register", 201},
-    {"POST", "/users/login", "login", 200},
-    {"POST", "/users/refresh", "refresh", 200},
-    {"POST", "/users/logout", "logout", 204},
-    {"GET", "/users/me", "me", 200},
-    {"PATCH", "/users/me", "update_me", 200},
-    {"PUT", "/users/me/availability", "set_my_availability", 200, "intervals"},
-    {"GET", "/users", "list_users", 200},
-    {"GET", "/users/{id}", "get_user", 200},
-    {"PATCH", "/users/{id}", "update_user", 200},
-    {"GET", "/users/{user_id}/availability", "user_availability", 200},
-    /* rooms and bookings */
-    {"GET", "/rooms", "list_rooms", 200},
-    {"POST", "/rooms", "create_room", 201},
-    {"GET", "/rooms/{id}", "get_room", 200},
-    {"PATCH", "/rooms/{id}", "update_room", 200},
-    {"DELETE", "/rooms/{id}", "delete_room", 204},
-    {"GET", "/rooms/{room_id}/availability", "room_availability", 200},
-    {"GET", "/rooms/{room_id}/schedule", "room_schedule", 200},
-    {"GET", "/rooms/{room_id}/reviews", "list_room_reviews", 200},
-    {"POST", "/bookings", "create_booking", 201},
-    {"GET", "/bookings", "list_bookings", 200},
-    {"GET", "/bookings/{id}", "get_booking", 200},
-    {"PATCH", "/bookings/{id}", "update_booking", 200},
-    {"DELETE", "/bookings/{id}", "cancel_booking", 200},
-    /* reviews */
-    {"POST", "/reviews", "create_review", 201},
-    {"PATCH", "/reviews/{id}", "update_review", 200},
-    {"DELETE", "/reviews/{id}", "delete_review", 204},
-    {"POST", "/reviews/{id}/votes", "vote_review", 200},
-    {"POST", "/reviews/{id}/flag", "flag_review", 200},
-    {"GET", "/moderation/reviews", "moderation_reviews", 200},
-    {"POST", "/moderation/reviews/{id}/hide", "hide_review", 200},
-    {"POST", "/moderation/reviews/{id}/restore", "restore_review", 200},
-    /* hotels, inventory, reservations */
-    {"GET", "/hotels", "list_hotels", 200},
-    {"POST", "/hotels", "create_hotel", 201},
-    {"GET", "/hotels/{id}", "get_hotel", 200},
-    {"GET", "/inventory", "list_inventory", 200},
-    {"GET", "/inventory/{hotel_id}", "list_inventory", 200},
-    {"GET", "/inventory/hotel_name/{hotel_id}", "hotel_name", 200},
-    {"POST", "/inventory/{hotel_id}/adjust", "adjust_inventory", 200},
-    {"PUT", "/inventory/{hotel_id}/restrictions", "set_restrictions", 200},
-    {"PUT", "/inventory/{hotel_id}/rates", "set_rates", 200},
-    {"PUT", "/hotels/{hotel_id}/currency", "set_hotel_currency", 200},
-    {"PUT", "/hotels/{hotel_id}/cancellation-policy", "set_cancellation_policy", 200},
-    {"GET", "/availability", "search_availability", 200},
-    {"GET", "/availability/common", "common_availability", 200},
-    {"POST", "/meetings/suggest", "suggest_meetings", 200},
-    {"POST", "/reservations", "create_reservation", 201},
-    {"POST", "/reservations/quote", "quote_reservation", 200},
-    {"GET", "/reservations", "list_reservations", 200},
-    {"GET", "/reservations/{id}", "get_reservation", 200},
-    {"PATCH", "/reservations/{id}", "update_reservation", 200},
-    {"DELETE", "/reservations/{id}", "cancel_reservation", 200},
-    {"POST", "/reservations/{id}/check-in", "check_in", 200},
-    {"POST", "/reservations/{id}/check-out", "check_out", 200},
-    /* analytics and jobs */
-    {"GET", "/admin/analytics/bookings/summary", "analytics_bookings_summary", 200},
-    {"GET", "/admin/analytics/bookings/by-room", "analytics_bookings_by_room", 200},
-    {"GET", "/admin/analytics/bookings/per-day", "analytics_bookings_per_day", 200},
-    {"GET", "/admin/analytics/reviews/average-rating-by-room", "analytics_average_rating_by_room", 200},
-    {"GET", "/admin/analytics/occupancy", "analytics_occupancy", 200},
-    {"GET", "/admin/analytics/hotels/{hotel_id}/kpis", "analytics_hotel_kpis", 200},
-    {"GET", "/admin/analytics/rate-limits", "analytics_rate_limits", 200},
-    {"POST", "/admin/jobs/checkout/run", "run_checkout", 200},
-    {"GET", "/admin/jobs", "list_jobs", 200},
-    {"GET", "/events", "list_events", 200},
-};
-#define NROUTES ((int) (sizeof(table) / sizeof(table[0])))
-
-static const char *special_labels[ROUTE_NSPECIAL] = {
-    "POST /rpc/{function}", "GET /health", "GET /ready", "GET /metrics", "GET /openapi.json", "unmatched"
-};
-static const char *labels[NROUTES + ROUTE_NSPECIAL];
-
-int
-routes_count(void)
-{
-    return NROUTES + ROUTE_NSPECIAL;
-}
-
-const char *const *
-routes_labels(void)
-{
-    if (!labels[0])
-    {
-        for (int i = 0; i < NROUTES; i++)
-        {
-            char        l[160];
-
-            snprintf(l, sizeof(l), "%s %s", table[i].method, table[i].pattern);
-            labels[i] = strdup(l);
-        }
-        for (int i = 0; i < ROUTE_NSPECIAL; i++)
-            labels[NROUTES + i] = special_labels[i];
-    }
-    return labels;
-}
-
-int
-route_label_special(int which)
-{
-    return NROUTES + which;
-}
 
 /* Does path match pattern?  Fills the parameters when m is given. */
 static bool
@@ -143,10 +37,7 @@ path_matches(const char *pattern, const char *path, route_match *m)
                 return false;
             if (m)
             {
-                static __thread char names[ROUTE_MAX_PARAMS][64];
-
-                snprintf(names[n], sizeof(names[n]), "%.*s", (int) (close - p - 1), p + 1);
-                m->names[n] = names[n];
+                snprintf(m->names[n], sizeof(m->names[n]), "%.*s", (int) (close - p - 1), p + 1);
                 snprintf(m->values[n], sizeof(m->values[n]), "%.*s", (int) len, s);
             }
             n++;
@@ -163,159 +54,330 @@ path_matches(const char *pattern, const char *path, route_match *m)
     return true;
 }
 
+static void
+allow_add(char *allow, size_t allowlen, const char *method)
+{
+    size_t      len = strlen(allow);
+
+    if (!strstr(allow, method))
+        snprintf(allow + len, allowlen - len, "%s%s", len ? ", " : "", method);
+}
+
+static int
+match_in(const api_function *fns, int n, const char *method, const char *path, route_match *m,
+         char *allow, size_t allowlen)
+{
+    bool        literal_seen = false;
+    const char *want = strcmp(method, "HEAD") == 0 ? "GET" : method;
+
+    allow[0] = '\0';
+    if (!fns)
+        return 503;
+    /* A literal path beats a parameter: /users/me before /users/{id}. */
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < n; i++)
+            for (int k = 0; k < fns[i].nroutes; k++)
+            {
+                const api_route *r = &fns[i].routes[k];
+                bool        has_param = strchr(r->path, '{') != NULL;
+
+                if (has_param != (pass == 1) || (has_param && literal_seen) ||
+                    !path_matches(r->path, path, NULL))
+                    continue;
+                literal_seen |= !has_param;
+                if (strcmp(r->method, want) == 0)
+                {
+                    m->fn = &fns[i];
+                    m->route = r;
+                    path_matches(r->path, path, m);
+                    allow[0] = '\0';
+                    return 0;
+                }
+                allow_add(allow, allowlen, r->method);
+                if (strcmp(r->method, "GET") == 0)
+                    allow_add(allow, allowlen, "HEAD");
+            }
+    return allow[0] ? 405 : 404;
+}
+
 int
 routes_match(const char *method, const char *path, route_match *m, char *allow, size_t allowlen)
 {
-    size_t      alen = 0;
-    const route *literal = NULL;
+    int         n;
+    const api_function *fns = db_functions(&n);
 
-    allow[0] = '\0';
-    /* A literal segment beats a parameter: /users/me before /users/{id}. */
-    for (int pass = 0; pass < 2; pass++)
-        for (int i = 0; i < NROUTES; i++)
-        {
-            bool        has_param = strchr(table[i].pattern, '{') != NULL;
-
-            if (has_param != (pass == 1) || !path_matches(table[i].pattern, path, NULL))
-                continue;
-            if (literal && has_param)
-                continue;       /* a literal route owns this path */
-            if (!has_param)
-                literal = &table[i];
-            if (strcmp(table[i].method, method) == 0)
-            {
-                m->route = &table[i];
-                m->index = i;
-                path_matches(table[i].pattern, path, m);
-                return 0;
-            }
-            if (!strstr(allow, table[i].method))
-                alen += snprintf(allow + alen, allowlen - alen, "%s%s", alen ? ", " : "", table[i].method);
-        }
-    return alen ? 405 : 404;
+    return match_in(fns, n, method, path, m, allow, allowlen);
 }
 
-static const char *
-openapi_type(arg_kind k)
+bool
+routes_label(const char *method, const char *path, char *label, size_t len)
 {
-    switch (k)
+    int         n;
+    const api_function *fns = db_functions_cached(&n);
+    route_match m = {0};
+    char        allow[64];
+
+    if (match_in(fns, n, method, path, &m, allow, sizeof(allow)) != 0)
+        return false;
+    snprintf(label, len, "%s %s", m.route->method, m.route->path);
+    return true;
+}
+
+/* The JSON schema of argument a, from its SQL type. */
+static json_t *
+arg_schema(const api_function *f, int a)
+{
+    const char *t = f->argtypes[a];
+
+    switch (f->argkinds[a])
     {
         case ARG_INT:
-            return "integer";
+            return json_pack("{s:s, s:s}", "type", "integer", "format", strcmp(t, "integer") == 0 ? "int32" : "int64");
         case ARG_NUMERIC:
-            return "number";
+            return json_pack("{s:s}", "type", "number");
         case ARG_BOOL:
-            return "boolean";
+            return json_pack("{s:s}", "type", "boolean");
         case ARG_TEXT_ARRAY:
+            return json_pack("{s:s, s:{s:s}}", "type", "array", "items", "type", "string");
         case ARG_INT_ARRAY:
-            return "array";
+            return json_pack("{s:s, s:{s:s}}", "type", "array", "items", "type", "integer");
         case ARG_JSON:
-            return "object";
+            return json_pack("{s:s}", "description", "any JSON value (jsonb)");
         default:
-            return "string";
+            if (strcmp(t, "uuid") == 0)
+                return json_pack("{s:s, s:s}", "type", "string", "format", "uuid");
+            if (strcmp(t, "date") == 0)
+                return json_pack("{s:s, s:s}", "type", "string", "format", "date");
+            return json_pack("{s:s}", "type", "string");
     }
 }
 
 static json_t *
-error_response(const char *what)
+ref(const char *what, const char *name)
 {
-    return json_pack("{s:s, s:{s:{s:{s:s}}}}", "description", what,
-                     "content", "application/json", "schema", "$ref", "#/components/schemas/Error");
+    char        s[128];
+
+    snprintf(s, sizeof(s), "#/components/%s/%s", what, name);
+    return json_pack("{s:s}", "$ref", s);
+}
+
+/*
+ * The summary: the COMMENT ("who: what; errors...") up to the first ';'
+ * after who may call it.
+ */
+static json_t *
+summary_of(const char *comment)
+{
+    const char *colon = strchr(comment, ':');
+    size_t      from = colon ? (size_t) (colon - comment) : 0;
+    size_t      n = from + strcspn(comment + from, ";");
+
+    return n ? json_stringn(comment, n) : json_string("(no comment)");
+}
+
+static json_t *
+error_responses(json_t *responses)
+{
+    json_object_set_new(responses, "4XX", ref("responses", "ClientError"));
+    json_object_set_new(responses, "5XX", ref("responses", "ServerError"));
+    return responses;
+}
+
+static json_t *
+success_response(int status, json_t *responses)
+{
+    char        code[8];
+
+    snprintf(code, sizeof(code), "%d", status);
+    if (status == 204)
+        json_object_set_new(responses, code, json_pack("{s:s}", "description", "done, no body"));
+    else
+        json_object_set_new(responses, code, ref("responses", "Result"));
+    return error_responses(responses);
+}
+
+/* One operation of the document: a route of booking.http_routes. */
+static json_t *
+route_operation(const api_function *f, const api_route *r)
+{
+    bool        query = strcmp(r->method, "GET") == 0 || strcmp(r->method, "DELETE") == 0;
+    json_t     *op = json_object();
+    json_t     *params = json_array();
+    json_t     *props = json_object();
+    json_t     *required = json_array();
+    char        desc[1200];
+
+    for (int a = 0; a < f->nargs; a++)
+    {
+        char        placeholder[80];
+        bool        in_path;
+
+        snprintf(placeholder, sizeof(placeholder), "{%s}", f->argnames[a]);
+        in_path = strstr(r->path, placeholder) != NULL;
+        if (in_path || query)
+            json_array_append_new(params, json_pack("{s:s, s:s, s:b, s:o}", "name", in_path ? f->argnames[a] : f->httpnames[a],
+                                                    "in", in_path ? "path" : "query",
+                                                    "required", in_path || a < f->nrequired, "schema", arg_schema(f, a)));
+        else if (!r->body_argument)
+        {
+            json_object_set_new(props, f->httpnames[a], arg_schema(f, a));
+            if (a < f->nrequired)
+                json_array_append_new(required, json_string(f->httpnames[a]));
+        }
+        else if (strcmp(r->body_argument, f->argnames[a]) == 0)
+            json_object_set_new(op, "requestBody", json_pack("{s:b, s:{s:{s:o}}}", "required", 1, "content",
+                                                             "application/json", "schema", arg_schema(f, a)));
+    }
+    if (json_object_size(props))
+    {
+        json_t     *schema = json_pack("{s:s, s:o, s:b}", "type", "object", "properties", props,
+                                       "additionalProperties", 0);
+
+        /* OpenAPI 3.0 refuses an empty "required". */
+        if (json_array_size(required))
+            json_object_set(schema, "required", required);
+        json_object_set_new(op, "requestBody", json_pack("{s:b, s:{s:{s:o}}}", "required", json_array_size(required) > 0,
+                                                         "content", "application/json", "schema", schema));
+    }
+    else
+        json_decref(props);
+    json_decref(required);
+    if (f->writes)
+        snprintf(desc, sizeof(desc), "%s\n\nCalls `api.%s`.", f->comment, f->name);
+    else
+        snprintf(desc, sizeof(desc), "%s\n\nCalls `api.%s`; also `GET /rpc/%s`.", f->comment, f->name, f->name);
+    json_object_set_new(op, "operationId", json_string(r->operation_id));
+    json_object_set_new(op, "summary", summary_of(f->comment));
+    json_object_set_new(op, "description", json_string(desc));
+    json_object_set_new(op, "parameters", params);
+    json_object_set_new(op, "responses", success_response(r->success, json_object()));
+    if (r->is_public)
+        json_object_set_new(op, "security", json_array());
+    return op;
+}
+
+static void
+set_operation(json_t *paths, const char *path, const char *method, json_t *op)
+{
+    json_t     *item = json_object_get(paths, path);
+    char        lower[16];
+    int         c;
+
+    if (!item)
+    {
+        item = json_object();
+        json_object_set_new(paths, path, item);
+    }
+    for (c = 0; method[c] && c < 15; c++)
+        lower[c] = method[c] >= 'A' && method[c] <= 'Z' ? method[c] + ('a' - 'A') : method[c];
+    lower[c] = '\0';
+    json_object_set_new(item, lower, op);
+}
+
+/* POST and GET /rpc/{function}, and the adapter's own endpoints. */
+static void
+adapter_operations(json_t *paths)
+{
+    json_t     *fn_param = json_pack("{s:s, s:s, s:b, s:{s:s, s:s}}", "name", "function", "in", "path", "required", 1,
+                                     "schema", "type", "string", "pattern", "^[a-z0-9_]+$");
+    static const struct { const char *path; const char *id; const char *summary; } ops[] = {
+        {"/health", "health", "liveness: the adapter answers (no database call)"},
+        {"/ready", "ready", "readiness: the database answers and the circuit breaker is not open"},
+        {"/metrics", "metrics", "Prometheus metrics: requests by route and status, latency, breaker, pool"},
+        {"/openapi.json", "openapi", "this document, built from booking.http_routes and the api functions"},
+    };
+
+    set_operation(paths, "/rpc/{function}", "POST",
+                  json_pack("{s:s, s:s, s:s, s:[O], s:{s:b, s:{s:{s:{s:s}}}}, s:o}",
+                            "operationId", "call_function",
+                            "summary", "call any api function with a JSON object of named arguments (PostgREST)",
+                            "description", "The object's keys are the function's argument names.",
+                            "parameters", fn_param,
+                            "requestBody", "required", 0, "content", "application/json", "schema", "type", "object",
+                            "responses", success_response(200, json_object())));
+    set_operation(paths, "/rpc/{function}", "GET",
+                  json_pack("{s:s, s:s, s:s, s:[O, {s:s, s:s, s:s, s:b, s:{s:s}}], s:o}",
+                            "operationId", "call_read_only_function",
+                            "summary", "call an api function that does not write, arguments in the query string (PostgREST)",
+                            "description", "Only functions declared STABLE or IMMUTABLE; a writing one answers 405.",
+                            "parameters", fn_param, "name", "arguments", "in", "query", "style", "form", "explode", 1,
+                            "schema", "type", "object",
+                            "responses", success_response(200, json_object())));
+    json_decref(fn_param);
+    for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
+    {
+        json_t     *responses = json_object();
+
+        if (strcmp(ops[i].id, "metrics") == 0)
+            json_object_set_new(responses, "200", json_pack("{s:s, s:{s:{s:{s:s}}}}", "description", "Prometheus text format",
+                                                            "content", "text/plain", "schema", "type", "string"));
+        else
+            json_object_set_new(responses, "200", ref("responses", "Result"));
+        json_object_set_new(responses, "503", ref("responses", "ServerError"));
+        json_object_set_new(responses, "4XX", ref("responses", "ClientError"));
+        set_operation(paths, ops[i].path, "GET", json_pack("{s:s, s:s, s:[], s:o}", "operationId", ops[i].id,
+                                                           "summary", ops[i].summary, "security", "responses", responses));
+    }
+}
+
+static json_t *
+components(void)
+{
+    json_t     *error = json_pack("{s:s, s:[s,s,s,s,s,s], s:{s:{s:s, s:s}, s:{s:s}, s:{s:s, s:b}, s:{s:s}, s:{s:s, s:s}, s:{s:s, s:b}}}",
+                                  "type", "object",
+                                  "required", "error_code", "message", "details", "request_id", "code", "hint",
+                                  "properties",
+                                  "error_code", "type", "string", "description", "what went wrong, e.g. BOOKING_CONFLICT",
+                                  "message", "type", "string",
+                                  "details", "type", "object", "additionalProperties", 1,
+                                  "request_id", "type", "string",
+                                  "code", "type", "string", "description", "the SQLSTATE (PTxyz: HTTP status xyz), as PostgREST",
+                                  "hint", "type", "string", "nullable", 1);
+    json_t     *result = json_pack("{s:[{s:s}, {s:s, s:{}}], s:s}", "oneOf", "type", "object", "type", "array", "items",
+                                   "description", "the function's jsonb result");
+
+    return json_pack("{s:{s:o, s:o}, s:{s:{s:s, s:{s:{s:o}}}, s:{s:s, s:{s:{s:o}}}, s:{s:s, s:{s:{s:o}}}}, "
+                     "s:{s:{s:s, s:s, s:s}}}",
+                     "schemas", "Error", error, "Result", result,
+                     "responses",
+                     "Result", "description", "the function's result", "content", "application/json",
+                     "schema", ref("schemas", "Result"),
+                     "ClientError", "description", "the error envelope (4xx)", "content", "application/json",
+                     "schema", ref("schemas", "Error"),
+                     "ServerError", "description", "the database is unavailable, the circuit is open, or an internal error",
+                     "content", "application/json", "schema", ref("schemas", "Error"),
+                     "securitySchemes", "bearer", "type", "http", "scheme", "bearer", "bearerFormat", "JWT");
 }
 
 char *
 routes_openapi(void)
 {
+    int         n;
+    const api_function *fns = db_functions(&n);
     json_t     *paths = json_object();
     json_t     *doc;
     char       *s;
 
-    for (int i = 0; i < NROUTES; i++)
+    if (!fns)
     {
-        const route *r = &table[i];
-        const api_function *f = db_find_function(r->function);
-        json_t     *item = json_object_get(paths, r->pattern);
-        json_t     *op = json_object();
-        json_t     *params = json_array();
-        json_t     *props = json_object();
-        json_t     *required = json_array();
-        json_t     *responses = json_object();
-        char        method[16];
-        char        status[8];
-
-        if (!f)
-        {
-            json_decref(op);
-            json_decref(params);
-            json_decref(props);
-            json_decref(required);
-            json_decref(responses);
-            continue;           /* not in this database (yet) */
-        }
-        if (!item)
-        {
-            item = json_object();
-            json_object_set_new(paths, r->pattern, item);
-        }
-        for (int a = 0; a < f->nargs; a++)
-        {
-            char        placeholder[80];
-            const char *name = f->argnames[a];
-            const char *in;
-
-            snprintf(placeholder, sizeof(placeholder), "{%s}", name);
-            if (strstr(r->pattern, placeholder))
-                in = "path";
-            else if (strcmp(r->method, "GET") == 0 || strcmp(r->method, "DELETE") == 0)
-                in = "query";
-            else
-            {
-                json_object_set_new(props, name, json_pack("{s:s}", "type", openapi_type(f->argkinds[a])));
-                if (a < f->nrequired)
-                    json_array_append_new(required, json_string(name));
-                continue;
-            }
-            json_array_append_new(params, json_pack("{s:s, s:s, s:b, s:{s:s}}",
-                                                    "name", strcmp(name, "lim") == 0 ? "limit" :
-                                                    strcmp(name, "off") == 0 ? "offset" : name,
-                                                    "in", in, "required", strcmp(in, "path") == 0 || a < f->nrequired,
-                                                    "schema", "type", openapi_type(f->argkinds[a])));
-        }
-        json_object_set_new(op, "operationId", json_string(r->function));
-        json_object_set_new(op, "summary", json_string(f->comment));
-        json_object_set_new(op, "parameters", params);
-        if (json_object_size(props))
-            json_object_set_new(op, "requestBody", json_pack("{s:b, s:{s:{s:{s:s, s:o, s:o}}}}",
-                                                             "required", 1, "content", "application/json", "schema",
-                                                             "type", "object", "properties", props, "required", required));
-        else
-        {
-            json_decref(props);
-            json_decref(required);
-        }
-        snprintf(status, sizeof(status), "%d", r->success);
-        json_object_set_new(responses, status, json_pack("{s:s}", "description", "success"));
-        json_object_set_new(responses, "4XX", error_response("client error (envelope)"));
-        json_object_set_new(responses, "503", error_response("database unavailable or circuit open"));
-        json_object_set_new(op, "responses", responses);
-        for (int c = 0; r->method[c] && c < 15; c++)
-            method[c] = r->method[c] + ('a' - 'A'), method[c + 1] = '\0';
-        json_object_set_new(item, method, op);
+        json_decref(paths);
+        return NULL;
     }
-    json_object_set_new(paths, "/rpc/{function}", json_pack("{s:{s:s, s:[{s:s, s:s, s:b, s:{s:s}}], s:{s:{s:s}}}}",
-                                                            "post", "summary", "call any api function with a JSON object of named arguments",
-                                                            "parameters", "name", "function", "in", "path", "required", 1, "schema", "type", "string",
-                                                            "responses", "200", "description", "the function's result"));
-    doc = json_pack("{s:s, s:{s:s, s:s}, s:o, s:{s:{s:{s:s, s:{s:{s:s}, s:{s:s}, s:{s:s}, s:{s:s}}}}, s:{s:{s:s, s:s, s:s}}}, s:[{s:[]}]}",
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < fns[i].nroutes; k++)
+            set_operation(paths, fns[i].routes[k].path, fns[i].routes[k].method,
+                          route_operation(&fns[i], &fns[i].routes[k]));
+    adapter_operations(paths);
+    doc = json_pack("{s:s, s:{s:s, s:s, s:s, s:{s:s, s:s}}, s:[{s:s, s:s}], s:o, s:o, s:[{s:[]}]}",
                     "openapi", "3.0.3",
                     "info", "title", "pg_booking", "version", PGB_VERSION,
+                    "description", "Meeting rooms and hotel rooms booked inside PostgreSQL. Every route calls one api function.",
+                    "license", "name", "PostgreSQL License", "url", "https://opensource.org/license/postgresql",
+                    "servers", "url", "/", "description", "the adapter that served this document",
                     "paths", paths,
-                    "components", "schemas", "Error", "type", "object", "properties",
-                    "error_code", "type", "string", "message", "type", "string",
-                    "details", "type", "object", "request_id", "type", "string",
-                    "securitySchemes", "bearer", "type", "http", "scheme", "bearer", "bearerFormat", "JWT",
+                    "components", components(),
                     "security", "bearer");
-    s = json_dumps(doc, JSON_COMPACT);
+    s = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(doc);
     return s;
 }

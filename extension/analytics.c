@@ -161,29 +161,13 @@ static CounterTable rating_counts = {
 };
 
 static SPIPlanPtr
-keep_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
-{
-	if (*cache == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
-
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql, SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(plan) != 0)
-			elog(ERROR, "SPI_keepplan failed");
-		*cache = plan;
-	}
-	return *cache;
-}
-
-static SPIPlanPtr
 counter_plan(CounterTable *table, SPIPlanPtr *cache, const char *sql)
 {
 	Oid			argtypes[1 + MAX_COUNTERS];
 
 	for (int i = 0; i <= table->ncounters; i++)
 		argtypes[i] = INT8OID;
-	return keep_plan(cache, sql, 1 + table->ncounters, argtypes);
+	return pgb_keep_plan(cache, sql, 1 + table->ncounters, argtypes);
 }
 
 /*
@@ -313,9 +297,7 @@ sum_rows(Tuplestorestate *rows, Relation rel, CounterTable *table, int sign, Roo
 
 	for (int i = 0; table->columns[i] != NULL; i++)
 	{
-		attnums[i] = SPI_fnumber(desc, table->columns[i]);
-		if (attnums[i] <= 0)
-			elog(ERROR, "column \"%s\" not found in \"%s\"", table->columns[i], RelationGetRelationName(rel));
+		attnums[i] = pgb_attnum(RelationGetRelid(rel), table->columns[i]);
 	}
 	slot = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
 	readptr = tuplestore_alloc_read_pointer(rows, EXEC_FLAG_REWIND);
@@ -475,9 +457,7 @@ count_rooms(PG_FUNCTION_ARGS)
 		!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
 		elog(ERROR, "count_rooms: must be fired after insert, for each row");
 	rel = trigdata->tg_relation;
-	attnum = SPI_fnumber(RelationGetDescr(rel), "id");
-	if (attnum <= 0)
-		elog(ERROR, "column \"id\" not found in \"%s\"", RelationGetRelationName(rel));
+	attnum = pgb_attnum(RelationGetRelid(rel), "id");
 
 	memset(&zero, 0, sizeof(zero));
 	zero.room_id = DatumGetInt64(heap_getattr(trigdata->tg_trigtuple, attnum, RelationGetDescr(rel), &isnull));

@@ -16,7 +16,7 @@
  *             every business date due and not yet run, oldest first: days
  *             missed while the server was down are caught up, each once.
  *
- * The work itself is SQL (extension/sql/45_checkout.sql): start a run,
+ * The work itself is SQL (the checkout section of extension/pg_booking--1.0.sql): start a run,
  * batches in their own transactions until none is left, finish.  A run that
  * raises an ERROR is caught here, its error recorded in the history and
  * logged, and the worker goes on with the next date; a date with a recorded

@@ -113,22 +113,6 @@ static const char *rules_sql =
 "  FROM booking.stay_restrictions"
 " WHERE hotel_id = $1 AND room_type = $2 AND night IN ($3, $4)";
 
-static SPIPlanPtr
-prepare_once(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
-{
-	if (*plan == NULL)
-	{
-		SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
-
-		if (p == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(p) != 0)
-			elog(ERROR, "SPI_keepplan failed");
-		*plan = p;
-	}
-	return *plan;
-}
-
 /* A date as YYYY-MM-DD whatever the DateStyle: messages and details are an API. */
 static char *
 date_text(DateADT d)
@@ -189,7 +173,7 @@ check_restrictions(const Holding *h)
 	values[1] = CStringGetTextDatum(h->room_type);
 	values[2] = DateADTGetDatum(h->arrival);
 	values[3] = DateADTGetDatum(departure);
-	rc = SPI_execute_plan(prepare_once(&rules_plan, rules_sql, 4, argtypes), values, NULL, true, 2);
+	rc = SPI_execute_plan(pgb_keep_plan(&rules_plan, rules_sql, 4, argtypes), values, NULL, true, 2);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "stay restrictions query failed: %s", SPI_result_code_string(rc));
 
@@ -251,7 +235,7 @@ raise_untakeable(const Holding *h, DateADT night)
 	Datum		values[3] = {Int64GetDatum(h->hotel_id), CStringGetTextDatum(h->room_type), DateADTGetDatum(night)};
 	int			rc;
 
-	rc = SPI_execute_plan(prepare_once(&type_plan, type_sql, 2, argtypes), values, NULL, true, 1);
+	rc = SPI_execute_plan(pgb_keep_plan(&type_plan, type_sql, 2, argtypes), values, NULL, true, 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "room type query failed: %s", SPI_result_code_string(rc));
 	if (SPI_processed == 0)
@@ -260,7 +244,7 @@ raise_untakeable(const Holding *h, DateADT night)
 				 errmsg("hotel %lld has no room type \"%s\"", (long long) h->hotel_id, h->room_type),
 				 errdetail_internal("%s", pgb_error_detail("VALIDATION_ERROR",
 														   stay_details(h, "\"field\": \"room_type\"")))));
-	rc = SPI_execute_plan(prepare_once(&night_plan, night_sql, 3, argtypes), values, NULL, true, 1);
+	rc = SPI_execute_plan(pgb_keep_plan(&night_plan, night_sql, 3, argtypes), values, NULL, true, 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "inventory night query failed: %s", SPI_result_code_string(rc));
 	if (SPI_processed == 0)
@@ -299,7 +283,7 @@ take_nights(const Holding *h, Datum hotel)
 
 	if (nights > MAX_STAY_NIGHTS)
 		elog(ERROR, "a reservation holds at most %d nights", MAX_STAY_NIGHTS);
-	rc = SPI_execute_plan(prepare_once(&take_plan, take_sql, 4, argtypes), take_values, NULL, false, 0);
+	rc = SPI_execute_plan(pgb_keep_plan(&take_plan, take_sql, 4, argtypes), take_values, NULL, false, 0);
 	if (rc != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "inventory take failed: %s", SPI_result_code_string(rc));
 	if (SPI_processed == (uint64) nights)
@@ -362,7 +346,7 @@ move_nights(Oid owner, const Holding *old, const Holding *new, bool check_stay)
 			take_nights(new, values[0]);
 		else
 		{
-			rc = SPI_execute_plan(prepare_once(&give_plan, give_sql, 4, argtypes), values, nulls, false, 0);
+			rc = SPI_execute_plan(pgb_keep_plan(&give_plan, give_sql, 4, argtypes), values, nulls, false, 0);
 			if (rc != SPI_OK_UPDATE)
 				elog(ERROR, "inventory give-back failed: %s", SPI_result_code_string(rc));
 		}
@@ -373,7 +357,7 @@ move_nights(Oid owner, const Holding *old, const Holding *new, bool check_stay)
 
 	if (takes || gives)
 	{
-		rc = SPI_execute_plan(prepare_once(&lock_plan, lock_sql, 7, argtypes), values, nulls, false, 0);
+		rc = SPI_execute_plan(pgb_keep_plan(&lock_plan, lock_sql, 7, argtypes), values, nulls, false, 0);
 		if (rc != SPI_OK_SELECT)
 			elog(ERROR, "inventory lock query failed: %s", SPI_result_code_string(rc));
 	}
@@ -414,7 +398,7 @@ move_nights(Oid owner, const Holding *old, const Holding *new, bool check_stay)
 	{
 		Datum		tvalues[2] = {Int64GetDatum(new->hotel_id), CStringGetTextDatum(new->room_type)};
 
-		rc = SPI_execute_plan(prepare_once(&type_plan, type_sql, 2, argtypes), tvalues, NULL, true, 1);
+		rc = SPI_execute_plan(pgb_keep_plan(&type_plan, type_sql, 2, argtypes), tvalues, NULL, true, 1);
 		if (rc != SPI_OK_SELECT)
 			elog(ERROR, "room type query failed: %s", SPI_result_code_string(rc));
 		if (SPI_processed == 0)
@@ -447,7 +431,7 @@ move_nights(Oid owner, const Holding *old, const Holding *new, bool check_stay)
 
 	if (takes || gives)
 	{
-		rc = SPI_execute_plan(prepare_once(&apply_plan, apply_sql, 7, argtypes), values, nulls, false, 0);
+		rc = SPI_execute_plan(pgb_keep_plan(&apply_plan, apply_sql, 7, argtypes), values, nulls, false, 0);
 		if (rc != SPI_OK_UPDATE)
 			elog(ERROR, "inventory update failed: %s", SPI_result_code_string(rc));
 	}
@@ -456,27 +440,17 @@ move_nights(Oid owner, const Holding *old, const Holding *new, bool check_stay)
 	SetUserIdAndSecContext(save_userid, save_sec_context);
 }
 
-static Datum
-column(Relation rel, HeapTuple tup, const char *name, bool *isnull)
-{
-	int			attnum = SPI_fnumber(RelationGetDescr(rel), name);
-
-	if (attnum <= 0)
-		elog(ERROR, "column \"%s\" not found in \"%s\"", name, RelationGetRelationName(rel));
-	return heap_getattr(tup, attnum, RelationGetDescr(rel), isnull);
-}
-
 /* Read a row version; a NULL in a NOT NULL column is left to the constraint. */
 static bool
 read_holding(Relation rel, HeapTuple tup, Holding *h)
 {
 	bool		n1, n2, n3, n4, n5, n6;
-	Datum		hotel = column(rel, tup, "hotel_id", &n1);
-	Datum		type = column(rel, tup, "room_type", &n2);
-	Datum		arrival = column(rel, tup, "arrival_date", &n3);
-	Datum		held = column(rel, tup, "held_until", &n4);
-	Datum		len = column(rel, tup, "stay_length", &n5);
-	Datum		status = column(rel, tup, "status", &n6);
+	Datum		hotel = pgb_column(rel, tup, "hotel_id", &n1);
+	Datum		type = pgb_column(rel, tup, "room_type", &n2);
+	Datum		arrival = pgb_column(rel, tup, "arrival_date", &n3);
+	Datum		held = pgb_column(rel, tup, "held_until", &n4);
+	Datum		len = pgb_column(rel, tup, "stay_length", &n5);
+	Datum		status = pgb_column(rel, tup, "status", &n6);
 
 	h->present = false;
 	if (n1 || n2 || n3 || n4 || n5 || n6)

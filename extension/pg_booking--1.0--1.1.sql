@@ -271,7 +271,8 @@ BEGIN
     END IF;
     -- Serialise starters of one date (the worker and a manual run), so the
     -- second sees the first's row instead of failing on the unique index.
-    PERFORM pg_advisory_xact_lock(x'5203'::integer, d - date '2000-01-01');
+    -- (in the extension's own advisory class: booking.checkout_date_lock, issue 10)
+    PERFORM booking.checkout_date_lock(d);
     SELECT * INTO r FROM booking.checkout_runs WHERE business_date = d AND error IS NULL FOR UPDATE;
     IF r.id IS NOT NULL THEN
         RETURN CASE WHEN r.finished_at IS NULL THEN r.id END;
@@ -1076,6 +1077,451 @@ REVOKE EXECUTE ON FUNCTION booking.validate_amount(numeric, text, text),
     api.analytics_hotel_kpis(bigint, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION booking.reservation_sells(text), booking.kpi_json(numeric, numeric, numeric, integer),
     api.analytics_hotel_kpis(bigint, text, text) TO booking_api;
+
+-- ==== HTTP routes declared once (issue 10) ====
+--
+-- Each HTTP route is one row here, next to the api functions: the adapter
+-- reads these rows with the function catalog (booking.http_functions, read
+-- at start, every 10 s and after a 42883), and builds its route table, its
+-- /openapi.json and, through it, docs/api.md from them.  Adding an endpoint
+-- is one INSERT in an upgrade script; nothing in C changes.
+--
+-- Path segments "{name}" bind the function's argument "name"; for GET and
+-- DELETE the other arguments come from the query string, otherwise from a
+-- JSON object body (or, with body_argument, the whole body is that one
+-- argument).  A function may have several routes; operation_id defaults to
+-- the function's name and must be unique (OpenAPI's operationId).
+CREATE TABLE booking.http_routes (
+    method text NOT NULL CHECK (method IN ('GET', 'POST', 'PUT', 'PATCH', 'DELETE')),
+    path text NOT NULL CHECK (path ~ '^(/([a-z0-9_.-]+|\{[a-z_][a-z0-9_]*\}))+$'),
+    function_name name NOT NULL,
+    success_status integer NOT NULL CHECK (success_status IN (200, 201, 204)),
+    operation_id text CHECK (operation_id ~ '^[a-z_][a-z0-9_]*$'),
+    body_argument name,
+    public boolean NOT NULL DEFAULT false,      -- no token needed (OpenAPI: security [])
+    event_stream boolean NOT NULL DEFAULT false, -- GET with Accept: text/event-stream streams events
+    PRIMARY KEY (method, path),
+    CONSTRAINT http_routes_get_has_a_body CHECK (success_status <> 204 OR method <> 'GET'),
+    -- Every DELETE answers 200 with what its function returns (the cancelled
+    -- row, the deactivated room...): one rule for all of them.
+    CONSTRAINT http_routes_delete_answers_200 CHECK (method <> 'DELETE' OR success_status = 200),
+    CONSTRAINT http_routes_streams_are_get CHECK (NOT event_stream OR method = 'GET')
+);
+CREATE UNIQUE INDEX http_routes_operation_id ON booking.http_routes ((coalesce(operation_id, function_name::text)));
+COMMENT ON TABLE booking.http_routes IS
+'the HTTP routes of the api functions: the one declaration the adapter, /openapi.json and docs/api.md are built from';
+
+-- Every route names an existing api function and binds only its arguments.
+-- Deferred, so an upgrade script may insert a route before creating its function.
+CREATE FUNCTION booking.http_route_check() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    args text[];
+    p text;
+BEGIN
+    SELECT coalesce(pr.proargnames[1:pr.pronargs], '{}') INTO args
+      FROM pg_proc pr
+     WHERE pr.pronamespace = 'api'::regnamespace AND pr.proname = NEW.function_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'route "% %" calls api.%, which does not exist', NEW.method, NEW.path, NEW.function_name
+            USING ERRCODE = 'PT422', DETAIL = '{"error_code": "VALIDATION_ERROR", "field": "function_name"}';
+    END IF;
+    FOR p IN SELECT m[1] FROM regexp_matches(NEW.path, '\{([a-z0-9_]+)\}', 'g') AS m
+             UNION ALL SELECT NEW.body_argument WHERE NEW.body_argument IS NOT NULL
+    LOOP
+        IF NOT p = ANY (args) THEN
+            RAISE EXCEPTION 'route "% %" binds "%", which is not an argument of api.%',
+                NEW.method, NEW.path, p, NEW.function_name
+                USING ERRCODE = 'PT422', DETAIL = '{"error_code": "VALIDATION_ERROR", "field": "path"}';
+        END IF;
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION booking.http_route_check() FROM PUBLIC;
+CREATE CONSTRAINT TRIGGER http_route_check AFTER INSERT OR UPDATE ON booking.http_routes
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION booking.http_route_check();
+
+INSERT INTO booking.http_routes (method, path, function_name, success_status, operation_id, body_argument, public, event_stream) VALUES
+    -- users
+    ('POST',   '/users/register',                       'register',            201, NULL, NULL, true, false),
+    ('POST',   '/users/login',                          'login',               200, NULL, NULL, true, false),
+    ('POST',   '/users/refresh',                        'refresh',             200, NULL, NULL, true, false),
+    ('POST',   '/users/logout',                         'logout',              204, NULL, NULL, false, false),
+    ('GET',    '/users/me',                             'me',                  200, NULL, NULL, false, false),
+    ('PATCH',  '/users/me',                             'update_me',           200, NULL, NULL, false, false),
+    ('PUT',    '/users/me/availability',                'set_my_availability', 200, NULL, 'intervals', false, false),
+    ('GET',    '/users',                                'list_users',          200, NULL, NULL, false, false),
+    ('GET',    '/users/{id}',                           'get_user',            200, NULL, NULL, false, false),
+    ('PATCH',  '/users/{id}',                           'update_user',         200, NULL, NULL, false, false),
+    ('GET',    '/users/{user_id}/availability',         'user_availability',   200, NULL, NULL, false, false),
+    -- rooms and bookings
+    ('GET',    '/rooms',                                'list_rooms',          200, NULL, NULL, false, false),
+    ('POST',   '/rooms',                                'create_room',         201, NULL, NULL, false, false),
+    ('GET',    '/rooms/{id}',                           'get_room',            200, NULL, NULL, false, false),
+    ('PATCH',  '/rooms/{id}',                           'update_room',         200, NULL, NULL, false, false),
+    ('DELETE', '/rooms/{id}',                           'delete_room',         200, NULL, NULL, false, false),
+    ('GET',    '/rooms/{room_id}/availability',         'room_availability',   200, NULL, NULL, false, false),
+    ('GET',    '/rooms/{room_id}/schedule',             'room_schedule',       200, NULL, NULL, false, false),
+    ('GET',    '/rooms/{room_id}/reviews',              'list_room_reviews',   200, NULL, NULL, false, false),
+    ('POST',   '/bookings',                             'create_booking',      201, NULL, NULL, false, false),
+    ('GET',    '/bookings',                             'list_bookings',       200, NULL, NULL, false, false),
+    ('GET',    '/bookings/{id}',                        'get_booking',         200, NULL, NULL, false, false),
+    ('PATCH',  '/bookings/{id}',                        'update_booking',      200, NULL, NULL, false, false),
+    ('DELETE', '/bookings/{id}',                        'cancel_booking',      200, NULL, NULL, false, false),
+    -- reviews
+    ('POST',   '/reviews',                              'create_review',       201, NULL, NULL, false, false),
+    ('PATCH',  '/reviews/{id}',                         'update_review',       200, NULL, NULL, false, false),
+    ('DELETE', '/reviews/{id}',                         'delete_review',       200, NULL, NULL, false, false),
+    ('POST',   '/reviews/{id}/votes',                   'vote_review',         200, NULL, NULL, false, false),
+    ('POST',   '/reviews/{id}/flag',                    'flag_review',         200, NULL, NULL, false, false),
+    ('GET',    '/moderation/reviews',                   'moderation_reviews',  200, NULL, NULL, false, false),
+    ('POST',   '/moderation/reviews/{id}/hide',         'hide_review',         200, NULL, NULL, false, false),
+    ('POST',   '/moderation/reviews/{id}/restore',      'restore_review',      200, NULL, NULL, false, false),
+    -- hotels, inventory, reservations
+    ('GET',    '/hotels',                               'list_hotels',         200, NULL, NULL, false, false),
+    ('POST',   '/hotels',                               'create_hotel',        201, NULL, NULL, false, false),
+    ('GET',    '/hotels/{id}',                          'get_hotel',           200, NULL, NULL, false, false),
+    ('GET',    '/hotels/{hotel_id}/name',               'hotel_name',          200, NULL, NULL, false, false),
+    ('GET',    '/inventory',                            'list_inventory',      200, NULL, NULL, false, false),
+    ('GET',    '/inventory/{hotel_id}',                 'list_inventory',      200, 'list_hotel_inventory', NULL, false, false),
+    ('POST',   '/inventory/{hotel_id}/adjust',          'adjust_inventory',    200, NULL, NULL, false, false),
+    ('PUT',    '/inventory/{hotel_id}/restrictions',    'set_restrictions',    200, NULL, NULL, false, false),
+    ('GET',    '/availability',                         'search_availability', 200, NULL, NULL, false, false),
+    ('GET',    '/availability/common',                  'common_availability', 200, NULL, NULL, false, false),
+    ('POST',   '/meetings/suggest',                     'suggest_meetings',    200, NULL, NULL, false, false),
+    ('POST',   '/reservations',                         'create_reservation',  201, NULL, NULL, false, false),
+    ('GET',    '/reservations',                         'list_reservations',   200, NULL, NULL, false, false),
+    ('GET',    '/reservations/{id}',                    'get_reservation',     200, NULL, NULL, false, false),
+    ('PATCH',  '/reservations/{id}',                    'update_reservation',  200, NULL, NULL, false, false),
+    ('DELETE', '/reservations/{id}',                    'cancel_reservation',  200, NULL, NULL, false, false),
+    ('POST',   '/reservations/{id}/check-in',           'check_in',            200, NULL, NULL, false, false),
+    ('POST',   '/reservations/{id}/check-out',          'check_out',           200, NULL, NULL, false, false),
+    -- analytics and jobs
+    ('GET',    '/admin/analytics/bookings/summary',     'analytics_bookings_summary', 200, NULL, NULL, false, false),
+    ('GET',    '/admin/analytics/bookings/by-room',     'analytics_bookings_by_room', 200, NULL, NULL, false, false),
+    ('GET',    '/admin/analytics/bookings/per-day',     'analytics_bookings_per_day', 200, NULL, NULL, false, false),
+    ('GET',    '/admin/analytics/reviews/average-rating-by-room', 'analytics_average_rating_by_room', 200, NULL, NULL, false, false),
+    ('GET',    '/admin/analytics/occupancy',            'analytics_occupancy', 200, NULL, NULL, false, false),
+    ('GET',    '/admin/analytics/rate-limits',          'analytics_rate_limits', 200, NULL, NULL, false, false),
+    ('POST',   '/admin/jobs/checkout/run',              'run_checkout',        200, NULL, NULL, false, false),
+    ('GET',    '/admin/jobs',                           'list_jobs',           200, NULL, NULL, false, false),
+    ('GET',    '/events',                               'list_events',         200, NULL, NULL, false, true);
+
+-- What the adapter reads: one row per api function, with its signature,
+-- the HTTP name of each argument (lists take lim/off; HTTP clients say
+-- limit/offset: the one place that says so), whether it may write (only
+-- functions that do not may be called with GET /rpc/<name>), its COMMENT
+-- and its routes.
+CREATE VIEW booking.http_functions AS
+SELECT p.proname::text AS name,
+       p.pronargs AS nargs,
+       p.pronargs - p.pronargdefaults AS nrequired,
+       coalesce(p.proargnames[1:p.pronargs], '{}') AS argnames,
+       coalesce((SELECT array_agg(CASE a.n WHEN 'lim' THEN 'limit' WHEN 'off' THEN 'offset' ELSE a.n END ORDER BY a.o)
+                   FROM unnest(p.proargnames[1:p.pronargs]) WITH ORDINALITY AS a(n, o)), '{}') AS http_names,
+       coalesce((SELECT array_agg(format_type(t, NULL) ORDER BY o)
+                   FROM unnest(p.proargtypes) WITH ORDINALITY AS a(t, o)), '{}') AS argtypes,
+       p.provolatile = 'v' AS writes,
+       coalesce(obj_description(p.oid, 'pg_proc'), '') AS comment,
+       coalesce((SELECT jsonb_agg(jsonb_build_object(
+                     'method', r.method, 'path', r.path, 'success', r.success_status,
+                     'operation_id', coalesce(r.operation_id, r.function_name::text),
+                     'body_argument', r.body_argument, 'public', r.public, 'event_stream', r.event_stream)
+                   ORDER BY r.path, r.method)
+                   FROM booking.http_routes r WHERE r.function_name = p.proname), '[]') AS routes
+  FROM pg_proc p
+ WHERE p.pronamespace = (SELECT n.oid FROM pg_namespace n WHERE n.nspname = 'api') AND p.prokind = 'f';
+COMMENT ON VIEW booking.http_functions IS 'the api functions as the HTTP adapter sees them: signature, HTTP argument names, routes';
+
+-- The roles a token may name: those the adapter's login role may switch to
+-- (GRANTed to booking_authenticator), read by the adapter with the catalog.
+CREATE VIEW booking.http_token_roles AS
+SELECT r.rolname::text AS role
+  FROM pg_auth_members m
+  JOIN pg_roles r ON r.oid = m.roleid
+ WHERE m.member = (SELECT a.oid FROM pg_roles a WHERE a.rolname = 'booking_authenticator');
+COMMENT ON VIEW booking.http_token_roles IS 'database roles a bearer token''s "role" claim may name';
+
+GRANT USAGE ON SCHEMA booking TO booking_authenticator;
+GRANT SELECT ON booking.http_functions, booking.http_token_roles TO booking_authenticator;
+GRANT SELECT ON booking.http_routes TO booking_api, booking_anon;
+
+-- The COMMENTs say who may call a function and what it does; the route
+-- lives in booking.http_routes alone (they used to start with a route,
+-- which drifted from the adapter's table).
+COMMENT ON FUNCTION api.register IS 'public: create a user with role "user"; 409 ALREADY_EXISTS, 422 VALIDATION_ERROR';
+COMMENT ON FUNCTION api.login IS 'public, 5 per 10 s per client IP: access token (HS256 JWT) and refresh token; 401 UNAUTHORIZED';
+COMMENT ON FUNCTION api.refresh IS 'public: a new access token for a valid refresh token; 401 UNAUTHORIZED';
+COMMENT ON FUNCTION api.logout IS 'self: revokes every refresh token of the caller';
+COMMENT ON FUNCTION api.me IS 'self: the caller''s profile';
+COMMENT ON FUNCTION api.update_me IS 'self: change full_name and/or password';
+COMMENT ON FUNCTION api.list_users IS 'admin; auditor read: every user, by id';
+COMMENT ON FUNCTION api.get_user IS 'admin; auditor read: one user; 404 NOT_FOUND';
+COMMENT ON FUNCTION api.update_user IS 'admin: change role and/or active; 404 NOT_FOUND';
+COMMENT ON FUNCTION api.create_room IS 'admin, facility_manager: a meeting room, with optional buffers; 409 ALREADY_EXISTS when the name is taken';
+COMMENT ON FUNCTION api.update_room IS 'admin, facility_manager: change a room; buffers apply to bookings made from now on; 404';
+COMMENT ON FUNCTION api.delete_room IS 'admin, facility_manager: deactivates the room; its bookings stay, no new ones are taken';
+COMMENT ON FUNCTION api.get_room IS 'any user: one room; 404 NOT_FOUND';
+COMMENT ON FUNCTION api.list_rooms IS 'any user: active rooms, filtered by min_capacity, amenity, location, and free in [available_from, available_to)';
+COMMENT ON FUNCTION api.create_booking IS 'user+, rate-limited: one booking, or a recurring series (all-or-nothing, or "on_conflict": "skip"); 409 BOOKING_CONFLICT lists every clash, 422 VALIDATION_ERROR';
+COMMENT ON FUNCTION api.get_booking IS 'owner; admin, facility_manager, auditor: one booking; 404 NOT_FOUND';
+COMMENT ON FUNCTION api.list_bookings IS 'own; admin, facility_manager, auditor all: filtered by overlap with [from, to), status, room';
+COMMENT ON FUNCTION api.update_booking IS 'owner, admin, facility_manager: reschedule, move or retitle a confirmed booking; 404, 409 BOOKING_CONFLICT';
+COMMENT ON FUNCTION api.cancel_booking IS 'owner, admin, facility_manager: status becomes cancelled; 404, 409 when not confirmed';
+COMMENT ON FUNCTION api.room_availability IS 'any user: the free intervals of [from, to) in which a new booking fits (buffers applied); 422 for a bad window';
+COMMENT ON FUNCTION api.room_schedule IS 'any user: bookings of the room in [from, to); titles of others'' bookings hidden from plain users';
+COMMENT ON FUNCTION api.create_hotel IS 'admin: a hotel; 422 VALIDATION_ERROR';
+COMMENT ON FUNCTION api.list_hotels IS 'any user: hotels, optionally in one location (case-insensitive)';
+COMMENT ON FUNCTION api.get_hotel IS 'any user: one hotel; 404 NOT_FOUND';
+COMMENT ON FUNCTION api.hotel_name IS 'any user: {hotel_id, name}; 404 NOT_FOUND';
+COMMENT ON FUNCTION api.list_inventory IS 'any user: nights with total and available rooms, from and to included; 404 unknown hotel';
+COMMENT ON FUNCTION api.adjust_inventory IS 'admin, facility_manager: change the rooms of nights from..to (included) by delta or to total, creating missing nights; 409 INVENTORY_BELOW_HELD';
+COMMENT ON FUNCTION api.set_restrictions IS 'admin, facility_manager: stay rules for dates from..to (included); min/max stay and closed to arrival apply by arrival date, closed to departure by departure date; 422';
+COMMENT ON FUNCTION api.search_availability IS 'any user: hotels and room types with at least rooms free on every night of the stay and whose stay restrictions allow it; 422';
+COMMENT ON FUNCTION api.create_reservation IS 'user+, rate-limited: a stay taking one room on each night, all or nothing; 409 NO_AVAILABILITY (first sold-out night), 422 RESTRICTION_VIOLATION or VALIDATION_ERROR, 404 hotel';
+COMMENT ON FUNCTION api.get_reservation IS 'owner; staff: one reservation; 404 NOT_FOUND';
+COMMENT ON FUNCTION api.list_reservations IS 'own; admin, facility_manager, auditor, service_account all: reservations, newest first';
+COMMENT ON FUNCTION api.update_reservation IS 'owner, staff: change guest, party, dates, length or room type of a confirmed stay, atomically; 404, 409 NO_AVAILABILITY or INVALID_STATE, 422';
+COMMENT ON FUNCTION api.cancel_reservation IS 'owner, staff: status cancelled, nights not yet passed returned; 404, 409 INVALID_STATE';
+COMMENT ON FUNCTION api.check_in IS 'admin, facility_manager: confirmed to checked_in; 404, 409 INVALID_STATE';
+COMMENT ON FUNCTION api.check_out IS 'admin, facility_manager: checked_in to completed, remaining nights returned at once; 404, 409 INVALID_STATE';
+COMMENT ON FUNCTION api.run_checkout IS 'admin: run the nightly checkout for a business date (default: the latest due); idempotent, a date done is not run again';
+COMMENT ON FUNCTION api.list_jobs IS 'admin: the nightly checkout runs, newest business date first, with counts and errors';
+COMMENT ON FUNCTION api.set_my_availability IS 'self: replace the caller''s free intervals with [{starts_at, ends_at}, ...] (at most 200); overlapping ones are merged';
+COMMENT ON FUNCTION api.user_availability IS 'any user: the user''s published free intervals, merged, optionally within [from, to)';
+COMMENT ON FUNCTION api.common_availability IS 'any user: the intervals of [from, to) in which every listed user is free (published availability minus their own bookings)';
+COMMENT ON FUNCTION api.suggest_meetings IS 'any user: up to lim slots {starts_at, ends_at, room_id} in [from, to) when every attendee is free and a room of min_capacity (default: number of attendees) is free, earliest and snuggest room first';
+COMMENT ON FUNCTION api.create_review IS 'a user with an ended booking of the room, rate-limited: 403 FORBIDDEN without one, 409 ALREADY_EXISTS for a second review, 422 for a rating outside 1..5';
+COMMENT ON FUNCTION api.list_room_reviews IS 'any user: the room''s reviews, newest first, hidden ones omitted';
+COMMENT ON FUNCTION api.update_review IS 'author: change rating or comment; 403 for someone else''s review, 404';
+COMMENT ON FUNCTION api.delete_review IS 'author: deletes the review, answers {id, deleted}; 403 for someone else''s review, 404';
+COMMENT ON FUNCTION api.vote_review IS 'any user but the author: helpful or not, one vote per user (a second vote changes it); 403 for the author';
+COMMENT ON FUNCTION api.flag_review IS 'any user: puts the review in the moderation queue; 404';
+COMMENT ON FUNCTION api.moderation_reviews IS 'moderator, admin: the queue, oldest first, with the flags; 403 for other roles';
+COMMENT ON FUNCTION api.hide_review IS 'moderator, admin: the review disappears from listings and ratings; 403, 404';
+COMMENT ON FUNCTION api.restore_review IS 'moderator, admin: visible again, flags settled; 403, 404';
+COMMENT ON FUNCTION api.analytics_bookings_summary IS 'admin, facility_manager, auditor, service_account: {total, confirmed, cancelled, completed}';
+COMMENT ON FUNCTION api.analytics_bookings_by_room IS 'admin, facility_manager, auditor, service_account: [{room_id, room_name, total, confirmed, cancelled, completed}]';
+COMMENT ON FUNCTION api.analytics_bookings_per_day IS 'admin, facility_manager, auditor, service_account: bookings by UTC start day, both dates included, at most 366 days';
+COMMENT ON FUNCTION api.analytics_average_rating_by_room IS 'admin, moderator, auditor: [{room_id, room_name, average_rating, review_count}], hidden reviews left out';
+COMMENT ON FUNCTION api.analytics_rate_limits IS 'admin, auditor: per endpoint its rule, denials and admissions since the server started';
+COMMENT ON FUNCTION api.analytics_occupancy IS 'admin, facility_manager, auditor: held rooms per night and room type, both dates included';
+COMMENT ON FUNCTION api.list_events IS 'admin, service_account: events after after_id, oldest first, optionally by kind prefix ("review."); the live stream is NOTIFY pg_booking_events';
+
+-- Retry-After is the rate limiter's to say, not the adapter's to dig out
+-- of the details: the error asks for the header (DETAIL "headers", the way
+-- PostgREST lets a RAISE set response headers).  Same function as 1.0 but
+-- for that key.
+CREATE OR REPLACE FUNCTION booking.rate_limit_hit(endpoint text) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r booking.rate_limits;
+    k text;
+    window_ms bigint;
+    d record;
+    headers jsonb;
+BEGIN
+    -- Unset only when the library is not loaded yet (not preloaded): then
+    -- the check below says clearly that preloading is needed.
+    IF NOT coalesce(current_setting('pg_booking.rate_limit_enabled', true), 'on')::boolean THEN
+        RETURN;
+    END IF;
+    SELECT * INTO r FROM booking.rate_limits l WHERE l.endpoint = rate_limit_hit.endpoint;
+    IF NOT FOUND OR booking.current_app_role() = ANY (r.exempt_roles) THEN
+        RETURN;
+    END IF;
+    k := booking.rate_limit_key(r.key_kind);
+    IF k IS NULL THEN
+        RETURN;
+    END IF;
+    window_ms := (extract(epoch FROM r.window_length) * 1000)::bigint;
+    d := booking.rate_limit_check(r.endpoint, k, r.max_requests, window_ms);
+    IF NOT d.allowed THEN
+        PERFORM booking.raise_error(429, 'RATE_LIMIT_EXCEEDED',
+            format('too many requests to "%s"', r.endpoint),
+            jsonb_build_object('endpoint', r.endpoint, 'limit', r.max_requests,
+                               'window_seconds', trim_scale(window_ms / 1000.0), 'remaining', 0,
+                               'retry_after_seconds', ceil(d.retry_after_ms / 1000.0)::bigint,
+                               'retry_after_ms', d.retry_after_ms,
+                               'headers', jsonb_build_object('Retry-After', ceil(d.retry_after_ms / 1000.0)::bigint::text)),
+            format('At most %s requests per %s; see retry_after_seconds.', r.max_requests, r.window_length));
+    END IF;
+    headers := coalesce(nullif(current_setting('response.headers', true), '')::jsonb, '[]')
+        || jsonb_build_array(
+               jsonb_build_object('RateLimit-Limit', r.max_requests::text),
+               jsonb_build_object('RateLimit-Remaining', d.remaining::text),
+               jsonb_build_object('RateLimit-Reset', ceil(d.reset_ms / 1000.0)::text),
+               jsonb_build_object('RateLimit-Policy', format('%s;w=%s', r.max_requests, ceil(window_ms / 1000.0))));
+    PERFORM set_config('response.headers', headers::text, true);
+END
+$$;
+
+-- ==== API consistency (issue 10) ====
+
+-- A reservation the caller may read but not change (auditors, service
+-- accounts) is 403 on a change, not 404: FOR UPDATE applies the UPDATE
+-- policies, which hide it, so look again without the lock before saying
+-- it does not exist.  Someone else's reservation stays 404.
+CREATE OR REPLACE FUNCTION booking.find_reservation(reservation_id uuid, for_update boolean DEFAULT false)
+RETURNS booking.reservations
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    r booking.reservations;
+BEGIN
+    IF for_update THEN
+        SELECT * INTO r FROM booking.reservations WHERE id = reservation_id FOR UPDATE;
+        IF r.id IS NULL AND EXISTS (SELECT 1 FROM booking.reservations WHERE id = reservation_id) THEN
+            PERFORM booking.raise_error(403, 'FORBIDDEN',
+                format('role "%s" may not change reservation %s', booking.current_app_role(), reservation_id),
+                jsonb_build_object('reservation_id', reservation_id));
+        END IF;
+    ELSE
+        SELECT * INTO r FROM booking.reservations WHERE id = reservation_id;
+    END IF;
+    IF r.id IS NULL THEN
+        PERFORM booking.raise_error(404, 'NOT_FOUND',
+            format('reservation %s not found', coalesce(reservation_id::text, 'NULL')),
+            jsonb_build_object('reservation_id', reservation_id));
+    END IF;
+    RETURN r;
+END
+$$;
+
+-- One rule for a range of days: dates, both included, "to" not before
+-- "from", at most N days -- booking.parse_nights, which inventory already
+-- used; the analytics day ranges had their own copies with other messages.
+-- (Time windows are timestamps, through booking.parse_window.)
+CREATE OR REPLACE FUNCTION api.analytics_bookings_per_day("from" text, "to" text) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    days daterange;
+    f date;
+    t date;
+BEGIN
+    PERFORM booking.require_role('admin', 'facility_manager', 'auditor', 'service_account');
+    days := booking.parse_nights("from", "to", 366);
+    f := lower(days);
+    t := upper(days) - 1;
+    -- Every day of [from, to], zeros included, so charts have no gaps.
+    RETURN (SELECT jsonb_agg(jsonb_build_object('day', d.day, 'total', coalesce(v.total, 0),
+                                                'confirmed', coalesce(v.confirmed, 0),
+                                                'cancelled', coalesce(v.cancelled, 0),
+                                                'completed', coalesce(v.completed, 0)) ORDER BY d.day)
+              FROM (SELECT g::date AS day FROM generate_series(f, t, interval '1 day') g) d
+              LEFT JOIN (SELECT * FROM booking.analytics_bookings_per_day p WHERE p.day BETWEEN f AND t) v
+                     ON v.day = d.day);
+END
+$$;
+CREATE OR REPLACE FUNCTION api.analytics_occupancy(hotel_id bigint, "from" text, "to" text) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    nights daterange;
+    f date;
+    t date;
+BEGIN
+    PERFORM booking.require_role('admin', 'facility_manager', 'auditor');
+    nights := booking.parse_nights("from", "to", 366);
+    f := lower(nights);
+    t := upper(nights) - 1;
+    IF NOT EXISTS (SELECT 1 FROM booking.hotels h WHERE h.id = analytics_occupancy.hotel_id) THEN
+        PERFORM booking.raise_error(404, 'NOT_FOUND', format('hotel %s not found', hotel_id),
+            jsonb_build_object('hotel_id', hotel_id));
+    END IF;
+    RETURN coalesce((SELECT jsonb_agg(jsonb_build_object('night', o.night, 'room_type', o.room_type,
+                                                         'total', o.total, 'held', o.held,
+                                                         'occupancy_percent', o.occupancy_percent)
+                                      ORDER BY o.night, o.room_type)
+                       FROM booking.analytics_occupancy o
+                      WHERE o.hotel_id = analytics_occupancy.hotel_id AND o.night BETWEEN f AND t), '[]');
+END
+$$;
+
+-- ==== psql as documented (issue 10) ====
+
+-- A superuser session without claims passes every role check (psql,
+-- maintenance), but it is nobody.  Most api functions call require_user()
+-- only to refuse anonymous callers (PERFORM booking.require_user()): those
+-- work.  The ones that act as the caller use the id it returns; for them a
+-- superuser without claims is a clear 401, not a NULL user id that fails
+-- later in a constraint.  The two uses are told apart by the caller's
+-- statement, which PL/pgSQL reports in PG_CONTEXT.
+CREATE OR REPLACE FUNCTION booking.require_user() RETURNS bigint
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    uid bigint := booking.current_user_id();
+    role text := booking.current_app_role();   -- validates the role claim too
+    ctx text;
+BEGIN
+    IF role = 'superuser' AND uid IS NULL THEN
+        GET DIAGNOSTICS ctx = PG_CONTEXT;
+        -- The first function frame above this one: "... line N at PERFORM"?
+        IF (SELECT l FROM unnest(string_to_array(ctx, E'\n')) WITH ORDINALITY AS c(l, n)
+             WHERE n > 1 AND l ~ '^(PL/pgSQL|SQL) function' ORDER BY n LIMIT 1) LIKE '% at PERFORM' THEN
+            RETURN NULL;
+        END IF;
+        PERFORM booking.raise_error(401, 'UNAUTHORIZED', 'this call acts as a user: set request.jwt.claims first',
+            '{}', 'SELECT set_config(''request.jwt.claims'', ''{"sub": "1", "role": "booking_user"}'', false);');
+    END IF;
+    IF role = 'anon' OR uid IS NULL THEN
+        PERFORM booking.raise_error(401, 'UNAUTHORIZED', 'authentication required');
+    END IF;
+    RETURN uid;
+END
+$$;
+
+-- ==== code health: labels that lie, the checkout's lock class (issue 10) ====
+
+-- EXCEPTION blocks start subtransactions, which no parallel worker (nor a
+-- leader in parallel mode) may do: these two are not PARALLEL SAFE.
+ALTER FUNCTION booking.parse_instant(text, text) PARALLEL UNSAFE;
+ALTER FUNCTION booking.parse_date(text, text) PARALLEL UNSAFE;
+-- raise_error is called for its effect: IMMUTABLE let the planner run it
+-- while folding constants, raising in a branch that would not be taken.
+ALTER FUNCTION booking.raise_error(integer, text, text, jsonb, text) VOLATILE;
+
+-- The checkout's per-date lock in the extension's own advisory class
+-- (PGB_LOCK_CHECKOUT_DATE, extension/pg_booking.h), not in the classes
+-- pg_advisory_lock() shares with every user of the database.
+CREATE FUNCTION booking.checkout_date_lock(d date) RETURNS void
+AS 'MODULE_PATHNAME', 'pgb_checkout_date_lock'
+LANGUAGE C STRICT VOLATILE;
+REVOKE EXECUTE ON FUNCTION booking.checkout_date_lock(date) FROM PUBLIC;
+COMMENT ON FUNCTION booking.checkout_date_lock IS 'serialise the starters of one business date''s checkout until commit (the extension''s advisory lock class)';
+
+-- ==== routes of the hotel revenue api (issue 15) ====
+-- Declared here because booking.http_routes (section "HTTP routes declared
+-- once") comes after the revenue section.
+INSERT INTO booking.http_routes (method, path, function_name, success_status, operation_id, body_argument, public, event_stream) VALUES
+    ('PUT',  '/hotels/{hotel_id}/currency',              'set_hotel_currency',      200, NULL, NULL, false, false),
+    ('PUT',  '/inventory/{hotel_id}/rates',              'set_rates',               200, NULL, NULL, false, false),
+    ('POST', '/reservations/quote',                      'quote_reservation',       200, NULL, NULL, false, false),
+    ('PUT',  '/hotels/{hotel_id}/cancellation-policy',   'set_cancellation_policy', 200, NULL, NULL, false, false),
+    ('GET',  '/admin/analytics/hotels/{hotel_id}/kpis',  'analytics_hotel_kpis',    200, NULL, NULL, false, false);
+-- The route is the row above, not the COMMENT (which says who and what).
+DO $$
+DECLARE
+    f regprocedure;
+BEGIN
+    FOR f IN SELECT p.oid FROM pg_proc p
+              WHERE p.pronamespace = 'api'::regnamespace
+                AND p.proname IN ('set_hotel_currency', 'set_rates', 'quote_reservation',
+                                  'set_cancellation_policy', 'analytics_hotel_kpis')
+    LOOP
+        EXECUTE format('COMMENT ON FUNCTION %s IS %L', f,
+                       regexp_replace(obj_description(f, 'pg_proc'),
+                                      '^(GET|PUT|POST|PATCH|DELETE) [^ ]+ \(([^)]*)\)', '\2'));
+    END LOOP;
+END
+$$;
 
 -- ==== backup: what pg_dump keeps (issue 8) ====
 --

@@ -2,7 +2,10 @@
  * pg_booking.c — module entry: settings and hooks, nothing else.
  *
  * Each concern has its own file: conflicts.c (the meeting-room conflict
- * check), errors.c (the error shape shared with SQL).
+ * check), inventory.c (the hotel nights a reservation holds), analytics.c
+ * (exact counters for dashboards), ratelimit.c (the shared-memory
+ * limiter), checkout_worker.c (the nightly checkout), errors.c (the error
+ * shape shared with SQL) and common.c (helpers they share).
  */
 #include "postgres.h"
 

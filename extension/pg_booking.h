@@ -5,12 +5,15 @@
 #define PG_BOOKING_H
 
 #include "postgres.h"
+#include "access/htup.h"
+#include "executor/spi.h"
 #include "lib/stringinfo.h"
+#include "utils/relcache.h"
 
 /*
  * Business errors: SQLSTATE PTxyz carries the HTTP status xyz (PostgREST's
  * convention); DETAIL is a JSON object with "error_code" (see raise_error in
- * extension/sql/00_base.sql, which raises the same shape from SQL).
+ * extension/pg_booking--1.0.sql, which raises the same shape from SQL).
  */
 #define PGB_ERRCODE_400 MAKE_SQLSTATE('P','T','4','0','0')
 #define PGB_ERRCODE_404 MAKE_SQLSTATE('P','T','4','0','4')
@@ -32,6 +35,12 @@ extern char *pgb_error_detail(const char *error_code, const char *extra);
  */
 #define PGB_LOCK_ROOM		0x5201
 #define PGB_LOCK_CHECKOUT	0x5202	/* one checkout worker per database */
+#define PGB_LOCK_CHECKOUT_DATE	0x5203	/* starters of one business date (common.c) */
+
+/* shared helpers, common.c */
+extern SPIPlanPtr pgb_keep_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes);
+extern AttrNumber pgb_attnum(Oid relid, const char *name);
+extern Datum pgb_column(Relation rel, HeapTuple tup, const char *name, bool *isnull);
 
 /* rate limits, ratelimit.c */
 extern bool pgb_rate_limit_enabled;

@@ -33,7 +33,7 @@ prepare_private_install() {
     mkdir -p "$work/src"
     tar -C "$ROOT_DIR" --exclude=./.git --exclude=./.run --exclude=./.test-results \
         --exclude='*.o' --exclude='*.so' --exclude='*.bc' --exclude=./tmp_check --exclude=./tmp_regress \
-        --exclude=./results -cf - . | tar -C "$work/src" -xf -
+        --exclude=./results --exclude=node_modules -cf - . | tar -C "$work/src" -xf -
     give_to_pg "$work"
     say "building (warnings are errors)"
     as_pg make -C "$work/src" -s PG_WERROR=1 all

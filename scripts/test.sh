@@ -17,6 +17,13 @@ bash "$ROOT_DIR/scripts/deps.sh"
 say "released SQL scripts unchanged"
 (cd "$ROOT_DIR" && sha256sum --quiet -c extension/released.sha256)
 
+say "every file the README, docs/ and the sources name exists"
+bash "$ROOT_DIR/scripts/check-references.sh"
+
+# Every psql example of the README runs as sql/91_readme_psql.sql.
+say "README's psql examples are in sql/91_readme_psql.sql"
+bash "$ROOT_DIR/scripts/readme-sql.sh" --check
+
 work=$(mktemp -d /tmp/pg_booking-test.XXXXXX)
 results="$ROOT_DIR/.test-results"
 finish() {
@@ -37,6 +44,13 @@ trap finish EXIT
 
 prepare_private_install "$work"
 bindir="$work/pg/usr/lib/postgresql/$PG_MAJOR/bin"
+
+# Clients no one here wrote (OpenAPI validators, PostgREST's JavaScript
+# client), pinned in test/node/package-lock.json; the adapter's tests use them.
+say "npm ci (test/node)"
+command -v npm >/dev/null || { echo "pg_booking: node and npm are needed for the adapter's tests" >&2; exit 1; }
+(cd "$work/src/test/node" && npm ci --no-audit --no-fund --loglevel=error)
+give_to_pg "$work/src/test/node"
 
 say "pg_regress and TAP tests"
 as_pg make -C "$work/src" installcheck bindir="$bindir" ${PROVE_TESTS:+PROVE_TESTS="$PROVE_TESTS"} ${PROVE_FLAGS:+PROVE_FLAGS="$PROVE_FLAGS"}

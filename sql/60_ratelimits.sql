@@ -27,10 +27,12 @@ EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL;
     d := nullif(det, '')::jsonb;
     IF d ? 'retry_after_seconds' THEN
-        d := d - 'retry_after_ms' - 'retry_after_seconds'
+        d := d - 'retry_after_ms' - 'retry_after_seconds' - 'headers'
              || jsonb_build_object('wait_in_range',
                     (d ->> 'retry_after_ms')::bigint BETWEEN 1 AND 1000 * (d ->> 'window_seconds')::numeric + 1
-                    AND (d ->> 'retry_after_seconds')::bigint = ceil((d ->> 'retry_after_ms')::bigint / 1000.0));
+                    AND (d ->> 'retry_after_seconds')::bigint = ceil((d ->> 'retry_after_ms')::bigint / 1000.0)
+                    -- the Retry-After header the error asks the adapter for says the same
+                    AND d -> 'headers' ->> 'Retry-After' = d ->> 'retry_after_seconds');
     END IF;
     RETURN st || ' ' || msg || coalesce(' ' || d::text, '');
 END

@@ -1,5 +1,5 @@
 -- Analytics: the counters equal a full recount after every kind of change;
--- the routes answer only the roles API.md lists; Grafana's role reads the
+-- the routes answer only the roles docs/api.md lists; Grafana's role reads the
 -- views and nothing else.
 \set SHOW_CONTEXT never
 SET timezone TO 'UTC';

@@ -62,17 +62,17 @@ my @cases = (
 	[ 'not a date', 'POST', '/bookings', { %good, ends_at => 'tomorrow' }, $user, 422 ],
 	[ 'end before start', 'POST', '/bookings', { %good, ends_at => '2030-03-01T08:00:00Z' }, $user, 422 ],
 	[ 'SQL injection in title', 'POST', '/bookings', { %good, title => "x'); DROP TABLE booking.bookings; --", starts_at => 'x\'' }, $user, 422 ],
-	[ 'SQL injection in a path', 'GET', "/bookings/1;DELETE%20FROM%20booking.bookings", undef, $user, 400 ],
-	[ 'SQL injection in a query', 'GET', "/rooms?min_capacity=1%20OR%201=1", undef, $user, 400 ],
+	[ 'SQL injection in a path', 'GET', "/bookings/1;DELETE%20FROM%20booking.bookings", undef, $user, 422 ],
+	[ 'SQL injection in a query', 'GET', "/rooms?min_capacity=1%20OR%201=1", undef, $user, 422 ],
 	[ 'injection in an rpc name', 'POST', '/rpc/me();drop', '{}', $user, 404 ],
 	[ 'quote in an rpc name', 'POST', '/rpc/me%22', '{}', $user, 404 ],
-	[ 'path id not a number', 'GET', '/bookings/abc', undef, $user, 400 ],
-	[ 'overflowing id', 'GET', '/bookings/99999999999999999999999', undef, $user, 400 ],
+	[ 'path id not a number', 'GET', '/bookings/abc', undef, $user, 422 ],
+	[ 'overflowing id', 'GET', '/bookings/99999999999999999999999', undef, $user, 422 ],
 	[ 'bad recurrence', 'POST', '/bookings', { %good, recurrence => { frequency => 'hourly', count => 2 } }, $user, 422 ],
 	[ 'recurrence too long', 'POST', '/bookings', { %good, recurrence => { frequency => 'daily', count => 5000 } }, $user, 422 ],
 	[ 'conflicting booking', 'POST', '/bookings', { %good, starts_at => '2030-01-07T09:30:00Z', ends_at => '2030-01-07T09:45:00Z' }, $user, 409 ],
 	[ 'limit too large', 'GET', '/bookings?limit=100000', undef, $user, 422 ],
-	[ 'limit not a number', 'GET', '/bookings?limit=ten', undef, $user, 400 ],
+	[ 'limit not a number', 'GET', '/bookings?limit=ten', undef, $user, 422 ],
 	[ 'negative offset', 'GET', '/rooms?offset=-1', undef, $user, 422 ],
 	[ 'unknown query parameter', 'GET', '/rooms?colour=red', undef, $user, 422 ],
 	[ 'duplicate parameter', 'GET', '/rooms/1?id=2', undef, $user, 422 ],
@@ -113,10 +113,12 @@ for my $c (@cases)
 	my $r = http($a, $method, $path, $body, $token);
 	my $env = $r->{json} // {};
 	ok($r->{status} == $want && defined $env->{error_code} && defined $env->{message}
-		  && ref $env->{details} eq 'HASH' && ($env->{request_id} // '') eq ($r->{headers}{'x-request-id'} // 'none'),
+		  && ref $env->{details} eq 'HASH' && ($env->{request_id} // '') eq ($r->{headers}{'x-request-id'} // 'none')
+		  && ($env->{code} // '') =~ /^[0-9A-Z]{5}$/ && exists $env->{hint},
 		"$what: $method $path -> $want $r->{status} " . ($env->{error_code} // 'no error_code'))
 	  or diag($r->{content});
 	ok($r->{headers}{allow}, "$what: 405 carries Allow") if $want == 405;
+	is($env->{error_code} eq 'VALIDATION_ERROR' ? $r->{status} : 422, 422, "$what: VALIDATION_ERROR is always 422");
 }
 
 is($node->safe_psql('postgres', $counts_sql), $before, 'nothing was written by the bad requests');

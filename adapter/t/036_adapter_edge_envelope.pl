@@ -67,14 +67,14 @@ for my $c (@library)
 	my ($what, $bytes, $status) = @$c;
 	my ($reply, $closed) = raw_request($a, $bytes, 10);
 	my $env = one_envelope($reply, $status, $what);
-	is($env->{error_code}, 'VALIDATION_ERROR', "$what: VALIDATION_ERROR") if $what =~ /NUL/;
+	is($env->{error_code}, 'BAD_REQUEST', "$what: BAD_REQUEST (400; VALIDATION_ERROR is always 422)") if $what =~ /NUL/;
 }
 
-# NUL in a JSON string, anywhere: 400 VALIDATION_ERROR (an escaped backslash is no NUL).
+# NUL in a JSON string, anywhere: 400 BAD_REQUEST (an escaped backslash is no NUL).
 for my $body ('{"t":"a\u0000b"}', '{"j":{"k":["\u0000"]}}', '{"ta":["x","\u0000"]}', '{"t\u0000":"x"}')
 {
 	my $r = http($a, 'POST', '/rpc/edge_types', $body, $user);
-	is_deeply([ $r->{status}, $r->{json}{error_code} ], [ 400, 'VALIDATION_ERROR' ], "NUL in JSON $body: 400 VALIDATION_ERROR");
+	is_deeply([ $r->{status}, $r->{json}{error_code} ], [ 400, 'BAD_REQUEST' ], "NUL in JSON $body: 400 BAD_REQUEST");
 }
 my $r = http($a, 'POST', '/rpc/edge_types', '{"t":"a\\\\u0000b"}', $user);
 is_deeply([ $r->{status}, $r->{json}{t} ], [ 200, 'a\\u0000b' ], 'an escaped backslash before u0000 is text, not a NUL');

@@ -11,6 +11,7 @@ my $ok = IPC::Run::run([ $bin, '--help' ], '>', \$out, '2>', \$err);
 ok($ok, '--help exits 0');
 like($out, qr/--breaker-failures\s+ADAPTER_BREAKER_FAILURES/, '--help lists flags and variables');
 like($out, qr/--pool-size/, '--help lists the pool size');
+like($out, qr/\(default "dbname=booking user=booking_authenticator"\)/, '--help shows the whole default connection string');
 $ok = IPC::Run::run([ $bin ], '>', \$out, '2>', \$err);
 ok(!$ok, 'no secret: refuses to start');
 like($err, qr/JWT secret is missing/, 'no secret: a clear message');

@@ -1,0 +1,77 @@
+/*
+ * common.c — helpers the concerns share, written once: saved SPI plans,
+ * columns looked up by name, and the extension's own advisory lock on a
+ * checkout date.
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "storage/lock.h"
+#include "utils/date.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+
+#include "pg_booking.h"
+
+/*
+ * A plan prepared on first use and kept for the backend's life (the
+ * statements are fixed texts over the extension's own tables).
+ */
+SPIPlanPtr
+pgb_keep_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
+{
+	if (*cache == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql, SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "SPI_keepplan failed");
+		*cache = plan;
+	}
+	return *cache;
+}
+
+/*
+ * The attribute number of a column of ours, by name (the syscache, so it
+ * also works outside SPI); a missing one is a broken installation.
+ */
+AttrNumber
+pgb_attnum(Oid relid, const char *name)
+{
+	AttrNumber	attnum = get_attnum(relid, name);
+
+	if (attnum == InvalidAttrNumber)
+		elog(ERROR, "column \"%s\" not found in \"%s\"", name, get_rel_name(relid));
+	return attnum;
+}
+
+/* A column of a row version of rel, by name. */
+Datum
+pgb_column(Relation rel, HeapTuple tup, const char *name, bool *isnull)
+{
+	return heap_getattr(tup, pgb_attnum(RelationGetRelid(rel), name), RelationGetDescr(rel), isnull);
+}
+
+/*
+ * booking.checkout_date_lock(date): serialise the starters of one business
+ * date's checkout (the worker and a manual run) until commit, in the
+ * extension's own advisory lock class, so no pg_advisory_lock() of a user
+ * can collide with it.
+ */
+PG_FUNCTION_INFO_V1(pgb_checkout_date_lock);
+
+Datum
+pgb_checkout_date_lock(PG_FUNCTION_ARGS)
+{
+	DateADT		d = PG_GETARG_DATEADT(0);
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) d, 0, PGB_LOCK_CHECKOUT_DATE);
+	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+	PG_RETURN_VOID();
+}
