@@ -1,4 +1,4 @@
-# A primary and a streaming standby (DESIGN.md: "a streaming standby serves
+# A primary and a streaming standby (docs/design.md: "a streaming standby serves
 # dashboards; the worker runs only on a primary").
 #
 #   - On the standby, booking_grafana (the dashboards' role, grafana/) reads
