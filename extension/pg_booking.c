@@ -17,6 +17,7 @@ PG_MODULE_MAGIC;
 char	   *pgb_jwt_secret = NULL;
 int			pgb_access_token_ttl = 900;
 int			pgb_refresh_token_ttl = 30 * 24 * 3600;
+int			pgb_password_hash_slots = 1;
 
 void		_PG_init(void);
 
@@ -55,6 +56,21 @@ _PG_init(void)
 							&pgb_refresh_token_ttl,
 							30 * 24 * 3600, 60, 365 * 24 * 3600,
 							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+
+	/*
+	 * bcrypt costs ~50 ms of CPU: at most this many transactions hash at
+	 * once (booking.password_hash_slot(), advisory locks of class
+	 * PGB_LOCK_PASSWORD_HASH), so logins and password changes cannot take
+	 * every core from the other requests.
+	 */
+	DefineCustomIntVariable("pg_booking.password_hash_slots",
+							"Password hashes (bcrypt) computed at once, at most.",
+							NULL,
+							&pgb_password_hash_slots,
+							1, 1, 64,
+							PGC_SIGHUP,
 							0,
 							NULL, NULL, NULL);
 

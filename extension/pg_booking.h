@@ -32,6 +32,8 @@ extern char *pgb_error_detail(const char *error_code, const char *extra);
  */
 #define PGB_LOCK_ROOM		0x5201
 #define PGB_LOCK_CHECKOUT	0x5202	/* one checkout worker per database */
+/* 0x5203: a checkout date (SQL, booking.checkout_start) */
+#define PGB_LOCK_PASSWORD_HASH	0x5204	/* bcrypt slots (SQL, booking.password_hash_slot) */
 
 /* rate limits, ratelimit.c */
 extern bool pgb_rate_limit_enabled;
@@ -41,6 +43,7 @@ extern void pgb_rate_limit_init(void);
 extern char *pgb_jwt_secret;
 extern int	pgb_access_token_ttl;
 extern int	pgb_refresh_token_ttl;
+extern int	pgb_password_hash_slots;
 
 /* nightly checkout, checkout_worker.c */
 extern char *pgb_checkout_database;
