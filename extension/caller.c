@@ -15,7 +15,7 @@
  * token's role, and the token's session has not ended (logout, password
  * change, role change, deactivation).  A token without a session id
  * ("sid"; minted elsewhere, or claims set by hand in psql) is checked
- * against the user's tokens_valid_after by its "iat" instead.  The check
+ * against the user's cutoff (booking.token_cutoffs) by its "iat" instead.  The check
  * reads two rows, once per transaction, so a request pays one index probe
  * and no extra round trip.  It runs as the owner of booking.users: the
  * caller cannot read sessions, and the users table's own policies call
@@ -147,7 +147,8 @@ query_session(int64 uid, bool has_sid, int64 sid)
 	{
 		SPIPlanPtr	p = SPI_prepare(
 			"SELECT u.active, u.role::text, "
-			"       extract(epoch FROM u.tokens_valid_after)::float8, "
+			"       (SELECT extract(epoch FROM c.tokens_valid_after)::float8 "
+			"          FROM booking.token_cutoffs c WHERE c.user_id = u.id), "
 			"       (SELECT s.ended_at IS NULL FROM booking.sessions s "
 			"         WHERE s.id = $2 AND s.user_id = u.id) "
 			"  FROM booking.users u WHERE u.id = $1", 2, types);
@@ -196,7 +197,8 @@ check_session(Jsonb *claims, const char *app_role, int64 uid)
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		bool		active = DatumGetBool(SPI_getbinval(row, desc, 1, &isnull));
 		char	   *role = SPI_getvalue(row, desc, 2);
-		float8		valid_after = DatumGetFloat8(SPI_getbinval(row, desc, 3, &isnull));
+		Datum		cutoff = SPI_getbinval(row, desc, 3, &isnull);
+		float8		valid_after = isnull ? -INFINITY : DatumGetFloat8(cutoff);
 		Datum		live = SPI_getbinval(row, desc, 4, &isnull);
 
 		if (!active)

@@ -17,9 +17,15 @@
 
 -- Tokens without a session id (minted by hand with the secret, or claims
 -- set in psql) are checked by their "iat" against this instant instead.
-ALTER TABLE booking.users ADD COLUMN tokens_valid_after timestamptz NOT NULL DEFAULT '-infinity';
-COMMENT ON COLUMN booking.users.tokens_valid_after IS
+-- (a table of its own: booking.users keeps the row type of 1.0).
+CREATE TABLE booking.token_cutoffs (
+    user_id            bigint PRIMARY KEY REFERENCES booking.users ON DELETE CASCADE,
+    tokens_valid_after timestamptz NOT NULL
+);
+COMMENT ON TABLE booking.token_cutoffs IS
 'tokens without a session id issued (iat) before this second are refused; set at logout, password change, role change and deactivation';
+ALTER TABLE booking.token_cutoffs ENABLE ROW LEVEL SECURITY;
+SELECT pg_catalog.pg_extension_config_dump('booking.token_cutoffs', '');
 
 CREATE TABLE booking.sessions (
     id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -95,7 +101,8 @@ BEGIN
     GET DIAGNOSTICS n = ROW_COUNT;
     UPDATE booking.refresh_tokens t SET revoked_at = now()
      WHERE t.user_id = end_sessions.user_id AND t.revoked_at IS NULL;
-    UPDATE booking.users u SET tokens_valid_after = now() WHERE u.id = end_sessions.user_id;
+    INSERT INTO booking.token_cutoffs AS c (user_id, tokens_valid_after) VALUES (end_sessions.user_id, now())
+    ON CONFLICT ON CONSTRAINT token_cutoffs_pkey DO UPDATE SET tokens_valid_after = excluded.tokens_valid_after;
     RETURN n;
 END
 $$;
@@ -150,19 +157,20 @@ COMMENT ON FUNCTION api.refresh IS 'POST /users/refresh (public): a new access t
 -- every slot taken is told to retry at once rather than queue, so waiting
 -- hashes never hold the adapter's pooled connections.
 
-CREATE FUNCTION booking.rate_limit_check(endpoint text, key text, max_requests integer, window_ms bigint,
-                                         cost integer, at_ms bigint DEFAULT NULL, dry_run boolean DEFAULT false,
+CREATE FUNCTION booking.rate_limit_charge(endpoint text, key text, max_requests integer, window_ms bigint,
+                                          cost integer, at_ms bigint DEFAULT NULL, dry_run boolean DEFAULT false,
                                          OUT allowed boolean, OUT remaining integer,
                                          OUT retry_after_ms bigint, OUT reset_ms bigint)
 RETURNS record
 LANGUAGE c VOLATILE
 AS 'MODULE_PATHNAME', 'pgb_rate_limit_check_cost';
-COMMENT ON FUNCTION booking.rate_limit_check(text, text, integer, bigint, integer, bigint, boolean) IS
+COMMENT ON FUNCTION booking.rate_limit_charge(text, text, integer, bigint, integer, bigint, boolean) IS
 'check and count cost units of key against "at most max_requests in any window_ms"; all or nothing';
-REVOKE EXECUTE ON FUNCTION booking.rate_limit_check(text, text, integer, bigint, integer, bigint, boolean) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION booking.rate_limit_charge(text, text, integer, bigint, integer, bigint, boolean) FROM PUBLIC;
 
 -- Charge cost units of a rule to key (NULL key: not limited).
-CREATE FUNCTION booking.rate_limit_hit_key(endpoint text, key text, cost integer) RETURNS void
+CREATE FUNCTION booking.rate_limit_hit_key(endpoint text, key text, cost integer, dry_run boolean DEFAULT false)
+RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -184,17 +192,22 @@ BEGIN
         PERFORM booking.raise_error(422, 'VALIDATION_ERROR',
             format('this request needs %s units of "%s", more than its limit of %s', cost, r.endpoint, r.max_requests),
             jsonb_build_object('endpoint', r.endpoint, 'limit', r.max_requests, 'cost', cost,
-                               'window_seconds', trim_scale(window_ms / 1000.0)));
+                               'window_seconds', trim_scale(window_ms / 1000.0)),
+            'Book fewer occurrences at once.');
     END IF;
-    d := booking.rate_limit_check(r.endpoint, key, r.max_requests, window_ms, greatest(cost, 1));
+    d := booking.rate_limit_charge(r.endpoint, key, r.max_requests, window_ms, greatest(cost, 1), dry_run => dry_run);
     IF NOT d.allowed THEN
         PERFORM booking.raise_error(429, 'RATE_LIMIT_EXCEEDED',
             format('too many requests to "%s"', r.endpoint),
-            jsonb_build_object('endpoint', r.endpoint, 'limit', r.max_requests, 'cost', cost,
+            jsonb_build_object('endpoint', r.endpoint, 'limit', r.max_requests,
                                'window_seconds', trim_scale(window_ms / 1000.0), 'remaining', 0,
                                'retry_after_seconds', ceil(d.retry_after_ms / 1000.0)::bigint,
-                               'retry_after_ms', d.retry_after_ms),
-            format('At most %s per %s; see retry_after_seconds.', r.max_requests, r.window_length));
+                               'retry_after_ms', d.retry_after_ms)
+            || CASE WHEN cost > 1 THEN jsonb_build_object('cost', cost) ELSE '{}' END,
+            format('At most %s requests per %s; see retry_after_seconds.', r.max_requests, r.window_length));
+    END IF;
+    IF dry_run THEN
+        RETURN;
     END IF;
     headers := coalesce(nullif(current_setting('response.headers', true), '')::jsonb, '[]')
         || jsonb_build_array(
@@ -224,15 +237,15 @@ CREATE OR REPLACE FUNCTION booking.rate_limit_hit(endpoint text) RETURNS void
 LANGUAGE sql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$ SELECT booking.rate_limit_hit(endpoint, 1) $$;
-GRANT EXECUTE ON FUNCTION booking.rate_limit_hit(text, integer), booking.rate_limit_hit_key(text, text, integer)
+GRANT EXECUTE ON FUNCTION booking.rate_limit_hit(text, integer), booking.rate_limit_hit_key(text, text, integer, boolean)
    TO booking_anon, booking_api;
-REVOKE EXECUTE ON FUNCTION booking.rate_limit_hit(text, integer), booking.rate_limit_hit_key(text, text, integer) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION booking.rate_limit_hit(text, integer), booking.rate_limit_hit_key(text, text, integer, boolean) FROM PUBLIC;
 
 -- Rules of the work: occurrences of recurring bookings per user, logins per
 -- account, password changes per user and per client IP.
 INSERT INTO booking.rate_limits (endpoint, max_requests, window_length, key_kind, exempt_roles) VALUES
     ('booking_occurrences',   400, '1 hour',     'user', '{admin,service_account}'),
-    ('login_account',         10,  '10 minutes', 'user', '{}'),
+    ('login_account',         10,  '10 minutes', 'user', '{}'),   -- failed logins, keyed by email
     ('change_password',       5,   '15 minutes', 'user', '{}'),
     ('change_password_ip',    20,  '15 minutes', 'ip',   '{}')
 ON CONFLICT (endpoint) DO NOTHING;
@@ -298,14 +311,20 @@ DECLARE
     u booking.users;
     refresh text;
     sid bigint;
+    account text;
 BEGIN
     PERFORM booking.rate_limit_hit('login');
-    PERFORM booking.rate_limit_hit_key('login_account', lower(btrim(coalesce(email, ''))), 1);
+    -- Failed logins per account too, for remote callers (like the per-IP
+    -- rule, a session on the database host's own socket is not limited):
+    -- checked before hashing, charged when the password is wrong.
+    account := CASE WHEN booking.rate_limit_key('ip') IS NOT NULL THEN lower(btrim(coalesce(email, ''))) END;
+    PERFORM booking.rate_limit_hit_key('login_account', account, 1, dry_run => true);
     PERFORM booking.password_hash_slot();
     SELECT * INTO u FROM booking.users WHERE lower(users.email) = lower(btrim(login.email)) AND active;
     -- Hash even when the user is unknown, so timing does not reveal which emails exist.
     IF NOT booking.password_matches(coalesce(password, ''),
                coalesce(u.password_hash, '$2a$10$0000000000000000000000000000000000000000000000000000.')) OR u.id IS NULL THEN
+        PERFORM booking.rate_limit_hit_key('login_account', account, 1);   -- counts though the call fails
         PERFORM booking.raise_error(401, 'UNAUTHORIZED', 'invalid email or password');
     END IF;
     INSERT INTO booking.sessions (user_id) VALUES (u.id) RETURNING id INTO sid;
@@ -317,7 +336,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION api.login IS
-'POST /users/login (public, 5 per 10 s per client IP, 10 per 10 minutes per account): opens a session: access token (HS256 JWT, claim "sid") and refresh token; 401 UNAUTHORIZED';
+'POST /users/login (public, 5 per 10 s per client IP, 10 failures per 10 minutes per account): opens a session: access token (HS256 JWT, claim "sid") and refresh token; 401 UNAUTHORIZED';
 
 -- A password change: the current password first, then the new hash; every
 -- refresh token and every other session of the user ends.  Limited per
@@ -511,7 +530,7 @@ AS $$
     SELECT jsonb_object_agg(k, old_row -> k) FILTER (WHERE old_row ? k),
            jsonb_object_agg(k, new_row -> k) FILTER (WHERE new_row ? k)
       FROM (SELECT k FROM jsonb_object_keys(coalesce(old_row, '{}') || coalesce(new_row, '{}')) k) keys
-     WHERE k NOT IN ('password_hash', 'tokens_valid_after', 'updated_at', 'created_at')
+     WHERE k NOT IN ('password_hash', 'updated_at', 'created_at')
        AND (old_row -> k) IS DISTINCT FROM (new_row -> k)
 $$;
 
