@@ -295,6 +295,20 @@ pgb_checkout_launcher_main(Datum main_arg)
 	}
 }
 
+/*
+ * Before each commit and between batches: an orphan whose postmaster is
+ * gone must not write on (a new postmaster may already be recovering the
+ * same data, and nobody would see or stop this process).  Exiting here
+ * leaves the open transaction uncommitted.  Cheap: on Linux a flag set by
+ * a signal.
+ */
+static void
+exit_if_postmaster_gone(void)
+{
+	if (!PostmasterIsAlive())
+		proc_exit(1);
+}
+
 /* Run one statement of the worker in its own transaction. */
 static void
 begin_work(const char *activity)
@@ -312,6 +326,8 @@ end_work(void)
 {
 	SPI_finish();
 	PopActiveSnapshot();
+	/* an orphan's work is not committed (see exit_if_postmaster_gone) */
+	exit_if_postmaster_gone();
 	CommitTransactionCommand();
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
@@ -390,18 +406,6 @@ record_failure(DateADT day, int64 run_id, const char *message)
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "pg_booking checkout: could not record the failed run: %s", SPI_result_code_string(rc));
 	end_work();
-}
-
-/*
- * Between two batches: an orphan whose postmaster is gone must not write on
- * (a new postmaster may already be recovering the same data, and nobody
- * would see or stop this process).  Cheap: a flag set by a signal on Linux.
- */
-static void
-exit_if_postmaster_gone(void)
-{
-	if (!PostmasterIsAlive())
-		proc_exit(1);
 }
 
 /*
