@@ -37,6 +37,9 @@ trap finish EXIT
 prepare_private_install "$work"
 bindir="$work/pg/usr/lib/postgresql/$PG_MAJOR/bin"
 
+say "make run's cluster admits no other OS user"
+bash "$work/src/scripts/test-local-auth.sh" "$work" "$bindir"
+
 say "pg_regress and TAP tests"
 as_pg make -C "$work/src" installcheck bindir="$bindir" ${PROVE_TESTS:+PROVE_TESTS="$PROVE_TESTS"} ${PROVE_FLAGS:+PROVE_FLAGS="$PROVE_FLAGS"}
 
