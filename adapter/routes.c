@@ -80,6 +80,7 @@ static const route table[] = {
     {"GET", "/admin/analytics/rate-limits", "analytics_rate_limits", 200},
     {"POST", "/admin/jobs/checkout/run", "run_checkout", 200},
     {"GET", "/admin/jobs", "list_jobs", 200},
+    {"GET", "/admin/audit", "list_audit", 200},
     {"GET", "/events", "list_events", 200},
 };
 #define NROUTES ((int) (sizeof(table) / sizeof(table[0])))

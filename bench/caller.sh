@@ -10,7 +10,7 @@
 # call (what a check without the cache would cost).
 # Run by scripts/bench.sh (PGHOST, PGPORT, PGUSER and PATH set).
 set -euo pipefail
-calls=${BENCH_CALLER_CALLS:-100000}
+calls=${BENCH_CALLER_CALLS:-20000}
 rounds=${BENCH_ROUNDS:-3}
 db=bench_caller
 psql() { command psql -qXAt -v ON_ERROR_STOP=1 -d $db "$@"; }

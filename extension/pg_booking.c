@@ -27,6 +27,9 @@ _PG_init(void)
 	/* rate-limit settings, and shared memory when preloaded (ratelimit.c) */
 	pgb_rate_limit_init();
 
+	/* business errors stay out of the server log (log_hygiene.c) */
+	pgb_log_hygiene_init();
+
 	/*
 	 * The secret that signs access tokens.  Only superusers may read or set
 	 * it, so SECURITY DEFINER functions owned by the extension's owner can

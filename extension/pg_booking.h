@@ -39,6 +39,10 @@ extern char *pgb_error_detail(const char *error_code, const char *extra);
 extern bool pgb_rate_limit_enabled;
 extern void pgb_rate_limit_init(void);
 
+/* server log hygiene, log_hygiene.c */
+extern bool pgb_log_business_errors;
+extern void pgb_log_hygiene_init(void);
+
 /* settings, pg_booking.c */
 extern char *pgb_jwt_secret;
 extern int	pgb_access_token_ttl;
