@@ -4,9 +4,13 @@
  * Who may read events is decided by SQL: the stream is only opened after
  * api.list_events answered for the caller, and its answer is the backlog.
  * Each stream then holds its own LISTEN connection (not one of the pool's,
- * so streams never starve requests) and sends one SSE message per NOTIFY,
- * and a comment every 15 s (or half the client timeout) so neither we nor a
- * proxy close an idle stream.
+ * so streams never starve requests).  A NOTIFY only says that events were
+ * published; the stream then reads, as the caller, every event after the
+ * last id it sent (api.list_events), so a live event is the same row, with
+ * the same payload, as a replayed one, and ids arrive in order without gaps
+ * or repeats (events are published in id order, see the 1.1 upgrade
+ * script).  A comment every 15 s (or half the client timeout) keeps neither
+ * us nor a proxy from closing an idle stream.
  */
 #include "events.h"
 
@@ -21,6 +25,8 @@
 #include <microhttpd.h>
 
 #define SLICE_MS 200            /* how often a waiting stream checks for shutdown */
+#define EVENTS_PAGE 500         /* events read per call of api.list_events */
+#define EVENTS_PAGE_TEXT "500"
 
 static int  streams;
 static int  max_streams = 16;
@@ -29,6 +35,9 @@ static int  stopping;
 
 typedef struct stream {
     PGconn     *conn;
+    char       *role;           /* the caller, for reading events as them */
+    char       *claims;
+    long long   last_id;        /* the last event id sent */
     char       *pending;        /* formatted SSE text not yet sent */
     size_t      len;
     size_t      sent;
@@ -78,7 +87,11 @@ append_event(stream *s, json_t *ev)
     if (!data)
         return;
     if (json_is_integer(id))
+    {
         snprintf(head, sizeof(head), "id: %lld\n", (long long) json_integer_value(id));
+        if (json_integer_value(id) > s->last_id)
+            s->last_id = json_integer_value(id);
+    }
     if (json_is_string(kind) && strpbrk(json_string_value(kind), "\r\n") == NULL)
         snprintf(head + strlen(head), sizeof(head) - strlen(head), "event: %.100s\n", json_string_value(kind));
     append(s, head);
@@ -88,20 +101,22 @@ append_event(stream *s, json_t *ev)
     free(data);
 }
 
+static void append_events_after(stream *s);
+
+/* Published events: read what follows the last id sent. */
 static void
 collect_notifications(stream *s)
 {
     PGnotify   *n;
+    int         any = 0;
 
     while ((n = PQnotifies(s->conn)) != NULL)
     {
-        json_t     *ev = json_loads(n->extra, 0, NULL);
-
-        if (json_is_object(ev))
-            append_event(s, ev);
-        json_decref(ev);
+        any = 1;
         PQfreemem(n);
     }
+    if (any)
+        append_events_after(s);
 }
 
 static ssize_t
@@ -153,6 +168,8 @@ free_stream(void *cls)
 
     PQfinish(s->conn);
     free(s->pending);
+    free(s->role);
+    free(s->claims);
     free(s);
     __atomic_sub_fetch(&streams, 1, __ATOMIC_SEQ_CST);
 }
@@ -173,7 +190,7 @@ read_backlog(PGconn *conn, const char *role, const char *claims, const char *aft
     PQclear(PQexec(conn, "BEGIN READ ONLY"));
     PQclear(PQexecParams(conn, "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true)",
                          2, NULL, setup, NULL, NULL, 0));
-    res = PQexecParams(conn, "SELECT api.list_events(after_id => $1::bigint, lim => 500)::text",
+    res = PQexecParams(conn, "SELECT api.list_events(after_id => $1::bigint, lim => " EVENTS_PAGE_TEXT ")::text",
                        1, NULL, args, NULL, NULL, 0);
     if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
         out = strdup(PQgetvalue(res, 0, 0));
@@ -182,14 +199,43 @@ read_backlog(PGconn *conn, const char *role, const char *claims, const char *aft
     return out;
 }
 
+
+/* Every event after s->last_id, as the caller, page by page. */
+static void
+append_events_after(stream *s)
+{
+    for (;;)
+    {
+        char        after[32];
+        char       *page_json;
+        json_t     *page;
+        size_t      count = 0;
+
+        snprintf(after, sizeof(after), "%lld", s->last_id);
+        page_json = read_backlog(s->conn, s->role, s->claims, after);
+        page = page_json ? json_loads(page_json, 0, NULL) : NULL;
+        free(page_json);
+        if (json_is_array(page))
+        {
+            size_t      i;
+            json_t     *ev;
+
+            count = json_array_size(page);
+            json_array_foreach(page, i, ev)
+                append_event(s, ev);
+        }
+        json_decref(page);
+        if (count < EVENTS_PAGE)
+            return;
+    }
+}
+
 struct MHD_Response *
 events_stream(const char *conninfo, const char *role, const char *claims, const char *after_id,
               char *why, size_t whylen)
 {
     stream     *s;
     PGresult   *res;
-    json_t     *backlog;
-    char       *backlog_json;
     struct MHD_Response *resp;
 
     if (__atomic_add_fetch(&streams, 1, __ATOMIC_SEQ_CST) > max_streams)
@@ -211,18 +257,16 @@ events_stream(const char *conninfo, const char *role, const char *claims, const 
     PQclear(res);
     /* The backlog first: what happened before we were listening. */
     append(s, "retry: 2000\n\n");
-    backlog_json = read_backlog(s->conn, role, claims, after_id);
-    backlog = backlog_json ? json_loads(backlog_json, 0, NULL) : NULL;
-    free(backlog_json);
-    if (json_is_array(backlog))
+    s->role = strdup(role);
+    s->claims = strdup(claims);
+    s->last_id = after_id && *after_id ? strtoll(after_id, NULL, 10) : 0;
+    if (!s->role || !s->claims)
     {
-        size_t      i;
-        json_t     *ev;
-
-        json_array_foreach(backlog, i, ev)
-            append_event(s, ev);
+        snprintf(why, whylen, "out of memory");
+        free_stream(s);
+        return NULL;
     }
-    json_decref(backlog);
+    append_events_after(s);
     resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, read_stream, s, free_stream);
     if (!resp)
         free_stream(s);

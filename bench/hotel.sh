@@ -138,7 +138,7 @@ pgbench -n -c 4 -j 2 -T "$window" -P 1 -f "$BENCH_WORK/hotel_during.sql" $db > "
 pgb=$!
 sleep 2
 start=$(date +%s.%N)
-psql -X -q -d $db -v ON_ERROR_STOP=1 -c "CALL bench_checkout('2099-06-01')"
+psql -X -q -d $db -v ON_ERROR_STOP=1 -c "SET pg_booking.checkout_test_clock = '2099-06-01 04:00+00'" -c "CALL bench_checkout('2099-06-01')"
 end=$(date +%s.%N)
 wait $pgb
 during=$(awk '/^tps/ {printf "%.0f", $3}' "$BENCH_WORK/during.out")

@@ -7,7 +7,8 @@
  *             when recovery has finished (a standby runs nothing until it is
  *             promoted).  It connects to no database, so it can wait quietly
  *             for pg_booking.checkout_database to exist, then starts the
- *             checkout worker there, and starts it again (after a pause) if
+ *             checkout worker there (and the events publisher,
+ *             events_publisher.c), and starts each again (after a pause) if
  *             it ever stops.
  *   worker    connected to that database.  It waits quietly until CREATE
  *             EXTENSION pg_booking has run there, then wakes at least every
@@ -66,6 +67,7 @@ char	   *pgb_checkout_time = NULL;
 char	   *pgb_checkout_time_zone = NULL;
 bool		pgb_checkout_release_no_shows = false;
 int			pgb_checkout_test_clock_offset = 0;
+char	   *pgb_checkout_test_clock = NULL;
 
 #define CHECKOUT_BATCH_SIZE		5000
 #define MAX_SLEEP_MS			(60 * 1000)
@@ -141,6 +143,20 @@ pgb_checkout_define_settings(void)
 							 PGC_SUSET,
 							 0,
 							 NULL, NULL, NULL);
+	/*
+	 * For tests only: the instant a session's checkout goes by
+	 * (booking.checkout_clock(): which business dates are due), so the
+	 * regression tests can run the checkout of fixed dates years ahead.
+	 * Superuser only, like every way of running a date early.
+	 */
+	DefineCustomStringVariable("pg_booking.checkout_test_clock",
+							   "For tests only: the instant (timestamptz) the checkout goes by in this session; empty means the real clock.",
+							   NULL,
+							   &pgb_checkout_test_clock,
+							   "",
+							   PGC_SUSET,
+							   GUC_NOT_IN_SAMPLE,
+							   NULL, NULL, NULL);
 	/* For tests only: lets a test move the worker's clock instead of waiting days. */
 	DefineCustomIntVariable("pg_booking.checkout_test_clock_offset",
 							"For tests only: seconds added to the clock the checkout worker reads.",
@@ -216,10 +232,71 @@ database_exists(const char *name)
 	return found;
 }
 
+/*
+ * The workers the launcher keeps running in pg_booking.checkout_database:
+ * the nightly checkout, and the events publisher (events_publisher.c).
+ */
+typedef struct ServedWorker
+{
+	const char *function;
+	const char *name;
+	BackgroundWorkerHandle *handle;
+} ServedWorker;
+
+static ServedWorker served_workers[] = {
+	{"pgb_checkout_worker_main", "pg_booking checkout", NULL},
+	{"pgb_events_publisher_main", "pg_booking events", NULL},
+};
+
+static void
+start_served_worker(ServedWorker *w)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "pg_booking");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "%s", w->function);
+	snprintf(worker.bgw_name, BGW_MAXLEN, "%s", w->name);
+	snprintf(worker.bgw_type, BGW_MAXLEN, "%s", w->name);
+	strlcpy(worker.bgw_extra, pgb_checkout_database, BGW_EXTRALEN);
+	worker.bgw_notify_pid = MyProcPid;
+	if (!RegisterDynamicBackgroundWorker(&worker, &w->handle))
+	{
+		ereport(WARNING,
+				(errmsg("pg_booking: could not start the background worker \"%s\"", w->name),
+				 errhint("Raise max_worker_processes.")));
+		w->handle = NULL;
+	}
+}
+
+/*
+ * One look at a served worker: forget it when it stopped; start it when
+ * none runs.  Returns how long the launcher may sleep as far as this worker
+ * is concerned.
+ */
+static long
+tend_served_worker(ServedWorker *w)
+{
+	pid_t		pid;
+
+	if (w->handle != NULL && GetBackgroundWorkerPid(w->handle, &pid) == BGWH_STOPPED)
+	{
+		/* Stopped (a new database, or it failed): start it again after a pause. */
+		pfree(w->handle);
+		w->handle = NULL;
+		return strcmp(pgb_checkout_database, serving_database) != 0 ? 0 : LAUNCHER_RETRY_MS;
+	}
+	if (w->handle == NULL)
+		start_served_worker(w);
+	return MAX_SLEEP_MS;
+}
+
 void
 pgb_checkout_launcher_main(Datum main_arg)
 {
-	BackgroundWorkerHandle *handle = NULL;
 	char	   *waiting_for = NULL;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -229,66 +306,40 @@ pgb_checkout_launcher_main(Datum main_arg)
 
 	for (;;)
 	{
-		pid_t		pid;
 		long		sleep_ms = MAX_SLEEP_MS;
+		bool		any_running = false;
 
 		CHECK_FOR_INTERRUPTS();
 		reload_settings_if_asked();
 
-		if (handle != NULL && GetBackgroundWorkerPid(handle, &pid) == BGWH_STOPPED)
-		{
-			/* Stopped (a new database, or it failed): start it again after a pause. */
-			pfree(handle);
-			handle = NULL;
-			sleep_ms = LAUNCHER_RETRY_MS;
-			if (strcmp(pgb_checkout_database, serving_database) != 0)
-				sleep_ms = 0;
-		}
-		else if (handle == NULL)
-		{
-			if (!database_exists(pgb_checkout_database))
-			{
-				/* Say it once per database name, then wait quietly. */
-				if (waiting_for == NULL || strcmp(waiting_for, pgb_checkout_database) != 0)
-				{
-					ereport(LOG,
-							(errmsg("pg_booking checkout: database \"%s\" does not exist, waiting for it",
-									pgb_checkout_database)));
-					if (waiting_for)
-						pfree(waiting_for);
-					waiting_for = MemoryContextStrdup(TopMemoryContext, pgb_checkout_database);
-				}
-				sleep_ms = WAITING_POLL_MS;
-			}
-			else
-			{
-				BackgroundWorker worker;
+		for (int i = 0; i < lengthof(served_workers); i++)
+			any_running |= (served_workers[i].handle != NULL);
 
-				memset(&worker, 0, sizeof(worker));
-				worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-				worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-				worker.bgw_restart_time = BGW_NEVER_RESTART;
-				snprintf(worker.bgw_library_name, BGW_MAXLEN, "pg_booking");
-				snprintf(worker.bgw_function_name, BGW_MAXLEN, "pgb_checkout_worker_main");
-				snprintf(worker.bgw_name, BGW_MAXLEN, "pg_booking checkout");
-				snprintf(worker.bgw_type, BGW_MAXLEN, "pg_booking checkout");
-				strlcpy(worker.bgw_extra, pgb_checkout_database, BGW_EXTRALEN);
-				/* Remember which database it serves, to notice a change. */
-				strlcpy(serving_database, pgb_checkout_database, BGW_EXTRALEN);
-				worker.bgw_notify_pid = MyProcPid;
-				if (!RegisterDynamicBackgroundWorker(&worker, &handle))
-				{
-					ereport(WARNING,
-							(errmsg("pg_booking checkout: could not start the checkout worker"),
-							 errhint("Raise max_worker_processes.")));
-					handle = NULL;
-				}
+		if (!any_running && !database_exists(pgb_checkout_database))
+		{
+			/* Say it once per database name, then wait quietly. */
+			if (waiting_for == NULL || strcmp(waiting_for, pgb_checkout_database) != 0)
+			{
+				ereport(LOG,
+						(errmsg("pg_booking checkout: database \"%s\" does not exist, waiting for it",
+								pgb_checkout_database)));
 				if (waiting_for)
-				{
 					pfree(waiting_for);
-					waiting_for = NULL;
-				}
+				waiting_for = MemoryContextStrdup(TopMemoryContext, pgb_checkout_database);
 			}
+			sleep_ms = WAITING_POLL_MS;
+		}
+		else
+		{
+			if (waiting_for)
+			{
+				pfree(waiting_for);
+				waiting_for = NULL;
+			}
+			for (int i = 0; i < lengthof(served_workers); i++)
+				sleep_ms = Min(sleep_ms, tend_served_worker(&served_workers[i]));
+			/* Remember which database they serve, to notice a change. */
+			strlcpy(serving_database, pgb_checkout_database, BGW_EXTRALEN);
 		}
 		if (sleep_ms > 0)
 			wait_ms(sleep_ms);

@@ -1,5 +1,14 @@
 /*
- * conflicts.c — two confirmed bookings of one meeting room never overlap.
+ * conflicts.c — two bookings that occupy one meeting room never overlap.
+ *
+ * Which statuses occupy the room is written once, in SQL: the function
+ * booking.status_occupies(status), which is the predicate of the partial
+ * index this check scans (bookings_room_occupying_idx, 1.1).  A booking is
+ * looked at when its new version satisfies that predicate (evaluated here on
+ * the tuple, from the index's own definition), and every row the index holds
+ * is one that occupies (a status change is never a HOT update, because the
+ * predicate's column is indexed).  Under the 1.0 SQL, whose index holds
+ * confirmed bookings only, the same code checks exactly what 1.0 did.
  *
  * How it stays correct under concurrency (READ COMMITTED or stronger, any
  * number of concurrent inserts and reschedules):
@@ -24,8 +33,7 @@
  * index probes per booking.
  * Buffers: a room's buffer_before/after minutes widen every booking of the
  * room, so two bookings clash when they come closer than before + after.
- * Bookings are at most 24 h long (a CHECK constraint), which bounds the index
- * range scanned on (room_id, starts_at) to the window around the new booking.
+ * The look reads only the bookings that can clash: see check_room.
  */
 #include "postgres.h"
 
@@ -34,6 +42,7 @@
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "catalog/namespace.h"
+#include "executor/executor.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "fmgr.h"
@@ -86,14 +95,13 @@ typedef struct BookingSchema
 	Oid			rooms;
 	Oid			rooms_pkey;
 	Oid			bookings;
-	Oid			bookings_by_room;	/* (room_id, starts_at) WHERE confirmed */
+	Oid			bookings_by_room;	/* (room_id, starts_at) WHERE it occupies */
 	AttrNumber	room_id;
 	AttrNumber	room_active;
 	AttrNumber	room_buffer_before;
 	AttrNumber	room_buffer_after;
 	AttrNumber	b_id;
 	AttrNumber	b_room_id;
-	AttrNumber	b_status;
 	AttrNumber	b_starts_at;
 	AttrNumber	b_ends_at;
 } BookingSchema;
@@ -101,12 +109,30 @@ typedef struct BookingSchema
 static BookingSchema schema;
 static bool schema_callback_registered = false;
 
+/*
+ * The occupying predicate of bookings_by_room, ready to evaluate on a
+ * bookings tuple; built on first use, dropped with the schema.
+ */
+typedef struct OccupiesPredicate
+{
+	MemoryContext cxt;
+	ExprState  *qual;
+	ExprContext *econtext;
+	TupleTableSlot *slot;
+} OccupiesPredicate;
+
+static OccupiesPredicate occupies = {NULL, NULL, NULL, NULL};
+
 static void
 forget_schema(Datum arg, Oid relid)
 {
 	if (!OidIsValid(relid) || relid == schema.rooms || relid == schema.bookings ||
 		relid == schema.rooms_pkey || relid == schema.bookings_by_room)
+	{
 		schema.valid = false;
+		/* Rebuilt on next use; memory freed then (not inside a callback). */
+		occupies.qual = NULL;
+	}
 }
 
 static Oid
@@ -145,29 +171,59 @@ booking_schema(void)
 	schema.rooms = booking_relid(nsp, "rooms");
 	schema.rooms_pkey = booking_relid(nsp, "rooms_pkey");
 	schema.bookings = booking_relid(nsp, "bookings");
-	schema.bookings_by_room = booking_relid(nsp, "bookings_room_confirmed_idx");
+	/* 1.1 and later; the 1.0 index held confirmed bookings only. */
+	schema.bookings_by_room = get_relname_relid("bookings_room_occupying_idx", nsp);
+	if (!OidIsValid(schema.bookings_by_room))
+		schema.bookings_by_room = booking_relid(nsp, "bookings_room_confirmed_idx");
 	schema.room_id = attnum_of(schema.rooms, "id");
 	schema.room_active = attnum_of(schema.rooms, "active");
 	schema.room_buffer_before = attnum_of(schema.rooms, "buffer_before_minutes");
 	schema.room_buffer_after = attnum_of(schema.rooms, "buffer_after_minutes");
 	schema.b_id = attnum_of(schema.bookings, "id");
 	schema.b_room_id = attnum_of(schema.bookings, "room_id");
-	schema.b_status = attnum_of(schema.bookings, "status");
 	schema.b_starts_at = attnum_of(schema.bookings, "starts_at");
 	schema.b_ends_at = attnum_of(schema.bookings, "ends_at");
 	schema.valid = true;
 	return &schema;
 }
 
-/* Is this text datum 'confirmed'?  (Compared without detoasting a copy.) */
-static bool
-is_confirmed(Datum status)
+/* Build the evaluator of the index's predicate for tuples of rel. */
+static void
+prepare_occupies(Relation rel, const BookingSchema *bs)
 {
-	text	   *t = DatumGetTextPP(status);
-	bool		result = VARSIZE_ANY_EXHDR(t) == 9 && memcmp(VARDATA_ANY(t), "confirmed", 9) == 0;
+	Relation	index;
+	List	   *predicate;
+	MemoryContext old;
 
-	if ((Pointer) t != DatumGetPointer(status))
-		pfree(t);
+	if (occupies.cxt != NULL)
+		MemoryContextDelete(occupies.cxt);
+	occupies.cxt = AllocSetContextCreate(TopMemoryContext, "pg_booking occupies predicate",
+										 ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(occupies.cxt);
+	index = index_open(bs->bookings_by_room, AccessShareLock);
+	predicate = RelationGetIndexPredicate(index);	/* a copy, already simplified */
+	index_close(index, AccessShareLock);
+	if (predicate == NIL)
+		elog(ERROR, "index of the conflict check has no predicate");
+	occupies.qual = ExecInitQual(predicate, NULL);
+	occupies.econtext = CreateStandaloneExprContext();
+	occupies.slot = MakeSingleTupleTableSlot(CreateTupleDescCopy(RelationGetDescr(rel)), &TTSOpsHeapTuple);
+	MemoryContextSwitchTo(old);
+}
+
+/* Does this bookings tuple occupy its room (the index's predicate)? */
+static bool
+tuple_occupies(Relation rel, HeapTuple tuple, const BookingSchema *bs)
+{
+	bool		result;
+
+	if (occupies.qual == NULL)
+		prepare_occupies(rel, bs);
+	ExecStoreHeapTuple(tuple, occupies.slot, false);
+	occupies.econtext->ecxt_scantuple = occupies.slot;
+	result = ExecQual(occupies.qual, occupies.econtext);
+	ExecClearTuple(occupies.slot);
+	ResetExprContext(occupies.econtext);
 	return result;
 }
 
@@ -193,6 +249,7 @@ check_room(int64 room_id, TimestampTz start, TimestampTz end,
 {
 	Relation	rooms;
 	Relation	bookings;
+	Relation	index;
 	SysScanDesc scan;
 	ScanKeyData key[3];
 	HeapTuple	tup;
@@ -232,50 +289,72 @@ check_room(int64 room_id, TimestampTz start, TimestampTz end,
 		return;
 
 	/*
-	 * The room's confirmed bookings that start in (start - gap - 24 h,
-	 * end + gap): only those can come closer than gap to [start, end),
-	 * because no booking is longer than 24 h.
+	 * A booking clashes when it starts before end + gap and ends after
+	 * start - gap.  Two ordered index scans find every such booking, each
+	 * reading only rows that clash (plus at most one that does not), so the
+	 * cost does not grow with the room's history:
+	 *
+	 *   forward   the bookings starting in [start - gap, end + gap): all clash;
+	 *   backward  the latest booking starting before start - gap: the only
+	 *             earlier one that can reach past start - gap, because the
+	 *             occupying bookings of a room never overlap, so their ends
+	 *             come in the order of their starts.
 	 */
 	bookings = table_open(bs->bookings, AccessShareLock);
+	index = index_open(bs->bookings_by_room, AccessShareLock);
+	initStringInfo(&found);
+	appendStringInfoChar(&found, '[');
 	{
 		TupleDesc	desc = RelationGetDescr(bookings);
-		AttrNumber	att_id = bs->b_id;
-		AttrNumber	att_status = bs->b_status;
-		AttrNumber	att_start = bs->b_starts_at;
-		AttrNumber	att_end = bs->b_ends_at;
 
-		ScanKeyInit(&key[0], bs->b_room_id, BTEqualStrategyNumber, F_INT8EQ,
-					Int64GetDatum(room_id));
-		ScanKeyInit(&key[1], att_start, BTGreaterStrategyNumber, F_TIMESTAMPTZ_GT,
-					TimestampTzGetDatum(start - gap - MAX_BOOKING_LENGTH));
-		ScanKeyInit(&key[2], att_start, BTLessStrategyNumber, F_TIMESTAMPTZ_LT,
-					TimestampTzGetDatum(end + gap));
-		scan = systable_beginscan(bookings, bs->bookings_by_room, true,
-								  SnapshotSelf, 3, key);
-		initStringInfo(&found);
-		appendStringInfoChar(&found, '[');
-		while (HeapTupleIsValid(tup = systable_getnext(scan)))
+		/*
+		 * Earlier first, so the clashes are listed in time order.  (Keys name
+		 * heap columns; the scan maps them to index columns in place, so each
+		 * scan gets fresh keys.)
+		 */
+		ScanKeyInit(&key[0], bs->b_room_id, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(room_id));
+		ScanKeyInit(&key[1], bs->b_starts_at, BTLessStrategyNumber, F_TIMESTAMPTZ_LT,
+					TimestampTzGetDatum(start - gap));
+		scan = systable_beginscan_ordered(bookings, index, SnapshotSelf, 2, key);
+		while (HeapTupleIsValid(tup = systable_getnext_ordered(scan, BackwardScanDirection)))
 		{
-			Datum		id = heap_getattr(tup, att_id, desc, &isnull);
-			Datum		status = heap_getattr(tup, att_status, desc, &isnull);
-			Datum		b_start = heap_getattr(tup, att_start, desc, &isnull);
-			Datum		b_end = heap_getattr(tup, att_end, desc, &isnull);
+			Datum		id = heap_getattr(tup, bs->b_id, desc, &isnull);
+			Datum		b_end = heap_getattr(tup, bs->b_ends_at, desc, &isnull);
 
 			if (has_exclude && DatumGetInt64(id) == exclude_id)
 				continue;
-			if (!is_confirmed(status))
-				continue;
-			if (DatumGetTimestampTz(b_end) <= start - gap)
-				continue;
-			append_conflict(&found, DatumGetInt64(id), b_start, b_end);
+			if (DatumGetTimestampTz(b_end) > start - gap)
+				append_conflict(&found, DatumGetInt64(id),
+								heap_getattr(tup, bs->b_starts_at, desc, &isnull), b_end);
+			break;
 		}
-		systable_endscan(scan);
-		if (found.len > 1)
+		systable_endscan_ordered(scan);
+
+		ScanKeyInit(&key[0], bs->b_room_id, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(room_id));
+		ScanKeyInit(&key[1], bs->b_starts_at, BTGreaterEqualStrategyNumber, F_TIMESTAMPTZ_GE,
+					TimestampTzGetDatum(start - gap));
+		ScanKeyInit(&key[2], bs->b_starts_at, BTLessStrategyNumber, F_TIMESTAMPTZ_LT,
+					TimestampTzGetDatum(end + gap));
+		scan = systable_beginscan_ordered(bookings, index, SnapshotSelf, 3, key);
+		/* Every row of the index occupies the room (see the file header). */
+		while (HeapTupleIsValid(tup = systable_getnext_ordered(scan, ForwardScanDirection)))
 		{
-			appendStringInfoChar(&found, ']');
-			result->conflicts = found.data;
+			Datum		id = heap_getattr(tup, bs->b_id, desc, &isnull);
+
+			if (has_exclude && DatumGetInt64(id) == exclude_id)
+				continue;
+			append_conflict(&found, DatumGetInt64(id),
+							heap_getattr(tup, bs->b_starts_at, desc, &isnull),
+							heap_getattr(tup, bs->b_ends_at, desc, &isnull));
 		}
+		systable_endscan_ordered(scan);
 	}
+	if (found.len > 1)
+	{
+		appendStringInfoChar(&found, ']');
+		result->conflicts = found.data;
+	}
+	index_close(index, AccessShareLock);
 	table_close(bookings, AccessShareLock);
 }
 
@@ -339,9 +418,8 @@ check_booking_conflict(PG_FUNCTION_ARGS)
 	newtup = is_update ? trigdata->tg_newtuple : trigdata->tg_trigtuple;
 	bs = booking_schema();
 
-	/* Only confirmed bookings hold their room. */
-	d = heap_getattr(newtup, bs->b_status, desc, &isnull);
-	if (isnull || !is_confirmed(d))
+	/* Only a booking that occupies its room can clash. */
+	if (!tuple_occupies(rel, newtup, bs))
 		return PointerGetDatum(newtup);
 
 	d = heap_getattr(newtup, bs->b_room_id, desc, &isnull);
@@ -363,9 +441,8 @@ check_booking_conflict(PG_FUNCTION_ARGS)
 	if (is_update)
 	{
 		HeapTuple	oldtup = trigdata->tg_trigtuple;
-		Datum		old_status = heap_getattr(oldtup, bs->b_status, desc, &isnull);
 
-		if (!isnull && is_confirmed(old_status) &&
+		if (tuple_occupies(rel, oldtup, bs) &&
 			DatumGetInt64(heap_getattr(oldtup, bs->b_room_id, desc, &isnull)) == room_id &&
 			DatumGetTimestampTz(heap_getattr(oldtup, bs->b_starts_at, desc, &isnull)) == start &&
 			DatumGetTimestampTz(heap_getattr(oldtup, bs->b_ends_at, desc, &isnull)) == end)

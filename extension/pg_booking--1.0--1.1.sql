@@ -7,6 +7,330 @@
 
 \echo Use "ALTER EXTENSION pg_booking UPDATE TO '1.1'" to load this file. \quit
 
+-- ==== events in commit order: an outbox published by one writer (issue 8) ====
+--
+-- In 1.0 an event got its id when the change was written, so ids became
+-- visible in commit order, not id order: a reader of "events after id N"
+-- could pass an event whose transaction committed after a later id, and
+-- never see it.  Now a change only appends to booking.event_queue, in the
+-- writer's own transaction (nothing for a rollback, nothing lost for a
+-- commit), and booking.publish_events() moves committed queue rows into
+-- booking.events.  Only the publisher writes booking.events, one publisher at
+-- a time (a table lock), so the ids of one publish are all greater than
+-- those of every earlier publish, which had committed before it began: once a
+-- reader sees id N, every event with a smaller id is visible too.  A
+-- consumer reading after the last id it saw never misses an event and never
+-- sees one twice.
+--
+-- Writers pay one INSERT per statement and no NOTIFY: PostgreSQL serialises
+-- the commits of transactions that NOTIFY, so a per-row NOTIFY put a global
+-- lock on every write.  The publisher NOTIFYs once per publish
+-- ('{"last_id": N}'); listeners read the events from the table, so a live
+-- event and a replayed one are the same row.  The background worker
+-- "pg_booking events" (extension/events_publisher.c) publishes within
+-- milliseconds of a commit: writers set its latch when they commit.
+
+CREATE TABLE booking.event_queue (
+    qid       bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at        timestamptz NOT NULL DEFAULT clock_timestamp(),
+    kind      text NOT NULL,
+    entity    text NOT NULL,
+    entity_id text NOT NULL,
+    user_id   bigint,
+    payload   jsonb NOT NULL DEFAULT '{}'
+);
+COMMENT ON TABLE booking.event_queue IS 'events written by committed or running transactions and not yet published into booking.events (booking.publish_events)';
+ALTER TABLE booking.event_queue ENABLE ROW LEVEL SECURITY;
+-- Queued events are data a restore must keep (they will be published after it).
+SELECT pg_catalog.pg_extension_config_dump('booking.event_queue', '');
+SELECT pg_catalog.pg_extension_config_dump('booking.event_queue_qid_seq', '');
+
+-- Set the publisher's latch when this transaction commits (C; nothing on
+-- abort).  Cheap enough to call once per writing statement.
+CREATE FUNCTION booking.wake_event_publisher() RETURNS void
+AS 'MODULE_PATHNAME', 'pgb_wake_event_publisher'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION booking.wake_event_publisher IS 'ask the events publisher to run when the calling transaction commits';
+
+CREATE FUNCTION booking.publish_events(max_events integer DEFAULT 10000) RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n integer;
+    last_id bigint;
+BEGIN
+    -- One publisher at a time.  EXCLUSIVE conflicts with itself and with the
+    -- ROW EXCLUSIVE of an INSERT, never with readers (ACCESS SHARE); the next
+    -- statement takes its snapshot after the lock is granted, so it sees
+    -- every row the previous publisher moved.
+    LOCK TABLE booking.events IN EXCLUSIVE MODE;
+    WITH batch AS (
+        DELETE FROM booking.event_queue q
+         WHERE q.qid IN (SELECT x.qid FROM booking.event_queue x ORDER BY x.qid LIMIT max_events)
+        RETURNING q.*),
+    published AS (
+        INSERT INTO booking.events (at, kind, entity, entity_id, user_id, payload)
+        SELECT b.at, b.kind, b.entity, b.entity_id, b.user_id, b.payload FROM batch b ORDER BY b.qid
+        RETURNING id)
+    SELECT count(*), max(id) INTO n, last_id FROM published;
+    IF n > 0 THEN
+        PERFORM pg_notify('pg_booking_events', jsonb_build_object('last_id', last_id)::text);
+    END IF;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION booking.publish_events IS 'move up to max_events committed events from booking.event_queue into booking.events, in one publish whose ids follow every earlier one; NOTIFY pg_booking_events once; returns how many';
+
+-- emit_events keeps its 1.0 signature (the review trigger calls it) and now
+-- queues.  Statement triggers below insert straight from their transition
+-- tables: no jsonb array is built, so no statement is too big to log.
+CREATE OR REPLACE FUNCTION booking.emit_events(batch jsonb) RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n integer;
+BEGIN
+    INSERT INTO booking.event_queue (kind, entity, entity_id, user_id, payload)
+    SELECT e ->> 'kind', e ->> 'entity', e ->> 'entity_id', booking.current_user_id(), coalesce(e -> 'payload', '{}')
+      FROM jsonb_array_elements(batch) WITH ORDINALITY AS x(e, i)
+     ORDER BY i;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF n > 0 THEN
+        PERFORM booking.wake_event_publisher();
+    END IF;
+    RETURN n;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION booking.booking_events() RETURNS trigger
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    caller bigint := booking.current_user_id();
+    queued integer;
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO booking.event_queue (kind, entity, entity_id, user_id, payload)
+        SELECT 'booking.created', 'booking', x.id::text, caller, booking.booking_event_payload(x)
+          FROM new_rows x ORDER BY x.id;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO booking.event_queue (kind, entity, entity_id, user_id, payload)
+        SELECT 'booking.deleted', 'booking', x.id::text, caller, booking.booking_event_payload(x)
+          FROM old_rows x ORDER BY x.id;
+    ELSE
+        INSERT INTO booking.event_queue (kind, entity, entity_id, user_id, payload)
+        SELECT c.kind, 'booking', c.id::text, caller,
+               c.payload || CASE WHEN c.kind = 'booking.rescheduled'
+                                 THEN jsonb_build_object('previous', jsonb_build_object('room_id', c.old_room_id,
+                                      'starts_at', c.old_starts_at, 'ends_at', c.old_ends_at))
+                                 ELSE '{}' END
+          FROM (SELECT n.id, booking.booking_event_payload(n) AS payload, o.room_id AS old_room_id,
+                       o.starts_at AS old_starts_at, o.ends_at AS old_ends_at,
+                       CASE WHEN n.status <> o.status THEN 'booking.' || n.status
+                            WHEN (n.room_id, n.starts_at, n.ends_at) IS DISTINCT FROM (o.room_id, o.starts_at, o.ends_at)
+                            THEN 'booking.rescheduled' END AS kind
+                  FROM new_rows n JOIN old_rows o ON o.id = n.id) c
+         WHERE c.kind IS NOT NULL
+         ORDER BY c.id;
+    END IF;
+    GET DIAGNOSTICS queued = ROW_COUNT;
+    IF queued > 0 THEN
+        PERFORM booking.wake_event_publisher();
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION booking.reservation_events() RETURNS trigger
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    caller bigint := booking.current_user_id();
+    queued integer;
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO booking.event_queue (kind, entity, entity_id, user_id, payload)
+        SELECT 'reservation.created', 'reservation', x.id::text, caller, booking.reservation_event_payload(x)
+          FROM new_rows x;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO booking.event_queue (kind, entity, entity_id, user_id, payload)
+        SELECT 'reservation.deleted', 'reservation', x.id::text, caller, booking.reservation_event_payload(x)
+          FROM old_rows x;
+    ELSE
+        INSERT INTO booking.event_queue (kind, entity, entity_id, user_id, payload)
+        SELECT c.kind, 'reservation', c.id::text, caller,
+               c.payload || CASE WHEN c.kind = 'reservation.changed'
+                                 THEN jsonb_build_object('previous', jsonb_build_object('room_type', c.old_room_type,
+                                      'arrival_date', c.old_arrival_date, 'stay_length', c.old_stay_length))
+                                 ELSE '{}' END
+          FROM (SELECT n.id, booking.reservation_event_payload(n) AS payload, o.room_type AS old_room_type,
+                       o.arrival_date AS old_arrival_date, o.stay_length AS old_stay_length,
+                       CASE WHEN n.status <> o.status THEN 'reservation.' || n.status
+                            WHEN (n.arrival_date, n.stay_length, n.room_type) IS DISTINCT FROM
+                                 (o.arrival_date, o.stay_length, o.room_type)
+                            THEN 'reservation.changed' END AS kind
+                  FROM new_rows n JOIN old_rows o ON o.id = n.id) c
+         WHERE c.kind IS NOT NULL;
+    END IF;
+    GET DIAGNOSTICS queued = ROW_COUNT;
+    IF queued > 0 THEN
+        PERFORM booking.wake_event_publisher();
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+COMMENT ON FUNCTION api.list_events IS 'GET /events (admin, service_account): published events after after_id, oldest first, optionally by kind prefix ("review."); ids are visible in order, so reading after the last id seen never misses one; the live stream is NOTIFY pg_booking_events ({"last_id": N})';
+
+REVOKE EXECUTE ON FUNCTION booking.wake_event_publisher(), booking.publish_events(integer) FROM PUBLIC;
+
+-- ==== which bookings occupy a room: one definition (issue 8) ====
+--
+-- A booking occupies its room while it is confirmed, and a completed one
+-- keeps occupying the past slot it used (so no run of the checkout, and no
+-- later write, can make room for a second booking over it); a cancelled one
+-- does not.  booking.status_occupies is that rule, written once: it is the
+-- predicate of the index the C conflict check scans (extension/conflicts.c
+-- evaluates the index's own predicate), and availability, schedules and
+-- people's free time call it.
+CREATE FUNCTION booking.status_occupies(status text) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT status IN ('confirmed', 'completed') $$;
+COMMENT ON FUNCTION booking.status_occupies IS 'whether a booking in this status occupies its room: confirmed and completed do, cancelled does not';
+GRANT EXECUTE ON FUNCTION booking.status_occupies(text) TO booking_api;
+
+-- The conflict check scans a room's occupying bookings by start; ends_at is
+-- carried in the index for the readers below.
+CREATE INDEX bookings_room_occupying_idx ON booking.bookings (room_id, starts_at) INCLUDE (ends_at)
+    WHERE booking.status_occupies(status);
+DROP INDEX booking.bookings_room_confirmed_idx;
+
+CREATE OR REPLACE FUNCTION booking.room_busy(room_id bigint, from_ts timestamptz, to_ts timestamptz)
+RETURNS tstzmultirange
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(range_agg(tstzrange(b.starts_at - g.gap, b.ends_at + g.gap)), '{}'::tstzmultirange)
+      FROM booking.rooms r
+     CROSS JOIN LATERAL (SELECT make_interval(mins => r.buffer_before_minutes + r.buffer_after_minutes) AS gap) g
+      JOIN booking.bookings b ON b.room_id = r.id AND booking.status_occupies(b.status)
+                             AND b.starts_at < to_ts + g.gap
+                             AND b.starts_at > from_ts - g.gap - interval '24 hours'
+                             AND b.ends_at > from_ts - g.gap
+     WHERE r.id = room_busy.room_id
+$$;
+COMMENT ON FUNCTION booking.room_busy IS 'intervals of a room in which no new booking may lie (occupying bookings widened by buffers)';
+
+CREATE OR REPLACE FUNCTION booking.room_schedule(room_id bigint, from_ts timestamptz, to_ts timestamptz) RETURNS jsonb
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'id', b.id, 'starts_at', b.starts_at, 'ends_at', b.ends_at, 'status', b.status,
+               'mine', b.user_id = booking.current_user_id(),
+               'title', CASE WHEN booking.caller_is('admin', 'facility_manager', 'auditor')
+                               OR b.user_id = booking.current_user_id() THEN b.title END)
+             ORDER BY b.starts_at), '[]')
+      FROM booking.bookings b
+     WHERE b.room_id = room_schedule.room_id AND booking.status_occupies(b.status)
+       AND b.starts_at < to_ts AND b.ends_at > from_ts
+$$;
+
+CREATE OR REPLACE FUNCTION booking.user_free(user_id bigint, win tstzrange) RETURNS tstzmultirange
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT (coalesce((SELECT range_agg(a.during * win) FROM booking.user_availability a
+                       WHERE a.user_id = user_free.user_id AND a.during && win), '{}'::tstzmultirange))
+         - (coalesce((SELECT range_agg(tstzrange(b.starts_at, b.ends_at)) FROM booking.bookings b
+                       WHERE b.user_id = user_free.user_id AND booking.status_occupies(b.status)
+                         AND b.starts_at < upper(win) AND b.ends_at > lower(win)), '{}'::tstzmultirange))
+$$;
+
+-- ==== the checkout never runs ahead of the calendar (issue 8) ====
+--
+-- A run of business date d completes meeting bookings that ended by d's run
+-- time and stays departing by d, so a date after the latest one due would
+-- complete bookings that have not happened and give back nights still to
+-- be stayed.  checkout_start is the one door of every run (worker and api):
+-- it refuses such a date before anything is written, history included.
+-- The clock is the worker's (with the tests' offset), so both agree; the
+-- regression tests set pg_booking.checkout_test_clock (superuser only) to
+-- run fixed dates years ahead.
+CREATE FUNCTION booking.checkout_clock() RETURNS timestamptz
+LANGUAGE sql VOLATILE
+AS $$
+    SELECT coalesce(nullif(current_setting('pg_booking.checkout_test_clock', true), '')::timestamptz,
+                    clock_timestamp()
+                    + coalesce(nullif(current_setting('pg_booking.checkout_test_clock_offset', true), ''), '0')::interval)
+$$;
+COMMENT ON FUNCTION booking.checkout_clock IS 'the instant the checkout goes by: now plus pg_booking.checkout_test_clock_offset, or pg_booking.checkout_test_clock (both for tests only)';
+
+CREATE FUNCTION booking.checkout_latest_due() RETURNS date
+LANGUAGE sql VOLATILE
+AS $$ SELECT booking.checkout_due_date(booking.checkout_clock(), booking.checkout_time(), booking.checkout_time_zone()) $$;
+COMMENT ON FUNCTION booking.checkout_latest_due IS 'the latest business date whose checkout is due now; later dates are refused';
+
+CREATE OR REPLACE FUNCTION booking.checkout_start(d date, source text) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r booking.checkout_runs;
+    latest date := booking.checkout_latest_due();
+BEGIN
+    PERFORM booking.require_role('admin');
+    IF d IS NULL THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR', 'as_of is required', jsonb_build_object('field', 'as_of'));
+    END IF;
+    IF d > latest THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR',
+            format('business date %s is not due yet', to_char(d, 'YYYY-MM-DD')),
+            jsonb_build_object('field', 'as_of', 'as_of', d, 'latest_allowed', latest),
+            format('The checkout of a date runs once its run time (%s %s) has passed; the latest date due now is %s.',
+                   booking.checkout_time(), booking.checkout_time_zone(), to_char(latest, 'YYYY-MM-DD')));
+    END IF;
+    -- Serialise starters of one date (the worker and a manual run), so the
+    -- second sees the first's row instead of failing on the unique index.
+    PERFORM pg_advisory_xact_lock(x'5203'::integer, d - date '2000-01-01');
+    SELECT * INTO r FROM booking.checkout_runs WHERE business_date = d AND error IS NULL FOR UPDATE;
+    IF r.id IS NOT NULL THEN
+        RETURN CASE WHEN r.finished_at IS NULL THEN r.id END;
+    END IF;
+    INSERT INTO booking.checkout_runs (business_date, source) VALUES (d, source) RETURNING * INTO r;
+    RETURN r.id;
+END
+$$;
+GRANT EXECUTE ON FUNCTION booking.checkout_clock(), booking.checkout_latest_due() TO booking_admin;
+
+CREATE OR REPLACE FUNCTION api.run_checkout(as_of text DEFAULT NULL) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    d date;
+    run_id bigint;
+    r booking.checkout_runs;
+BEGIN
+    PERFORM booking.require_role('admin');
+    d := CASE WHEN as_of IS NULL THEN booking.checkout_latest_due()
+              ELSE booking.parse_date(as_of, 'as_of') END;
+    run_id := booking.checkout_run(d, 'manual');
+    IF run_id IS NULL THEN
+        SELECT * INTO r FROM booking.checkout_runs WHERE business_date = d AND error IS NULL;
+        RETURN booking.checkout_run_json(r) || jsonb_build_object('already_done', true);
+    END IF;
+    SELECT * INTO r FROM booking.checkout_runs WHERE id = run_id;
+    RETURN booking.checkout_run_json(r) || jsonb_build_object('already_done', false);
+END
+$$;
+COMMENT ON FUNCTION api.run_checkout IS 'POST /admin/jobs/checkout/run {as_of?} (admin): run the nightly checkout for a business date (default: the latest due; a later date is refused with 422); idempotent, a date done is not run again';
+
+REVOKE EXECUTE ON FUNCTION booking.status_occupies(text), booking.checkout_clock(), booking.checkout_latest_due() FROM PUBLIC;
+
 -- ==== sessions that end, caller identity (issue 9, issue 11) ====
 -- A token stands while its user is active, holds the token's role, and its
 -- session has not ended (DESIGN.md, Sessions).  Logins open a session; the
@@ -778,8 +1102,7 @@ DECLARE
     r booking.checkout_runs;
 BEGIN
     PERFORM booking.require_role('admin');
-    d := CASE WHEN as_of IS NULL
-              THEN booking.checkout_due_date(now(), booking.checkout_time(), booking.checkout_time_zone())
+    d := CASE WHEN as_of IS NULL THEN booking.checkout_latest_due()
               ELSE booking.parse_date(as_of, 'as_of') END;
     run_id := booking.checkout_run(d, 'manual');
     PERFORM booking.audit('checkout.run', 'checkout', d::text, NULL,

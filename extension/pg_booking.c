@@ -80,7 +80,10 @@ _PG_init(void)
 	/* The nightly checkout: its settings, and its worker when preloaded. */
 	pgb_checkout_define_settings();
 	if (process_shared_preload_libraries_in_progress)
+	{
 		pgb_checkout_register_worker();
+		pgb_events_publisher_init();
+	}
 
 	MarkGUCPrefixReserved("pg_booking");
 }

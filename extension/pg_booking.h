@@ -55,7 +55,11 @@ extern char *pgb_checkout_time;
 extern char *pgb_checkout_time_zone;
 extern bool pgb_checkout_release_no_shows;
 extern int	pgb_checkout_test_clock_offset;
+extern char *pgb_checkout_test_clock;
 extern void pgb_checkout_define_settings(void);
 extern void pgb_checkout_register_worker(void);
+
+/* events publisher, events_publisher.c (started by the checkout launcher) */
+extern void pgb_events_publisher_init(void);
 
 #endif							/* PG_BOOKING_H */

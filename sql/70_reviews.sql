@@ -153,5 +153,6 @@ SELECT * FROM booking.analytics_check();
 SELECT room_name, average_rating, review_count FROM booking.analytics_rating_by_room
  WHERE room_name IN ('Library', 'Studio') ORDER BY 1;
 
--- Events: each state change of a review, in order.
+-- Events: each state change of a review, in order (once published).
+SELECT booking.publish_events() > 0 AS published;
 SELECT kind, payload ->> 'status' AS status FROM booking.events WHERE entity = 'review' ORDER BY id;

@@ -163,7 +163,8 @@ SELECT r.rolname FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid
  WHERE m.member = 'booking_grafana'::regrole;
 
 -- Events of bookings: created, rescheduled, cancelled, completed, deleted;
--- the rolled-back create left none.
+-- the rolled-back create left none.  Events are read once published.
+SELECT booking.publish_events() > 0 AS published;
 SELECT e.kind, count(*) FROM booking.events e
  WHERE e.entity = 'booking' AND (e.payload ->> 'room_id')::bigint = t_room('Counting House')
  GROUP BY 1 ORDER BY 1;

@@ -18,7 +18,7 @@ SELECT api.delete_room(:room) ->> 'active' AS deleted;
 SELECT api.create_hotel('Audit Hotel', 'Braga') ->> 'id' AS hotel \gset
 SELECT jsonb_array_length(api.adjust_inventory(:hotel, 'double', '2099-06-01', '2099-06-03', total => 2)) AS nights;
 SELECT api.set_restrictions(:hotel, 'double', '2099-06-01', '2099-06-02', min_stay => 2) ->> 'min_stay' AS min_stay;
-SELECT api.run_checkout('2099-01-15') ->> 'business_date' AS checkout;
+SELECT api.run_checkout('2021-01-15') ->> 'business_date' AS checkout;
 SELECT api.hide_review((SELECT min(id) FROM booking.reviews)) ->> 'status' AS hidden;
 SELECT api.restore_review((SELECT min(id) FROM booking.reviews)) ->> 'status' AS restored;
 RESET ROLE;

@@ -124,12 +124,19 @@ is(http($a, 'POST', "/reservations/$res/check-in", undef, $tok{ann})->{status}, 
 is(http($a, 'POST', "/reservations/$res/check-in", undef, $tok{fm})->{status}, 200, 'POST /reservations/{id}/check-in');
 is(http($a, 'POST', "/reservations/$res/check-out", undef, $tok{fm})->{status}, 200, 'POST /reservations/{id}/check-out');
 is(http($a, 'DELETE', "/reservations/$res", undef, $tok{ann})->{status}, 409, 'cancelling a completed stay: 409');
+my $runs_before = $node->safe_psql('postgres', 'SELECT count(*) FROM booking.checkout_runs');
 $r = http($a, 'POST', '/admin/jobs/checkout/run', { as_of => '2030-07-05' }, $tok{admin});
-is($r->{status}, 200, 'POST /admin/jobs/checkout/run') or diag($r->{content});
+is_deeply([ $r->{status}, $r->{json}{error_code}, $r->{json}{details}{as_of} ], [ 422, 'VALIDATION_ERROR', '2030-07-05' ],
+	'POST /admin/jobs/checkout/run for a date not yet due: 422 naming it') or diag($r->{content});
+ok(defined $r->{json}{details}{latest_allowed}, '... and the latest date allowed');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM booking.checkout_runs'), $runs_before, '... and no history row');
+$r = http($a, 'POST', '/admin/jobs/checkout/run', {}, $tok{admin});
+is($r->{status}, 200, 'POST /admin/jobs/checkout/run (the date due now)') or diag($r->{content});
 is(http($a, 'GET', '/admin/jobs', undef, $tok{admin})->{status}, 200, 'GET /admin/jobs');
 is(http($a, 'GET', '/admin/jobs', undef, $tok{ann})->{status}, 403, 'GET /admin/jobs as a user: 403');
 
-# --- events ---
+# --- events (published by booking.publish_events: no publisher worker serves this database) ---
+$node->safe_psql('postgres', 'SELECT booking.publish_events()');
 $r = http($a, 'GET', '/events?after_id=0', undef, $tok{admin});
 is($r->{status}, 200, 'GET /events (list) as admin');
 ok(scalar(grep { $_->{kind} =~ /^review\./ } @{ $r->{json} }), 'review events are there');
@@ -143,17 +150,31 @@ select(undef, undef, undef, 1.0);
 $r = http($a, 'POST', '/bookings', { room_id => $room, starts_at => '2030-06-01T09:00:00Z',
 	ends_at => '2030-06-01T10:00:00Z', title => 'live' }, $tok{bob});
 is($r->{status}, 201, 'a booking while the stream is open');
-$node->safe_psql('postgres', q{SELECT pg_notify('pg_booking_events', '{"id": 99999, "kind": "test.ping"}')});
+my $live_id = $r->{json}{id};
+$node->safe_psql('postgres', 'SELECT booking.publish_events()');
+# A NOTIFY that announces nothing new sends nothing (the stream reads the table).
+$node->safe_psql('postgres', q{SELECT pg_notify('pg_booking_events', '{"last_id": 0}')});
 select(undef, undef, undef, 2.2);    # past the 2 s client timeout, idle but for keepalives
-$node->safe_psql('postgres', q{SELECT pg_notify('pg_booking_events', '{"id": 100000, "kind": "test.late"}')});
+$r = http($a, 'DELETE', "/bookings/$live_id", undef, $tok{bob});
+is($r->{status}, 200, 'the booking is cancelled while the stream is open');
+$node->safe_psql('postgres', 'SELECT booking.publish_events()');
+select(undef, undef, undef, 0.5);
 $curl->finish;
 my $stream = slurp_file($sse);
 like($stream, qr/^retry: 2000$/m, 'SSE: retry hint');
 like($stream, qr/^event: review\.created\ndata: \{.*"kind":"review\.created"/m, 'SSE: the backlog (review.created)');
-like($stream, qr/^id: \d+\nevent: booking\.created\ndata: \{.*"entity_id":"$r->{json}{id}"/m, 'SSE: the live booking.created');
-like($stream, qr/^id: 99999\nevent: test\.ping\n/m, 'SSE: a NOTIFY from psql');
+like($stream, qr/^id: \d+\nevent: booking\.created\ndata: \{.*"entity_id":"$live_id"/m, 'SSE: the live booking.created');
+# Live events carry the same row as a replay: compare with GET /events.
+my %listed = map { ($_->{id} => $_) } @{ http($a, 'GET', '/events?after_id=0&limit=500', undef, $tok{admin})->{json} };
+my @flat = ($stream =~ /^id: (\d+)\nevent: [^\n]+\ndata: (\{[^\n]*\})$/mg);
+my @sent = map { [ $flat[2 * $_], $flat[2 * $_ + 1] ] } 0 .. $#flat / 2;
+my $json_pp = JSON::PP->new->canonical;
+is(scalar(grep { my $l = $listed{$_->[0]}; !$l || $json_pp->encode($json_pp->decode($_->[1])) ne $json_pp->encode($l) } @sent), 0,
+	'SSE: every event sent equals the row GET /events lists (live and replayed alike)');
+my @ids = map { $_->[0] } @sent;
+is(scalar(grep { $ids[$_] <= $ids[$_ - 1] } 1 .. $#ids), 0, 'SSE: ids strictly increasing, none twice') or diag "@ids";
 like($stream, qr/^: keepalive$/m, 'SSE: keepalives while idle');
-like($stream, qr/^id: 100000\nevent: test\.late\n/m, 'SSE: the stream outlived the 2 s client timeout');
+like($stream, qr/^id: \d+\nevent: booking\.cancelled\ndata: \{.*"entity_id":"$live_id"/m, 'SSE: the stream outlived the 2 s client timeout');
 my ($out, $err) = ('', '');
 IPC::Run::run([ 'curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '3', '-H', 'Accept: text/event-stream',
 		'-H', "Authorization: Bearer $tok{ann}", "$a->{url}/events" ], '>', \$out, '2>', \$err);
