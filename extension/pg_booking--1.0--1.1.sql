@@ -364,6 +364,7 @@ COMMENT ON TABLE booking.sessions IS 'sign-ins: the access tokens of a session (
 -- Nobody reads sessions through the api; the caller check runs as the owner.
 ALTER TABLE booking.sessions ENABLE ROW LEVEL SECURITY;
 SELECT pg_catalog.pg_extension_config_dump('booking.sessions', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_get_serial_sequence('booking.sessions', 'id')::regclass, '');
 
 ALTER TABLE booking.refresh_tokens ADD COLUMN session_id bigint REFERENCES booking.sessions ON DELETE CASCADE;
 
@@ -824,6 +825,7 @@ CREATE INDEX audit_log_target_idx ON booking.audit_log (target_type, target_id);
 COMMENT ON TABLE booking.audit_log IS
 'append-only trail of privileged changes: actor, action, target, changed fields before/after, request id';
 SELECT pg_catalog.pg_extension_config_dump('booking.audit_log', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_get_serial_sequence('booking.audit_log', 'id')::regclass, '');
 
 CREATE FUNCTION booking.audit_log_immutable() RETURNS trigger
 LANGUAGE plpgsql
