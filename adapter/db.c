@@ -18,6 +18,8 @@
 
 #include <libpq-fe.h>
 
+#include "metrics.h"
+
 /*
  * Statements are prepared once per connection: the setup statement and one
  * per (function, argument names) seen on it.  A new connection starts with
@@ -173,6 +175,23 @@ acquire_slot(void)
     return s;
 }
 
+/* acquire_slot, with the wait shown in /metrics (waiters now, time waited). */
+static slot *
+acquire_slot_measured(void)
+{
+    struct timespec t0,
+                t1;
+    slot       *s;
+
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    metrics_pool_waiting("primary", 1);
+    s = acquire_slot();
+    metrics_pool_waiting("primary", -1);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    metrics_pool_waited("primary", (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9, s != NULL);
+    return s;
+}
+
 static void
 forget_prepared(slot *s)
 {
@@ -242,10 +261,18 @@ take_error(db_result *out, const PGresult *res, PGconn *conn)
     out->hint = dup_or_null(PQresultErrorField(res, PG_DIAG_MESSAGE_HINT));
 }
 
+/*
+ * The request id goes into application_name too, for the transaction only:
+ * pg_stat_activity shows which request a backend is serving, and a server
+ * log_line_prefix with %a puts it on the log lines of a slow or failed
+ * statement, so one request can be followed from the adapter's log into the
+ * server's.
+ */
 static const char setup_sql[] =
     "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true), "
     "set_config('request.id', $3, true), set_config('request.client_ip', $4, true), "
-    "set_config('statement_timeout', $5, true), set_config('transaction_read_only', $6, true)";
+    "set_config('statement_timeout', $5, true), set_config('transaction_read_only', $6, true), "
+    "set_config('application_name', $3, true)";
 
 /* One pipelined transaction on a connected slot. */
 static void
@@ -379,7 +406,7 @@ db_call_function(const db_call *call, db_result *out)
     slot       *s;
 
     memset(out, 0, sizeof(*out));
-    if (!(s = acquire_slot()))
+    if (!(s = acquire_slot_measured()))
     {
         out->status = DB_POOL_BUSY;
         return;

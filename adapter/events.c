@@ -161,6 +161,12 @@ read_stream(void *cls, uint64_t pos, char *buf, size_t max)
     }
 }
 
+int
+events_streams_open(void)
+{
+    return __atomic_load_n(&streams, __ATOMIC_SEQ_CST);
+}
+
 static void
 free_stream(void *cls)
 {

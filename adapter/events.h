@@ -20,5 +20,7 @@ struct MHD_Response *events_stream(const char *conninfo, const char *role, const
 /* Make every stream end soon (SIGTERM). */
 void        events_stop_all(void);
 void        events_configure(int max_streams, int idle_timeout_s);
+/* Streams open now (GET /metrics). */
+int         events_streams_open(void);
 
 #endif

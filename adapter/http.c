@@ -608,7 +608,7 @@ handle(struct MHD_Connection *conn, const char *url, const char *method, request
             {
                 r.status = 200;
                 r.content_type = "text/plain; version=0.0.4";
-                r.body = metrics_render(&db_breaker, db_pool_in_use(), db_pool_size());
+                r.body = metrics_render(__atomic_load_n(&in_flight, __ATOMIC_SEQ_CST), events_streams_open());
             }
             else
             {

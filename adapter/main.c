@@ -46,6 +46,7 @@ main(int argc, char **argv)
     else if (strcmp(config.breaker_mode, "disabled") == 0)
         breaker_set_mode(&db_breaker, BREAKER_DISABLED);
     metrics_init(routes_count(), routes_labels());
+    metrics_add_upstream("primary", &db_breaker, db_pool_in_use, db_pool_size);
     events_configure(config.max_event_streams, config.client_timeout_s);
     if (db_init(config.conninfo, config.pool_size, config.pool_wait_ms, config.statement_timeout_ms) != 0 ||
         http_start() != 0)

@@ -18,5 +18,10 @@ COPY --from=build /stage/usr/ /usr/
 COPY docker/initdb/ /docker-entrypoint-initdb.d/
 # The rate limiter's shared memory and the checkout worker need the library
 # loaded at server start.  Failing statements (a wrong password is one) are
-# not copied into the log.
-CMD ["postgres", "-c", "shared_preload_libraries=pg_booking", "-c", "log_min_error_statement=fatal"]
+# not copied into the log.  Every log line names the session's
+# application_name (%a), which the adapter sets to the request id for the
+# length of each request; statements slower than 500 ms are logged, without
+# their parameter values.
+CMD ["postgres", "-c", "shared_preload_libraries=pg_booking", "-c", "log_min_error_statement=fatal", \
+     "-c", "log_line_prefix=%m [%p] %q%u@%d app=%a ", "-c", "log_min_duration_statement=500ms", \
+     "-c", "log_parameter_max_length=0"]

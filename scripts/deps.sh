@@ -6,6 +6,7 @@ source "$(dirname "$0")/lib.sh"
 packages=(make gcc postgresql-15 postgresql-client-15 postgresql-server-dev-15 postgresql-contrib
           libpq-dev libjansson-dev libmicrohttpd-dev libjwt-dev libssl-dev libipc-run-perl jq curl
           valgrind  # adapter: the memcheck run of make test
+          prometheus prometheus-postgres-exporter libyaml-libyaml-perl  # observability tests (adapter/t/036, 041)
           ${EXTRA_PACKAGES:-})
 missing=()
 for p in "${packages[@]}"; do

@@ -52,6 +52,11 @@ include_if_exists = 'secrets.conf'
 # copied into the log, nor are DETAIL lines (README: Security).
 log_min_error_statement = fatal
 log_error_verbosity = terse
+# The adapter sets application_name to the request id per request: %a puts
+# it on the lines of failed and slow statements (without parameter values).
+log_line_prefix = '%m [%p] %q%u@%d app=%a '
+log_min_duration_statement = 500
+log_parameter_max_length = 0
 CONF
 fi
 # Who may connect, rewritten on every start (a cluster made by an older make

@@ -18,7 +18,8 @@ my $script = "$ENV{TESTDIR}/docker/initdb/10_pg_booking.sh";
 my $secret = 'docker-secret-0123456789abcdef0123456789abcdef';
 my %env = (PGHOST => $node->host, PGPORT => $node->port, POSTGRES_USER => scalar(getpwuid($<)),
 	POSTGRES_DB => 'pg_booking', PGB_JWT_SECRET => $secret,
-	PGB_AUTHENTICATOR_PASSWORD => 'auth-pw-123', PGB_GRAFANA_DB_PASSWORD => 'grafana-pw-123');
+	PGB_AUTHENTICATOR_PASSWORD => 'auth-pw-123', PGB_GRAFANA_DB_PASSWORD => 'grafana-pw-123',
+	PGB_EXPORTER_DB_PASSWORD => 'exporter-pw-123');
 my ($out, $err);
 {
 	local @ENV{ keys %env } = values %env;
@@ -36,8 +37,8 @@ is($node->safe_psql('pg_booking', "SELECT current_setting('pg_booking.jwt_secret
 is($node->safe_psql('pg_booking', "SELECT current_setting('pg_booking.checkout_database')"), 'pg_booking',
 	'the nightly checkout works in the compose database');
 is($node->safe_psql('pg_booking', q{SELECT string_agg(rolname, ',' ORDER BY rolname) FROM pg_authid
-	WHERE rolname IN ('booking_authenticator', 'booking_grafana') AND rolcanlogin AND rolpassword IS NOT NULL}),
-	'booking_authenticator,booking_grafana', 'the adapter and Grafana roles can log in with passwords');
-unlike(slurp_file($node->logfile), qr/auth-pw-123|grafana-pw-123|\Q$secret\E/, 'no secret reached the server log');
+	WHERE rolname IN ('booking_authenticator', 'booking_grafana', 'booking_exporter') AND rolcanlogin AND rolpassword IS NOT NULL}),
+	'booking_authenticator,booking_exporter,booking_grafana', 'the adapter, exporter and Grafana roles can log in with passwords');
+unlike(slurp_file($node->logfile), qr/auth-pw-123|grafana-pw-123|exporter-pw-123|\Q$secret\E/, 'no secret reached the server log');
 $node->stop;
 done_testing();

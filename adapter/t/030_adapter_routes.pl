@@ -263,11 +263,12 @@ is($r->{status}, 422, 'bigint[] with a string element: 422');
 # --- metrics ---
 $r = http($a, 'GET', '/metrics');
 is($r->{status}, 200, 'metrics 200');
-like($r->{content}, qr/^pg_booking_http_requests_total\{route="POST \/bookings",status="201"\} 3$/m, 'requests by route and status');
-like($r->{content}, qr/^pg_booking_http_request_duration_seconds_bucket\{route="GET \/rooms",le="\+Inf"\} \d+$/m, 'latency histogram');
-like($r->{content}, qr/^pg_booking_http_errors_total\{error_code="BOOKING_CONFLICT"\} 1$/m, 'errors by error_code');
-like($r->{content}, qr/^pg_booking_breaker_state\{state="closed"\} 1$/m, 'breaker state');
-like($r->{content}, qr/^pg_booking_db_pool_connections\{state="in_use"\} \d+$/m, 'pool in use');
+like($r->{content}, qr/^pg_booking_http_requests_total\{method="POST",route="\/bookings",status_class="2xx",status="201"\} 3$/m, 'requests by route template, status class and status');
+like($r->{content}, qr/^pg_booking_http_request_duration_seconds_bucket\{method="GET",route="\/rooms",le="\+Inf"\} \d+$/m, 'latency histogram');
+like($r->{content}, qr/^pg_booking_http_errors_total\{method="POST",route="\/bookings",error_code="BOOKING_CONFLICT"\} 1$/m, 'errors by route and error_code');
+like($r->{content}, qr/^pg_booking_breaker_state\{upstream="primary",state="closed"\} 1$/m, 'breaker state per upstream');
+like($r->{content}, qr/^pg_booking_db_pool_connections_in_use\{upstream="primary"\} \d+$/m, 'pool in use');
+unlike($r->{content}, qr/route="\/(rooms|bookings)\/\d/, 'no raw path with an id is a label');
 
 # --- SIGTERM drains a request in flight ---
 my $pid = fork // die;

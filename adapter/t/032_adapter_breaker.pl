@@ -54,8 +54,8 @@ diag sprintf('CIRCUIT_OPEN latency: median %.3f ms, max %.3f ms', $ms[15], $ms[-
 $r = http($ad, 'GET', '/ready');
 is_deeply([ $r->{status}, $r->{json}{error_code} ], [ 503, 'NOT_READY' ], 'ready: 503 while open');
 ok($r->{headers}{'retry-after'}, 'every 503 carries Retry-After');
-is(metric('pg_booking_breaker_state\{state="open"\}'), 1, 'metrics: breaker open');
-is(metric('pg_booking_breaker_transitions_total\{from="closed",to="open"\}'), 1, 'metrics: one closed -> open');
+is(metric('pg_booking_breaker_state\{upstream="primary",state="open"\}'), 1, 'metrics: breaker open');
+is(metric('pg_booking_breaker_transitions_total\{upstream="primary",from="closed",to="open"\}'), 1, 'metrics: one closed -> open');
 is(http($ad, 'GET', '/health')->{status}, 200, 'health stays 200 (no database)');
 
 # After the open timeout a probe goes through; the database is still down,
@@ -64,14 +64,14 @@ usleep(1_100_000);
 $r = rooms();
 is($r->{json}{error_code}, 'DATABASE_UNAVAILABLE', 'half-open: one probe reaches the (down) database');
 is(rooms()->{json}{error_code}, 'CIRCUIT_OPEN', 'the failed probe opens the circuit again');
-is(metric('pg_booking_breaker_transitions_total\{from="half_open",to="open"\}'), 1, 'metrics: half_open -> open');
+is(metric('pg_booking_breaker_transitions_total\{upstream="primary",from="half_open",to="open"\}'), 1, 'metrics: half_open -> open');
 
 # --- recovery ---
 $node->start;
 usleep(1_100_000);
 $r = rooms();
 is($r->{status}, 200, 'database back: after the open timeout a probe succeeds');
-is(metric('pg_booking_breaker_state\{state="closed"\}'), 1, 'and the circuit is closed');
+is(metric('pg_booking_breaker_state\{upstream="primary",state="closed"\}'), 1, 'and the circuit is closed');
 is(rooms()->{status}, 200, 'traffic flows');
 
 # --- ten outage cycles ---

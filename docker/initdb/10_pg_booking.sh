@@ -8,11 +8,13 @@ set -euo pipefail
 : "${PGB_JWT_SECRET:?PGB_JWT_SECRET is not set (see .env.example)}"
 : "${PGB_AUTHENTICATOR_PASSWORD:?PGB_AUTHENTICATOR_PASSWORD is not set (see .env.example)}"
 : "${PGB_GRAFANA_DB_PASSWORD:?PGB_GRAFANA_DB_PASSWORD is not set (see .env.example)}"
+: "${PGB_EXPORTER_DB_PASSWORD:?PGB_EXPORTER_DB_PASSWORD is not set (see .env.example)}"
 
 psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" \
      -v jwt_secret="$PGB_JWT_SECRET" \
      -v authenticator_password="$PGB_AUTHENTICATOR_PASSWORD" \
-     -v grafana_password="$PGB_GRAFANA_DB_PASSWORD" <<'SQL'
+     -v grafana_password="$PGB_GRAFANA_DB_PASSWORD" \
+     -v exporter_password="$PGB_EXPORTER_DB_PASSWORD" <<'SQL'
 CREATE EXTENSION IF NOT EXISTS pg_booking CASCADE;
 ALTER SYSTEM SET pg_booking.jwt_secret = :'jwt_secret';
 -- The nightly checkout works in this database.  No reload: the image's
@@ -21,4 +23,5 @@ ALTER SYSTEM SET pg_booking.jwt_secret = :'jwt_secret';
 SELECT format('ALTER SYSTEM SET pg_booking.checkout_database = %L', current_database()) \gexec
 ALTER ROLE booking_authenticator LOGIN PASSWORD :'authenticator_password';
 ALTER ROLE booking_grafana LOGIN PASSWORD :'grafana_password';
+ALTER ROLE booking_exporter LOGIN PASSWORD :'exporter_password';
 SQL
