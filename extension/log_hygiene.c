@@ -1,13 +1,13 @@
 /*
  * log_hygiene.c — business errors stay out of the server's own log.
  *
- * A business error (SQLSTATE class PT: a clash, a wrong password, a
- * malformed email) is a normal answer to a caller, and its message names
- * the offending value, which may be an email, a title or a guest name.  So
- * are the errors PostgreSQL raises on bad input that reaches it (class 22:
- * "invalid input syntax for type uuid: ..."; class 23: a constraint's
- * "Failing row contains (...)").  The caller gets them as always; the
- * server log does not, unless pg_booking.log_business_errors is on.  The
+ * A business error (SQLSTATE class PT) is a normal answer to a caller, and
+ * its message may quote the offending value, which may be an email, a title
+ * or a guest name.  So do the errors PostgreSQL raises on bad input that
+ * reaches it (class 22: "invalid input syntax for type uuid: ..."; class 23:
+ * a constraint's "Failing row contains (...)").  The caller gets them as
+ * always; the server log does not, unless pg_booking.log_business_errors is
+ * on.  Business errors that quote nothing are logged as usual.  The
  * adapter logs every request with its status and error code, without the
  * values (adapter/log.c), so nothing is lost for an operator.  Other errors
  * (internal ones, connection problems) are logged as usual.
@@ -38,10 +38,28 @@ is_input_error(int sqlerrcode)
 		(class0 == '2' && class1 == '3');		/* integrity violations */
 }
 
+/*
+ * Our messages quote the offending value in double quotes (the style
+ * guide's rule): a business error without a quote ("room 5 is already
+ * booked at that time") names no user-supplied text and is logged as
+ * usual, with the request id in application_name.  PostgreSQL's own
+ * bad-input errors always echo the input.
+ */
+static bool
+echoes_input(const ErrorData *edata)
+{
+	char		class0 = PGUNSIXBIT(edata->sqlerrcode);
+	char		class1 = PGUNSIXBIT(edata->sqlerrcode >> 6);
+
+	if (class0 == 'P' && class1 == 'T')
+		return edata->message != NULL && strchr(edata->message, '"') != NULL;
+	return is_input_error(edata->sqlerrcode);
+}
+
 static void
 hide_input_errors(ErrorData *edata)
 {
-	if (!pgb_log_business_errors && edata->elevel == ERROR && is_input_error(edata->sqlerrcode))
+	if (!pgb_log_business_errors && edata->elevel == ERROR && echoes_input(edata))
 		edata->output_to_server = false;
 	if (prev_emit_log_hook)
 		prev_emit_log_hook(edata);
