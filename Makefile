@@ -53,7 +53,7 @@ print-version:
 
 EXTRA_CLEAN = tmp_regress tmp_check results regression.diffs regression.out
 
-.PHONY: run stop test bench deps adapter print-version
+.PHONY: run stop test bench fuzz deps adapter print-version
 # The HTTP adapter (adapter/Makefile; its tests run from scripts/test.sh).
 adapter:
 	$(MAKE) -C adapter EXTVERSION=$(EXTVERSION)
@@ -67,3 +67,6 @@ test:
 	bash scripts/test.sh
 bench:
 	bash scripts/bench.sh
+# A long fuzz of the adapter's HTTP edge (FUZZ_REQUESTS, FUZZ_SEED; adapter/t/044).
+fuzz:
+	bash scripts/fuzz.sh

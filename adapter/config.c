@@ -26,6 +26,9 @@ adapter_config config = {
     .drain_timeout_s = 10,
     .max_event_streams = 16,
     .log_requests = true,
+    .request_deadline_s = 10,
+    .max_connections_per_ip = 128,
+    .sse_max_seconds = 3600,
 };
 
 typedef enum { S_STR, S_INT, S_BOOL } setting_kind;
@@ -54,6 +57,9 @@ static const setting settings[] = {
     {"breaker-mode", "ADAPTER_BREAKER_MODE", S_STR, &config.breaker_mode, "auto, open (forced open) or disabled"},
     {"drain-timeout-s", "ADAPTER_DRAIN_TIMEOUT_S", S_INT, &config.drain_timeout_s, "on SIGTERM, wait this long for requests in flight"},
     {"max-event-streams", "ADAPTER_MAX_EVENT_STREAMS", S_INT, &config.max_event_streams, "GET /events streams open at once (each holds a connection)"},
+    {"request-deadline-s", "ADAPTER_REQUEST_DEADLINE_S", S_INT, &config.request_deadline_s, "a request's head, and then its body, must arrive within this however slowly bytes trickle in; 0: no deadline"},
+    {"max-connections-per-ip", "ADAPTER_MAX_CONNECTIONS_PER_IP", S_INT, &config.max_connections_per_ip, "connections one client address may hold open (raise it behind a load balancer); 0: no cap"},
+    {"sse-max-seconds", "ADAPTER_SSE_MAX_SECONDS", S_INT, &config.sse_max_seconds, "a GET /events stream ends after this long (the client reconnects with Last-Event-ID)"},
     {"log-requests", "ADAPTER_LOG_REQUESTS", S_BOOL, &config.log_requests, "one JSON line per request on stdout (true/false)"},
     {"trusted-proxies", "ADAPTER_TRUSTED_PROXIES", S_STR, &config.trusted_proxies, "load balancers (addresses or IPv4 CIDRs, comma-separated) whose X-Forwarded-For names the client; unset: the peer is the client"},
 };

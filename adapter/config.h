@@ -24,6 +24,9 @@ typedef struct adapter_config {
     int         drain_timeout_s;
     int         max_event_streams;
     bool        log_requests;
+    int         request_deadline_s; /* request head (and body) must arrive within this */
+    int         max_connections_per_ip; /* 0: no cap */
+    int         sse_max_seconds;    /* an event stream ends after this */
     const char *trusted_proxies;    /* comma list of addresses or IPv4 CIDRs; NULL: none */
 } adapter_config;
 

@@ -9,6 +9,7 @@
  */
 #include "db.h"
 
+#include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -138,6 +139,50 @@ db_pool_size(void)
     return pool.size;
 }
 
+/*
+ * An idle pooled connection has nothing to say: the server sends it nothing
+ * until it is asked.  If its socket is readable, the server closed it or is
+ * closing it (the message before an immediate shutdown, then EOF).  Found
+ * before use, a restart costs no failed request and no half-open probe
+ * lands on a connection that died with the old server.
+ */
+static bool
+idle_connection_alive(PGconn *conn)
+{
+    struct pollfd p = {.fd = PQsocket(conn), .events = POLLIN};
+
+    return PQstatus(conn) == CONNECTION_OK && p.fd >= 0 && poll(&p, 1, 0) == 0;
+}
+
+/* Caller holds pool.lock: close the idle connections that are dead. */
+static int
+drop_dead_idle(void)
+{
+    int         dropped = 0;
+
+    for (int i = 0; i < pool.size; i++)
+    {
+        slot       *s = &pool.slots[i];
+
+        if (s->in_use || !s->conn || idle_connection_alive(s->conn))
+            continue;
+        PQfinish(s->conn);
+        s->conn = NULL;
+        forget_prepared(s);
+        dropped++;
+    }
+    return dropped;
+}
+
+/* After a connection failure: every dead connection goes at once, not one per request. */
+static void
+sweep_after_failure(void)
+{
+    pthread_mutex_lock(&pool.lock);
+    (void) drop_dead_idle();
+    pthread_mutex_unlock(&pool.lock);
+}
+
 /* A free slot, waiting up to wait_ms; NULL when none came free. */
 static slot *
 acquire_slot(void)
@@ -156,6 +201,7 @@ acquire_slot(void)
     pthread_mutex_lock(&pool.lock);
     for (;;)
     {
+        (void) drop_dead_idle();
         /* Prefer a slot that is already connected. */
         for (int i = 0; i < pool.size && !s; i++)
             if (!pool.slots[i].in_use && pool.slots[i].conn)
@@ -262,6 +308,27 @@ take_error(db_result *out, const PGresult *res, PGconn *conn)
 }
 
 /*
+ * The setup statement fails only when SET ROLE does: the token names a role
+ * that does not exist or that the authenticator may not take.  That is a
+ * bad token (401), whatever SQLSTATE the server chose for it.
+ */
+static void
+role_refused(db_result *out)
+{
+    if (out->status != DB_SQL_ERROR ||
+        (strcmp(out->sqlstate, "22023") != 0 && strcmp(out->sqlstate, "42501") != 0 &&
+         strcmp(out->sqlstate, "42704") != 0))
+        return;
+    strcpy(out->sqlstate, "28000");
+    free(out->message);
+    free(out->detail);
+    free(out->hint);
+    out->message = strdup("the token's role is not one of the application's roles");
+    out->detail = NULL;
+    out->hint = NULL;
+}
+
+/*
  * The request id goes into application_name too, for the transaction only:
  * pg_stat_activity shows which request a backend is serving, and a server
  * log_line_prefix with %a puts it on the log lines of a slow or failed
@@ -290,6 +357,7 @@ run_call(slot *sl, const db_call *call, db_result *out)
     int         ncmds = 0;
     int         setup_prep_cmd = -1;
     int         call_prep_cmd = -1;
+    int         setup_cmd;
     int         call_cmd;
     int         cached = -1;
 
@@ -322,7 +390,7 @@ run_call(slot *sl, const db_call *call, db_result *out)
     }
     if (!PQsendQueryPrepared(conn, "setup", 6, setup_values, NULL, NULL, 0))
         goto send_failed;
-    ncmds++;
+    setup_cmd = ncmds++;
     if (cached < 0 && sl->nprepared < MAX_PREPARED)
     {
         cached = sl->nprepared;
@@ -372,7 +440,11 @@ run_call(slot *sl, const db_call *call, db_result *out)
                 break;
             default:
                 if (!failed)
+                {
                     take_error(out, res, conn);
+                    if (done_cmds == setup_cmd)
+                        role_refused(out);
+                }
                 failed = true;
                 break;
         }
@@ -415,6 +487,7 @@ db_call_function(const db_call *call, db_result *out)
     {
         out->status = DB_CONNECTION_FAILED;
         release_slot(s);
+        sweep_after_failure();
         return;
     }
     run_call(s, call, out);
@@ -427,6 +500,8 @@ db_call_function(const db_call *call, db_result *out)
         run_call(s, call, out);
     }
     release_slot(s);
+    if (out->status == DB_CONNECTION_FAILED)
+        sweep_after_failure();
 }
 
 void
@@ -440,31 +515,40 @@ db_result_free(db_result *r)
     r->value = r->headers = r->message = r->detail = r->hint = NULL;
 }
 
-bool
-db_ping(char *why, size_t whylen)
+db_status
+db_check(char *why, size_t whylen)
 {
     slot       *s = acquire_slot();
     PGresult   *res;
-    bool        ok;
+    db_status   st;
 
     if (!s)
     {
         snprintf(why, whylen, "no free connection in the pool");
-        return false;
+        return DB_POOL_BUSY;
     }
     if (!ensure_connected(s))
     {
         snprintf(why, whylen, "cannot connect to the database");
         release_slot(s);
-        return false;
+        sweep_after_failure();
+        return DB_CONNECTION_FAILED;
     }
     res = PQexec(s->conn, "SELECT 1");
-    ok = PQresultStatus(res) == PGRES_TUPLES_OK;
-    if (!ok)
+    st = PQresultStatus(res) == PGRES_TUPLES_OK ? DB_OK : DB_CONNECTION_FAILED;
+    if (st != DB_OK)
         snprintf(why, whylen, "the database does not answer");
     PQclear(res);
     release_slot(s);
-    return ok;
+    if (st != DB_OK)
+        sweep_after_failure();
+    return st;
+}
+
+bool
+db_ping(char *why, size_t whylen)
+{
+    return db_check(why, whylen) == DB_OK;
 }
 
 static arg_kind

@@ -55,6 +55,8 @@ void        db_call_function(const db_call *call, db_result *out);
 void        db_result_free(db_result *r);
 /* Cheap check that the database answers: used by /ready. */
 bool        db_ping(char *why, size_t whylen);
+/* The same, saying why not: DB_OK, DB_CONNECTION_FAILED or DB_POOL_BUSY. */
+db_status   db_check(char *why, size_t whylen);
 int         db_pool_in_use(void);
 int         db_pool_size(void);
 

@@ -12,6 +12,93 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+
+/* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if none. */
+static size_t
+utf8_sequence(const unsigned char *s, size_t n)
+{
+    size_t      len;
+    unsigned    cp;
+
+    if (s[0] < 0x80)
+        return 1;
+    if (s[0] >= 0xC2 && s[0] <= 0xDF)
+        len = 2, cp = s[0] & 0x1F;
+    else if (s[0] >= 0xE0 && s[0] <= 0xEF)
+        len = 3, cp = s[0] & 0x0F;
+    else if (s[0] >= 0xF0 && s[0] <= 0xF4)
+        len = 4, cp = s[0] & 0x07;
+    else
+        return 0;
+    if (len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++)
+    {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3F);
+    }
+    /* Overlong forms, surrogates and code points past U+10FFFF. */
+    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+        (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0;
+    return len;
+}
+
+/* A lead byte followed only by continuation bytes, fewer than it needs. */
+static bool
+is_cut_character(const unsigned char *s, size_t n)
+{
+    size_t      need = s[0] >= 0xF0 ? 4 : s[0] >= 0xE0 ? 3 : 2;
+
+    if (s[0] < 0xC2 || s[0] > 0xF4 || n >= need)
+        return false;
+    for (size_t i = 1; i < n; i++)
+        if ((s[i] & 0xC0) != 0x80)
+            return false;
+    return true;
+}
+
+/*
+ * Make s valid UTF-8 in place: a sequence cut by truncation at the end is
+ * dropped, any other invalid byte becomes '?'.  JSON strings must be UTF-8,
+ * and a message that is not would vanish from the envelope.
+ */
+void
+utf8_make_valid(char *s)
+{
+    size_t      n = strlen(s);
+    size_t      i = 0;
+
+    while (i < n)
+    {
+        size_t      len = utf8_sequence((const unsigned char *) s + i, n - i);
+
+        if (len)
+        {
+            i += len;
+            continue;
+        }
+        if (is_cut_character((const unsigned char *) s + i, n - i))
+        {
+            s[i] = '\0';
+            return;
+        }
+        s[i++] = '?';
+    }
+}
+
+void
+request_id_new(char *out, size_t len)
+{
+    unsigned char b[16];
+
+    if (getrandom(b, sizeof(b), 0) != sizeof(b))
+        memset(b, 0, sizeof(b));
+    snprintf(out, len, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+}
 
 void
 error_set(http_error *e, int status, const char *code, const char *fmt,...)
@@ -22,6 +109,7 @@ error_set(http_error *e, int status, const char *code, const char *fmt,...)
     va_start(ap, fmt);
     vsnprintf(buf, sizeof(buf), fmt, ap);
     va_end(ap);
+    utf8_make_valid(buf);
     e->status = status;
     snprintf(e->code_buf, sizeof(e->code_buf), "%s", code);
     e->error_code = e->code_buf;
@@ -50,6 +138,7 @@ typedef struct sqlstate_map {
 
 /* First match wins: exact SQLSTATEs before their class. */
 static const sqlstate_map sqlstate_table[] = {
+    {"28", 401, "UNAUTHORIZED"},    /* the token's role was refused (db.c) */
     {"23505", 409, "ALREADY_EXISTS"},
     {"23503", 409, "CONFLICT"},
     {"23P01", 409, "CONFLICT"},
@@ -154,6 +243,8 @@ error_envelope(http_error *e, const char *request_id)
     char       *s;
 
     json_object_set_new(o, "error_code", json_string(e->error_code ? e->error_code : "INTERNAL_ERROR"));
+    if (e->message)
+        utf8_make_valid(e->message);
     json_object_set_new(o, "message", json_string(e->message ? e->message : ""));
     if (!e->details)
         e->details = json_object();

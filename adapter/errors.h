@@ -27,5 +27,9 @@ void        error_set(http_error *e, int status, const char *code, const char *f
 char       *error_envelope(http_error *e, const char *request_id);
 
 void        error_free(http_error *e);
+/* Replace invalid UTF-8 in s (in place); a character cut at the end is dropped. */
+void        utf8_make_valid(char *s);
+/* A new random request id (a UUID's shape). */
+void        request_id_new(char *out, size_t len);
 
 #endif

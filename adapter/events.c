@@ -11,6 +11,12 @@
  * or repeats (events are published in id order, see the 1.1 upgrade
  * script).  A comment every 15 s (or half the client timeout) keeps neither
  * us nor a proxy from closing an idle stream.
+ *
+ * A stream is bound to its token: it ends, with a last "end" event saying
+ * why, when the token expires, after the maximum stream lifetime, or when
+ * the caller no longer passes api.me() (deactivated, demoted, logged out:
+ * the session rules live in SQL), which is asked again with the stream's
+ * claims at every keepalive in a short read-only transaction.
  */
 #include "events.h"
 
@@ -32,6 +38,7 @@ static int  streams;
 static int  max_streams = 16;
 static int  keepalive_ms = 15000;
 static int  stopping;
+static int  max_lifetime_s = 3600;
 
 typedef struct stream {
     PGconn     *conn;
@@ -42,7 +49,21 @@ typedef struct stream {
     size_t      len;
     size_t      sent;
     int         idle_ms;
+    /* what binds the stream to its caller (role and claims above) */
+    time_t      token_expires;  /* the token's "exp" */
+    time_t      ends;           /* opened + max lifetime */
+    bool        ended;          /* the "end" event is queued: stop after it */
+    long long   checked_ms;     /* monotonic: last check_binding */
 } stream;
+
+static long long
+monotonic_ms(void)
+{
+    struct timespec t;
+
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long) t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
 
 void
 events_configure(int streams_max, int idle_timeout_s)
@@ -54,6 +75,12 @@ events_configure(int streams_max, int idle_timeout_s)
         keepalive_ms = 15000;
     if (keepalive_ms < SLICE_MS)
         keepalive_ms = SLICE_MS;
+}
+
+void
+events_set_max_lifetime(int seconds)
+{
+    max_lifetime_s = seconds > 0 ? seconds : 3600;
 }
 
 void
@@ -119,6 +146,75 @@ collect_notifications(stream *s)
         append_events_after(s);
 }
 
+/* The last event: why the stream ends (the client may reconnect with a new token). */
+static void
+end_stream(stream *s, const char *reason, const char *message)
+{
+    json_t     *o = json_pack("{s:s, s:s}", "reason", reason, "message", message);
+    char       *data = o ? json_dumps(o, JSON_COMPACT) : NULL;
+
+    append(s, "event: end\ndata: ");
+    append(s, data ? data : "{}");
+    append(s, "\n\n");
+    free(data);
+    json_decref(o);
+    s->ended = true;
+}
+
+/*
+ * Is the caller still who the token says?  api.me() with the stream's
+ * claims answers that as every request's transaction would.  False only
+ * when the database refused the caller (a 4xx business error, no privilege,
+ * a role it will not take); a timeout or an unreachable database is no
+ * verdict (the latter ends the stream as an error anyway).
+ */
+static bool
+caller_still_valid(stream *s, char *why, size_t whylen)
+{
+    const char *setup[2] = {s->role, s->claims};
+    PGresult   *res;
+    char        state[6] = "";
+    bool        refused;
+
+    PQclear(PQexec(s->conn, "BEGIN READ ONLY"));
+    PQclear(PQexecParams(s->conn, "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true)",
+                         2, NULL, setup, NULL, NULL, 0));
+    res = PQexec(s->conn, "SELECT api.me()");
+    if (PQresultStatus(res) != PGRES_TUPLES_OK && PQresultErrorField(res, PG_DIAG_SQLSTATE))
+        snprintf(state, sizeof(state), "%s", PQresultErrorField(res, PG_DIAG_SQLSTATE));
+    refused = strncmp(state, "PT4", 3) == 0 || strcmp(state, "42501") == 0 || strncmp(state, "28", 2) == 0 ||
+        strcmp(state, "22023") == 0;
+    if (refused)
+        snprintf(why, whylen, "%s", PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) ?
+                 PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : "the caller is no longer authorized");
+    PQclear(res);
+    PQclear(PQexec(s->conn, state[0] ? "ROLLBACK" : "COMMIT"));
+    return !refused;
+}
+
+/*
+ * Has the stream outlived its token, its lifetime or its caller?  The
+ * clock every slice; the database once per keepalive period, busy or idle.
+ */
+static void
+check_binding(stream *s)
+{
+    time_t      now = time(NULL);
+    char        why[256];
+
+    if (s->token_expires && now >= s->token_expires)
+        end_stream(s, "token_expired", "the token has expired; reconnect with a new one");
+    else if (now >= s->ends)
+        end_stream(s, "max_lifetime", "the stream reached its maximum lifetime; reconnect to go on");
+    else if (monotonic_ms() - s->checked_ms >= keepalive_ms)
+    {
+        s->checked_ms = monotonic_ms();
+        if (!caller_still_valid(s, why, sizeof(why)))
+            end_stream(s, "unauthorized", why);
+        collect_notifications(s);   /* any that came during the check */
+    }
+}
+
 static ssize_t
 read_stream(void *cls, uint64_t pos, char *buf, size_t max)
 {
@@ -137,8 +233,11 @@ read_stream(void *cls, uint64_t pos, char *buf, size_t max)
                 s->sent = s->len = 0;
             return (ssize_t) n;
         }
-        if (__atomic_load_n(&stopping, __ATOMIC_SEQ_CST))
+        if (s->ended || __atomic_load_n(&stopping, __ATOMIC_SEQ_CST))
             return MHD_CONTENT_READER_END_OF_STREAM;
+        check_binding(s);
+        if (s->ended)
+            continue;           /* send the end event, then stop */
         {
             struct pollfd p = {.fd = PQsocket(s->conn), .events = POLLIN};
             int         rc = poll(&p, 1, SLICE_MS);
@@ -236,6 +335,19 @@ append_events_after(stream *s)
     }
 }
 
+/* The token's expiry and the stream's lifetime (role and claims are kept by events_stream). */
+static void
+bind_to_caller(stream *s, const char *claims)
+{
+    json_t     *c = json_loads(claims, 0, NULL);
+    json_t     *exp = json_object_get(c, "exp");
+
+    s->token_expires = json_is_number(exp) ? (time_t) json_number_value(exp) : 0;
+    s->ends = time(NULL) + max_lifetime_s;
+    s->checked_ms = monotonic_ms();
+    json_decref(c);
+}
+
 struct MHD_Response *
 events_stream(const char *conninfo, const char *role, const char *claims, const char *after_id,
               char *why, size_t whylen)
@@ -251,6 +363,7 @@ events_stream(const char *conninfo, const char *role, const char *claims, const 
         return NULL;
     }
     s = calloc(1, sizeof(stream));
+    bind_to_caller(s, claims);
     s->conn = PQconnectdb(conninfo);
     res = PQstatus(s->conn) == CONNECTION_OK ? PQexec(s->conn, "LISTEN pg_booking_events") : NULL;
     if (PQresultStatus(res) != PGRES_COMMAND_OK)

@@ -22,5 +22,7 @@ void        events_stop_all(void);
 void        events_configure(int max_streams, int idle_timeout_s);
 /* Streams open now (GET /metrics). */
 int         events_streams_open(void);
+/* A stream ends after this many seconds (the client reconnects with Last-Event-ID). */
+void        events_set_max_lifetime(int seconds);
 
 #endif

@@ -11,10 +11,11 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -22,15 +23,31 @@
 #include <microhttpd.h>
 
 #include "config.h"
+#include "conn_guard.h"
 #include "db.h"
 #include "errors.h"
 #include "events.h"
 #include "jwt_auth.h"
 #include "log.h"
 #include "metrics.h"
+#include "mhd_envelope.h"
 #include "routes.h"
 
 #define MAX_BODY (1024 * 1024)
+/* Past these the request is refused before anything is parsed further. */
+#define MAX_URI_BYTES 8192
+#define MAX_QUERY_PARAMS 100
+/*
+ * Memory libmicrohttpd may use per connection for the request head and its
+ * parsed parameters, headers and cookies: its default, said explicitly.
+ * Its parameters are the risk: a few hundred exhaust it and the library
+ * closes without a word, which is why on_request_line answers more than
+ * MAX_QUERY_PARAMS before the library parses them.  Do not raise it: with
+ * 256 KiB, 50,000 parameters or a Cookie header of 20,000 pairs crash
+ * 0.9.75 (SEGV in MHD_http_unescape once the pool runs out); at 32 KiB the
+ * same exhaustion comes while the head is read (431, or a silent close).
+ */
+#define CONNECTION_MEMORY (32 * 1024)
 
 breaker db_breaker;
 static struct MHD_Daemon *daemon_handle;
@@ -41,6 +58,7 @@ typedef struct request {
     size_t      len;
     bool        too_big;
     struct timespec started;
+    unsigned long long started_ms;  /* guard clock: the body deadline counts from here */
 } request;
 
 /* Everything handle() decides, sent by respond(). */
@@ -183,17 +201,6 @@ request_id_acceptable(const char *s)
 
     return n > 0 && n <= 64 &&
         strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:") == n;
-}
-
-static void
-new_request_id(char *out, size_t len)
-{
-    unsigned char b[16];
-
-    if (getrandom(b, sizeof(b), 0) != sizeof(b))
-        memset(b, 0, sizeof(b));
-    snprintf(out, len, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
 }
 
 /* Is addr (text) one of the trusted proxies: an exact address or an IPv4 CIDR? */
@@ -493,6 +500,57 @@ wrong:
     }
 }
 
+/*
+ * A comma-separated query list as an array literal, element by element:
+ * integers must be integers, text is quoted, so nothing in the value can
+ * shape the literal (?users={1},{2} is refused, not spliced).  NULL after
+ * args_fail when an element is not acceptable.
+ */
+static char *
+query_list_literal(args *a, const char *key, bool integers, const char *value)
+{
+    /* Worst case: every byte escaped, every element quoted. */
+    char       *out = malloc(strlen(value) * 5 + 8);
+    size_t      len = 0;
+    const char *p = value;
+
+    if (!out)
+        return NULL;
+    out[len++] = '{';
+    while (*value)              /* an empty value is the empty list */
+    {
+        size_t      n = strcspn(p, ",");
+        size_t      digits = n > 0 && p[0] == '-' ? 1 : 0;
+
+        if (integers && (n == 0 || n - digits > 18 || n == digits ||
+                         strspn(p + digits, "0123456789") < n - digits))
+        {
+            free(out);
+            args_fail(a, 422, key, "query parameter \"%s\" must be a comma-separated list of integers", key);
+            json_object_set_new(a->err.details, "value", json_stringn(value, strlen(value)));
+            return NULL;
+        }
+        if (len > 1)
+            out[len++] = ',';
+        if (!integers)
+            out[len++] = '"';
+        for (size_t k = 0; k < n; k++)
+        {
+            if (!integers && (p[k] == '"' || p[k] == '\\'))
+                out[len++] = '\\';
+            out[len++] = p[k];
+        }
+        if (!integers)
+            out[len++] = '"';
+        if (p[n] == '\0')
+            break;
+        p += n + 1;             /* after a trailing comma: one more, empty, element */
+    }
+    out[len++] = '}';
+    out[len] = '\0';
+    return out;
+}
+
 static enum MHD_Result
 collect_query(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
 {
@@ -503,10 +561,10 @@ collect_query(void *cls, enum MHD_ValueKind kind, const char *key, const char *v
     /* Lists in a query string are comma separated: ?users=1,2,3 */
     if (i >= 0 && value && (a->fn->argkinds[i] == ARG_INT_ARRAY || a->fn->argkinds[i] == ARG_TEXT_ARRAY))
     {
-        char       *arr = malloc(strlen(value) + 3);
+        char       *arr = query_list_literal(a, key, a->fn->argkinds[i] == ARG_INT_ARRAY, value);
 
-        sprintf(arr, "{%s}", value);
-        args_add(a, key, keep(a, arr));
+        if (arr)
+            args_add(a, key, keep(a, arr));
         return a->failed ? MHD_NO : MHD_YES;
     }
     args_add(a, key, value ? value : "");
@@ -535,26 +593,36 @@ wants_event_stream(struct MHD_Connection *conn)
     return accept && strstr(accept, "text/event-stream") != NULL;
 }
 
+/*
+ * /ready goes through the breaker like any database call: once the open
+ * timeout has passed it is a probe, so a monitor that polls only /ready
+ * still sees the database come back within one open period.
+ */
 static void
 handle_ready(reply *r)
 {
-    breaker_state st = breaker_current(&db_breaker);
     char        why[128] = "";
+    db_status   st;
 
-    if (st == BREAKER_OPEN)
+    r->permit = breaker_acquire(&db_breaker);
+    if (!r->permit.admitted)
     {
         fail_with(r, 503, "NOT_READY", "the circuit breaker is open",
-                  json_pack("{s:s}", "breaker", breaker_state_name(st)));
+                  json_pack("{s:s}", "breaker", breaker_state_name(breaker_current(&db_breaker))));
+        r->retry_after = (int) ((r->permit.retry_after_ms + 999) / 1000);
         return;
     }
-    if (!db_ping(why, sizeof(why)))
+    st = db_check(why, sizeof(why));
+    r->outcome = st == DB_OK ? BREAKER_SUCCESS : st == DB_POOL_BUSY ? BREAKER_ABANDONED : BREAKER_FAILURE;
+    if (st != DB_OK)
     {
-        fail_with(r, 503, "NOT_READY", why, json_pack("{s:s}", "breaker", breaker_state_name(st)));
+        fail_with(r, 503, "NOT_READY", why,
+                  json_pack("{s:s}", "breaker", breaker_state_name(breaker_current(&db_breaker))));
         return;
     }
     r->status = 200;
-    r->body = strdup(st == BREAKER_CLOSED ? "{\"status\":\"ready\",\"breaker\":\"closed\"}" :
-                     "{\"status\":\"ready\",\"breaker\":\"half_open\"}");
+    r->body = strdup(r->permit.probe ? "{\"status\":\"ready\",\"breaker\":\"half_open\"}" :
+                     "{\"status\":\"ready\",\"breaker\":\"closed\"}");
 }
 
 static enum MHD_Result
@@ -577,7 +645,7 @@ handle(struct MHD_Connection *conn, const char *url, const char *method, request
     if (rid && request_id_acceptable(rid))
         snprintf(r.request_id, sizeof(r.request_id), "%s", rid);
     else
-        new_request_id(r.request_id, sizeof(r.request_id));
+        request_id_new(r.request_id, sizeof(r.request_id));
     r.route_label = route_label_special(ROUTE_LABEL_UNMATCHED);
 
     /* Operations endpoints: no database (but /ready), no token. */
@@ -809,6 +877,140 @@ out:
     return ret;
 }
 
+/*
+ * MHD_OPTION_URI_LOG_CALLBACK: the request line has arrived, not yet decoded
+ * (libmicrohttpd turns %00 into a NUL that silently cuts the value).  What
+ * we learn is kept with the connection (conn_guard.c), which is always
+ * released; the request's own context is made at the first handler call.
+ */
+static void *
+on_request_line(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    const char *q;
+    int         query_params = 0;
+
+    (void) cls;
+    if ((q = strchr(uri, '?')) != NULL)
+        for (query_params = 1; (q = strchr(q + 1, '&')) != NULL;)
+            query_params++;
+    guard_note_request_line(conn, uri);
+
+    /*
+     * Refused now, before libmicrohttpd parses the parameters: with enough
+     * of them it runs out of connection memory and would close without a
+     * word.  The reply is written here; the handler then just closes.
+     */
+    if (strlen(uri) > MAX_URI_BYTES || query_params > MAX_QUERY_PARAMS)
+    {
+        envelope_write_to(conn, 414, query_params > MAX_QUERY_PARAMS ?
+                          "the request has more than 100 query parameters" :
+                          "the request URL is longer than 8 KiB");
+        guard_request_answered(conn);
+    }
+    return NULL;
+}
+
+/* An answer from the request's head or raw body, before handle() sees it. */
+static enum MHD_Result
+refuse(struct MHD_Connection *conn, const char *method, request *req, int status, const char *code,
+       const char *message, json_t *details)
+{
+    reply       r = {.status = status, .outcome = BREAKER_ABANDONED};
+    const char *rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
+
+    if (rid && request_id_acceptable(rid))
+        snprintf(r.request_id, sizeof(r.request_id), "%s", rid);
+    else
+        request_id_new(r.request_id, sizeof(r.request_id));
+    r.route_label = route_label_special(ROUTE_LABEL_UNMATCHED);
+    fail_with(&r, status, code, message, details);
+    return respond(conn, method, req, &r);
+}
+
+/* The request head's own limits: checked once, before any body is read. */
+static enum MHD_Result
+check_head(struct MHD_Connection *conn, const char *method, const char *version, request *req)
+{
+    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+    const char *expect = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Expect");
+    unsigned long long announced = cl ? strtoull(cl, NULL, 10) : 0;
+
+    if (guard_was_answered(conn))
+        return MHD_NO;          /* on_request_line wrote the reply */
+    if (guard_request_line_had_nul(conn, version))
+        return refuse(conn, method, req, 400, "VALIDATION_ERROR",
+                      "the request path or query contains a NUL byte (%00)", NULL);
+    /*
+     * A body announced too large is refused before it is sent when the
+     * client waits for 100 Continue, or when reading it would cost too much.
+     * Otherwise it is read and dropped, then answered 413: a client that
+     * sends its body at once would find the connection closed under it.
+     */
+    if (announced > MAX_BODY &&
+        ((expect && strcasecmp(expect, "100-continue") == 0) || announced > 8ULL * MAX_BODY))
+        return refuse(conn, method, req, 413, "PAYLOAD_TOO_LARGE", "the request body is larger than 1 MiB",
+                      json_pack("{s:i}", "max_bytes", MAX_BODY));
+    return MHD_YES;
+}
+
+/*
+ * Does this JSON text hold a \u0000 inside a string?  jansson refuses them
+ * by default with a parse error; a NUL is a validation error of its own.
+ */
+static bool
+json_text_has_nul(const char *s, size_t n)
+{
+    bool        in_string = false;
+
+    for (size_t i = 0; i < n; i++)
+    {
+        if (!in_string)
+            in_string = s[i] == '"';
+        else if (s[i] == '"')
+            in_string = false;
+        else if (s[i] == '\\' && i + 1 < n)
+        {
+            if (s[i + 1] == 'u' && i + 5 < n && strncmp(s + i + 2, "0000", 4) == 0)
+                return true;
+            i++;
+        }
+    }
+    return false;
+}
+
+/* Body bytes as they come: kept up to MAX_BODY, and only until the deadline. */
+static enum MHD_Result
+take_body(struct MHD_Connection *conn, request *req, const char *data, size_t *size)
+{
+    /* libmicrohttpd queues no reply mid-body: write it, then close. */
+    if (guard_remaining_ms(req->started_ms) == 0)
+    {
+        *size = 0;
+        envelope_write_to(conn, 408, "the request body did not arrive in time");
+        return MHD_NO;
+    }
+    /* Past the limit the rest is read and dropped, then answered 413. */
+    if (!req->too_big && req->len + *size <= MAX_BODY)
+    {
+        char       *grown = realloc(req->body, req->len + *size + 1);
+
+        if (!grown)
+            return MHD_NO;
+        req->body = grown;
+        memcpy(req->body + req->len, data, *size);
+        req->len += *size;
+    }
+    else
+    {
+        req->too_big = true;
+        free(req->body);
+        req->body = NULL;
+        req->len = 0;
+    }
+    *size = 0;
+    return MHD_YES;
+}
+
 static enum MHD_Result
 on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
            const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
@@ -817,40 +1019,22 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
     enum MHD_Result ret;
 
     (void) cls;
-    (void) version;
     if (!req)
     {
         req = calloc(1, sizeof(request));
         if (!req)
             return MHD_NO;
         clock_gettime(CLOCK_MONOTONIC, &req->started);
+        req->started_ms = guard_now_ms();
         __atomic_fetch_add(&in_flight, 1, __ATOMIC_SEQ_CST);
         *con_cls = req;
-        return MHD_YES;
+        guard_request_handled(conn);
+        return check_head(conn, method, version, req);
     }
     if (*upload_data_size)
-    {
-        /* Past the limit the rest is read and dropped, then answered 413. */
-        if (!req->too_big && req->len + *upload_data_size <= MAX_BODY)
-        {
-            char       *grown = realloc(req->body, req->len + *upload_data_size + 1);
-
-            if (!grown)
-                return MHD_NO;
-            req->body = grown;
-            memcpy(req->body + req->len, upload_data, *upload_data_size);
-            req->len += *upload_data_size;
-        }
-        else
-        {
-            req->too_big = true;
-            free(req->body);
-            req->body = NULL;
-            req->len = 0;
-        }
-        *upload_data_size = 0;
-        return MHD_YES;
-    }
+        return take_body(conn, req, upload_data, upload_data_size);
+    if (req->len > 0 && json_text_has_nul(req->body, req->len))
+        return refuse(conn, method, req, 400, "VALIDATION_ERROR", "a JSON string contains a NUL byte (\\u0000)", NULL);
     ret = handle(conn, url, method, req);
     return ret;
 }
@@ -861,14 +1045,32 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_Re
     request    *req = *con_cls;
 
     (void) cls;
-    (void) conn;
     (void) toe;
+    guard_request_done(conn);
     if (!req)
         return;
     free(req->body);
     free(req);
     *con_cls = NULL;
     __atomic_fetch_sub(&in_flight, 1, __ATOMIC_SEQ_CST);
+}
+
+/*
+ * libmicrohttpd's own messages, as our log lines.  Its "Error processing
+ * request" lines quote the HTML page it meant to send (mhd_envelope.c sent
+ * the envelope instead): left out.
+ */
+static void
+library_log(void *cls, const char *fmt, va_list ap)
+{
+    char        line[512];
+
+    (void) cls;
+    vsnprintf(line, sizeof(line), fmt, ap);
+    line[strcspn(line, "\r\n")] = '\0';
+    if (strncmp(line, "Error processing request", 24) == 0)
+        return;
+    log_event("warning", "http: %s", line);
 }
 
 int
@@ -883,13 +1085,25 @@ http_start(void)
         log_event("error", "listen address \"%s\" is not an IPv4 address", config.listen_address);
         return -1;
     }
-    /* One thread per connection: a request blocks on its database call. */
+    if (guard_start(config.request_deadline_s) != 0)
+        return -1;
+    /*
+     * One thread per connection: a request blocks on its database call.
+     * CONNECTION_TIMEOUT is the idle limit; the guard adds the absolute
+     * request-head deadline, and PER_IP_CONNECTION_LIMIT closes a client's
+     * connections past the cap as they are accepted (0: no cap).
+     */
     daemon_handle = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
                                      MHD_USE_ITC | MHD_USE_ERROR_LOG,
                                      (uint16_t) config.port, NULL, NULL, on_request, NULL,
+                                     MHD_OPTION_EXTERNAL_LOGGER, library_log, NULL,
                                      MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &addr,
                                      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) config.client_timeout_s,
                                      MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+                                     MHD_OPTION_NOTIFY_CONNECTION, guard_notify_connection, NULL,
+                                     MHD_OPTION_URI_LOG_CALLBACK, on_request_line, NULL,
+                                     MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) CONNECTION_MEMORY,
+                                     MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int) config.max_connections_per_ip,
                                      MHD_OPTION_THREAD_STACK_SIZE, (size_t) (1024 * 1024),
                                      MHD_OPTION_CONNECTION_LIMIT, (unsigned int) 1000,
                                      MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int) 1,
@@ -913,4 +1127,5 @@ http_drain_and_stop(int timeout_s)
     while (__atomic_load_n(&in_flight, __ATOMIC_SEQ_CST) > 0 && ms_since(&t0) < timeout_s * 1000.0)
         usleep(10 * 1000);
     MHD_stop_daemon(daemon_handle);
+    guard_stop();
 }

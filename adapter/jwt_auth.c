@@ -2,9 +2,12 @@
  * jwt_auth.c — bearer token checks with libjwt.
  *
  * libjwt verifies the signature; we insist on HS256 ourselves (never "none"
- * or another algorithm named by the token), require "exp" in the future and
- * a "role" that names one of our database roles, so a token can never make
- * the adapter SET ROLE to anything else.
+ * or another algorithm named by the token), require "exp" in the future,
+ * honour "nbf", refuse an "iat" in the future (both beyond CLOCK_LEEWAY_S of
+ * clock skew), and require a "role" shaped like one of our database roles,
+ * so a token can never make the adapter SET ROLE to anything else.  Whether
+ * that role is one the caller may take is the database's answer: a SET ROLE
+ * it refuses is a 401 too (db.c).
  */
 #include "jwt_auth.h"
 
@@ -38,6 +41,9 @@ typedef struct cached_token {
 } cached_token;
 
 static cached_token cache[CACHE_SLOTS];
+
+/* Clocks of the issuer and of this host may disagree by this much. */
+#define CLOCK_LEEWAY_S 30
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static unsigned
@@ -109,6 +115,36 @@ role_is_ours(const char *r)
     return strcmp(r, "booking_authenticator") != 0 && strcmp(r, "booking_api") != 0;
 }
 
+/*
+ * "nbf" (not before) and "iat" (issued at), when present, must be numbers
+ * and not in the future.  A cached token passed this check once; it cannot
+ * fail it later, since both only move into the past.
+ */
+static bool
+time_claims_acceptable(json_t *claims, char *why, size_t whylen)
+{
+    double      now = (double) time(NULL);
+    json_t     *nbf = json_object_get(claims, "nbf");
+    json_t     *iat = json_object_get(claims, "iat");
+
+    if ((nbf && !json_is_number(nbf)) || (iat && !json_is_number(iat)))
+    {
+        snprintf(why, whylen, "the token's \"nbf\" or \"iat\" claim is not a number");
+        return false;
+    }
+    if (nbf && json_number_value(nbf) > now + CLOCK_LEEWAY_S)
+    {
+        snprintf(why, whylen, "the token is not valid yet (\"nbf\" is in the future)");
+        return false;
+    }
+    if (iat && json_number_value(iat) > now + CLOCK_LEEWAY_S)
+    {
+        snprintf(why, whylen, "the token was issued in the future (\"iat\")");
+        return false;
+    }
+    return true;
+}
+
 void
 auth_verify(const char *header, const char *secret, auth_result *out)
 {
@@ -160,6 +196,8 @@ auth_verify(const char *header, const char *secret, auth_result *out)
         snprintf(out->why, sizeof(out->why), "the token has expired");
         goto done;
     }
+    if (!time_claims_acceptable(claims, out->why, sizeof(out->why)))
+        goto done;
     v = json_object_get(claims, "role");
     if (!json_is_string(v) || !role_is_ours(json_string_value(v)))
     {

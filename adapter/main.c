@@ -48,6 +48,7 @@ main(int argc, char **argv)
     metrics_init(routes_count(), routes_labels());
     metrics_add_upstream("primary", &db_breaker, db_pool_in_use, db_pool_size);
     events_configure(config.max_event_streams, config.client_timeout_s);
+    events_set_max_lifetime(config.sse_max_seconds);
     if (db_init(config.conninfo, config.pool_size, config.pool_wait_ms, config.statement_timeout_ms) != 0 ||
         http_start() != 0)
         return 1;

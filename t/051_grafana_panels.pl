@@ -97,7 +97,7 @@ for my $file (@dashboards)
 	{
 		my $title = $panel->{title};
 		# Prometheus and Loki panels are checked against a real Prometheus
-		# (adapter/t/036_prometheus.pl) and structurally
+		# (adapter/t/046_prometheus.pl) and structurally
 		# (adapter/t/041_observability_files.pl); the SQL ones here.
 		my $ds = $panel->{datasource}{uid} // '';
 		ok($ds eq $ds_uid || $ds eq 'prometheus' || $ds eq 'loki', "\"$title\" reads a provisioned data source");

@@ -13,7 +13,7 @@ use Time::HiRes qw(time);
 my $node = setup_node();
 my $a = start_adapter($node);
 make_user($node, 'admin@example.com', 'admin');
-make_user($node, 'u1@example.com', 'user');
+my $u1 = make_user($node, 'u1@example.com', 'user');
 my $admin = token_for($a, 'admin@example.com', 'admin');
 my $user = token_for($a, 'u1@example.com', 'user');
 my $room = http($a, 'POST', '/rooms', { name => 'Blue', location => 'HQ', capacity => 4 }, $admin)->{json}{id};
@@ -30,6 +30,14 @@ my $now = time;
 my $expired = mint_jwt({ sub => '2', role => 'booking_user', exp => $now - 5 });
 my $none = mint_jwt({ sub => '1', role => 'booking_admin', exp => $now + 60 }, alg => 'none');
 my $wrongkey = mint_jwt({ sub => '1', role => 'booking_admin', exp => $now + 60 }, secret => 'x' x 40);
+# Claims (issue 9): "nbf" and "iat" in the future, roles that are not the app's.
+my %claims = (sub => "$u1", role => 'booking_user', exp => $now + 600);
+my $nbf_future = mint_jwt({ %claims, nbf => $now + 3600 });
+my $iat_future = mint_jwt({ %claims, iat => $now + 3600 });
+my $nbf_text = mint_jwt({ %claims, nbf => 'yesterday' });
+my $iat_near = mint_jwt({ %claims, iat => $now + 5, nbf => $now + 5 });    # within the clock leeway
+my %bad_role = map { $_ => mint_jwt({ %claims, role => $_ }) }
+  qw(booking_nosuch booking_grafana booking_authenticator booking_api postgres pg_read_server_files BOOKING_ADMIN);
 my $big = '{"title":"' . ('x' x (1024 * 1024 + 10)) . '"}';
 my %good = (room_id => $room, starts_at => '2030-03-01T09:00:00Z', ends_at => '2030-03-01T10:00:00Z', title => 'T');
 
@@ -79,6 +87,10 @@ my @cases = (
 	[ 'wrong key token', 'POST', '/rooms', { name => 'Evil', location => 'X', capacity => 1 }, $wrongkey, 401 ],
 	[ 'garbage token', 'POST', '/bookings', \%good, 'abc.def.ghi', 401 ],
 	[ 'no token', 'POST', '/bookings', \%good, undef, 401 ],
+	[ 'token not valid yet (nbf)', 'GET', '/users/me', undef, $nbf_future, 401 ],
+	[ 'token issued in the future (iat)', 'GET', '/users/me', undef, $iat_future, 401 ],
+	[ 'nbf not a number', 'GET', '/users/me', undef, $nbf_text, 401 ],
+	(map { [ "token role $_", 'GET', '/users/me', undef, $bad_role{$_}, 401 ] } sort keys %bad_role),
 	[ 'user creates a room', 'POST', '/rooms', { name => 'Mine', location => 'X', capacity => 1 }, $user, 403 ],
 	[ 'negative capacity', 'POST', '/rooms', { name => 'Neg', location => 'X', capacity => -1 }, $admin, 422 ],
 	[ 'duplicate room name', 'POST', '/rooms', { name => 'Blue', location => 'X', capacity => 1 }, $admin, 409 ],
@@ -93,6 +105,7 @@ my @cases = (
 	[ 'NUL in a string', 'POST', '/bookings', '{"room_id":1,"starts_at":"a\u0000b","ends_at":"x","title":"t"}', $user, 400 ],
 );
 cmp_ok(scalar @cases, '>=', 40, 'at least 40 bad requests');
+is(http($a, 'GET', '/users/me', undef, $iat_near)->{status}, 200, 'iat and nbf a few seconds ahead: within the clock leeway');
 
 for my $c (@cases)
 {

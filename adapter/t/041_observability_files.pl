@@ -3,7 +3,7 @@
 # they do not (no Docker engine, Loki, promtail or Grafana runs here):
 # Prometheus's configuration and rules, the compose services that run them,
 # log collection, the Grafana data sources and the dashboards' shared range,
-# refresh and colours.  adapter/t/036_prometheus.pl runs every expression.
+# refresh and colours.  adapter/t/046_prometheus.pl runs every expression.
 use strict;
 use warnings;
 use JSON::PP;

@@ -16,7 +16,7 @@ use Test::More;
 use Time::HiRes qw(time usleep);
 
 our @EXPORT = qw(setup_node start_adapter stop_adapter http mint_jwt token_for make_user
-  $SECRET json_of adapter_log_lines);
+  $SECRET json_of adapter_log_lines raw_request parse_reply);
 
 our $SECRET = 'tap-secret-0123456789abcdef0123456789abcdef';
 my @started;    # adapters still running when a test dies are stopped at exit
@@ -151,6 +151,48 @@ sub adapter_log_lines
 {
 	my $a = shift;
 	return grep { length } split /\n/, slurp_file($a->{log});
+}
+
+# Bytes as given on a fresh connection (then half-closed); everything the
+# server sent until it closed or $timeout passed: (reply bytes, closed?).
+sub raw_request
+{
+	my ($a, $bytes, $timeout) = @_;
+	require IO::Socket::INET;
+	require IO::Select;
+	my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $a->{port}, Timeout => 5)
+	  or return ('', 0);
+	binmode $s;
+	local $SIG{PIPE} = 'IGNORE';
+	syswrite($s, $bytes);
+	shutdown($s, 1);
+	my ($out, $closed) = ('', 0);
+	my $deadline = time + ($timeout // 10);
+	while (time < $deadline && IO::Select->new($s)->can_read($deadline - time))
+	{
+		my $n = sysread($s, my $buf, 65536);
+		if (!$n) { $closed = 1; last; }
+		$out .= $buf;
+	}
+	close $s;
+	return ($out, $closed);
+}
+
+# Split raw reply bytes into responses: [{status, headers => {lc name => value}, body}]
+sub parse_reply
+{
+	my ($bytes) = @_;
+	my @r;
+	while ($bytes =~ s/\AHTTP\/1\.[01] (\d{3})[^\r\n]*\r\n((?:[^\r\n]+\r\n)*)\r\n//)
+	{
+		my ($status, $head) = ($1, $2);
+		my %h;
+		for (split /\r\n/, $head) { my ($k, $v) = split /:\s*/, $_, 2; $h{ lc $k } .= $v; }
+		my $len = $h{'content-length'} // 0;
+		push @r, { status => $status, headers => \%h, body => substr($bytes, 0, $len, '') };
+	}
+	push @r, { junk => $bytes } if length $bytes;
+	return @r;
 }
 
 1;
