@@ -47,6 +47,7 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lock.h"
+#include "storage/pmsignal.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
@@ -345,6 +346,20 @@ pgb_checkout_launcher_main(Datum main_arg)
 	}
 }
 
+/*
+ * Before each commit and between batches: an orphan whose postmaster is
+ * gone must not write on (a new postmaster may already be recovering the
+ * same data, and nobody would see or stop this process).  Exiting here
+ * leaves the open transaction uncommitted.  Cheap: on Linux a flag set by
+ * a signal.
+ */
+static void
+exit_if_postmaster_gone(void)
+{
+	if (!PostmasterIsAlive())
+		proc_exit(1);
+}
+
 /* Run one statement of the worker in its own transaction. */
 static void
 begin_work(const char *activity)
@@ -362,6 +377,8 @@ end_work(void)
 {
 	SPI_finish();
 	PopActiveSnapshot();
+	/* an orphan's work is not committed (see exit_if_postmaster_gone) */
+	exit_if_postmaster_gone();
 	CommitTransactionCommand();
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
@@ -470,8 +487,10 @@ run_day(DateADT day)
 			do
 			{
 				CHECK_FOR_INTERRUPTS();
+				exit_if_postmaster_gone();
 				n = call_int8("SELECT booking.checkout_batch($1, $2)::int8", 2, argtypes, values, activity);
 			} while (n > 0);
+			exit_if_postmaster_gone();
 			(void) call_int8("SELECT 0::int8 FROM booking.checkout_finish($1)", 1, argtypes, values, activity);
 			ereport(LOG,
 					(errmsg("pg_booking checkout: business date %s done (run %lld)",

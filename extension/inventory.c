@@ -40,6 +40,8 @@
 #include "utils/datetime.h"
 #include "utils/json.h"
 #include "utils/rel.h"
+#include "utils/timestamp.h"
+#include "access/xact.h"
 #include "access/htup_details.h"
 
 #include "pg_booking.h"
@@ -440,6 +442,53 @@ move_nights(Oid owner, const Holding *old, const Holding *new, bool check_stay)
 	SetUserIdAndSecContext(save_userid, save_sec_context);
 }
 
+/*
+ * The hotels' current date (booking.hotel_today(): the transaction's start
+ * in the checkout time zone).
+ */
+static DateADT
+hotel_today(void)
+{
+	const char *zone = pgb_checkout_time_zone && pgb_checkout_time_zone[0] ? pgb_checkout_time_zone : "UTC";
+	Datum		local = DirectFunctionCall2(timestamptz_zone, CStringGetTextDatum(zone),
+											TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()));
+
+	return DatumGetDateADT(DirectFunctionCall1(timestamp_date, local));
+}
+
+static bool
+holds_night(const Holding *h, const char *room_type, DateADT night)
+{
+	return h->present && strcmp(h->room_type, room_type) == 0 && night >= h->arrival && night < h->held_until;
+}
+
+/*
+ * A stay that goes on (confirmed or checked in before and after) may not
+ * give back a night that has passed: the guest had the room, or could have.
+ * Cancellations, check-outs and the nightly checkout change the status and
+ * keep the passed nights themselves (their SQL clamps held_until to today).
+ */
+static void
+refuse_passed_give_back(const Holding *old, const Holding *new)
+{
+	DateADT		today;
+
+	if (!old->present || !new->present || old->arrival >= old->held_until)
+		return;
+	if ((strcmp(old->status, "confirmed") != 0 && strcmp(old->status, "checked_in") != 0) ||
+		(strcmp(new->status, "confirmed") != 0 && strcmp(new->status, "checked_in") != 0))
+		return;
+	today = hotel_today();
+	for (DateADT night = old->arrival; night < old->held_until && night < today; night++)
+		if (!holds_night(new, old->room_type, night))
+			ereport(ERROR,
+					(errcode(PGB_ERRCODE_409),
+					 errmsg("the night of %s has passed and stays held by this reservation", date_text(night)),
+					 errdetail_internal("%s", pgb_error_detail("NIGHTS_PASSED",
+															   stay_details(old, json_member("night", date_text(night))))),
+					 errhint("A stay that has begun can be shortened to end today at the earliest; its arrival date and room type stay.")));
+}
+
 /* Read a row version; a NULL in a NOT NULL column is left to the constraint. */
 static bool
 read_holding(Relation rel, HeapTuple tup, Holding *h)
@@ -510,6 +559,8 @@ reservation_nights(PG_FUNCTION_ARGS)
 				(errcode(PGB_ERRCODE_422),
 				 errmsg("a reservation cannot move to another hotel"),
 				 errdetail_internal("%s", pgb_error_detail("VALIDATION_ERROR", "\"field\": \"hotel_id\""))));
+
+	refuse_passed_give_back(&old, &new);
 
 	/* The rules bind a stay when it is made or its dates or type change. */
 	check_stay = new.present && strcmp(new.status, "confirmed") == 0 &&

@@ -20,6 +20,7 @@ PG_MODULE_MAGIC;
 char	   *pgb_jwt_secret = NULL;
 int			pgb_access_token_ttl = 900;
 int			pgb_refresh_token_ttl = 30 * 24 * 3600;
+int			pgb_password_hash_slots = 1;
 
 void		_PG_init(void);
 
@@ -28,6 +29,9 @@ _PG_init(void)
 {
 	/* rate-limit settings, and shared memory when preloaded (ratelimit.c) */
 	pgb_rate_limit_init();
+
+	/* business errors stay out of the server log (log_hygiene.c) */
+	pgb_log_hygiene_init();
 
 	/*
 	 * The secret that signs access tokens.  Only superusers may read or set
@@ -58,6 +62,21 @@ _PG_init(void)
 							&pgb_refresh_token_ttl,
 							30 * 24 * 3600, 60, 365 * 24 * 3600,
 							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+
+	/*
+	 * bcrypt costs ~50 ms of CPU: at most this many transactions hash at
+	 * once (booking.password_hash_slot(), advisory locks of class
+	 * PGB_LOCK_PASSWORD_HASH), so logins and password changes cannot take
+	 * every core from the other requests.
+	 */
+	DefineCustomIntVariable("pg_booking.password_hash_slots",
+							"Password hashes (bcrypt) computed at once, at most.",
+							NULL,
+							&pgb_password_hash_slots,
+							1, 1, 64,
+							PGC_SIGHUP,
 							0,
 							NULL, NULL, NULL);
 

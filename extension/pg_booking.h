@@ -36,6 +36,7 @@ extern char *pgb_error_detail(const char *error_code, const char *extra);
 #define PGB_LOCK_ROOM		0x5201
 #define PGB_LOCK_CHECKOUT	0x5202	/* one checkout worker per database */
 #define PGB_LOCK_CHECKOUT_DATE	0x5203	/* starters of one business date (common.c) */
+#define PGB_LOCK_PASSWORD_HASH	0x5204	/* bcrypt slots (SQL, booking.password_hash_slot) */
 
 /* shared helpers, common.c */
 extern SPIPlanPtr pgb_keep_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes);
@@ -46,10 +47,15 @@ extern Datum pgb_column(Relation rel, HeapTuple tup, const char *name, bool *isn
 extern bool pgb_rate_limit_enabled;
 extern void pgb_rate_limit_init(void);
 
+/* server log hygiene, log_hygiene.c */
+extern bool pgb_log_business_errors;
+extern void pgb_log_hygiene_init(void);
+
 /* settings, pg_booking.c */
 extern char *pgb_jwt_secret;
 extern int	pgb_access_token_ttl;
 extern int	pgb_refresh_token_ttl;
+extern int	pgb_password_hash_slots;
 
 /* nightly checkout, checkout_worker.c */
 extern char *pgb_checkout_database;

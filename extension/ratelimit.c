@@ -510,7 +510,7 @@ typedef struct RlDecision
 } RlDecision;
 
 static void
-rl_check(int pool, uint64 key, bool have_at, int64 at_ms, bool dry_run, RlDecision *d)
+rl_check(int pool, uint64 key, int32 cost, bool have_at, int64 at_ms, bool dry_run, RlDecision *d)
 {
 	RlPool	   *pl = &rl->pools[pool];
 	int			part = (int) (key >> 60) % RL_PARTITIONS;
@@ -552,11 +552,15 @@ rl_check(int pool, uint64 key, bool have_at, int64 at_ms, bool dry_run, RlDecisi
 			first++;
 	live = e ? e->count - first : 0;
 
-	if (live >= (uint32) max)
+	/* cost units at once, all or nothing (callers refuse cost > max) */
+	if (live + (uint32) cost > (uint32) max)
 	{
 		d->allowed = false;
 		d->remaining = 0;
-		d->retry_after_ms = rl_stamp(e, first) + window - now;
+		/* until enough of the oldest stamps leave the window */
+		d->retry_after_ms = live + cost - max <= live
+			? rl_stamp(e, first + (live + cost - max) - 1) + window - now
+			: window;
 		d->reset_ms = d->retry_after_ms;
 		if (!dry_run)
 			p->denied++;
@@ -564,7 +568,7 @@ rl_check(int pool, uint64 key, bool have_at, int64 at_ms, bool dry_run, RlDecisi
 	}
 
 	d->allowed = true;
-	d->remaining = max - (int32) live - 1;
+	d->remaining = max - (int32) live - cost;
 	d->retry_after_ms = 0;
 	d->reset_ms = (live > 0 ? rl_stamp(e, first) : Max(record_at, e ? e->newest : record_at)) + window - now;
 	if (dry_run)
@@ -598,6 +602,9 @@ rl_check(int pool, uint64 key, bool have_at, int64 at_ms, bool dry_run, RlDecisi
 
 		for (uint32 j = first; j < e->count; j++)
 			e->age[n++] = (uint32) (record_at - rl_stamp(e, j));
+		/* the newest stamp is kept in full; the other new ones are age 0 */
+		for (int32 c = 1; c < cost; c++)
+			e->age[n++] = 0;
 		e->count = n + 1;
 		e->newest = record_at;
 	}
@@ -634,16 +641,12 @@ rl_pool_for(const char *endpoint, int max_requests, int64 window_ms)
 	return rl_cached_pool(endpoint);
 }
 
-PG_FUNCTION_INFO_V1(pgb_rate_limit_check);
-
 /*
- * rate_limit_check(endpoint, key, max_requests, window_ms, at_ms, dry_run)
- * -> (allowed, remaining, retry_after_ms, reset_ms)
- *
- * at_ms NULL uses the monotonic clock; dry_run answers without counting.
+ * The work of rate_limit_check and its cost variant: cost units of key at
+ * once.  Arguments from arg 4 on (at_ms, dry_run) start at first_opt.
  */
-Datum
-pgb_rate_limit_check(PG_FUNCTION_ARGS)
+static Datum
+rl_check_call(FunctionCallInfo fcinfo, int32 cost, int first_opt)
 {
 	char	   *endpoint;
 	text	   *key;
@@ -655,6 +658,9 @@ pgb_rate_limit_check(PG_FUNCTION_ARGS)
 	TupleDesc	tupdesc;
 	Datum		values[4];
 	bool		nulls[4] = {false, false, false, false};
+	bool		have_at = !PG_ARGISNULL(first_opt);
+	int64		at_ms = have_at ? PG_GETARG_INT64(first_opt) : 0;
+	bool		dry_run = !PG_ARGISNULL(first_opt + 1) && PG_GETARG_BOOL(first_opt + 1);
 
 	rl_require_shmem();
 	for (int a = 0; a < 4; a++)
@@ -667,6 +673,12 @@ pgb_rate_limit_check(PG_FUNCTION_ARGS)
 	max_requests = PG_GETARG_INT32(2);
 	window_ms = PG_GETARG_INT64(3);
 	pool = rl_pool_for(endpoint, max_requests, window_ms);
+	if (cost < 1 || cost > max_requests)
+		ereport(ERROR,
+				(errcode(PGB_ERRCODE_422),
+				 errmsg("rate-limit cost %d is out of range", cost),
+				 errdetail_internal("%s", pgb_error_detail("VALIDATION_ERROR",
+														   psprintf("\"field\": \"cost\", \"min\": 1, \"max\": %d", max_requests)))));
 	hash = hash_bytes_extended((const unsigned char *) VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key),
 							   UINT64CONST(0x5242524c));
 
@@ -684,8 +696,7 @@ pgb_rate_limit_check(PG_FUNCTION_ARGS)
 			if (strcmp(pl->endpoint, endpoint) == 0 && pl->max_requests == max_requests &&
 				pl->window_ms == window_ms)
 			{
-				rl_check(pool, hash, !PG_ARGISNULL(4), PG_ARGISNULL(4) ? 0 : PG_GETARG_INT64(4),
-						 !PG_ARGISNULL(5) && PG_GETARG_BOOL(5), &d);
+				rl_check(pool, hash, cost, have_at, at_ms, dry_run, &d);
 				LWLockRelease(lock);
 				break;
 			}
@@ -699,6 +710,37 @@ pgb_rate_limit_check(PG_FUNCTION_ARGS)
 	values[2] = Int64GetDatum(d.retry_after_ms);
 	values[3] = Int64GetDatum(d.reset_ms);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
+}
+
+PG_FUNCTION_INFO_V1(pgb_rate_limit_check);
+
+/*
+ * rate_limit_check(endpoint, key, max_requests, window_ms, at_ms, dry_run)
+ * -> (allowed, remaining, retry_after_ms, reset_ms)
+ *
+ * at_ms NULL uses the monotonic clock; dry_run answers without counting.
+ */
+Datum
+pgb_rate_limit_check(PG_FUNCTION_ARGS)
+{
+	return rl_check_call(fcinfo, 1, 4);
+}
+
+PG_FUNCTION_INFO_V1(pgb_rate_limit_check_cost);
+
+/*
+ * rate_limit_check(endpoint, key, max_requests, window_ms, cost, at_ms,
+ * dry_run): cost units at once (a recurring booking's occurrences), admitted
+ * only if all fit in the window.
+ */
+Datum
+pgb_rate_limit_check_cost(PG_FUNCTION_ARGS)
+{
+	if (PG_ARGISNULL(4))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("rate_limit_check needs a cost")));
+	return rl_check_call(fcinfo, PG_GETARG_INT32(4), 5);
 }
 
 PG_FUNCTION_INFO_V1(pgb_rate_limit_stats);

@@ -3,7 +3,7 @@
 # tests run as the "postgres" system user, in folders that user owns.
 
 PG_MAJOR=15
-PG_BINDIR=/usr/lib/postgresql/$PG_MAJOR/bin
+PG_BINDIR=${PG_BINDIR:-/usr/lib/postgresql/$PG_MAJOR/bin}
 ROOT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 # Run a command as the postgres user (or as ourselves when not root).

@@ -51,6 +51,8 @@ say "npm ci (test/node)"
 command -v npm >/dev/null || { echo "pg_booking: node and npm are needed for the adapter's tests" >&2; exit 1; }
 (cd "$work/src/test/node" && npm ci --no-audit --no-fund --loglevel=error)
 give_to_pg "$work/src/test/node"
+say "make run's cluster admits no other OS user"
+bash "$work/src/scripts/test-local-auth.sh" "$work" "$bindir"
 
 say "pg_regress and TAP tests"
 as_pg make -C "$work/src" installcheck bindir="$bindir" ${PROVE_TESTS:+PROVE_TESTS="$PROVE_TESTS"} ${PROVE_FLAGS:+PROVE_FLAGS="$PROVE_FLAGS"}

@@ -66,7 +66,7 @@ SET ROLE booking_user;
 SELECT t_strip(api.me());
 SELECT t_strip(api.update_me(full_name => 'Alice A. Archer'));
 SELECT api.update_me(password => 'short');
-SELECT t_strip(api.update_me(password => 'alice-new-password')) ->> 'full_name' AS name;
+SELECT t_strip(api.update_me(password => 'alice-new-password', current_password => 'alice-password')) ->> 'full_name' AS name;
 -- A user sees only their own row; the admin routes are refused.
 SELECT count(*) AS visible_users FROM booking.users;
 SELECT api.list_users();

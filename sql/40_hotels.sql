@@ -4,11 +4,11 @@
 \set SHOW_CONTEXT never
 SET timezone TO 'UTC';
 
--- People of the hotel tests (roles come from the claims).
-INSERT INTO booking.users (email, full_name, password_hash) VALUES
-    ('h.admin@hotel.test', 'Hotel Admin', 'x'), ('h.fm@hotel.test', 'Hotel Manager', 'x'),
-    ('h.auditor@hotel.test', 'Hotel Auditor', 'x'), ('h.svc@hotel.test', 'Hotel Service', 'x'),
-    ('guest1@hotel.test', 'Guest One', 'x'), ('guest2@hotel.test', 'Guest Two', 'x');
+-- People of the hotel tests (a token's role must be its user's role).
+INSERT INTO booking.users (email, full_name, password_hash, role) VALUES
+    ('h.admin@hotel.test', 'Hotel Admin', 'x', 'admin'), ('h.fm@hotel.test', 'Hotel Manager', 'x', 'facility_manager'),
+    ('h.auditor@hotel.test', 'Hotel Auditor', 'x', 'auditor'), ('h.svc@hotel.test', 'Hotel Service', 'x', 'service_account'),
+    ('guest1@hotel.test', 'Guest One', 'x', 'user'), ('guest2@hotel.test', 'Guest Two', 'x', 'user');
 
 -- Helpers: a hotel's id by name; the rooms available per night as a line;
 -- the invariant (number of violations, 0 when all is well).

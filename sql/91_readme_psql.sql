@@ -26,8 +26,9 @@ SELECT api.update_user(2, role => 'facility_manager', active => true);
 -- the caller's own profile: act as the user
 SELECT set_config('request.jwt.claims', '{"sub": "1", "role": "booking_user"}', false);
 SELECT api.me();
-SELECT api.update_me(full_name => 'Ann B. Smith', password => 'new long password');
-SELECT api.logout();                                    -- revokes the caller's refresh tokens
+SELECT api.update_me(full_name => 'Ann B. Smith', password => 'new long password',
+                     current_password => 'correct horse');   -- ends every other session
+SELECT api.logout();                                    -- ends the caller's sessions (see Security)
 SELECT set_config('request.jwt.claims', '', false);
 -- README example 3
 -- admin, facility_manager
@@ -86,6 +87,13 @@ SELECT api.cancel_reservation(:'other');
 SELECT set_config('request.jwt.claims', '', false);
 SELECT api.check_in(:'stay');  SELECT api.check_out(:'stay');                        -- admin, FM
 -- README example 7
+SELECT api.set_hotel_currency(1, 'EUR');                                             -- admin, once
+SELECT api.set_rates(1, 'double', '2030-03-01', '2030-03-31', amount => 100,         -- admin, FM
+                     weekday_amounts => '{"fri": 120.50, "sat": 140}');
+SELECT api.quote_reservation(1, 'double', '2030-03-05', 3);          -- same total, writes nothing
+SELECT api.set_cancellation_policy(1, 7, 'first_night');             -- or 7, 'percent', 15 (admin)
+SELECT api.analytics_hotel_kpis(1, '2030-03-01', '2030-03-31');      -- admin, FM, auditor
+-- README example 8
 ALTER EXTENSION pg_booking UPDATE;             -- to the default version of the control file
 SELECT extversion FROM pg_extension WHERE extname = 'pg_booking';
 \o

@@ -27,8 +27,9 @@ $node->safe_psql('postgres', q{
 INSERT INTO booking.rooms (name, location, capacity, buffer_before_minutes, buffer_after_minutes)
 VALUES ('R1', 'HQ', 4, 0, 0), ('R2', 'HQ', 4, 0, 0), ('R3', 'HQ', 4, 0, 0),
        ('R4', 'HQ', 4, 10, 5), ('R5', 'HQ', 4, 15, 15);
-INSERT INTO booking.users (email, full_name, password_hash)
-SELECT 'user' || i || '@example.com', 'User ' || i, 'x' FROM generate_series(1, 16) i;
+-- Admins: the clients act as booking_admin, and a token's role must be its user's.
+INSERT INTO booking.users (email, full_name, password_hash, role)
+SELECT 'user' || i || '@example.com', 'User ' || i, 'x', 'admin' FROM generate_series(1, 16) i;
 CREATE UNLOGGED TABLE outcomes (op text, result text);
 CREATE FUNCTION hammer(client integer, op integer, room integer, slot integer, minutes integer)
 RETURNS void LANGUAGE plpgsql AS $$

@@ -31,8 +31,9 @@ INSERT INTO booking.inventory (hotel_id, room_type, night, total, available)
 SELECT h, t, n::date, 3, 3
   FROM generate_series(1, 2) h, unnest(ARRAY['double', 'suite']) t,
        generate_series(date '2099-07-01', date '2099-07-14', interval '1 day') n;
-INSERT INTO booking.users (email, full_name, password_hash)
-SELECT 'user' || i || '@example.com', 'User ' || i, 'x' FROM generate_series(1, 16) i;
+-- Admins: the clients act as booking_admin, and a token's role must be its user's.
+INSERT INTO booking.users (email, full_name, password_hash, role)
+SELECT 'user' || i || '@example.com', 'User ' || i, 'x', 'admin' FROM generate_series(1, 16) i;
 CREATE UNLOGGED TABLE outcomes (op text, result text);
 CREATE FUNCTION hammer(client integer, op integer, hotel integer, arrival integer, len integer)
 RETURNS void LANGUAGE plpgsql AS $$

@@ -29,8 +29,9 @@ max_connections = 60
 $node->safe_psql('postgres', q{
 INSERT INTO booking.rooms (name, location, capacity, buffer_before_minutes)
 SELECT 'R' || i, 'HQ', 4, CASE WHEN i % 3 = 0 THEN 10 ELSE 0 END FROM generate_series(1, 6) i;
-INSERT INTO booking.users (email, full_name, password_hash)
-SELECT 'user' || i || '@example.com', 'User ' || i, 'x' FROM generate_series(1, 16) i;
+-- Admins: the clients act as booking_admin, and a token's role must be its user's.
+INSERT INTO booking.users (email, full_name, password_hash, role)
+SELECT 'user' || i || '@example.com', 'User ' || i, 'x', 'admin' FROM generate_series(1, 16) i;
 -- (Two hours apart: completed bookings occupy their slot, buffers included.)
 INSERT INTO booking.bookings (room_id, user_id, title, starts_at, ends_at, status)
 SELECT r, u, 'past', timestamptz '2020-01-01 08:00+00' + make_interval(hours => r * 100 + 2 * u),
@@ -159,7 +160,7 @@ my $max_before = $node->safe_psql('postgres', 'SELECT coalesce(max(id), 0) FROM 
 my ($stdout, $stderr);
 $node->psql('postgres', q{
 LISTEN pg_booking_events;
-SELECT set_config('request.jwt.claims', '{"sub": "1", "role": "booking_user"}', false);
+SELECT set_config('request.jwt.claims', '{"sub": "1", "role": "booking_admin"}', false);
 SELECT api.create_booking(1, '2099-12-01T09:00:00Z', '2099-12-01T10:00:00Z', 'heard') ->> 'id';
 BEGIN;
 SELECT api.create_booking(2, '2099-12-01T09:00:00Z', '2099-12-01T10:00:00Z', 'unheard') ->> 'id';
