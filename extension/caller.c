@@ -11,7 +11,7 @@
  * afresh, the same value is answered from memory.
  *
  * The same place decides whether a signed-in caller's token still stands
- * (DESIGN.md, Sessions): the user exists and is active, still holds the
+ * (docs/design.md, Sessions): the user exists and is active, still holds the
  * token's role, and the token's session has not ended (logout, password
  * change, role change, deactivation).  A token without a session id
  * ("sid"; minted elsewhere, or claims set by hand in psql) is checked

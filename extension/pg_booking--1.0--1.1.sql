@@ -1499,7 +1499,7 @@ COMMENT ON FUNCTION booking.checkout_date_lock IS 'serialise the starters of one
 
 -- ==== sessions that end, caller identity (issue 9, issue 11) ====
 -- A token stands while its user is active, holds the token's role, and its
--- session has not ended (DESIGN.md, Sessions).  Logins open a session; the
+-- session has not ended (docs/design.md, Sessions).  Logins open a session; the
 -- access token carries its id ("sid") and every refresh token belongs to
 -- one.  Logout, a password change, a role change and a deactivation end
 -- sessions.  The check runs where the caller is decided, once per

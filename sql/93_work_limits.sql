@@ -64,7 +64,7 @@ SET pg_booking.rate_limit_enabled = off;
 SELECT set_config('request.jwt.claims', '', false) = '' AS superuser_session;
 
 -- bcrypt slots: a hash holds one of pg_booking.password_hash_slots
--- advisory locks to the end of its transaction (t/070_password_hash_slots.pl
+-- advisory locks to the end of its transaction (adapter/t/071_adapter_password_hashing.pl
 -- shows other requests keep their speed while one user hammers).
 SHOW pg_booking.password_hash_slots;
 BEGIN;
