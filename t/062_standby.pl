@@ -54,8 +54,9 @@ $primary->safe_psql('booking', qq{
 CREATE EXTENSION pg_booking CASCADE;
 ALTER ROLE booking_grafana LOGIN;
 INSERT INTO booking.rooms (name, location, capacity) VALUES ('Alpha', 'HQ', 4), ('Beta', 'HQ', 8), ('Gamma', 'Annex', 12);
-INSERT INTO booking.users (email, full_name, password_hash)
-SELECT 'user' || i || '\@example.com', 'User ' || i, 'x' FROM generate_series(1, 4) i;
+-- Admins: the clients act as booking_admin, and a token's role must be its user's.
+INSERT INTO booking.users (email, full_name, password_hash, role)
+SELECT 'user' || i || '\@example.com', 'User ' || i, 'x', 'admin' FROM generate_series(1, 4) i;
 INSERT INTO booking.bookings (room_id, user_id, title, starts_at, ends_at, status)
 SELECT 1 + i % 3, 1 + i % 4, 'fixture', timestamptz '2099-01-05 09:00+00' + make_interval(days => i),
        timestamptz '2099-01-05 10:00+00' + make_interval(days => i), (ARRAY['confirmed', 'cancelled'])[1 + i % 2]

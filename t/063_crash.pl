@@ -55,8 +55,9 @@ $node->safe_psql('postgres', qq{
 INSERT INTO booking.rooms (name, location, capacity, buffer_before_minutes, buffer_after_minutes)
 VALUES ('R1', 'HQ', 4, 0, 0), ('R2', 'HQ', 4, 0, 0), ('R3', 'HQ', 4, 0, 0),
        ('R4', 'HQ', 4, 10, 5), ('R5', 'HQ', 4, 15, 15);
-INSERT INTO booking.users (email, full_name, password_hash)
-SELECT 'user' || i || '\@example.com', 'User ' || i, 'x' FROM generate_series(1, 16) i;
+-- Admins: the clients act as booking_admin, and a token's role must be its user's.
+INSERT INTO booking.users (email, full_name, password_hash, role)
+SELECT 'user' || i || '\@example.com', 'User ' || i, 'x', 'admin' FROM generate_series(1, 16) i;
 INSERT INTO booking.hotels (name, location) VALUES ('H1', 'Lisbon'), ('H2', 'Lisbon'), ('Night audit', 'Porto');
 INSERT INTO booking.inventory (hotel_id, room_type, night, total, available)
 SELECT h, t, n::date, 3, 3

@@ -32,8 +32,9 @@ SELECT h, t, n::date, 3, 3
        generate_series(date '2099-07-01', date '2099-07-14', interval '1 day') n;
 INSERT INTO booking.rates (hotel_id, room_type, night, amount)
 SELECT hotel_id, room_type, night, 100 FROM booking.inventory;
-INSERT INTO booking.users (email, full_name, password_hash)
-SELECT 'user' || i || '@example.com', 'User ' || i, 'x' FROM generate_series(1, 16) i;
+-- Admins: the clients act as booking_admin, and a token's role must be its user's.
+INSERT INTO booking.users (email, full_name, password_hash, role)
+SELECT 'user' || i || '@example.com', 'User ' || i, 'x', 'admin' FROM generate_series(1, 16) i;
 CREATE UNLOGGED TABLE outcomes (op text, result text);
 CREATE FUNCTION hammer(client integer, op integer, hotel integer, arrival integer, len integer)
 RETURNS void LANGUAGE plpgsql AS $$
