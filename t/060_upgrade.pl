@@ -66,12 +66,13 @@ my $adapter = start_adapter($node, env => { ADAPTER_DB => 'host=' . $node->host 
 	  . ' dbname=old user=booking_authenticator connect_timeout=2' });
 # Not served: no such function, or (the adapter reads its routes and
 # signatures from booking.http_functions, which 1.0 does not have) the
-# catalog cannot be read yet, 503 DATABASE_UNAVAILABLE.
+# catalog cannot be read yet, 503 DATABASE_UNAVAILABLE, which soon opens
+# the breaker (503 CIRCUIT_OPEN).
 sub not_served
 {
 	my ($r) = @_;
 	return ($r->{status} == 404 && ($r->{json}{message} // '') eq 'no such function')
-	  || ($r->{status} == 503 && ($r->{json}{error_code} // '') eq 'DATABASE_UNAVAILABLE');
+	  || ($r->{status} == 503 && ($r->{json}{error_code} // '') =~ /^(DATABASE_UNAVAILABLE|CIRCUIT_OPEN)$/);
 }
 
 # Data, through the 1.0 functions, on the new C library.
