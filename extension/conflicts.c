@@ -32,7 +32,10 @@
  * booking they cannot see), there is no plan to go stale, and it costs a few
  * index probes per booking.
  * Buffers: a room's buffer_before/after minutes widen every booking of the
- * room, so two bookings clash when they come closer than before + after.
+ * room, so two bookings clash when they come closer than before + after
+ * (pgb_clash_gap, booking_rules.c, which availability uses too).  A room's
+ * being active is checked here only: every write that places a booking
+ * passes this trigger.
  * The look reads only the bookings that can clash: see check_room.
  */
 #include "postgres.h"
@@ -62,8 +65,6 @@
 
 PG_FUNCTION_INFO_V1(booking_conflicts);
 PG_FUNCTION_INFO_V1(check_booking_conflict);
-
-#define MAX_BOOKING_LENGTH	((int64) 24 * USECS_PER_HOUR)
 
 /* What one look at a room found. */
 typedef struct RoomCheck
@@ -277,11 +278,16 @@ check_room(int64 room_id, TimestampTz start, TimestampTz end,
 		result->room_found = true;
 		d = heap_getattr(tup, bs->room_active, desc, &isnull);
 		result->room_active = !isnull && DatumGetBool(d);
-		d = heap_getattr(tup, bs->room_buffer_before, desc, &isnull);
-		gap += isnull ? 0 : DatumGetInt32(d);
-		d = heap_getattr(tup, bs->room_buffer_after, desc, &isnull);
-		gap += isnull ? 0 : DatumGetInt32(d);
-		gap *= USECS_PER_MINUTE;
+		{
+			int32		before;
+			int32		after;
+
+			d = heap_getattr(tup, bs->room_buffer_before, desc, &isnull);
+			before = isnull ? 0 : DatumGetInt32(d);
+			d = heap_getattr(tup, bs->room_buffer_after, desc, &isnull);
+			after = isnull ? 0 : DatumGetInt32(d);
+			gap = pgb_clash_gap(before, after);
+		}
 	}
 	systable_endscan(scan);
 	table_close(rooms, AccessShareLock);
@@ -418,22 +424,29 @@ check_booking_conflict(PG_FUNCTION_ARGS)
 	newtup = is_update ? trigdata->tg_newtuple : trigdata->tg_trigtuple;
 	bs = booking_schema();
 
+	d = heap_getattr(newtup, bs->b_starts_at, desc, &isnull);
+	if (isnull)
+		return PointerGetDatum(newtup);		/* NOT NULL refuses it */
+	start = DatumGetTimestampTz(d);
+	d = heap_getattr(newtup, bs->b_ends_at, desc, &isnull);
+	if (isnull)
+		return PointerGetDatum(newtup);
+	end = DatumGetTimestampTz(d);
+
+	/*
+	 * Every booking's times, whatever its status: this trigger is the one
+	 * place that sees every write (the rule itself: booking_rules.c).
+	 */
+	pgb_check_booking_times(start, end);
+
 	/* Only a booking that occupies its room can clash. */
 	if (!tuple_occupies(rel, newtup, bs))
 		return PointerGetDatum(newtup);
 
 	d = heap_getattr(newtup, bs->b_room_id, desc, &isnull);
 	if (isnull)
-		return PointerGetDatum(newtup);		/* NOT NULL refuses it */
+		return PointerGetDatum(newtup);
 	room_id = DatumGetInt64(d);
-	d = heap_getattr(newtup, bs->b_starts_at, desc, &isnull);
-	if (isnull)
-		return PointerGetDatum(newtup);
-	start = DatumGetTimestampTz(d);
-	d = heap_getattr(newtup, bs->b_ends_at, desc, &isnull);
-	if (isnull)
-		return PointerGetDatum(newtup);
-	end = DatumGetTimestampTz(d);
 	d = heap_getattr(newtup, bs->b_id, desc, &isnull);
 	booking_id = isnull ? 0 : DatumGetInt64(d);
 
@@ -449,19 +462,6 @@ check_booking_conflict(PG_FUNCTION_ARGS)
 			return PointerGetDatum(newtup);
 	}
 
-	if (end <= start)
-		ereport(ERROR,
-				(errcode(PGB_ERRCODE_422),
-				 errmsg("booking must end after it starts"),
-				 errdetail_internal("%s", pgb_error_detail("VALIDATION_ERROR",
-														   "\"field\": \"ends_at\""))));
-	if (end - start > MAX_BOOKING_LENGTH)
-		ereport(ERROR,
-				(errcode(PGB_ERRCODE_422),
-				 errmsg("booking is longer than 24 hours"),
-				 errdetail_internal("%s", pgb_error_detail("VALIDATION_ERROR",
-														   "\"field\": \"ends_at\", \"max_hours\": 24"))));
-
 	check_room(room_id, start, end, booking_id, true, &check);
 
 	if (!check.room_found)
@@ -475,7 +475,8 @@ check_booking_conflict(PG_FUNCTION_ARGS)
 				(errcode(PGB_ERRCODE_422),
 				 errmsg("room %lld is not active", (long long) room_id),
 				 errdetail_internal("%s", pgb_error_detail("VALIDATION_ERROR",
-														   psprintf("\"room_id\": %lld", (long long) room_id)))));
+														   psprintf("\"field\": \"room_id\", \"room_id\": %lld",
+																	(long long) room_id)))));
 	if (check.conflicts != NULL)
 		ereport(ERROR,
 				(errcode(PGB_ERRCODE_409),

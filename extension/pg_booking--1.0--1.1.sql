@@ -226,6 +226,59 @@ AS $$
 $$;
 
 
+-- ==== each rule once: a booking's times, the clash gap, a room's activeness (issue 10) ====
+--
+-- In 1.0 a booking's times were checked three times (two CHECKs of
+-- booking.bookings, booking.validate_booking_times, the C trigger) with
+-- different DETAILs, a room's activeness twice (booking.bookable_room and
+-- the C trigger), and the clash gap (buffer before + after, bookings of at
+-- most 24 hours) both in the C check and in booking.room_busy.  Each now
+-- has one definition, in extension/booking_rules.c (the C trigger, which
+-- sees every write of a booking whatever its status or path, applies them):
+-- SQL that needs the same answer before writing calls it.
+CREATE FUNCTION booking.check_booking_times(starts_at timestamptz, ends_at timestamptz) RETURNS void
+AS 'MODULE_PATHNAME', 'check_booking_times'
+LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION booking.check_booking_times IS 'refuse (422 VALIDATION_ERROR) times a booking may not have: ending before it starts, longer than booking.max_booking_length()';
+
+CREATE FUNCTION booking.max_booking_length() RETURNS interval
+AS 'MODULE_PATHNAME', 'max_booking_length'
+LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION booking.max_booking_length IS 'the longest a booking may last (scans of a room''s bookings before a time rely on it)';
+
+CREATE FUNCTION booking.clash_gap(buffer_before_minutes integer, buffer_after_minutes integer) RETURNS interval
+AS 'MODULE_PATHNAME', 'clash_gap'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION booking.clash_gap IS 'how close two bookings of a room with these buffers may come: closer, they clash';
+
+GRANT EXECUTE ON FUNCTION booking.check_booking_times(timestamptz, timestamptz),
+    booking.max_booking_length(), booking.clash_gap(integer, integer) TO booking_api;
+
+-- The trigger checks every row's times (before the CHECKs would), so the
+-- CHECKs only restated the rule.
+ALTER TABLE booking.bookings DROP CONSTRAINT bookings_times_order, DROP CONSTRAINT bookings_max_length;
+
+CREATE OR REPLACE FUNCTION booking.validate_booking_times(starts_at timestamptz, ends_at timestamptz) RETURNS void
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    PERFORM booking.check_booking_times(starts_at, ends_at);
+    -- The api's own rule (not the table's: staff may record the past).
+    IF starts_at < now() AND NOT booking.caller_is('admin', 'facility_manager') THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR', format('booking starts in the past (%s)', to_json(starts_at) #>> '{}'),
+            jsonb_build_object('field', 'starts_at'));
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION booking.validate_booking_times IS 'the api''s check of a new booking''s times: booking.check_booking_times, and (plain users) not in the past';
+
+-- Whether the room takes bookings is the C trigger's check (it sees every
+-- write); this looks the room up for the api (404 when unknown).
+CREATE OR REPLACE FUNCTION booking.bookable_room(room_id bigint) RETURNS booking.rooms
+LANGUAGE sql STABLE
+AS $$ SELECT booking.find_room(room_id) $$;
+COMMENT ON FUNCTION booking.bookable_room IS 'the room a booking is for (404 NOT_FOUND when unknown); that it is active is checked by the conflict trigger on writing';
+
 -- ==== the checkout never runs ahead of the calendar (issue 8) ====
 --
 -- A run of business date d completes meeting bookings that ended by d's run
@@ -344,12 +397,12 @@ AS $$
                        FROM booking.bookings b
                       WHERE b.room_id = r.id AND booking.status_occupies(b.status)
                         AND b.starts_at < to_ts + interval '480 minutes'
-                        AND b.starts_at > from_ts - interval '480 minutes' - interval '24 hours'
+                        AND b.starts_at > from_ts - interval '480 minutes' - booking.max_booking_length()
                         AND b.starts_at < to_ts + g.gap
-                        AND b.starts_at > from_ts - g.gap - interval '24 hours'
+                        AND b.starts_at > from_ts - g.gap - booking.max_booking_length()
                         AND b.ends_at > from_ts - g.gap), '{}'::tstzmultirange)
       FROM booking.rooms r
-     CROSS JOIN LATERAL (SELECT make_interval(mins => r.buffer_before_minutes + r.buffer_after_minutes) AS gap) g
+     CROSS JOIN LATERAL (SELECT booking.clash_gap(r.buffer_before_minutes, r.buffer_after_minutes) AS gap) g
      WHERE r.id = ANY (room_ids)
 $$;
 COMMENT ON FUNCTION booking.rooms_busy IS 'for each of the rooms, the intervals in which no new booking may lie (occupying bookings widened by buffers); call from SECURITY DEFINER functions';
@@ -369,7 +422,7 @@ AS $$
                       WHERE a.user_id = u.id AND a.during && win), '{}'::tstzmultirange)
          - coalesce((SELECT range_agg(tstzrange(b.starts_at, b.ends_at)) FROM booking.bookings b
                       WHERE b.user_id = u.id AND booking.status_occupies(b.status)
-                        AND b.starts_at < upper(win) AND b.starts_at > lower(win) - interval '24 hours'
+                        AND b.starts_at < upper(win) AND b.starts_at > lower(win) - booking.max_booking_length()
                         AND b.ends_at > lower(win)), '{}'::tstzmultirange)
       FROM unnest(user_ids) u(id)
 $$;

@@ -6,6 +6,7 @@
 
 #include "postgres.h"
 #include "access/htup.h"
+#include "datatype/timestamp.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "utils/relcache.h"
@@ -37,6 +38,11 @@ extern char *pgb_error_detail(const char *error_code, const char *extra);
 #define PGB_LOCK_CHECKOUT	0x5202	/* one checkout worker per database */
 #define PGB_LOCK_CHECKOUT_DATE	0x5203	/* starters of one business date (common.c) */
 #define PGB_LOCK_PASSWORD_HASH	0x5204	/* bcrypt slots (SQL, booking.password_hash_slot) */
+
+/* a booking's shape, booking_rules.c */
+#define PGB_MAX_BOOKING_LENGTH	((int64) 24 * USECS_PER_HOUR)
+extern void pgb_check_booking_times(TimestampTz start, TimestampTz end);
+extern int64 pgb_clash_gap(int32 buffer_before_minutes, int32 buffer_after_minutes);
 
 /* shared helpers, common.c */
 extern SPIPlanPtr pgb_keep_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes);

@@ -25,3 +25,15 @@ SELECT api.run_checkout(as_of => '2020-01-01') ->> 'business_date' AS ran;
 SELECT api.run_checkout(as_of => '2020-01-01') ->> 'business_date' AS again;
 -- ... which is the lock checkout_start takes.
 SELECT prosrc ~ 'booking\.checkout_date_lock\(d\)' AS checkout_start_uses_it FROM pg_proc WHERE oid = 'booking.checkout_start'::regproc;
+-- Each rule of a booking's shape once (extension/booking_rules.c): no SQL of
+-- ours restates the clash gap (buffer before + after), the longest booking,
+-- the order of a booking's times or a room's activeness check ...
+SELECT p.oid::regprocedure FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+ WHERE n.nspname IN ('api', 'booking')
+   AND p.prosrc ~* 'buffer_before_minutes\s*\+|interval ''24 hours''|ends_at\s*<=\s*starts_at|NOT\s+r\.active';
+-- ... nor a CHECK of booking.bookings (the trigger checks every row's times).
+SELECT conname FROM pg_constraint WHERE conrelid = 'booking.bookings'::regclass AND contype = 'c' AND conname IN ('bookings_times_order', 'bookings_max_length');
+-- The same rule answers from SQL and from the trigger, with the same words.
+\set VERBOSITY default
+SELECT booking.check_booking_times('2099-01-01 10:00+00', '2099-01-01 09:00+00');
+SELECT booking.clash_gap(15, 10), booking.max_booking_length();
