@@ -64,6 +64,7 @@ typedef struct catalog {
     api_function *fns;
     int         n;
     char       *roles;          /* ",role,role,": what a token may name */
+    char       *schemas;        /* booking.http_schemas as one JSON object, or NULL */
     uint64_t    fingerprint;    /* of the catalog query's answer */
     struct catalog *older;      /* replaced catalogs stay valid until shutdown; only a
                                  * changed catalog replaces one */
@@ -139,9 +140,11 @@ free_catalog(catalog *c)
             free(f->argkinds);
             free(f->name);
             free(f->comment);
+            free(f->result_schema);
         }
         free(c->fns);
         free(c->roles);
+        free(c->schemas);
         free(c);
         c = older;
     }
@@ -680,7 +683,8 @@ kind_of(const char *type)
 static const char catalog_sql[] =
     "SELECT name, nargs, nrequired, array_to_string(argnames, ','), array_to_string(http_names, ','), "
     "       array_to_string(argtypes, ','), writes, comment, routes::text, "
-    "       (SELECT ',' || string_agg(role, ',') || ',' FROM booking.http_token_roles) "
+    "       (SELECT ',' || string_agg(role, ',') || ',' FROM booking.http_token_roles), "
+    "       result_schema::text, (SELECT jsonb_object_agg(name, schema) FROM booking.http_schemas)::text "
     "  FROM booking.http_functions ORDER BY name";
 
 /* Split a comma list into exactly n strings (missing ones empty). */
@@ -822,10 +826,12 @@ load_catalog(void)
         f->writes = strcmp(PQgetvalue(res, i, 6), "t") == 0;
         f->comment = strdup(PQgetvalue(res, i, 7));
         parse_routes(f, PQgetvalue(res, i, 8));
+        f->result_schema = PQgetisnull(res, i, 10) ? NULL : strdup(PQgetvalue(res, i, 10));
         /* Only a function that does not write may run on the read replica. */
         f->stable = !f->writes;
     }
     c->roles = strdup(c->n ? PQgetvalue(res, 0, 9) : "");
+    c->schemas = c->n && !PQgetisnull(res, 0, 11) ? strdup(PQgetvalue(res, 0, 11)) : NULL;
     PQclear(res);
     release_slot(s);
 
@@ -945,6 +951,18 @@ db_functions_cached(int *n)
     pthread_mutex_unlock(&catalog_lock);
     *n = c ? c->n : 0;
     return c ? c->fns : NULL;
+}
+
+const char *
+db_result_schemas(void)
+{
+    catalog    *c;
+
+    pthread_mutex_lock(&catalog_lock);
+    c = current_catalog;
+    pthread_mutex_unlock(&catalog_lock);
+    /* Catalogs are never freed before shutdown (see db_functions). */
+    return c ? c->schemas : NULL;
 }
 
 bool

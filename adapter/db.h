@@ -32,6 +32,7 @@ typedef struct api_function {
     arg_kind   *argkinds;
     bool        writes;         /* VOLATILE: never called with GET */
     char       *comment;
+    char       *result_schema;  /* JSON schema of the success answer (booking.http_results), or NULL */
     bool        stable;         /* STABLE or IMMUTABLE: a GET may run it on the read replica */
     int         nroutes;
     api_route  *routes;
@@ -94,6 +95,8 @@ const api_function *db_find_function(const char *name);
 const api_function *db_functions(int *n);
 /* The same, as last read, never asking the database (NULL before the first read). */
 const api_function *db_functions_cached(int *n);
+/* The named result schemas (booking.http_schemas) as one JSON object, or NULL. */
+const char *db_result_schemas(void);
 /* May a token name this database role (booking.http_token_roles)? */
 bool        db_role_allowed(const char *role);
 bool        db_catalog_loaded(void);

@@ -183,14 +183,22 @@ error_responses(json_t *responses)
     return responses;
 }
 
+/*
+ * The success answer: the function's declared result schema
+ * (booking.http_results), else the generic "the function's jsonb result".
+ */
 static json_t *
-success_response(int status, json_t *responses)
+success_response(int status, json_t *responses, const char *result_schema)
 {
     char        code[8];
+    json_t     *schema = result_schema ? json_loads(result_schema, 0, NULL) : NULL;
 
     snprintf(code, sizeof(code), "%d", status);
     if (status == 204)
         json_object_set_new(responses, code, json_pack("{s:s}", "description", "done, no body"));
+    else if (schema)
+        json_object_set_new(responses, code, json_pack("{s:s, s:{s:{s:o}}}", "description", "the function's result",
+                                                       "content", "application/json", "schema", schema));
     else
         json_object_set_new(responses, code, ref("responses", "Result"));
     return error_responses(responses);
@@ -250,7 +258,7 @@ route_operation(const api_function *f, const api_route *r)
     json_object_set_new(op, "summary", summary_of(f->comment));
     json_object_set_new(op, "description", json_string(desc));
     json_object_set_new(op, "parameters", params);
-    json_object_set_new(op, "responses", success_response(r->success, json_object()));
+    json_object_set_new(op, "responses", success_response(r->success, json_object(), f->result_schema));
     if (r->is_public)
         json_object_set_new(op, "security", json_array());
     return op;
@@ -294,7 +302,7 @@ adapter_operations(json_t *paths)
                             "description", "The object's keys are the function's argument names.",
                             "parameters", fn_param,
                             "requestBody", "required", 0, "content", "application/json", "schema", "type", "object",
-                            "responses", success_response(200, json_object())));
+                            "responses", success_response(200, json_object(), NULL)));
     set_operation(paths, "/rpc/{function}", "GET",
                   json_pack("{s:s, s:s, s:s, s:[O, {s:s, s:s, s:s, s:b, s:{s:s}}], s:o}",
                             "operationId", "call_read_only_function",
@@ -302,7 +310,7 @@ adapter_operations(json_t *paths)
                             "description", "Only functions declared STABLE or IMMUTABLE; a writing one answers 405.",
                             "parameters", fn_param, "name", "arguments", "in", "query", "style", "form", "explode", 1,
                             "schema", "type", "object",
-                            "responses", success_response(200, json_object())));
+                            "responses", success_response(200, json_object(), NULL)));
     json_decref(fn_param);
     for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
     {
@@ -323,6 +331,9 @@ adapter_operations(json_t *paths)
 static json_t *
 components(void)
 {
+    const char *named = db_result_schemas();
+    json_t     *schemas = named ? json_loads(named, 0, NULL) : NULL;
+    json_t     *doc;
     json_t     *error = json_pack("{s:s, s:[s,s,s,s,s,s], s:{s:{s:s, s:s}, s:{s:s}, s:{s:s, s:b}, s:{s:s}, s:{s:s, s:s}, s:{s:s, s:b}}}",
                                   "type", "object",
                                   "required", "error_code", "message", "details", "request_id", "code", "hint",
@@ -336,7 +347,7 @@ components(void)
     json_t     *result = json_pack("{s:[{s:s}, {s:s, s:{}}], s:s}", "oneOf", "type", "object", "type", "array", "items",
                                    "description", "the function's jsonb result");
 
-    return json_pack("{s:{s:o, s:o}, s:{s:{s:s, s:{s:{s:o}}}, s:{s:s, s:{s:{s:o}}}, s:{s:s, s:{s:{s:o}}}}, "
+    doc = json_pack("{s:{s:o, s:o}, s:{s:{s:s, s:{s:{s:o}}}, s:{s:s, s:{s:{s:o}}}, s:{s:s, s:{s:{s:o}}}}, "
                      "s:{s:{s:s, s:s, s:s}}}",
                      "schemas", "Error", error, "Result", result,
                      "responses",
@@ -347,6 +358,11 @@ components(void)
                      "ServerError", "description", "the database is unavailable, the circuit is open, or an internal error",
                      "content", "application/json", "schema", ref("schemas", "Error"),
                      "securitySchemes", "bearer", "type", "http", "scheme", "bearer", "bearerFormat", "JWT");
+    /* The declared result schemas (booking.http_schemas) beside ours. */
+    if (json_is_object(schemas))
+        json_object_update_missing(json_object_get(doc, "schemas"), schemas);
+    json_decref(schemas);
+    return doc;
 }
 
 char *

@@ -1263,6 +1263,96 @@ INSERT INTO booking.http_routes (method, path, function_name, success_status, op
     ('GET',    '/admin/jobs',                           'list_jobs',           200, NULL, NULL, false, false),
     ('GET',    '/events',                               'list_events',         200, NULL, NULL, false, true);
 
+-- What a function answers on success, for the OpenAPI document (and any
+-- client generated from it): named schemas (OpenAPI 3.0 Schema Objects,
+-- components.schemas; "#/components/schemas/<name>" refers to one) and,
+-- per api function, the schema of its result.  A function without a row
+-- answers "the function's jsonb result".  Declared beside the routes, read
+-- by the adapter with the catalog; adapter/t/050 validates real answers of
+-- every declared function against its schema, so a schema that drifts from
+-- its function fails.  Objects admit members beyond those listed (a later
+-- version may add some; names may grow, not change meaning).
+CREATE TABLE booking.http_schemas (
+    name   text PRIMARY KEY CHECK (name ~ '^[A-Z][A-Za-z]*$'),
+    schema jsonb NOT NULL CHECK (jsonb_typeof(schema) = 'object')
+);
+COMMENT ON TABLE booking.http_schemas IS 'named JSON schemas of api results (OpenAPI components.schemas)';
+CREATE TABLE booking.http_results (
+    function_name name PRIMARY KEY,
+    schema        jsonb NOT NULL CHECK (jsonb_typeof(schema) = 'object')
+);
+COMMENT ON TABLE booking.http_results IS 'the schema of each api function''s success answer (OpenAPI response schema)';
+
+WITH t(ts, day, id, n, str, bool, ref) AS (
+    SELECT '{"type": "string", "format": "date-time"}'::jsonb, '{"type": "string", "format": "date"}'::jsonb,
+           '{"type": "integer", "format": "int64"}'::jsonb, '{"type": "integer"}'::jsonb,
+           '{"type": "string"}'::jsonb, '{"type": "boolean"}'::jsonb, '#/components/schemas/')
+INSERT INTO booking.http_schemas (name, schema)
+SELECT v.name, jsonb_build_object('type', 'object', 'description', v.description,
+                                  'required', (SELECT jsonb_agg(k ORDER BY k) FROM jsonb_object_keys(v.props) k),
+                                  'properties', v.props)
+  FROM t, LATERAL (VALUES
+    ('Booking', 'a meeting-room booking, [starts_at, ends_at)',
+     jsonb_build_object('id', t.id, 'room_id', t.id, 'user_id', t.id, 'title', t.str, 'starts_at', t.ts, 'ends_at', t.ts,
+                        'status', t.str || '{"description": "see the README''s table of statuses"}',
+                        'series_id', '{"type": "string", "format": "uuid", "nullable": true}'::jsonb,
+                        'created_at', t.ts, 'updated_at', t.ts)),
+    ('BookingSeries', 'the bookings a recurrence made, and the occurrences it skipped',
+     jsonb_build_object('bookings', jsonb_build_object('type', 'array', 'items', jsonb_build_object('$ref', t.ref || 'Booking')),
+                        'skipped', '{"type": "array", "items": {"type": "object"}}'::jsonb)),
+    ('ScheduleEntry', 'a slot of a room''s schedule; the title only for its owner and staff',
+     jsonb_build_object('id', t.id, 'starts_at', t.ts, 'ends_at', t.ts, 'status', t.str, 'mine', t.bool,
+                        'title', '{"type": "string", "nullable": true}'::jsonb)),
+    ('Room', 'a meeting room',
+     jsonb_build_object('id', t.id, 'name', t.str, 'location', t.str, 'capacity', t.n, 'active', t.bool,
+                        'amenities', '{"type": "array", "items": {"type": "string"}}'::jsonb,
+                        'buffer_before_minutes', t.n, 'buffer_after_minutes', t.n, 'created_at', t.ts, 'updated_at', t.ts)),
+    ('User', 'a person who signs in',
+     jsonb_build_object('id', t.id, 'email', t.str, 'full_name', t.str, 'role', t.str, 'active', t.bool,
+                        'created_at', t.ts, 'updated_at', t.ts)),
+    ('Tokens', 'a signed-in session: a short-lived access token (bearer JWT) and the refresh token that renews it',
+     jsonb_build_object('access_token', t.str, 'token_type', t.str, 'expires_in', t.n, 'refresh_token', t.str)),
+    ('Hotel', 'a hotel',
+     jsonb_build_object('id', t.id, 'name', t.str, 'location', t.str, 'created_at', t.ts, 'updated_at', t.ts)),
+    ('Reservation', 'a hotel stay: the nights [arrival_date, departure_date)',
+     jsonb_build_object('id', '{"type": "string", "format": "uuid"}'::jsonb, 'hotel_id', t.id, 'user_id', t.id,
+                        'room_type', t.str, 'guest_name', t.str, 'arrival_date', t.day, 'departure_date', t.day,
+                        'stay_length', t.n, 'adults', t.n, 'children', t.n, 'status', t.str, 'nights_held', t.n,
+                        'checked_in_at', t.ts || '{"nullable": true}', 'checked_out_at', t.ts || '{"nullable": true}',
+                        'created_at', t.ts, 'updated_at', t.ts)),
+    ('InventoryNight', 'rooms of a type in a hotel on a night: in total and still available',
+     jsonb_build_object('hotel_id', t.id, 'room_type', t.str, 'night', t.day, 'total', t.n, 'available', t.n)),
+    ('Review', 'a review of a room',
+     jsonb_build_object('id', t.id, 'room_id', t.id, 'user_id', t.id, 'rating', t.n,
+                        'comment', '{"type": "string", "nullable": true}'::jsonb, 'status', t.str,
+                        'helpful_votes', t.n, 'unhelpful_votes', t.n, 'created_at', t.ts, 'updated_at', t.ts)),
+    ('Event', 'an entry of the events log, in commit order',
+     jsonb_build_object('id', t.id, 'at', t.ts, 'kind', t.str, 'entity', t.str, 'entity_id', t.str,
+                        'user_id', t.id || '{"nullable": true}', 'payload', '{"type": "object"}'::jsonb))
+  ) AS v(name, description, props);
+
+INSERT INTO booking.http_results (function_name, schema)
+SELECT f, CASE WHEN many THEN jsonb_build_object('type', 'array', 'items', jsonb_build_object('$ref', '#/components/schemas/' || s))
+               ELSE jsonb_build_object('$ref', '#/components/schemas/' || s) END
+  FROM (VALUES
+    ('get_booking', 'Booking', false), ('update_booking', 'Booking', false), ('cancel_booking', 'Booking', false),
+    ('list_bookings', 'Booking', true), ('room_schedule', 'ScheduleEntry', true),
+    ('get_room', 'Room', false), ('create_room', 'Room', false), ('update_room', 'Room', false), ('list_rooms', 'Room', true),
+    ('get_user', 'User', false), ('update_user', 'User', false), ('me', 'User', false), ('update_me', 'User', false),
+    ('register', 'User', false), ('list_users', 'User', true), ('login', 'Tokens', false),
+    ('get_hotel', 'Hotel', false), ('create_hotel', 'Hotel', false), ('list_hotels', 'Hotel', true),
+    ('get_reservation', 'Reservation', false), ('create_reservation', 'Reservation', false),
+    ('update_reservation', 'Reservation', false), ('cancel_reservation', 'Reservation', false),
+    ('check_in', 'Reservation', false), ('check_out', 'Reservation', false), ('list_reservations', 'Reservation', true),
+    ('list_inventory', 'InventoryNight', true),
+    ('list_room_reviews', 'Review', true), ('create_review', 'Review', false), ('update_review', 'Review', false),
+    ('list_events', 'Event', true)
+  ) AS r(f, s, many);
+-- A booking with a recurrence answers its series.
+INSERT INTO booking.http_results (function_name, schema)
+VALUES ('create_booking', '{"oneOf": [{"$ref": "#/components/schemas/Booking"}, {"$ref": "#/components/schemas/BookingSeries"}]}');
+GRANT SELECT ON booking.http_schemas, booking.http_results TO booking_authenticator, booking_api;
+
 -- What the adapter reads: one row per api function, with its signature,
 -- the HTTP name of each argument (lists take lim/off; HTTP clients say
 -- limit/offset: the one place that says so), whether it may write (only
@@ -1284,10 +1374,11 @@ SELECT p.proname::text AS name,
                      'operation_id', coalesce(r.operation_id, r.function_name::text),
                      'body_argument', r.body_argument, 'public', r.public, 'event_stream', r.event_stream)
                    ORDER BY r.path, r.method)
-                   FROM booking.http_routes r WHERE r.function_name = p.proname), '[]') AS routes
+                   FROM booking.http_routes r WHERE r.function_name = p.proname), '[]') AS routes,
+       (SELECT x.schema FROM booking.http_results x WHERE x.function_name = p.proname) AS result_schema
   FROM pg_proc p
  WHERE p.pronamespace = (SELECT n.oid FROM pg_namespace n WHERE n.nspname = 'api') AND p.prokind = 'f';
-COMMENT ON VIEW booking.http_functions IS 'the api functions as the HTTP adapter sees them: signature, HTTP argument names, routes';
+COMMENT ON VIEW booking.http_functions IS 'the api functions as the HTTP adapter sees them: signature, HTTP argument names, routes, result schema';
 
 -- The roles a token may name: those the adapter's login role may switch to
 -- (GRANTed to booking_authenticator), read by the adapter with the catalog.

@@ -9,6 +9,7 @@ const doc = JSON.parse(readFileSync(0, 'utf8'));
 const lines = [];
 const say = (s = '') => lines.push(s);
 const type = s => !s ? 'any' : s.$ref ? s.$ref.split('/').pop()
+  : s.oneOf ? s.oneOf.map(type).join(' or ')
   : s.type === 'array' ? `${type(s.items)}[]` : (s.format ? `${s.type} (${s.format})` : (s.type ?? 'any JSON'));
 const cell = s => String(s).replace(/\|/g, '\\|').replace(/\n+/g, ' ');
 
@@ -49,6 +50,30 @@ for (const { path, method, op } of ops) {
     say('| name | in | type | required |');
     say('|---|---|---|---|');
     for (const p of params) say(`| ${p.map(cell).join(' | ')} |`);
+  }
+  const answer = Object.entries(op.responses).find(([c]) => /^2/.test(c))?.[1]?.content?.['application/json']?.schema;
+  if (answer) {
+    say();
+    say(`Answers: ${type(answer)} (see [schemas](#schemas)).`);
+  }
+}
+const schemas = Object.entries(doc.components?.schemas ?? {}).filter(([n]) => !['Error', 'Result'].includes(n));
+if (schemas.length) {
+  say();
+  say('## schemas');
+  say();
+  say('What a route answers on success, declared in `booking.http_schemas` and `booking.http_results`');
+  say('(objects may carry more members in a later version). A member marked "or null" may be null.');
+  for (const [name, s] of schemas) {
+    say();
+    say(`### ${name}`);
+    say();
+    say(s.description ?? '');
+    say();
+    say('| member | type |');
+    say('|---|---|');
+    for (const [m, ms] of Object.entries(s.properties ?? {}))
+      say(`| ${m} | ${cell(type(ms) + (ms.nullable ? ' or null' : ''))} |`);
   }
 }
 process.stdout.write(lines.join('\n') + '\n');
