@@ -1328,7 +1328,39 @@ SELECT v.name, jsonb_build_object('type', 'object', 'description', v.description
                         'helpful_votes', t.n, 'unhelpful_votes', t.n, 'created_at', t.ts, 'updated_at', t.ts)),
     ('Event', 'an entry of the events log, in commit order',
      jsonb_build_object('id', t.id, 'at', t.ts, 'kind', t.str, 'entity', t.str, 'entity_id', t.str,
-                        'user_id', t.id || '{"nullable": true}', 'payload', '{"type": "object"}'::jsonb))
+                        'user_id', t.id || '{"nullable": true}', 'payload', '{"type": "object"}'::jsonb)),
+    ('Interval', 'a free interval [starts_at, ends_at)',
+     jsonb_build_object('starts_at', t.ts, 'ends_at', t.ts)),
+    ('HotelName', 'a hotel''s name (public)',
+     jsonb_build_object('hotel_id', t.id, 'name', t.str)),
+    ('FlaggedReview', 'a review with the flags people raised on it',
+     jsonb_build_object('id', t.id, 'room_id', t.id, 'user_id', t.id, 'rating', t.n,
+                        'comment', '{"type": "string", "nullable": true}'::jsonb, 'status', t.str,
+                        'helpful_votes', t.n, 'unhelpful_votes', t.n, 'created_at', t.ts, 'updated_at', t.ts,
+                        'flags', jsonb_build_object('type', 'array', 'items', jsonb_build_object(
+                                     'type', 'object', 'required', '["reason", "user_id"]'::jsonb,
+                                     'properties', jsonb_build_object('reason', t.str, 'user_id', t.id))))),
+    ('BookingCounts', 'bookings by status',
+     jsonb_build_object('total', t.n, 'confirmed', t.n, 'cancelled', t.n, 'completed', t.n)),
+    ('RoomBookingCounts', 'a room''s bookings by status',
+     jsonb_build_object('room_id', t.id, 'room_name', t.str, 'total', t.n, 'confirmed', t.n, 'cancelled', t.n, 'completed', t.n)),
+    ('RoomRating', 'a room''s visible reviews: how many, average rating',
+     jsonb_build_object('room_id', t.id, 'room_name', t.str, 'review_count', t.n, 'average_rating', '{"type": "number", "nullable": true}'::jsonb)),
+    ('RateLimitStats', 'a rate-limit rule and what its counters admitted and denied since the server started',
+     jsonb_build_object('endpoint', t.str, 'key_kind', t.str, 'max_requests', t.n, 'window_seconds', t.n,
+                        'admitted', t.n, 'denials', t.n, 'keys_tracked', t.n, 'forced_evictions', t.n,
+                        'since', t.ts || '{"nullable": true}')),
+    ('CheckoutRun', 'a run of the nightly checkout',
+     jsonb_build_object('id', t.id, 'job', t.str, 'business_date', t.day, 'source', t.str, 'started_at', t.ts,
+                        'finished_at', t.ts || '{"nullable": true}', 'error', '{"type": "string", "nullable": true}'::jsonb,
+                        'completed_stays', t.n, 'no_shows', t.n, 'nights_returned', t.n, 'completed_bookings', t.n)),
+    ('AuditEntry', 'who changed what: an entry of the audit trail',
+     jsonb_build_object('id', t.id, 'at', t.ts, 'action', t.str, 'actor_id', t.id || '{"nullable": true}',
+                        'actor_role', '{"type": "string", "nullable": true}'::jsonb, 'db_user', t.str,
+                        'target_type', t.str, 'target_id', '{"type": "string", "nullable": true}'::jsonb,
+                        'before', '{"type": "object", "nullable": true}'::jsonb,
+                        'after', '{"type": "object", "nullable": true}'::jsonb,
+                        'request_id', '{"type": "string", "nullable": true}'::jsonb))
   ) AS v(name, description, props);
 
 INSERT INTO booking.http_results (function_name, schema)
@@ -1346,7 +1378,12 @@ SELECT f, CASE WHEN many THEN jsonb_build_object('type', 'array', 'items', jsonb
     ('check_in', 'Reservation', false), ('check_out', 'Reservation', false), ('list_reservations', 'Reservation', true),
     ('list_inventory', 'InventoryNight', true),
     ('list_room_reviews', 'Review', true), ('create_review', 'Review', false), ('update_review', 'Review', false),
-    ('list_events', 'Event', true)
+    ('list_events', 'Event', true),
+    ('room_availability', 'Interval', true), ('hotel_name', 'HotelName', false), ('adjust_inventory', 'InventoryNight', true),
+    ('moderation_reviews', 'FlaggedReview', true),
+    ('analytics_bookings_summary', 'BookingCounts', false), ('analytics_bookings_by_room', 'RoomBookingCounts', true),
+    ('analytics_average_rating_by_room', 'RoomRating', true), ('analytics_rate_limits', 'RateLimitStats', true),
+    ('list_jobs', 'CheckoutRun', true), ('list_audit', 'AuditEntry', true)
   ) AS r(f, s, many);
 -- A booking with a recurrence answers its series.
 INSERT INTO booking.http_results (function_name, schema)

@@ -99,6 +99,17 @@ my $rv = call(user => 'POST', '/reviews', {}, { room_id => $r->{id}, rating => 4
 call(user => 'PATCH', '/reviews/{id}', { id => $rv->{id} }, { rating => 5 });
 call(user => 'GET', '/rooms/{room_id}/reviews', { room_id => $room });
 call(admin => 'GET', '/events', {}, { limit => 20 });
+call(user => 'GET', '/rooms/{room_id}/availability', { room_id => $room },
+	{ from => $day->(1) . 'T00:00:00Z', to => $day->(2) . 'T00:00:00Z' });
+call(user => 'GET', '/hotels/{hotel_id}/name', { hotel_id => $hotel });
+call(admin => 'POST', '/inventory/{hotel_id}/adjust', { hotel_id => $hotel }, { room_type => 'double', from => $day->(5), to => $day->(6), delta => 1 });
+call(admin => 'GET', '/moderation/reviews', {});
+call(admin => 'GET', '/admin/analytics/bookings/summary', {});
+call(admin => 'GET', '/admin/analytics/bookings/by-room', {});
+call(admin => 'GET', '/admin/analytics/reviews/average-rating-by-room', {});
+call(admin => 'GET', '/admin/analytics/rate-limits', {});
+call(admin => 'GET', '/admin/jobs', {});
+call(admin => 'GET', '/admin/audit', {});
 
 my %success = map { my ($m, $p, $s) = split /\|/; ("$m $p" => $s) } split /\n/, $q->(q{SELECT method, path, success_status FROM booking.http_routes});
 is_deeply([ grep { $calls{$_} != $success{$_} } sort keys %calls ], [], 'every call succeeded (its route\'s success status)')
