@@ -1351,7 +1351,7 @@ SELECT v.name, jsonb_build_object('type', 'object', 'description', v.description
                         'admitted', t.n, 'denials', t.n, 'keys_tracked', t.n, 'forced_evictions', t.n,
                         'since', t.ts || '{"nullable": true}')),
     ('CheckoutRun', 'a run of the nightly checkout',
-     jsonb_build_object('id', t.id, 'job', t.str, 'business_date', t.day, 'source', t.str, 'started_at', t.ts,
+     jsonb_build_object('id', t.id, 'business_date', t.day, 'source', t.str, 'started_at', t.ts,
                         'finished_at', t.ts || '{"nullable": true}', 'error', '{"type": "string", "nullable": true}'::jsonb,
                         'completed_stays', t.n, 'no_shows', t.n, 'nights_returned', t.n, 'completed_bookings', t.n)),
     ('AuditEntry', 'who changed what: an entry of the audit trail',
@@ -1361,6 +1361,16 @@ SELECT v.name, jsonb_build_object('type', 'object', 'description', v.description
                         'before', '{"type": "object", "nullable": true}'::jsonb,
                         'after', '{"type": "object", "nullable": true}'::jsonb,
                         'request_id', '{"type": "string", "nullable": true}'::jsonb))
+,
+    ('OccupancyNight', 'a hotel''s rooms of a type on a night: in total, held, and the share held',
+     jsonb_build_object('night', t.day, 'room_type', t.str, 'total', t.n, 'held', t.n,
+                        'occupancy_percent', '{"type": "number"}'::jsonb)),
+    ('HotelAvailability', 'a hotel with rooms of a type free on every night of a stay',
+     jsonb_build_object('hotel_id', t.id, 'name', t.str, 'location', t.str, 'room_type', t.str, 'min_available', t.n)),
+    ('StayRestriction', 'the stay rules of a room type over a range of nights',
+     jsonb_build_object('hotel_id', t.id, 'room_type', t.str, 'from', t.day, 'to', t.day,
+                        'min_stay', t.n || '{"nullable": true}', 'max_stay', t.n || '{"nullable": true}',
+                        'closed_to_arrival', t.bool, 'closed_to_departure', t.bool))
   ) AS v(name, description, props);
 
 INSERT INTO booking.http_results (function_name, schema)
@@ -1383,7 +1393,11 @@ SELECT f, CASE WHEN many THEN jsonb_build_object('type', 'array', 'items', jsonb
     ('moderation_reviews', 'FlaggedReview', true),
     ('analytics_bookings_summary', 'BookingCounts', false), ('analytics_bookings_by_room', 'RoomBookingCounts', true),
     ('analytics_average_rating_by_room', 'RoomRating', true), ('analytics_rate_limits', 'RateLimitStats', true),
-    ('list_jobs', 'CheckoutRun', true), ('list_audit', 'AuditEntry', true)
+    ('list_jobs', 'CheckoutRun', true), ('list_audit', 'AuditEntry', true), ('run_checkout', 'CheckoutRun', false),
+    ('hide_review', 'Review', false), ('restore_review', 'Review', false),
+    ('analytics_occupancy', 'OccupancyNight', true), ('search_availability', 'HotelAvailability', true),
+    ('set_my_availability', 'Interval', true), ('user_availability', 'Interval', true),
+    ('set_restrictions', 'StayRestriction', false)
   ) AS r(f, s, many);
 -- A booking with a recurrence answers its series.
 INSERT INTO booking.http_results (function_name, schema)

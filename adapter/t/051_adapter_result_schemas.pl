@@ -110,6 +110,17 @@ call(admin => 'GET', '/admin/analytics/reviews/average-rating-by-room', {});
 call(admin => 'GET', '/admin/analytics/rate-limits', {});
 call(admin => 'GET', '/admin/jobs', {});
 call(admin => 'GET', '/admin/audit', {});
+call(admin => 'POST', '/moderation/reviews/{id}/hide', { id => $rv->{id} });
+call(admin => 'POST', '/moderation/reviews/{id}/restore', { id => $rv->{id} });
+call(admin => 'POST', '/admin/jobs/checkout/run', {});
+call(admin => 'GET', '/admin/analytics/occupancy', {}, { hotel_id => $hotel, from => $today, to => $day->(7) });
+call(user => 'GET', '/availability', {}, { location => 'Lisbon', arrival => $day->(3), nights => 2 });
+call(user => 'PUT', '/users/me/availability', {},
+	[ { starts_at => $day->(10) . 'T09:00:00Z', ends_at => $day->(10) . 'T12:00:00Z' } ]);	# the whole body is the list
+my $me = http($a, 'GET', '/users/me', undef, $tok{user})->{json};
+call(user => 'GET', '/users/{user_id}/availability', { user_id => $me->{id} });
+call(admin => 'PUT', '/inventory/{hotel_id}/restrictions', { hotel_id => $hotel },
+	{ room_type => 'double', from => $day->(20), to => $day->(21), min_stay => 2 });
 
 my %success = map { my ($m, $p, $s) = split /\|/; ("$m $p" => $s) } split /\n/, $q->(q{SELECT method, path, success_status FROM booking.http_routes});
 is_deeply([ grep { $calls{$_} != $success{$_} } sort keys %calls ], [], 'every call succeeded (its route\'s success status)')
