@@ -2678,17 +2678,19 @@ CREATE TRIGGER rate_limits_mark_edited BEFORE UPDATE ON booking.rate_limits
 -- that CREATE EXTENSION made.  ENABLE REPLICA: it fires only with
 -- session_replication_role = replica (the restore, or a logical
 -- replication subscriber, where the same replacement is right), never for
--- an ordinary INSERT, which still fails on a duplicate endpoint.
+-- an ordinary INSERT, which still fails on a duplicate endpoint.  The same
+-- function serves the restore of a remembered deletion (below): both drop
+-- the rule CREATE EXTENSION made for the endpoint of the row arriving.
 CREATE FUNCTION booking.rate_limits_restore() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     DELETE FROM booking.rate_limits l WHERE l.endpoint = NEW.endpoint;
-    RETURN NEW;
+    RETURN NEW;     -- ignored when fired AFTER
 END
 $$;
-COMMENT ON FUNCTION booking.rate_limits_restore IS 'trigger (restore only): a restored rate-limit rule replaces the rule CREATE EXTENSION made for its endpoint';
+COMMENT ON FUNCTION booking.rate_limits_restore IS 'trigger (restore only): a restored rate-limit rule, or a restored deletion of one, replaces the rule CREATE EXTENSION made for its endpoint';
 CREATE TRIGGER rate_limits_restore BEFORE INSERT ON booking.rate_limits
     FOR EACH ROW EXECUTE FUNCTION booking.rate_limits_restore();
 ALTER TABLE booking.rate_limits ENABLE REPLICA TRIGGER rate_limits_restore;
@@ -2715,23 +2717,13 @@ CREATE TRIGGER rate_limits_note_deleted AFTER INSERT OR DELETE ON booking.rate_l
 
 -- In a restore, a remembered deletion deletes the default CREATE EXTENSION
 -- just seeded for that endpoint (replica mode only, as above).
-CREATE FUNCTION booking.rate_limits_deleted_restore() RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    DELETE FROM booking.rate_limits l WHERE l.endpoint = NEW.endpoint;
-    RETURN NULL;
-END
-$$;
-COMMENT ON FUNCTION booking.rate_limits_deleted_restore IS 'trigger (restore only): a rate-limit rule deleted before the backup is deleted again from the defaults CREATE EXTENSION made';
 CREATE TRIGGER rate_limits_deleted_restore AFTER INSERT ON booking.rate_limits_deleted
-    FOR EACH ROW EXECUTE FUNCTION booking.rate_limits_deleted_restore();
+    FOR EACH ROW EXECUTE FUNCTION booking.rate_limits_restore();
 ALTER TABLE booking.rate_limits_deleted ENABLE REPLICA TRIGGER rate_limits_deleted_restore;
 
 -- Trigger functions: nobody calls them (the 1.0 rule: PUBLIC executes nothing).
 REVOKE EXECUTE ON FUNCTION booking.rate_limits_mark_edited(), booking.rate_limits_restore(),
-    booking.rate_limits_note_deleted(), booking.rate_limits_deleted_restore() FROM PUBLIC;
+    booking.rate_limits_note_deleted() FROM PUBLIC;
 
 SELECT pg_catalog.pg_extension_config_dump('booking.rate_limits', 'WHERE NOT seeded');
 SELECT pg_catalog.pg_extension_config_dump('booking.rate_limits_deleted', '');
