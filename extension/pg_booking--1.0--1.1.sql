@@ -1402,6 +1402,75 @@ SELECT f, CASE WHEN many THEN jsonb_build_object('type', 'array', 'items', jsonb
 -- A booking with a recurrence answers its series.
 INSERT INTO booking.http_results (function_name, schema)
 VALUES ('create_booking', '{"oneOf": [{"$ref": "#/components/schemas/Booking"}, {"$ref": "#/components/schemas/BookingSeries"}]}');
+
+-- The answers of the rates, quotes, KPIs, suggestions and the small
+-- acknowledgements (a deleted review, a flag, a vote).
+WITH t(ts, day, id, n, num, str, bool) AS (
+    SELECT '{"type": "string", "format": "date-time"}'::jsonb, '{"type": "string", "format": "date"}'::jsonb,
+           '{"type": "integer", "format": "int64"}'::jsonb, '{"type": "integer"}'::jsonb, '{"type": "number"}'::jsonb,
+           '{"type": "string"}'::jsonb, '{"type": "boolean"}'::jsonb),
+     k(props) AS (   -- the figures booking.kpi_json gives (a share is null when its divisor is 0)
+    SELECT jsonb_build_object('rooms_available', t.num, 'rooms_sold', t.num, 'room_revenue', t.num,
+                              'occupancy_pct', t.num || '{"nullable": true}', 'adr', t.num || '{"nullable": true}',
+                              'revpar', t.num || '{"nullable": true}') FROM t)
+INSERT INTO booking.http_schemas (name, schema)
+SELECT v.name, jsonb_build_object('type', 'object', 'description', v.description,
+                                  'required', (SELECT jsonb_agg(x ORDER BY x) FROM jsonb_object_keys(v.props) x),
+                                  'properties', v.props)
+  FROM t, k, LATERAL (VALUES
+    ('DayBookingCounts', 'bookings starting on a UTC day, by status',
+     jsonb_build_object('day', t.day, 'total', t.n, 'confirmed', t.n, 'cancelled', t.n, 'completed', t.n)),
+    ('HotelKpis', 'a hotel''s revenue figures over a range of nights (amounts in the hotel''s currency)',
+     k.props || jsonb_build_object('hotel_id', t.id, 'currency', t.str || '{"nullable": true}', 'from', t.day, 'to', t.day,
+                        'reservations', t.n, 'cancellation_rate_pct', t.num || '{"nullable": true}',
+                        'no_show_rate_pct', t.num || '{"nullable": true}', 'alos', t.num || '{"nullable": true}',
+                        'cancellation_fees', t.num,
+                        'by_room_type', jsonb_build_object('type', 'array', 'items', jsonb_build_object(
+                            'type', 'object', 'properties', k.props || jsonb_build_object('room_type', t.str),
+                            'required', (SELECT jsonb_agg(x ORDER BY x) FROM jsonb_object_keys(k.props || '{"room_type": 0}') x))),
+                        'by_night', jsonb_build_object('type', 'array', 'items', jsonb_build_object(
+                            'type', 'object', 'required', '["night", "room_revenue", "room_type", "rooms_available", "rooms_sold"]'::jsonb,
+                            'properties', jsonb_build_object('night', t.day, 'room_type', t.str, 'rooms_available', t.num,
+                                                             'rooms_sold', t.num, 'room_revenue', t.num))))),
+    ('MeetingSlot', 'a start at which every attendee is free and a room fits them',
+     jsonb_build_object('starts_at', t.ts, 'ends_at', t.ts, 'room_id', t.id, 'room_name', t.str, 'capacity', t.n)),
+    ('NightlyRates', 'the rates of a room type''s nights, in the hotel''s currency',
+     jsonb_build_object('hotel_id', t.id, 'room_type', t.str, 'currency', t.str,
+                        'rates', jsonb_build_object('type', 'array', 'items', jsonb_build_object(
+                            'type', 'object', 'required', '["amount", "night"]'::jsonb,
+                            'properties', jsonb_build_object('night', t.day, 'amount', t.num))))),
+    ('Quote', 'the prices a stay would get: per night (date to amount) and in total',
+     jsonb_build_object('hotel_id', t.id, 'room_type', t.str, 'arrival_date', t.day, 'stay_length', t.n, 'currency', t.str,
+                        'nightly_prices', jsonb_build_object('type', 'object', 'additionalProperties', t.num),
+                        'total_amount', t.num)),
+    ('HotelTerms', 'a hotel with its currency and cancellation policy',
+     jsonb_build_object('id', t.id, 'name', t.str, 'location', t.str, 'currency', t.str || '{"nullable": true}',
+                        'cancellation_policy', '{"type": "object", "nullable": true}'::jsonb,
+                        'created_at', t.ts, 'updated_at', t.ts)),
+    ('RoomDeactivated', 'a room taken out of service (its bookings and history stay)',
+     jsonb_build_object('id', t.id, 'active', t.bool)),
+    ('ReviewDeleted', 'a review deleted by its author',
+     jsonb_build_object('id', t.id, 'deleted', t.bool)),
+    ('AccessToken', 'a new access token (bearer JWT) of the refresh token''s session',
+     jsonb_build_object('access_token', t.str, 'token_type', t.str, 'expires_in', t.n)),
+    ('ReviewFlagged', 'a review flagged for moderation (flagging twice keeps the first flag)',
+     jsonb_build_object('id', t.id, 'flagged', t.bool)),
+    ('ReviewVote', 'a review with the caller''s vote on it',
+     jsonb_build_object('id', t.id, 'room_id', t.id, 'helpful_votes', t.n, 'unhelpful_votes', t.n,
+                        'your_vote', t.bool, 'changed', t.bool, 'previous_vote', t.bool || '{"nullable": true}'))
+  ) AS v(name, description, props);
+
+INSERT INTO booking.http_results (function_name, schema)
+SELECT f, CASE WHEN many THEN jsonb_build_object('type', 'array', 'items', jsonb_build_object('$ref', '#/components/schemas/' || s))
+               ELSE jsonb_build_object('$ref', '#/components/schemas/' || s) END
+  FROM (VALUES
+    ('analytics_bookings_per_day', 'DayBookingCounts', true), ('analytics_hotel_kpis', 'HotelKpis', false),
+    ('suggest_meetings', 'MeetingSlot', true), ('common_availability', 'Interval', true),
+    ('set_rates', 'NightlyRates', false), ('quote_reservation', 'Quote', false),
+    ('set_hotel_currency', 'HotelTerms', false), ('set_cancellation_policy', 'HotelTerms', false),
+    ('delete_room', 'RoomDeactivated', false), ('delete_review', 'ReviewDeleted', false),
+    ('flag_review', 'ReviewFlagged', false), ('vote_review', 'ReviewVote', false), ('refresh', 'AccessToken', false)
+  ) AS r(f, s, many);
 GRANT SELECT ON booking.http_schemas, booking.http_results TO booking_authenticator, booking_api;
 
 -- What the adapter reads: one row per api function, with its signature,
