@@ -230,7 +230,7 @@ BEGIN
     FOR n, seen IN SELECT x.night, x.picked FROM booking.block_nights x
                     WHERE x.block_id = NEW.block_id AND x.night >= NEW.arrival_date AND x.night < NEW.held_until
                     ORDER BY x.night LOOP
-        PERFORM pg_sleep(0.001);
+        PERFORM pg_sleep(0.005);
         UPDATE booking.block_nights x SET picked = seen + 1 WHERE x.block_id = NEW.block_id AND x.night = n;
     END LOOP;
     UPDATE booking.inventory SET available = available + 1
