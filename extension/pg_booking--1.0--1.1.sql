@@ -2740,8 +2740,13 @@ END
 $$;
 COMMENT ON FUNCTION booking.reservation_block_return IS 'trigger: nights a group stay gives back return to its block until the block is released';
 
-CREATE TRIGGER reservations_block BEFORE INSERT OR UPDATE OF block_id, room_type, arrival_date, stay_length, held_until
-    ON booking.reservations FOR EACH ROW EXECUTE FUNCTION booking.reservation_block();
+-- The WHEN clauses keep the stays of no block (nearly all) from calling
+-- PL/pgSQL: the take of a plain stay costs what it did.
+CREATE TRIGGER reservations_block BEFORE INSERT ON booking.reservations
+    FOR EACH ROW WHEN (NEW.block_id IS NOT NULL) EXECUTE FUNCTION booking.reservation_block();
+CREATE TRIGGER reservations_block_change BEFORE UPDATE OF block_id, room_type, arrival_date, stay_length, held_until
+    ON booking.reservations
+    FOR EACH ROW WHEN (OLD.block_id IS NOT NULL OR NEW.block_id IS NOT NULL) EXECUTE FUNCTION booking.reservation_block();
 CREATE TRIGGER reservations_block_return AFTER UPDATE OF held_until OR DELETE ON booking.reservations
     FOR EACH ROW WHEN (OLD.block_id IS NOT NULL) EXECUTE FUNCTION booking.reservation_block_return();
 
