@@ -3300,12 +3300,13 @@ REVOKE EXECUTE ON FUNCTION booking.allowance_rooms(integer, integer, numeric),
     booking.block_violations() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION booking.allowance_rooms(integer, integer, numeric),
     booking.blocked_rooms(bigint, text, date), booking.block_json(booking.blocks), booking.find_block(bigint, bigint),
-    booking.release_block(bigint, text, date),
     api.set_overbooking(bigint, text, integer, numeric), api.create_block(bigint, text, text, text, text, integer, text),
     api.list_blocks(bigint, integer, integer), api.get_block(bigint, bigint), api.release_block(bigint, bigint),
     api.create_reservation(bigint, text, text, text, integer, integer, integer, text)
   TO booking_api;
 GRANT EXECUTE ON FUNCTION booking.block_violations() TO booking_admin, booking_auditor;
+-- The release writes as the owner: only the roles that may release call it.
+GRANT EXECUTE ON FUNCTION booking.release_block(bigint, text, date) TO booking_admin, booking_facility_manager;
 
 INSERT INTO booking.http_routes (method, path, function_name, success_status, operation_id, body_argument, public, event_stream) VALUES
     ('PUT',  '/inventory/{hotel_id}/overbooking',          'set_overbooking', 200, NULL, NULL, false, false),
