@@ -2640,8 +2640,11 @@ CREATE INDEX reservations_block_idx ON booking.reservations (block_id) WHERE blo
 COMMENT ON COLUMN booking.reservations.block_id IS 'the group block the stay''s nights were drawn from (NULL: general inventory)';
 
 -- The rooms of group blocks not picked up on a night of (hotel, room type).
+-- Owner's rights: the occupancy view calls it for its readers (booking_grafana
+-- among them), who read no block table.
 CREATE FUNCTION booking.blocked_rooms(hotel_id bigint, room_type text, night date) RETURNS bigint
-LANGUAGE sql STABLE PARALLEL SAFE
+LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT coalesce(sum(n.rooms - n.picked), 0)
       FROM booking.blocks b JOIN booking.block_nights n ON n.block_id = b.id
@@ -3305,6 +3308,7 @@ GRANT EXECUTE ON FUNCTION booking.allowance_rooms(integer, integer, numeric),
     api.create_reservation(bigint, text, text, text, integer, integer, integer, text)
   TO booking_api;
 GRANT EXECUTE ON FUNCTION booking.block_violations() TO booking_admin, booking_auditor;
+GRANT EXECUTE ON FUNCTION booking.blocked_rooms(bigint, text, date) TO booking_grafana;
 -- The release writes as the owner: only the roles that may release call it.
 GRANT EXECUTE ON FUNCTION booking.release_block(bigint, text, date) TO booking_admin, booking_facility_manager;
 
