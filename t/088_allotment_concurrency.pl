@@ -227,6 +227,7 @@ BEGIN
         NEW.block_id := NULL;
         RETURN NEW;
     END IF;
+    PERFORM pg_sleep(0.02);     -- others find the same free room meanwhile
     FOR n, seen IN SELECT x.night, x.picked FROM booking.block_nights x
                     WHERE x.block_id = NEW.block_id AND x.night >= NEW.arrival_date AND x.night < NEW.held_until
                     ORDER BY x.night LOOP
