@@ -2835,8 +2835,7 @@ DECLARE
 BEGIN
     DELETE FROM booking.calendar_tokens c WHERE c.user_id = uid;
     IF NOT FOUND THEN
-        PERFORM booking.raise_error(404, 'NOT_FOUND', 'you have no calendar feed token',
-            jsonb_build_object('user_id', uid));
+        PERFORM booking.raise_error(404, 'NOT_FOUND', 'you have no calendar feed token');
     END IF;
     RETURN jsonb_build_object('revoked', true);
 END
