@@ -121,6 +121,8 @@ my $me = http($a, 'GET', '/users/me', undef, $tok{user})->{json};
 call(user => 'GET', '/users/{user_id}/availability', { user_id => $me->{id} });
 call(admin => 'PUT', '/inventory/{hotel_id}/restrictions', { hotel_id => $hotel },
 	{ room_type => 'double', from => $day->(20), to => $day->(21), min_stay => 2 });
+call(user => 'POST', '/users/me/calendar-token', {});
+call(user => 'DELETE', '/users/me/calendar-token', {});
 
 my %success = map { my ($m, $p, $s) = split /\|/; ("$m $p" => $s) } split /\n/, $q->(q{SELECT method, path, success_status FROM booking.http_routes});
 is_deeply([ grep { $calls{$_} != $success{$_} } sort keys %calls ], [], 'every call succeeded (its route\'s success status)')

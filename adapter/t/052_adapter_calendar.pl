@@ -94,7 +94,8 @@ SELECT coalesce(json_agg(json_build_object(
   FROM booking.bookings b
  WHERE $which AND b.starts_at < '$to' AND b.ends_at > '$from'
    AND (b.status <> 'cancelled' OR b.series_id IS NULL)});
-	return [ sort { $a->{start} cmp $b->{start} || $a->{uid} cmp $b->{uid} } @{ decode_json($rows) } ];
+	# ($::a: this file's $a is the adapter.)
+	return [ sort { $::a->{start} cmp $::b->{start} || $::a->{uid} cmp $::b->{uid} } @{ decode_json($rows) } ];
 }
 
 sub occurrences
@@ -165,15 +166,17 @@ cmp_ok($seq2{$suid}, '>', $seq{$suid}, 'SEQUENCE of the series grew');
 my $db_now = from_database(owner => $id{owner}, viewer => $id{owner});
 my $fresh = feed(owner => "/users/me/calendar.ics?$window");
 is_deeply(occurrences(parse($fresh)), $db_now, 'the fresh feed agrees with the database');
-(my $corrupt = $fresh) =~ s/\r\nRDATE:[^\r]*//;
-isnt(scalar(@{ occurrences(parse($corrupt)) }), scalar(@$db_now), 'negative control: a feed with one RDATE taken out no longer agrees');
+# (The last RDATE: an occurrence with no override, which would keep it.)
+(my $corrupt = $fresh) =~ s/(.*)\r\nRDATE:[^\r]*/$1/s;
+is(scalar(@{ occurrences(parse($corrupt)) }), scalar(@$db_now) - 1, 'negative control: a feed with one RDATE taken out loses that occurrence');
 ok(!eq_deeply_list(occurrences(parse($corrupt)), $db_now), '... and the comparison says so');
 $node->safe_psql('postgres', "DELETE FROM booking.bookings WHERE id = $occ[6]");
 ok(!eq_deeply_list(occurrences(parse($fresh)), from_database(owner => $id{owner}, viewer => $id{owner})),
 	'negative control: after a booking is deleted, the feed read before disagrees with the database');
 is_deeply(occurrences(parse(feed(owner => "/users/me/calendar.ics?$window"))), from_database(owner => $id{owner}, viewer => $id{owner}),
 	'... and the feed read after agrees again');
-(my $unfolded = $fresh) =~ s/\r\n //g;
+like($seen{owner}, qr/\r\n /, 'the room feed has folded lines (the long title)');
+(my $unfolded = $seen{owner}) =~ s/\r\n //g;
 ok(scalar(grep { /more than 75/ } @{ parse($unfolded)->{problems} }), 'negative control: a feed with its folding undone is reported');
 
 # --- errors: JSON envelopes with clear codes ---
