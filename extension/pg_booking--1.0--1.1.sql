@@ -2647,7 +2647,9 @@ COMMENT ON FUNCTION booking.ics_instant IS 'an instant as an iCalendar UTC DATE-
 CREATE FUNCTION booking.ics_lines(lines text[]) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
-    SELECT coalesce(string_agg(booking.ics_fold(l) || E'\r\n', '' ORDER BY n), '')
+    -- (Most lines are short: the fold function only for the long ones.)
+    SELECT coalesce(string_agg(CASE WHEN octet_length(l) <= 75 THEN l ELSE booking.ics_fold(l) END || E'\r\n', ''
+                               ORDER BY n), '')
       FROM unnest(lines) WITH ORDINALITY AS u(l, n)
      WHERE l IS NOT NULL
 $$;
