@@ -3425,6 +3425,425 @@ UPDATE booking.http_schemas
                           '{required}', schema -> 'required' || '["allowance", "blocked"]')
  WHERE name = 'OccupancyNight';
 
+-- ==== calendar feeds: iCalendar of a room and of a user (issue 14) ====
+--
+-- Any calendar app can show a room's bookings or a user's own, by URL:
+-- GET /rooms/{room_id}/calendar.ics and GET /users/me/calendar.ics (bearer
+-- token), and GET /calendar/{token}/calendar.ics, whose secret per-user
+-- token lets an app subscribe without a bearer header (a calendar app
+-- cannot send one).  The answer is RFC 5545 text (text/calendar): the
+-- route declares its media type (booking.http_routes.produces, below), the
+-- function returns the text, and the adapter sends it as it is.
+--
+-- One VEVENT per booking: UID booking-<id>@pg_booking, all times in UTC,
+-- SUMMARY the title where booking.shows_title lets the reader see it (else
+-- "Busy"), STATUS from booking.ics_status, SEQUENCE the booking's revision.
+-- A recurring series is one VEVENT (UID series-<uuid>@pg_booking) whose
+-- recurrence set is its DTSTART and one RDATE per further occurrence:
+-- the rule it was made with (frequency, interval, time zone) is not kept,
+-- and occurrences are moved, retitled and cancelled one by one, so the set
+-- of dates is the faithful description (RRULE would need the rule stored
+-- and a VTIMEZONE).  Cancelled occurrences are EXDATEs; an occurrence that
+-- differs from the first one (length, title, status, room) is an override
+-- VEVENT with RECURRENCE-ID.  Occurrences skipped at creation were never
+-- booked, so they are in no set.
+
+-- SEQUENCE must grow with every change of a booking, whatever writes it
+-- (api, psql, the checkout): a counter kept by a trigger, not by the
+-- writers.  Named to fire after the other BEFORE UPDATE triggers (they fire
+-- in name order), so it sees the row as they left it.
+ALTER TABLE booking.bookings ADD COLUMN revision integer NOT NULL DEFAULT 0;
+COMMENT ON COLUMN booking.bookings.revision IS 'how many times the row changed (kept by trigger bookings_zz_revision): the SEQUENCE of its calendar entry';
+
+CREATE FUNCTION booking.count_booking_revision() RETURNS trigger
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    -- Whatever the writer put in revision is ignored: only a real change counts.
+    NEW.revision := OLD.revision
+        + CASE WHEN to_jsonb(NEW) - 'revision' IS DISTINCT FROM to_jsonb(OLD) - 'revision' THEN 1 ELSE 0 END;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION booking.count_booking_revision IS 'trigger: a booking''s revision grows by one with every UPDATE that changes anything else';
+CREATE TRIGGER bookings_zz_revision BEFORE UPDATE ON booking.bookings
+    FOR EACH ROW EXECUTE FUNCTION booking.count_booking_revision();
+
+-- Who may read a booking's title: its owner, and staff (admin, facility
+-- manager, auditor; a superuser in psql).  The one rule of the room
+-- schedule and of the feeds; the viewer is an argument because a feed read
+-- with a feed token is read as the token's user, not as the anonymous
+-- caller.
+CREATE FUNCTION booking.shows_title(owner_id bigint, viewer_id bigint, viewer_role text) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT coalesce(viewer_role IN ('superuser', 'admin', 'facility_manager', 'auditor') OR owner_id = viewer_id, false) $$;
+COMMENT ON FUNCTION booking.shows_title IS 'whether a viewer (id, application role) may read the title of a booking of owner_id: the owner and staff may';
+
+CREATE OR REPLACE FUNCTION booking.room_schedule(room_id bigint, from_ts timestamptz, to_ts timestamptz) RETURNS jsonb
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'id', b.id, 'starts_at', b.starts_at, 'ends_at', b.ends_at, 'status', b.status,
+               'mine', b.user_id = booking.current_user_id(),
+               'title', CASE WHEN booking.shows_title(b.user_id, booking.current_user_id(), booking.current_app_role())
+                             THEN b.title END)
+             ORDER BY b.starts_at), '[]')
+      FROM booking.bookings b
+     WHERE b.room_id = room_schedule.room_id AND booking.status_occupies(b.status)
+       AND b.starts_at < to_ts AND b.ends_at > from_ts
+$$;
+
+-- STATUS of a booking's calendar entry.  Confirmed and completed bookings
+-- are CONFIRMED; a booking that occupies its room in any other status
+-- (a hold, a request awaiting approval) is TENTATIVE; one that does not
+-- occupy it (cancelled, and any status booking.status_occupies says frees
+-- the room) is CANCELLED.  The one mapping: statuses added later follow
+-- booking.status_occupies.
+CREATE FUNCTION booking.ics_status(status text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN status IN ('confirmed', 'completed') THEN 'CONFIRMED'
+                WHEN booking.status_occupies(status) THEN 'TENTATIVE'
+                ELSE 'CANCELLED' END
+$$;
+COMMENT ON FUNCTION booking.ics_status IS 'the iCalendar STATUS of a booking in this status: CONFIRMED, TENTATIVE (occupies, not confirmed) or CANCELLED (does not occupy)';
+
+-- RFC 5545 3.3.11 TEXT: backslash, semicolon and comma escaped, a line
+-- break written \n; other control characters are not allowed in TEXT and
+-- are dropped.
+CREATE FUNCTION booking.ics_text(value text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+    SELECT regexp_replace(
+               replace(replace(replace(replace(
+                   regexp_replace(value, E'\r\n?', E'\n', 'g'),
+                   '\', '\\'), ';', '\;'), ',', '\,'), E'\n', '\n'),
+               E'[\\x01-\\x08\\x0b-\\x1f\\x7f]', '', 'g')
+$$;
+COMMENT ON FUNCTION booking.ics_text IS 'a value as iCalendar TEXT (RFC 5545 3.3.11): \\ ; , escaped, line breaks as \n';
+
+-- RFC 5545 3.1: a content line longer than 75 octets is folded, CRLF and
+-- one space, never inside a UTF-8 character.
+CREATE FUNCTION booking.ics_fold(line text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+DECLARE
+    folded text := '';
+    rest text := line;
+    room_left integer := 75;
+    n integer;
+BEGIN
+    WHILE octet_length(rest) > room_left LOOP
+        -- At most room_left characters; fewer while they take more octets.
+        n := room_left;
+        WHILE octet_length(left(rest, n)) > room_left LOOP
+            n := n - greatest(1, (octet_length(left(rest, n)) - room_left) / 4);
+        END LOOP;
+        folded := folded || left(rest, n) || E'\r\n ';
+        rest := substr(rest, n + 1);
+        room_left := 74;            -- the leading space is one of the 75
+    END LOOP;
+    RETURN folded || rest;
+END
+$$;
+COMMENT ON FUNCTION booking.ics_fold IS 'an iCalendar content line folded at 75 octets (RFC 5545 3.1), CRLF between the parts';
+
+CREATE FUNCTION booking.ics_instant(t timestamptz) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$ SELECT to_char(t AT TIME ZONE 'UTC', 'YYYYMMDD"T"HH24MISS"Z"') $$;
+COMMENT ON FUNCTION booking.ics_instant IS 'an instant as an iCalendar UTC DATE-TIME (19970714T173000Z)';
+
+-- Content lines (NULL ones left out), folded, each ended by CRLF.
+CREATE FUNCTION booking.ics_lines(lines text[]) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    -- (Most lines are short: the fold function only for the long ones.)
+    SELECT coalesce(string_agg(CASE WHEN octet_length(l) <= 75 THEN l ELSE booking.ics_fold(l) END || E'\r\n', ''
+                               ORDER BY n), '')
+      FROM unnest(lines) WITH ORDINALITY AS u(l, n)
+     WHERE l IS NOT NULL
+$$;
+COMMENT ON FUNCTION booking.ics_lines IS 'iCalendar content lines, folded, CRLF after each; NULL lines left out';
+
+CREATE FUNCTION booking.ics_vevent(uid text, stamp timestamptz, starts_at timestamptz, ends_at timestamptz,
+                                   summary text, location text, status text, sequence integer,
+                                   recurrence_id timestamptz DEFAULT NULL, rdates timestamptz[] DEFAULT NULL,
+                                   exdates timestamptz[] DEFAULT NULL) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT booking.ics_lines(
+        ARRAY['BEGIN:VEVENT', 'UID:' || uid, 'DTSTAMP:' || booking.ics_instant(stamp),
+              'RECURRENCE-ID:' || booking.ics_instant(recurrence_id),
+              'DTSTART:' || booking.ics_instant(starts_at), 'DTEND:' || booking.ics_instant(ends_at),
+              'SUMMARY:' || booking.ics_text(summary), 'LOCATION:' || booking.ics_text(location),
+              'STATUS:' || status, 'SEQUENCE:' || sequence]
+        || ARRAY(SELECT 'RDATE:' || booking.ics_instant(d) FROM unnest(rdates) d ORDER BY d)
+        || ARRAY(SELECT 'EXDATE:' || booking.ics_instant(d) FROM unnest(exdates) d ORDER BY d)
+        || ARRAY['END:VEVENT'])
+$$;
+COMMENT ON FUNCTION booking.ics_vevent IS 'one VEVENT, times in UTC; a series master with RDATE/EXDATE, an override with RECURRENCE-ID';
+
+-- The window of a feed: [from, to), by default from 31 days ago for 400
+-- days; at most 400 days (booking.parse_window's rule).
+CREATE FUNCTION booking.calendar_window(from_text text, to_text text) RETURNS tstzrange
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    f timestamptz := CASE WHEN from_text IS NULL THEN date_trunc('day', now()) - interval '31 days'
+                          ELSE booking.parse_instant(from_text, 'from') END;
+BEGIN
+    RETURN booking.parse_window(to_json(f) #>> '{}',
+                                coalesce(to_text, to_json(f + interval '400 days') #>> '{}'), 400);
+END
+$$;
+COMMENT ON FUNCTION booking.calendar_window IS 'the window [from, to) of a calendar feed: by default 31 days back, 400 days long; at most 400 days; 422';
+
+-- The calendar: the bookings of a room or of a user (room or owner given)
+-- overlapping the window, each whole series any of whose occurrences does,
+-- as read by viewer (id and application role: whose titles show).  Reads
+-- every user's bookings, hence SECURITY DEFINER; granted to no one: only
+-- the api functions below call it, each naming the viewer it has checked.
+CREATE FUNCTION booking.calendar_ics(calendar_name text, room bigint, owner bigint,
+                                     viewer_id bigint, viewer_role text, w tstzrange) RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH hit AS (
+        SELECT b.id, b.series_id FROM booking.bookings b
+         WHERE (room IS NULL OR b.room_id = room) AND (owner IS NULL OR b.user_id = owner)
+           AND b.starts_at < upper(w) AND b.ends_at > lower(w)
+    ), picked AS (
+        SELECT b.* FROM booking.bookings b WHERE b.id IN (SELECT h.id FROM hit h)
+        UNION
+        SELECT b.* FROM booking.bookings b
+         WHERE b.series_id IN (SELECT h.series_id FROM hit h WHERE h.series_id IS NOT NULL)
+           AND (room IS NULL OR b.room_id = room) AND (owner IS NULL OR b.user_id = owner)
+    ), shown AS (
+        SELECT p.id, p.series_id, p.starts_at, p.ends_at, p.revision,
+               greatest(p.created_at, p.updated_at) AS stamp, booking.ics_status(p.status) AS st,
+               CASE WHEN booking.shows_title(p.user_id, viewer_id, viewer_role) THEN p.title ELSE 'Busy' END AS summary,
+               r.name AS place
+          FROM picked p JOIN booking.rooms r ON r.id = p.room_id
+    ), grouped AS (
+        -- The first occurrence that is not cancelled (or, all cancelled,
+        -- the first) gives the series its DTSTART and its common values;
+        -- the recurrence set is the occurrences not cancelled (all, when
+        -- every one is).
+        SELECT s.*,
+               first_value(s.id) OVER (PARTITION BY s.series_id ORDER BY s.st = 'CANCELLED', s.starts_at, s.id) AS first_id,
+               s.st <> 'CANCELLED' OR NOT bool_or(s.st <> 'CANCELLED') OVER (PARTITION BY s.series_id) AS member,
+               sum(s.revision) OVER (PARTITION BY s.series_id) AS series_revision,
+               max(s.stamp) OVER (PARTITION BY s.series_id) AS series_stamp
+          FROM shown s
+         WHERE s.series_id IS NOT NULL
+    ), masters AS (
+        SELECT g.* FROM grouped g WHERE g.id = g.first_id
+    ), components AS (
+        SELECT s.starts_at AS k1, s.id AS k2, NULL::timestamptz AS k3,
+               booking.ics_vevent('booking-' || s.id || '@pg_booking', s.stamp, s.starts_at, s.ends_at,
+                                  s.summary, s.place, s.st, s.revision) AS vevent
+          FROM shown s
+         WHERE s.series_id IS NULL
+        UNION ALL
+        -- SEQUENCE of a series: the sum of its occurrences' revisions,
+        -- which grows whenever any of them changes.
+        SELECT m.starts_at, m.id, NULL,
+               booking.ics_vevent('series-' || m.series_id || '@pg_booking', m.series_stamp, m.starts_at, m.ends_at,
+                                  m.summary, m.place, m.st, m.series_revision::integer, NULL,
+                                  ARRAY(SELECT g.starts_at FROM grouped g
+                                         WHERE g.series_id = m.series_id AND g.member AND g.id <> m.id),
+                                  ARRAY(SELECT DISTINCT g.starts_at FROM grouped g
+                                         WHERE g.series_id = m.series_id AND NOT g.member
+                                           AND NOT EXISTS (SELECT 1 FROM grouped o
+                                                            WHERE o.series_id = g.series_id AND o.member
+                                                              AND o.starts_at = g.starts_at)))
+          FROM masters m
+        UNION ALL
+        SELECT m.starts_at, m.id, g.starts_at,
+               booking.ics_vevent('series-' || m.series_id || '@pg_booking', m.series_stamp, g.starts_at, g.ends_at,
+                                  g.summary, g.place, g.st, m.series_revision::integer, g.starts_at)
+          FROM masters m
+          JOIN grouped g ON g.series_id = m.series_id AND g.member AND g.id <> m.id
+         WHERE (g.ends_at - g.starts_at, g.summary, g.st, g.place)
+               IS DISTINCT FROM (m.ends_at - m.starts_at, m.summary, m.st, m.place)
+    )
+    SELECT booking.ics_lines(ARRAY['BEGIN:VCALENDAR', 'VERSION:2.0', 'PRODID:-//pg_booking//pg_booking//EN',
+                                   'CALSCALE:GREGORIAN', 'NAME:' || booking.ics_text(calendar_name),
+                                   'X-WR-CALNAME:' || booking.ics_text(calendar_name),
+                                   'REFRESH-INTERVAL;VALUE=DURATION:PT15M', 'X-PUBLISHED-TTL:PT15M'])
+           || coalesce((SELECT string_agg(c.vevent, '' ORDER BY c.k1, c.k2, c.k3 NULLS FIRST) FROM components c), '')
+           || booking.ics_lines(ARRAY['END:VCALENDAR'])
+$$;
+COMMENT ON FUNCTION booking.calendar_ics IS 'the iCalendar text of a room''s or a user''s bookings in a window, as a given viewer may see them; called by the api functions only';
+
+-- The feed tokens: one per user at most, stored as its SHA-256 only (like
+-- refresh tokens), so the table never holds a usable secret.
+CREATE TABLE booking.calendar_tokens (
+    user_id    bigint PRIMARY KEY REFERENCES booking.users ON DELETE CASCADE,
+    token_hash bytea NOT NULL UNIQUE,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE booking.calendar_tokens IS 'each user''s secret calendar feed token, as its SHA-256; read and written only by the api functions';
+-- No policy and no grant: only the SECURITY DEFINER api functions touch it.
+ALTER TABLE booking.calendar_tokens ENABLE ROW LEVEL SECURITY;
+-- Dumped (a restore keeps subscriptions working; a revoked token, being
+-- deleted, stays revoked).  The key is the user's: no sequence.
+SELECT pg_catalog.pg_extension_config_dump('booking.calendar_tokens', '');
+
+CREATE FUNCTION api.room_calendar(room_id bigint, "from" text DEFAULT NULL, "to" text DEFAULT NULL) RETURNS text
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r booking.rooms;
+    w tstzrange;
+BEGIN
+    PERFORM booking.require_user();
+    r := booking.find_room(room_id);
+    w := booking.calendar_window("from", "to");
+    RETURN booking.calendar_ics(r.name, r.id, NULL, booking.current_user_id(), booking.current_app_role(), w);
+END
+$$;
+COMMENT ON FUNCTION api.room_calendar IS 'any user: the room''s bookings in [from, to) (default: 31 days back, 400 days) as iCalendar (RFC 5545); titles of others'' bookings hidden as in the schedule; 404, 422';
+
+CREATE FUNCTION api.my_calendar("from" text DEFAULT NULL, "to" text DEFAULT NULL) RETURNS text
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    uid bigint := booking.require_user();
+    w tstzrange := booking.calendar_window("from", "to");
+BEGIN
+    RETURN booking.calendar_ics('My bookings', NULL, uid, uid, booking.current_app_role(), w);
+END
+$$;
+COMMENT ON FUNCTION api.my_calendar IS 'self: the caller''s bookings in [from, to) (default: 31 days back, 400 days) as iCalendar (RFC 5545); 422';
+
+CREATE FUNCTION api.create_calendar_token() RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    uid bigint := booking.require_user();
+    token text := booking.random_token(32);
+    t booking.calendar_tokens;
+BEGIN
+    INSERT INTO booking.calendar_tokens AS c (user_id, token_hash)
+    VALUES (uid, sha256(convert_to(token, 'UTF8')))
+    ON CONFLICT (user_id) DO UPDATE SET token_hash = excluded.token_hash, created_at = now()
+    RETURNING * INTO t;
+    RETURN jsonb_build_object('token', token, 'path', format('/calendar/%s/calendar.ics', token),
+                              'created_at', t.created_at);
+END
+$$;
+COMMENT ON FUNCTION api.create_calendar_token IS 'self: a new secret calendar feed token (shown once; any earlier one stops working) and the path of the feed that needs no bearer token';
+
+CREATE FUNCTION api.revoke_calendar_token() RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    uid bigint := booking.require_user();
+BEGIN
+    DELETE FROM booking.calendar_tokens c WHERE c.user_id = uid;
+    IF NOT FOUND THEN
+        PERFORM booking.raise_error(404, 'NOT_FOUND', 'you have no calendar feed token');
+    END IF;
+    RETURN jsonb_build_object('revoked', true);
+END
+$$;
+COMMENT ON FUNCTION api.revoke_calendar_token IS 'self: the calendar feed token stops working at once; 404 NOT_FOUND when there is none';
+
+CREATE FUNCTION api.calendar_feed(token text, "from" text DEFAULT NULL, "to" text DEFAULT NULL) RETURNS text
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    u booking.users;
+    w tstzrange;
+BEGIN
+    SELECT us.* INTO u
+      FROM booking.calendar_tokens c JOIN booking.users us ON us.id = c.user_id
+     WHERE c.token_hash = sha256(convert_to(coalesce(token, ''), 'UTF8')) AND us.active;
+    IF u.id IS NULL THEN
+        -- The same answer for a token never made, revoked, rotated or of a
+        -- deactivated user: nothing to learn by trying.
+        PERFORM booking.raise_error(404, 'NOT_FOUND', 'calendar feed token is unknown, revoked, or its user is deactivated');
+    END IF;
+    w := booking.calendar_window("from", "to");
+    -- Read as the token's user: their own bookings, titles shown.
+    RETURN booking.calendar_ics('My bookings', NULL, u.id, u.id, u.role, w);
+END
+$$;
+COMMENT ON FUNCTION api.calendar_feed IS 'public, with the secret feed token in the path: its user''s bookings as iCalendar, like GET /users/me/calendar.ics; 404 NOT_FOUND for an unknown, revoked or deactivated user''s token';
+
+REVOKE EXECUTE ON FUNCTION booking.count_booking_revision(), booking.shows_title(bigint, bigint, text),
+    booking.ics_status(text), booking.ics_text(text), booking.ics_fold(text), booking.ics_instant(timestamptz),
+    booking.ics_lines(text[]),
+    booking.ics_vevent(text, timestamptz, timestamptz, timestamptz, text, text, text, integer, timestamptz, timestamptz[], timestamptz[]),
+    booking.calendar_window(text, text),
+    booking.calendar_ics(text, bigint, bigint, bigint, text, tstzrange),
+    api.room_calendar(bigint, text, text), api.my_calendar(text, text), api.create_calendar_token(),
+    api.revoke_calendar_token(), api.calendar_feed(text, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION booking.shows_title(bigint, bigint, text), booking.ics_status(text),
+    booking.calendar_window(text, text), booking.ics_text(text), booking.ics_fold(text)
+  TO booking_api;
+GRANT EXECUTE ON FUNCTION api.room_calendar(bigint, text, text), api.my_calendar(text, text),
+    api.create_calendar_token(), api.revoke_calendar_token(), api.calendar_feed(text, text, text) TO booking_api;
+GRANT EXECUTE ON FUNCTION api.calendar_feed(text, text, text) TO booking_anon;
+
+-- A route may answer something other than JSON: produces is the
+-- Content-Type of its success answer (the function then returns text,
+-- sent as it is).  Errors stay the JSON envelope.  The adapter reads it
+-- with the routes (booking.http_functions) and /openapi.json declares it.
+-- (The route checks still pending from the inserts above run first:
+-- ALTER TABLE waits for no deferred trigger.)
+SET CONSTRAINTS booking.http_route_check IMMEDIATE;
+SET CONSTRAINTS booking.http_route_check DEFERRED;
+ALTER TABLE booking.http_routes ADD COLUMN produces text NOT NULL DEFAULT 'application/json'
+    CHECK (produces ~ '^[a-z]+/[a-z0-9.+-]+(; *[a-z]+=[A-Za-z0-9.-]+)*$');
+COMMENT ON COLUMN booking.http_routes.produces IS 'Content-Type of the success answer: application/json (the function''s jsonb), or a text type the function''s text is sent as';
+
+CREATE OR REPLACE VIEW booking.http_functions AS
+SELECT p.proname::text AS name,
+       p.pronargs AS nargs,
+       p.pronargs - p.pronargdefaults AS nrequired,
+       coalesce(p.proargnames[1:p.pronargs], '{}') AS argnames,
+       coalesce((SELECT array_agg(CASE a.n WHEN 'lim' THEN 'limit' WHEN 'off' THEN 'offset' ELSE a.n END ORDER BY a.o)
+                   FROM unnest(p.proargnames[1:p.pronargs]) WITH ORDINALITY AS a(n, o)), '{}') AS http_names,
+       coalesce((SELECT array_agg(format_type(t, NULL) ORDER BY o)
+                   FROM unnest(p.proargtypes) WITH ORDINALITY AS a(t, o)), '{}') AS argtypes,
+       p.provolatile = 'v' AS writes,
+       coalesce(obj_description(p.oid, 'pg_proc'), '') AS comment,
+       coalesce((SELECT jsonb_agg(jsonb_build_object(
+                     'method', r.method, 'path', r.path, 'success', r.success_status,
+                     'operation_id', coalesce(r.operation_id, r.function_name::text),
+                     'body_argument', r.body_argument, 'public', r.public, 'event_stream', r.event_stream,
+                     'produces', r.produces)
+                   ORDER BY r.path, r.method)
+                   FROM booking.http_routes r WHERE r.function_name = p.proname), '[]') AS routes,
+       (SELECT x.schema FROM booking.http_results x WHERE x.function_name = p.proname) AS result_schema
+  FROM pg_proc p
+ WHERE p.pronamespace = (SELECT n.oid FROM pg_namespace n WHERE n.nspname = 'api') AND p.prokind = 'f';
+
+INSERT INTO booking.http_routes (method, path, function_name, success_status, public, produces) VALUES
+    ('GET',    '/rooms/{room_id}/calendar.ics',    'room_calendar',         200, false, 'text/calendar; charset=utf-8'),
+    ('GET',    '/users/me/calendar.ics',           'my_calendar',           200, false, 'text/calendar; charset=utf-8'),
+    ('GET',    '/calendar/{token}/calendar.ics',   'calendar_feed',         200, true,  'text/calendar; charset=utf-8'),
+    ('POST',   '/users/me/calendar-token',         'create_calendar_token', 201, false, 'application/json'),
+    ('DELETE', '/users/me/calendar-token',         'revoke_calendar_token', 200, false, 'application/json');
+
+INSERT INTO booking.http_schemas (name, schema) VALUES
+    ('CalendarToken', '{"type": "object", "description": "a calendar feed token, shown once, and the path of its feed",
+                        "required": ["created_at", "path", "token"],
+                        "properties": {"token": {"type": "string"}, "path": {"type": "string"},
+                                       "created_at": {"type": "string", "format": "date-time"}}}'),
+    ('Revoked', '{"type": "object", "description": "the token was revoked", "required": ["revoked"],
+                  "properties": {"revoked": {"type": "boolean"}}}');
+INSERT INTO booking.http_results (function_name, schema) VALUES
+    ('create_calendar_token', '{"$ref": "#/components/schemas/CalendarToken"}'),
+    ('revoke_calendar_token', '{"$ref": "#/components/schemas/Revoked"}');
 
 -- ==== routes of the sections above that come before booking.http_routes or after it (issues 9, 15) ====
 -- (booking.http_routes is declared in section "HTTP routes declared once".)

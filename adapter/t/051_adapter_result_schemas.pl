@@ -147,6 +147,8 @@ call(admin => 'POST', '/reservations', {},
 call(admin => 'GET', '/inventory/{hotel_id}/blocks', { hotel_id => $hotel });
 call(admin => 'GET', '/inventory/{hotel_id}/blocks/{id}', { hotel_id => $hotel, id => $blk->{id} });
 call(admin => 'POST', '/inventory/{hotel_id}/blocks/{id}/release', { hotel_id => $hotel, id => $blk->{id} });
+call(user => 'POST', '/users/me/calendar-token', {});
+call(user => 'DELETE', '/users/me/calendar-token', {});
 
 my %success = map { my ($m, $p, $s) = split /\|/; ("$m $p" => $s) } split /\n/, $q->(q{SELECT method, path, success_status FROM booking.http_routes});
 is_deeply([ grep { $calls{$_} != $success{$_} } sort keys %calls ], [], 'every call succeeded (its route\'s success status)')
