@@ -2985,6 +2985,142 @@ END
 $$;
 COMMENT ON FUNCTION booking.expire_holds IS 'mark every held or pending booking past its hold_expires_at expired (the background worker calls it every minute); returns how many';
 
+-- Analytics count every status.  The summary's total was the sum of three
+-- counters, so a hold or a request was counted nowhere.  Each status of
+-- booking.booking_statuses() now has a counter column of its own, named
+-- after it (extension/analytics.c builds its statements from these
+-- columns), and the views, the recount and the rebuild read the statuses
+-- from booking_statuses().  Existing bookings have none of the new
+-- statuses, so the new counters start right at zero.
+ALTER TABLE booking.room_booking_counts
+    ADD COLUMN held bigint NOT NULL DEFAULT 0, ADD COLUMN pending bigint NOT NULL DEFAULT 0,
+    ADD COLUMN released bigint NOT NULL DEFAULT 0, ADD COLUMN expired bigint NOT NULL DEFAULT 0,
+    ADD COLUMN rejected bigint NOT NULL DEFAULT 0,
+    ADD CONSTRAINT room_booking_counts_statuses_not_negative
+        CHECK (held >= 0 AND pending >= 0 AND released >= 0 AND expired >= 0 AND rejected >= 0);
+COMMENT ON TABLE booking.room_booking_counts IS 'bookings per room and status (one counter column per status of booking.booking_statuses()), kept exact by the count_bookings triggers; compare with booking.analytics_check()';
+
+CREATE OR REPLACE VIEW booking.analytics_bookings_summary AS
+    SELECT coalesce(sum(confirmed + cancelled + completed + held + pending + released + expired + rejected), 0)::bigint AS total,
+           coalesce(sum(confirmed), 0)::bigint AS confirmed,
+           coalesce(sum(cancelled), 0)::bigint AS cancelled,
+           coalesce(sum(completed), 0)::bigint AS completed,
+           coalesce(sum(held), 0)::bigint AS held,
+           coalesce(sum(pending), 0)::bigint AS pending,
+           coalesce(sum(released), 0)::bigint AS released,
+           coalesce(sum(expired), 0)::bigint AS expired,
+           coalesce(sum(rejected), 0)::bigint AS rejected
+      FROM booking.room_booking_counts;
+
+CREATE OR REPLACE VIEW booking.analytics_bookings_by_room AS
+    SELECT r.id AS room_id, r.name AS room_name,
+           (c.confirmed + c.cancelled + c.completed + c.held + c.pending + c.released + c.expired + c.rejected) AS total,
+           c.confirmed, c.cancelled, c.completed, c.held, c.pending, c.released, c.expired, c.rejected
+      FROM booking.rooms r JOIN booking.room_booking_counts c ON c.room_id = r.id;
+
+CREATE OR REPLACE VIEW booking.analytics_bookings_per_day AS
+    SELECT (b.starts_at AT TIME ZONE 'UTC')::date AS day,
+           count(*) AS total,
+           count(*) FILTER (WHERE b.status = 'confirmed') AS confirmed,
+           count(*) FILTER (WHERE b.status = 'cancelled') AS cancelled,
+           count(*) FILTER (WHERE b.status = 'completed') AS completed,
+           count(*) FILTER (WHERE b.status = 'held') AS held,
+           count(*) FILTER (WHERE b.status = 'pending') AS pending,
+           count(*) FILTER (WHERE b.status = 'released') AS released,
+           count(*) FILTER (WHERE b.status = 'expired') AS expired,
+           count(*) FILTER (WHERE b.status = 'rejected') AS rejected
+      FROM booking.bookings b
+     GROUP BY 1;
+
+CREATE OR REPLACE FUNCTION booking.analytics_check()
+RETURNS TABLE (summary text, room_id bigint, counter text, kept bigint, recounted bigint)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH kept AS (
+        SELECT c.room_id, k.key AS counter, k.value::bigint AS n
+          FROM booking.room_booking_counts c
+         CROSS JOIN LATERAL jsonb_each_text(to_jsonb(c) - 'room_id') k
+    ), recount AS (
+        SELECT r.id AS room_id, s.counter, count(b.id) AS n
+          FROM booking.rooms r
+         CROSS JOIN unnest(booking.booking_statuses()) s(counter)
+          LEFT JOIN booking.bookings b ON b.room_id = r.id AND b.status = s.counter
+         GROUP BY 1, 2
+    ), kept_ratings AS (
+        SELECT c.room_id, k.counter, k.n
+          FROM booking.room_rating_counts c
+         CROSS JOIN LATERAL (VALUES ('review_count', c.review_count), ('rating_sum', c.rating_sum)) k(counter, n)
+    ), recount_ratings AS (
+        SELECT r.id AS room_id, k.counter, k.n
+          FROM booking.rooms r
+          LEFT JOIN LATERAL (SELECT count(*) AS review_count, coalesce(sum(v.rating), 0) AS rating_sum
+                               FROM booking.reviews v WHERE v.room_id = r.id AND v.status <> 'hidden') a ON true
+         CROSS JOIN LATERAL (VALUES ('review_count', a.review_count), ('rating_sum', a.rating_sum)) k(counter, n)
+    )
+    SELECT 'room_booking_counts', coalesce(k.room_id, r.room_id), coalesce(k.counter, r.counter), k.n, r.n
+      FROM kept k FULL JOIN recount r ON r.room_id = k.room_id AND r.counter = k.counter
+     WHERE k.n IS DISTINCT FROM r.n
+    UNION ALL
+    SELECT 'room_rating_counts', coalesce(k.room_id, r.room_id), coalesce(k.counter, r.counter), k.n, r.n
+      FROM kept_ratings k FULL JOIN recount_ratings r ON r.room_id = k.room_id AND r.counter = k.counter
+     WHERE k.n IS DISTINCT FROM r.n
+     ORDER BY 1, 2, 3
+$$;
+
+CREATE OR REPLACE FUNCTION booking.analytics_rebuild() RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    LOCK TABLE booking.bookings, booking.reviews IN SHARE MODE;
+    DELETE FROM booking.room_booking_counts;
+    INSERT INTO booking.room_booking_counts
+    SELECT (jsonb_populate_record(NULL::booking.room_booking_counts,
+                jsonb_build_object('room_id', r.id)
+                || (SELECT jsonb_object_agg(s, (SELECT count(*) FROM booking.bookings b WHERE b.room_id = r.id AND b.status = s))
+                      FROM unnest(booking.booking_statuses()) s))).*
+      FROM booking.rooms r;
+    DELETE FROM booking.room_rating_counts;
+    INSERT INTO booking.room_rating_counts (room_id, review_count, rating_sum)
+    SELECT r.id, count(v.id), coalesce(sum(v.rating), 0)
+      FROM booking.rooms r LEFT JOIN booking.reviews v ON v.room_id = r.id AND v.status <> 'hidden' GROUP BY r.id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION api.analytics_bookings_per_day("from" text, "to" text) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    days daterange;
+    f date;
+    t date;
+BEGIN
+    PERFORM booking.require_role('admin', 'facility_manager', 'auditor', 'service_account');
+    days := booking.parse_nights("from", "to", 366);
+    f := lower(days);
+    t := upper(days) - 1;
+    -- Every day of [from, to], zeros included, so charts have no gaps.
+    RETURN (SELECT jsonb_agg(jsonb_build_object('day', d.day, 'total', coalesce(v.total, 0))
+                             || (SELECT jsonb_object_agg(s, coalesce((to_jsonb(v) ->> s)::bigint, 0))
+                                   FROM unnest(booking.booking_statuses()) s)
+                             ORDER BY d.day)
+              FROM (SELECT g::date AS day FROM generate_series(f, t, interval '1 day') g) d
+              LEFT JOIN (SELECT * FROM booking.analytics_bookings_per_day p WHERE p.day BETWEEN f AND t) v
+                     ON v.day = d.day);
+END
+$$;
+COMMENT ON FUNCTION api.analytics_bookings_summary IS 'admin, facility_manager, auditor, service_account: {total, and a count per status: confirmed, cancelled, completed, held, pending, released, expired, rejected}';
+COMMENT ON FUNCTION api.analytics_bookings_by_room IS 'admin, facility_manager, auditor, service_account: [{room_id, room_name, total, and a count per status}]';
+COMMENT ON FUNCTION api.analytics_bookings_per_day IS 'admin, facility_manager, auditor, service_account: bookings by UTC start day, total and per status, both dates included, at most 366 days';
+UPDATE booking.http_schemas s
+   SET schema = jsonb_set(jsonb_set(s.schema, '{properties}', s.schema -> 'properties' || v.props),
+                          '{required}', (SELECT jsonb_agg(k ORDER BY k)
+                                           FROM jsonb_object_keys(s.schema -> 'properties' || v.props) k))
+  FROM (SELECT jsonb_object_agg(st, '{"type": "integer"}'::jsonb) AS props
+          FROM unnest(booking.booking_statuses()) st) v
+ WHERE s.name IN ('BookingCounts', 'RoomBookingCounts');
+
 INSERT INTO booking.http_routes (method, path, function_name, success_status, operation_id, body_argument, public, event_stream) VALUES
     ('POST', '/bookings/{id}/confirm',  'confirm_booking',       200, NULL, NULL, false, false),
     ('POST', '/bookings/{id}/approve',  'approve_booking',       200, NULL, NULL, false, false),
