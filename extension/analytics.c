@@ -2,7 +2,10 @@
  * analytics.c — summary tables kept exact by triggers, so dashboards read
  * O(rooms) rows instead of scanning every booking and review.
  *
- *   booking.room_booking_counts  (room_id, confirmed, cancelled, completed)
+ *   booking.room_booking_counts  (room_id, one counter per booking status:
+ *                                confirmed, cancelled, completed, and from
+ *                                1.1 held, pending, released, expired,
+ *                                rejected)
  *   booking.room_rating_counts   (room_id, review_count, rating_sum) over the
  *                                reviews that are not hidden
  *
@@ -37,9 +40,19 @@
  * security off (as the RI triggers do): a user may move their own booking
  * and must not be able to write a counter directly.
  * booking.analytics_check() compares every counter with a full recount.
+ *
+ * Which statuses are counted is not written here: the counter columns of
+ * booking.room_booking_counts are named after the statuses (1.1 adds a
+ * column with every status of booking.booking_statuses(); sql/33 checks
+ * they agree), and the statements that add to them are built from the
+ * table's columns, on first use and again after the table changes.  So the
+ * same code counts what 1.0's table has and what 1.1's has.
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_attribute.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/executor.h"
@@ -49,7 +62,11 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 
 #include "pg_booking.h"
 
@@ -57,7 +74,7 @@ PG_FUNCTION_INFO_V1(count_bookings);
 PG_FUNCTION_INFO_V1(count_reviews);
 PG_FUNCTION_INFO_V1(count_rooms);
 
-#define MAX_COUNTERS	3
+#define MAX_COUNTERS	16
 
 /* A room's net change. */
 typedef struct Contribution
@@ -77,7 +94,8 @@ typedef bool (*RowCounts) (TupleTableSlot *slot, const AttrNumber *attnums, int6
  * One summary table: how a row counts, and the statements that add deltas
  * to a room's row ($1 room_id, $2.. the deltas).
  */
-typedef struct CounterTable
+typedef struct CounterTable CounterTable;
+struct CounterTable
 {
 	const char *columns[MAX_COUNTERS + 1];	/* of the counted table, NULL-ended */
 	RowCounts	row_counts;
@@ -87,7 +105,8 @@ typedef struct CounterTable
 	int			ncounters;
 	SPIPlanPtr	update_plan;
 	SPIPlanPtr	upsert_plan;
-} CounterTable;
+	void		(*prepare) (CounterTable *table);	/* builds the statements; NULL: fixed */
+};
 
 static bool
 text_is(Datum value, const char *word)
@@ -98,19 +117,23 @@ text_is(Datum value, const char *word)
 	return VARSIZE_ANY_EXHDR(t) == len && memcmp(VARDATA_ANY(t), word, len) == 0;
 }
 
+/* The statuses counted: the counter columns of booking.room_booking_counts. */
+static char *booking_statuses[MAX_COUNTERS];
+static int	nbooking_statuses = 0;
+
 /* A booking counts once, in the column of its status. */
 static bool
 booking_counts_row(TupleTableSlot *slot, const AttrNumber *attnums, int64 *counts)
 {
 	bool		isnull;
 	Datum		status = slot_getattr(slot, attnums[1], &isnull);
+	bool		counted = false;
 
 	if (isnull)
 		return false;
-	counts[0] = text_is(status, "confirmed");
-	counts[1] = text_is(status, "cancelled");
-	counts[2] = text_is(status, "completed");
-	return counts[0] | counts[1] | counts[2];
+	for (int i = 0; i < nbooking_statuses; i++)
+		counted |= (counts[i] = text_is(status, booking_statuses[i])) != 0;
+	return counted;
 }
 
 /* A review counts (once, with its rating) unless it is hidden. */
@@ -129,21 +152,117 @@ review_counts_row(TupleTableSlot *slot, const AttrNumber *attnums, int64 *counts
 	return true;
 }
 
+static void prepare_booking_counts(CounterTable *table);
+
+/* The statements are built from the table's columns (prepare_booking_counts). */
 static CounterTable booking_counts = {
 	{"room_id", "status", NULL},
 	booking_counts_row,
-	"UPDATE booking.room_booking_counts"
-	" SET confirmed = confirmed + $2, cancelled = cancelled + $3, completed = completed + $4"
-	" WHERE room_id = $1",
-	"INSERT INTO booking.room_booking_counts AS c (room_id, confirmed, cancelled, completed)"
-	" VALUES ($1, $2, $3, $4)"
-	" ON CONFLICT (room_id) DO UPDATE"
-	" SET confirmed = c.confirmed + excluded.confirmed,"
-	"     cancelled = c.cancelled + excluded.cancelled,"
-	"     completed = c.completed + excluded.completed",
-	"UPDATE booking.room_booking_counts SET confirmed = 0, cancelled = 0, completed = 0",
-	3
+	NULL, NULL, NULL, 0, NULL, NULL,
+	prepare_booking_counts
 };
+static bool booking_counts_valid = false;
+static bool booking_counts_callback = false;
+
+static void
+forget_booking_counts(Datum arg, Oid relid)
+{
+	/* Any relation: the counter table's OID may itself have changed. */
+	booking_counts_valid = false;
+}
+
+/*
+ * Read the counter columns of booking.room_booking_counts (every bigint
+ * column but room_id, in column order) and build the statements that add
+ * to them.  Plans of an older set are dropped.
+ */
+static void
+prepare_booking_counts(CounterTable *table)
+{
+	Oid			relid;
+	HeapTuple	tup;
+	MemoryContext old;
+	StringInfoData update;
+	StringInfoData insert;
+	StringInfoData values;
+	StringInfoData upsert;
+	StringInfoData reset;
+
+	if (booking_counts_valid)
+		return;
+	if (!booking_counts_callback)
+	{
+		CacheRegisterRelcacheCallback(forget_booking_counts, (Datum) 0);
+		booking_counts_callback = true;
+	}
+	relid = get_relname_relid("room_booking_counts", get_namespace_oid("booking", false));
+	if (!OidIsValid(relid))
+		elog(ERROR, "relation booking.room_booking_counts does not exist");
+
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	for (int i = 0; i < nbooking_statuses; i++)
+		pfree(booking_statuses[i]);
+	nbooking_statuses = 0;
+	for (AttrNumber a = 1;; a++)
+	{
+		Form_pg_attribute att;
+
+		tup = SearchSysCache2(ATTNUM, ObjectIdGetDatum(relid), Int16GetDatum(a));
+		if (!HeapTupleIsValid(tup))
+			break;				/* past the last column */
+		att = (Form_pg_attribute) GETSTRUCT(tup);
+		if (!att->attisdropped && att->atttypid == INT8OID && strcmp(NameStr(att->attname), "room_id") != 0)
+		{
+			if (nbooking_statuses == MAX_COUNTERS)
+				elog(ERROR, "booking.room_booking_counts has more than %d counters", MAX_COUNTERS);
+			booking_statuses[nbooking_statuses++] = pstrdup(NameStr(att->attname));
+		}
+		ReleaseSysCache(tup);
+	}
+
+	initStringInfo(&update);
+	initStringInfo(&insert);
+	initStringInfo(&values);
+	initStringInfo(&upsert);
+	initStringInfo(&reset);
+	appendStringInfoString(&update, "UPDATE booking.room_booking_counts SET ");
+	appendStringInfoString(&insert, "INSERT INTO booking.room_booking_counts AS c (room_id");
+	appendStringInfoString(&values, " VALUES ($1");
+	appendStringInfoString(&upsert, " ON CONFLICT (room_id) DO UPDATE SET ");
+	appendStringInfoString(&reset, "UPDATE booking.room_booking_counts SET ");
+	for (int i = 0; i < nbooking_statuses; i++)
+	{
+		const char *col = quote_identifier(booking_statuses[i]);
+
+		appendStringInfo(&update, "%s%s = %s + $%d", i ? ", " : "", col, col, i + 2);
+		appendStringInfo(&insert, ", %s", col);
+		appendStringInfo(&values, ", $%d", i + 2);
+		appendStringInfo(&upsert, "%s%s = c.%s + excluded.%s", i ? ", " : "", col, col, col);
+		appendStringInfo(&reset, "%s%s = 0", i ? ", " : "", col);
+	}
+	appendStringInfoString(&update, " WHERE room_id = $1");
+	appendStringInfo(&insert, ")%s)%s", values.data, upsert.data);
+	if (table->update_sql)
+		pfree((char *) table->update_sql);
+	if (table->upsert_sql)
+		pfree((char *) table->upsert_sql);
+	if (table->reset_sql)
+		pfree((char *) table->reset_sql);
+	table->update_sql = update.data;
+	table->upsert_sql = insert.data;
+	table->reset_sql = reset.data;
+	table->ncounters = nbooking_statuses;
+	pfree(values.data);
+	pfree(upsert.data);
+	MemoryContextSwitchTo(old);
+	if (table->update_plan)
+		SPI_freeplan(table->update_plan);
+	if (table->upsert_plan)
+		SPI_freeplan(table->upsert_plan);
+	table->update_plan = NULL;
+	table->upsert_plan = NULL;
+	booking_counts_valid = true;
+}
 
 static CounterTable rating_counts = {
 	{"room_id", "rating", "status", NULL},
@@ -157,7 +276,7 @@ static CounterTable rating_counts = {
 	" SET review_count = c.review_count + excluded.review_count,"
 	"     rating_sum = c.rating_sum + excluded.rating_sum",
 	"UPDATE booking.room_rating_counts SET review_count = 0, rating_sum = 0",
-	2
+	2, NULL, NULL, NULL
 };
 
 static SPIPlanPtr
@@ -413,6 +532,8 @@ count_statement(FunctionCallInfo fcinfo, const char *name, CounterTable *table)
 	event = trigdata->tg_event;
 	if (!TRIGGER_FIRED_AFTER(event) || TRIGGER_FIRED_FOR_ROW(event))
 		elog(ERROR, "%s: must be fired after the statement", name);
+	if (table->prepare)
+		table->prepare(table);
 
 	if (TRIGGER_FIRED_BY_TRUNCATE(event))
 		reset_counters(trigdata->tg_relation, table);
@@ -459,6 +580,7 @@ count_rooms(PG_FUNCTION_ARGS)
 	rel = trigdata->tg_relation;
 	attnum = pgb_attnum(RelationGetRelid(rel), "id");
 
+	prepare_booking_counts(&booking_counts);
 	memset(&zero, 0, sizeof(zero));
 	zero.room_id = DatumGetInt64(heap_getattr(trigdata->tg_trigtuple, attnum, RelationGetDescr(rel), &isnull));
 	become_owner(rel, &ctx);

@@ -3845,6 +3845,654 @@ INSERT INTO booking.http_results (function_name, schema) VALUES
     ('create_calendar_token', '{"$ref": "#/components/schemas/CalendarToken"}'),
     ('revoke_calendar_token', '{"$ref": "#/components/schemas/Revoked"}');
 
+-- ==== booking statuses, holds, approval rooms (issue 14) ====
+--
+-- A booking can now be tentative: a hold (status held, POST /bookings with
+-- hold_minutes) blocks its slot until it is confirmed or its
+-- hold_expires_at passes, and a request for a room that requires approval
+-- (status pending) blocks it until a facility manager approves or rejects
+-- it (or, when the room says so, until it expires the same way).  Each is a
+-- rule of the one conflict check, so it holds for every path that writes a
+-- booking.  Three definitions, each written once and called everywhere:
+--
+--   booking.booking_statuses()   every status a booking may have;
+--   booking.status_occupies(s)   whether a status may occupy the room: the
+--                                predicate of the index the C check scans
+--                                (held and pending are in it now);
+--   booking.booking_occupies(status, hold_expires_at, at)
+--                                whether a booking occupies its room at an
+--                                instant: its status may occupy, and it is
+--                                not a held or pending booking whose expiry
+--                                has passed.  An expired hold blocks nobody,
+--                                before any job marks it "expired".
+--
+-- Readers (availability, schedules, room search, meeting suggestions,
+-- people's free time) call booking_occupies with now(), the transaction's
+-- timestamp.  The C check (extension/conflicts.c) evaluates the same SQL
+-- function, compiled once per backend, at the instant it reads right after
+-- taking the room's lock: those instants go in the order of the room's
+-- writers, so a hold one writer saw expire is expired for every later one,
+-- and the bookings occupying at a writer's instant never overlap (the
+-- backward scan relies on that; it steps over bookings that no longer
+-- occupy instead of stopping at them).  The background worker marks
+-- expired holds and requests "expired" within a minute
+-- (booking.expire_holds(), from the checkout worker's minute tick), which
+-- writes their event and takes them out of the index.
+
+CREATE FUNCTION booking.booking_statuses() RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT ARRAY['confirmed', 'held', 'pending', 'completed', 'cancelled', 'released', 'expired', 'rejected'] $$;
+COMMENT ON FUNCTION booking.booking_statuses IS 'every status a booking may have (README, "Booking statuses")';
+
+CREATE OR REPLACE FUNCTION booking.status_occupies(status text) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT status IN ('confirmed', 'completed', 'held', 'pending') $$;
+COMMENT ON FUNCTION booking.status_occupies IS 'whether a booking in this status may occupy its room (confirmed, completed, held, pending); held and pending stop at their expiry: booking.booking_occupies';
+
+-- Which occupying statuses end by themselves at hold_expires_at.
+CREATE FUNCTION booking.status_expires(status text) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT status IN ('held', 'pending') $$;
+COMMENT ON FUNCTION booking.status_expires IS 'whether a booking in this status stops occupying at its hold_expires_at (held, pending)';
+
+CREATE FUNCTION booking.booking_occupies(status text, hold_expires_at timestamptz, at timestamptz) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT booking.status_occupies(status)
+             AND NOT coalesce(booking.status_expires(status) AND hold_expires_at <= at, false) $$;
+COMMENT ON FUNCTION booking.booking_occupies IS 'whether a booking occupies its room at instant at: its status may occupy and, held or pending, its expiry has not passed (the one rule of the conflict check and every reader)';
+
+ALTER TABLE booking.bookings ADD COLUMN hold_expires_at timestamptz;
+COMMENT ON COLUMN booking.bookings.hold_expires_at IS
+'held (always) or pending (when the room says so): the instant the booking stops occupying its room unless confirmed or approved';
+-- 1.0's CHECK named three statuses; the list is booking_statuses() now.
+ALTER TABLE booking.bookings DROP CONSTRAINT bookings_status_check,
+    ADD CONSTRAINT bookings_status_known CHECK (status = ANY (booking.booking_statuses())),
+    ADD CONSTRAINT bookings_hold_expires CHECK (status <> 'held' OR hold_expires_at IS NOT NULL);
+
+-- Every backend caches the index's predicate (inlined): after the function
+-- changed, the index is made again, so no backend keeps the old one, and it
+-- holds the rows the new predicate admits.  status and hold_expires_at ride
+-- along so readers decide booking_occupies from the index alone.
+DROP INDEX booking.bookings_room_occupying_idx;
+CREATE INDEX bookings_room_occupying_idx ON booking.bookings (room_id, starts_at)
+    INCLUDE (ends_at, status, hold_expires_at)
+    WHERE booking.status_occupies(status);
+-- The worker's look for expired holds and requests.
+CREATE INDEX bookings_expiring_idx ON booking.bookings (hold_expires_at) WHERE booking.status_expires(status);
+
+-- The trigger now also fires when only the expiry changes (a hold made to
+-- last longer must be checked again).
+DROP TRIGGER bookings_conflict_check ON booking.bookings;
+CREATE TRIGGER bookings_conflict_check
+    BEFORE INSERT OR UPDATE OF room_id, starts_at, ends_at, status, hold_expires_at ON booking.bookings
+    FOR EACH ROW EXECUTE FUNCTION booking.check_booking_conflict();
+COMMENT ON FUNCTION booking.check_booking_conflict IS 'trigger: refuse a booking that occupies its room (booking.booking_occupies) and clashes with another that does (BOOKING_CONFLICT), or is in an unknown or inactive room';
+COMMENT ON FUNCTION booking.booking_conflicts IS 'lock the room until commit and list the bookings occupying it (id, times) that [starts_at, ends_at) would clash with, buffers included; NULL when none';
+COMMENT ON TABLE booking.bookings IS 'meeting-room bookings, [starts_at, ends_at) half-open; the ones occupying a room (booking.booking_occupies) never overlap within it';
+
+-- Rooms that require approval, and how long a request waits (NULL: until
+-- a manager decides).
+ALTER TABLE booking.rooms ADD COLUMN requires_approval boolean NOT NULL DEFAULT false,
+    ADD COLUMN approval_expiry_minutes integer,
+    ADD CONSTRAINT rooms_approval_expiry_range CHECK (approval_expiry_minutes BETWEEN 1 AND 10080);
+COMMENT ON COLUMN booking.rooms.requires_approval IS 'a plain user''s booking of the room is a pending request until a facility manager approves it';
+COMMENT ON COLUMN booking.rooms.approval_expiry_minutes IS 'a pending request of the room expires this many minutes after it was made; NULL: it waits for a decision';
+
+CREATE OR REPLACE FUNCTION booking.room_json(r booking.rooms) RETURNS jsonb
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT jsonb_build_object('id', r.id, 'name', r.name, 'location', r.location,
+                              'capacity', r.capacity, 'amenities', to_jsonb(r.amenities),
+                              'buffer_before_minutes', r.buffer_before_minutes,
+                              'buffer_after_minutes', r.buffer_after_minutes,
+                              'requires_approval', r.requires_approval,
+                              'approval_expiry_minutes', r.approval_expiry_minutes,
+                              'active', r.active, 'created_at', r.created_at, 'updated_at', r.updated_at)
+$$;
+
+CREATE OR REPLACE FUNCTION booking.booking_json(b booking.bookings) RETURNS jsonb
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT jsonb_build_object('id', b.id, 'room_id', b.room_id, 'user_id', b.user_id, 'title', b.title,
+                              'starts_at', b.starts_at, 'ends_at', b.ends_at, 'status', b.status,
+                              'hold_expires_at', b.hold_expires_at,
+                              'series_id', b.series_id, 'created_at', b.created_at, 'updated_at', b.updated_at)
+$$;
+
+-- The readers, as the sections on occupying bookings, suggestions and
+-- calendar feeds (room_schedule: booking.shows_title) defined them, with
+-- booking_occupies at now() in place of status_occupies
+-- (the index still serves them: its predicate is the first half of the rule).
+CREATE OR REPLACE FUNCTION booking.rooms_busy(room_ids bigint[], from_ts timestamptz, to_ts timestamptz)
+RETURNS TABLE (room_id bigint, busy tstzmultirange)
+LANGUAGE sql STABLE
+AS $$
+    SELECT r.id,
+           coalesce((SELECT range_agg(tstzrange(b.starts_at - g.gap, b.ends_at + g.gap))
+                       FROM booking.bookings b
+                      WHERE b.room_id = r.id AND booking.booking_occupies(b.status, b.hold_expires_at, now())
+                        AND b.starts_at < to_ts + interval '480 minutes'
+                        AND b.starts_at > from_ts - interval '480 minutes' - booking.max_booking_length()
+                        AND b.starts_at < to_ts + g.gap
+                        AND b.starts_at > from_ts - g.gap - booking.max_booking_length()
+                        AND b.ends_at > from_ts - g.gap), '{}'::tstzmultirange)
+      FROM booking.rooms r
+     CROSS JOIN LATERAL (SELECT booking.clash_gap(r.buffer_before_minutes, r.buffer_after_minutes) AS gap) g
+     WHERE r.id = ANY (room_ids)
+$$;
+
+CREATE OR REPLACE FUNCTION booking.users_free(user_ids bigint[], win tstzrange)
+RETURNS TABLE (user_id bigint, free tstzmultirange)
+LANGUAGE sql STABLE
+AS $$
+    SELECT u.id,
+           coalesce((SELECT range_agg(a.during * win) FROM booking.user_availability a
+                      WHERE a.user_id = u.id AND a.during && win), '{}'::tstzmultirange)
+         - coalesce((SELECT range_agg(tstzrange(b.starts_at, b.ends_at)) FROM booking.bookings b
+                      WHERE b.user_id = u.id AND booking.booking_occupies(b.status, b.hold_expires_at, now())
+                        AND b.starts_at < upper(win) AND b.starts_at > lower(win) - booking.max_booking_length()
+                        AND b.ends_at > lower(win)), '{}'::tstzmultirange)
+      FROM unnest(user_ids) u(id)
+$$;
+
+CREATE OR REPLACE FUNCTION booking.room_schedule(room_id bigint, from_ts timestamptz, to_ts timestamptz) RETURNS jsonb
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'id', b.id, 'starts_at', b.starts_at, 'ends_at', b.ends_at, 'status', b.status,
+               'mine', b.user_id = booking.current_user_id(),
+               'title', CASE WHEN booking.shows_title(b.user_id, booking.current_user_id(), booking.current_app_role())
+                             THEN b.title END)
+             ORDER BY b.starts_at), '[]')
+      FROM booking.bookings b
+     WHERE b.room_id = room_schedule.room_id AND booking.booking_occupies(b.status, b.hold_expires_at, now())
+       AND b.starts_at < to_ts AND b.ends_at > from_ts
+$$;
+
+-- A booking the caller may change, locked until commit: 404 when the
+-- caller cannot see it (someone else's), 403 when they may only read it
+-- (auditors, service accounts), as booking.find_reservation does.
+CREATE FUNCTION booking.find_booking_for_update(booking_id bigint) RETURNS booking.bookings
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    b booking.bookings;
+BEGIN
+    SELECT * INTO b FROM booking.bookings WHERE id = booking_id FOR UPDATE;
+    IF b.id IS NULL THEN
+        PERFORM booking.find_booking(booking_id);       -- 404 when not even readable
+        PERFORM booking.raise_error(403, 'FORBIDDEN',
+            format('role "%s" may not change booking %s', booking.current_app_role(), booking_id),
+            jsonb_build_object('booking_id', booking_id));
+    END IF;
+    RETURN b;
+END
+$$;
+
+-- A decision on a tentative booking (confirm a hold; approve or reject a
+-- request) needs the booking still awaiting it: in that status, and not
+-- past its expiry (booking_occupies says so, as for everyone).
+CREATE FUNCTION booking.require_awaiting(b booking.bookings, awaited text, decision text) RETURNS void
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    IF b.status = 'expired' OR (b.status = awaited AND NOT booking.booking_occupies(b.status, b.hold_expires_at, now())) THEN
+        PERFORM booking.raise_error(409, 'HOLD_EXPIRED',
+            format('booking %s expired at %s and cannot be %s', b.id, to_json(b.hold_expires_at) #>> '{}', decision),
+            jsonb_build_object('booking_id', b.id, 'status', b.status, 'hold_expires_at', b.hold_expires_at),
+            'Its slot is free again: book it anew if it still is.');
+    END IF;
+    IF b.status <> awaited THEN
+        PERFORM booking.raise_error(409, 'INVALID_STATE',
+            format('booking %s is %s, not %s, and cannot be %s', b.id, b.status, awaited, decision),
+            jsonb_build_object('booking_id', b.id, 'status', b.status));
+    END IF;
+END
+$$;
+
+-- POST /bookings gains hold_minutes.  Everything else as before (section
+-- "limits that count the work"): a hold is a create like any other, so it
+-- is charged to the create_booking and booking_occurrences limits; its
+-- minutes are checked before any of that, so a bad value writes nothing and
+-- costs nothing.
+DROP FUNCTION api.create_booking(bigint, text, text, text, jsonb);
+CREATE FUNCTION api.create_booking(room_id bigint, starts_at text, ends_at text, title text,
+                                   recurrence jsonb DEFAULT NULL, hold_minutes integer DEFAULT NULL) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    uid bigint := booking.require_user();
+    s timestamptz;
+    e timestamptz;
+    duration interval;
+    room booking.rooms;
+    b booking.bookings;
+    st text := 'confirmed';
+    expires timestamptz;
+    occurrence timestamptz;
+    i integer := 0;
+    clash jsonb;
+    clashes jsonb := '[]';
+    created jsonb := '[]';
+    series uuid;
+    recurring boolean := recurrence IS NOT NULL AND recurrence <> 'null'::jsonb;
+BEGIN
+    PERFORM booking.require_role('user', 'admin', 'facility_manager', 'moderator', 'service_account');
+    PERFORM booking.validate_title(title);
+    s := booking.parse_instant(starts_at, 'starts_at');
+    e := booking.parse_instant(ends_at, 'ends_at');
+    PERFORM booking.validate_booking_times(s, e);
+    room := booking.bookable_room(room_id);
+    IF hold_minutes IS NOT NULL THEN
+        IF hold_minutes NOT BETWEEN 1 AND 60 THEN
+            PERFORM booking.raise_error(422, 'VALIDATION_ERROR',
+                format('hold_minutes %s is not between 1 and 60', hold_minutes),
+                jsonb_build_object('field', 'hold_minutes', 'min', 1, 'max', 60));
+        END IF;
+        IF recurring THEN
+            PERFORM booking.raise_error(422, 'VALIDATION_ERROR', 'a hold is one booking: hold_minutes and recurrence do not go together',
+                jsonb_build_object('field', 'hold_minutes'));
+        END IF;
+        IF room.requires_approval THEN
+            PERFORM booking.raise_error(422, 'VALIDATION_ERROR',
+                format('room %s requires approval: book it without hold_minutes to request it', room_id),
+                jsonb_build_object('field', 'hold_minutes', 'room_id', room_id));
+        END IF;
+        st := 'held';
+        expires := now() + make_interval(mins => hold_minutes);
+    ELSIF room.requires_approval AND NOT booking.caller_is('admin', 'facility_manager') THEN
+        -- Those who approve requests book such a room directly.
+        st := 'pending';
+        expires := now() + make_interval(mins => room.approval_expiry_minutes);
+    END IF;
+    PERFORM booking.rate_limit_hit('create_booking');
+    -- The work is counted too: every occurrence of a series is one unit of
+    -- booking_occurrences, all charged before anything is written.
+    PERFORM booking.rate_limit_hit('booking_occurrences',
+        CASE WHEN NOT recurring THEN 1
+             ELSE (SELECT count(*)::integer FROM booking.recurrence_starts(s, recurrence)) END);
+
+    IF NOT recurring THEN
+        -- The trigger checks for clashes and raises BOOKING_CONFLICT.
+        INSERT INTO booking.bookings (room_id, user_id, title, starts_at, ends_at, status, hold_expires_at)
+        VALUES (room_id, uid, btrim(title), s, e, st, expires) RETURNING * INTO b;
+        RETURN booking.booking_json(b);
+    END IF;
+
+    -- Recurring: look at every occurrence (the first look locks the room
+    -- until commit), book the free ones, and either fail with every clash
+    -- listed or report the skipped ones.
+    duration := e - s;
+    series := gen_random_uuid();
+    FOR occurrence IN SELECT * FROM booking.recurrence_starts(s, recurrence) LOOP
+        i := i + 1;
+        clash := booking.booking_conflicts(room_id, occurrence, occurrence + duration);
+        IF clash IS NOT NULL THEN
+            clashes := clashes || jsonb_build_object('occurrence', i, 'starts_at', occurrence,
+                                                     'ends_at', occurrence + duration, 'conflicts', clash);
+        ELSE
+            INSERT INTO booking.bookings (room_id, user_id, title, starts_at, ends_at, series_id, status, hold_expires_at)
+            VALUES (room_id, uid, btrim(title), occurrence, occurrence + duration, series, st, expires) RETURNING * INTO b;
+            created := created || booking.booking_json(b);
+        END IF;
+    END LOOP;
+
+    IF jsonb_array_length(clashes) > 0
+       AND (coalesce(recurrence ->> 'on_conflict', 'fail') = 'fail' OR jsonb_array_length(created) = 0) THEN
+        PERFORM booking.raise_error(409, 'BOOKING_CONFLICT',
+            format('%s of %s occurrences clash with existing bookings of room %s',
+                   jsonb_array_length(clashes), i, room_id),
+            jsonb_build_object('room_id', room_id, 'conflicting_occurrences', clashes),
+            CASE WHEN coalesce(recurrence ->> 'on_conflict', 'fail') = 'fail'
+                 THEN 'Nothing was booked.  Use "on_conflict": "skip" to book the free occurrences.'
+                 ELSE 'Nothing was booked: every occurrence clashes.' END);
+    END IF;
+    RETURN jsonb_build_object('series_id', series, 'bookings', created, 'skipped', clashes);
+END
+$$;
+COMMENT ON FUNCTION api.create_booking IS 'user+, rate-limited: one booking, or a recurring series (all-or-nothing, or "on_conflict": "skip"); hold_minutes 1..60 makes a hold (status held) to confirm before it expires; in a room that requires approval a plain user''s booking is a pending request; 409 BOOKING_CONFLICT lists every clash, 422 VALIDATION_ERROR';
+
+CREATE FUNCTION api.confirm_booking(id bigint) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    b booking.bookings;
+BEGIN
+    PERFORM booking.require_user();
+    b := booking.find_booking_for_update(id);
+    PERFORM booking.require_awaiting(b, 'held', 'confirmed');
+    -- The trigger checks the slot again (at its own instant, see above).
+    UPDATE booking.bookings x SET status = 'confirmed', hold_expires_at = NULL, updated_at = now()
+     WHERE x.id = confirm_booking.id RETURNING * INTO b;
+    RETURN booking.booking_json(b);
+END
+$$;
+COMMENT ON FUNCTION api.confirm_booking IS 'owner, admin, facility_manager: a hold becomes confirmed; 409 HOLD_EXPIRED once its hold_expires_at has passed, 409 INVALID_STATE when not held, 404';
+
+-- Approving and rejecting are staff decisions: recorded in the audit trail.
+CREATE FUNCTION booking.decide_request(booking_id bigint, new_status text) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    b booking.bookings;
+BEGIN
+    PERFORM booking.require_role('admin', 'facility_manager');
+    b := booking.find_booking_for_update(booking_id);
+    PERFORM booking.require_awaiting(b, 'pending', CASE new_status WHEN 'confirmed' THEN 'approved' ELSE 'rejected' END);
+    UPDATE booking.bookings x SET status = new_status, hold_expires_at = NULL, updated_at = now()
+     WHERE x.id = booking_id RETURNING * INTO b;
+    PERFORM booking.audit(CASE new_status WHEN 'confirmed' THEN 'booking.approve' ELSE 'booking.reject' END,
+                          'booking', booking_id::text,
+                          jsonb_build_object('status', 'pending'), jsonb_build_object('status', new_status));
+    RETURN booking.booking_json(b);
+END
+$$;
+
+CREATE FUNCTION api.approve_booking(id bigint) RETURNS jsonb
+LANGUAGE sql VOLATILE
+AS $$ SELECT booking.decide_request(id, 'confirmed') $$;
+COMMENT ON FUNCTION api.approve_booking IS 'admin, facility_manager: a pending request becomes confirmed (checked for clashes again); 403 for other roles, 409 HOLD_EXPIRED or INVALID_STATE, 404';
+
+CREATE FUNCTION api.reject_booking(id bigint) RETURNS jsonb
+LANGUAGE sql VOLATILE
+AS $$ SELECT booking.decide_request(id, 'rejected') $$;
+COMMENT ON FUNCTION api.reject_booking IS 'admin, facility_manager: a pending request becomes rejected and frees its slot; 403 for other roles, 409 HOLD_EXPIRED or INVALID_STATE, 404';
+
+CREATE FUNCTION api.list_pending_bookings(room_id bigint DEFAULT NULL, lim integer DEFAULT 50, off integer DEFAULT 0)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    PERFORM booking.require_role('admin', 'facility_manager');
+    PERFORM booking.check_page(lim, off);
+    IF list_pending_bookings.room_id IS NOT NULL THEN
+        PERFORM booking.find_room(list_pending_bookings.room_id);
+    END IF;
+    RETURN coalesce((
+        SELECT jsonb_agg(booking.booking_json(x) ORDER BY x.created_at, x.id)
+          FROM (SELECT b.* FROM booking.bookings b
+                 WHERE b.status = 'pending' AND booking.booking_occupies(b.status, b.hold_expires_at, now())
+                   AND (list_pending_bookings.room_id IS NULL OR b.room_id = list_pending_bookings.room_id)
+                 ORDER BY b.created_at, b.id LIMIT lim OFFSET off) x), '[]');
+END
+$$;
+COMMENT ON FUNCTION api.list_pending_bookings IS 'admin, facility_manager: the requests awaiting a decision (pending, not expired), oldest first, optionally of one room; 403 for other roles';
+
+CREATE FUNCTION api.set_room_approval(id bigint, requires_approval boolean,
+                                      approval_expiry_minutes integer DEFAULT NULL) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    r booking.rooms;
+BEGIN
+    PERFORM booking.require_role('admin', 'facility_manager');
+    PERFORM booking.find_room(id);
+    IF requires_approval IS NULL THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR', 'requires_approval is required',
+            jsonb_build_object('field', 'requires_approval'));
+    END IF;
+    IF approval_expiry_minutes IS NOT NULL AND approval_expiry_minutes NOT BETWEEN 1 AND 10080 THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR',
+            format('approval_expiry_minutes %s is not between 1 and 10080 (a week)', approval_expiry_minutes),
+            jsonb_build_object('field', 'approval_expiry_minutes', 'min', 1, 'max', 10080));
+    END IF;
+    UPDATE booking.rooms x
+       SET requires_approval = set_room_approval.requires_approval,
+           approval_expiry_minutes = set_room_approval.approval_expiry_minutes, updated_at = now()
+     WHERE x.id = set_room_approval.id
+    RETURNING * INTO r;
+    RETURN booking.room_json(r);
+END
+$$;
+COMMENT ON FUNCTION api.set_room_approval IS 'admin, facility_manager: whether plain users'' bookings of the room are requests awaiting approval, and after how many minutes (1..10080, none: never) a request expires; applies to requests made from now on; 404, 422';
+
+-- A hold or a request may be withdrawn like a confirmed booking.
+CREATE OR REPLACE FUNCTION api.cancel_booking(id bigint) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    b booking.bookings;
+BEGIN
+    PERFORM booking.require_user();
+    b := booking.find_booking_for_update(id);
+    IF b.status IN ('held', 'pending', 'expired') THEN
+        PERFORM booking.require_awaiting(b, b.status, 'cancelled');
+    ELSIF b.status <> 'confirmed' THEN
+        PERFORM booking.raise_error(409, 'INVALID_STATE', format('booking %s is already %s', id, b.status),
+            jsonb_build_object('booking_id', id, 'status', b.status));
+    END IF;
+    UPDATE booking.bookings x SET status = 'cancelled', updated_at = now()
+     WHERE x.id = cancel_booking.id RETURNING * INTO b;
+    RETURN booking.booking_json(b);
+END
+$$;
+COMMENT ON FUNCTION api.cancel_booking IS 'owner, admin, facility_manager: a confirmed booking, a hold or a request becomes cancelled; 404, 409 INVALID_STATE or HOLD_EXPIRED';
+
+CREATE OR REPLACE FUNCTION api.list_bookings("from" text DEFAULT NULL, "to" text DEFAULT NULL, status text DEFAULT NULL,
+                                  room_id bigint DEFAULT NULL, lim integer DEFAULT 50, off integer DEFAULT 0)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    f timestamptz;
+    t timestamptz;
+BEGIN
+    PERFORM booking.require_user();
+    PERFORM booking.check_page(lim, off);
+    IF "from" IS NOT NULL THEN f := booking.parse_instant("from", 'from'); END IF;
+    IF "to" IS NOT NULL THEN t := booking.parse_instant("to", 'to'); END IF;
+    IF status IS NOT NULL AND NOT status = ANY (booking.booking_statuses()) THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR', format('status "%s" is not a booking status', status),
+            jsonb_build_object('field', 'status'));
+    END IF;
+    RETURN coalesce((
+        SELECT jsonb_agg(booking.booking_json(x) ORDER BY x.starts_at, x.id)
+          FROM (SELECT b.* FROM booking.bookings b
+                 WHERE (f IS NULL OR b.ends_at > f) AND (t IS NULL OR b.starts_at < t)
+                   AND (list_bookings.status IS NULL OR b.status = list_bookings.status)
+                   AND (list_bookings.room_id IS NULL OR b.room_id = list_bookings.room_id)
+                 ORDER BY b.starts_at, b.id LIMIT lim OFFSET off) x), '[]');
+END
+$$;
+
+-- The worker's minute tick: every hold and request past its expiry becomes
+-- expired (event booking.expired, by the events trigger).  It changes
+-- nothing about who may book (booking_occupies already says they are
+-- free); it keeps the index small and says so to listeners.  The first two
+-- conditions find the candidates on bookings_expiring_idx; the rule decides.
+CREATE FUNCTION booking.expire_holds() RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n integer;
+BEGIN
+    UPDATE booking.bookings b SET status = 'expired', updated_at = now()
+     WHERE booking.status_expires(b.status) AND b.hold_expires_at <= now()
+       AND NOT booking.booking_occupies(b.status, b.hold_expires_at, now());
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION booking.expire_holds IS 'mark every held or pending booking past its hold_expires_at expired (the background worker calls it every minute); returns how many';
+
+-- Analytics count every status.  The summary's total was the sum of three
+-- counters, so a hold or a request was counted nowhere.  Each status of
+-- booking.booking_statuses() now has a counter column of its own, named
+-- after it (extension/analytics.c builds its statements from these
+-- columns), and the views, the recount and the rebuild read the statuses
+-- from booking_statuses().  Existing bookings have none of the new
+-- statuses, so the new counters start right at zero.
+ALTER TABLE booking.room_booking_counts
+    ADD COLUMN held bigint NOT NULL DEFAULT 0, ADD COLUMN pending bigint NOT NULL DEFAULT 0,
+    ADD COLUMN released bigint NOT NULL DEFAULT 0, ADD COLUMN expired bigint NOT NULL DEFAULT 0,
+    ADD COLUMN rejected bigint NOT NULL DEFAULT 0,
+    ADD CONSTRAINT room_booking_counts_statuses_not_negative
+        CHECK (held >= 0 AND pending >= 0 AND released >= 0 AND expired >= 0 AND rejected >= 0);
+COMMENT ON TABLE booking.room_booking_counts IS 'bookings per room and status (one counter column per status of booking.booking_statuses()), kept exact by the count_bookings triggers; compare with booking.analytics_check()';
+
+CREATE OR REPLACE VIEW booking.analytics_bookings_summary AS
+    SELECT coalesce(sum(confirmed + cancelled + completed + held + pending + released + expired + rejected), 0)::bigint AS total,
+           coalesce(sum(confirmed), 0)::bigint AS confirmed,
+           coalesce(sum(cancelled), 0)::bigint AS cancelled,
+           coalesce(sum(completed), 0)::bigint AS completed,
+           coalesce(sum(held), 0)::bigint AS held,
+           coalesce(sum(pending), 0)::bigint AS pending,
+           coalesce(sum(released), 0)::bigint AS released,
+           coalesce(sum(expired), 0)::bigint AS expired,
+           coalesce(sum(rejected), 0)::bigint AS rejected
+      FROM booking.room_booking_counts;
+
+CREATE OR REPLACE VIEW booking.analytics_bookings_by_room AS
+    SELECT r.id AS room_id, r.name AS room_name,
+           (c.confirmed + c.cancelled + c.completed + c.held + c.pending + c.released + c.expired + c.rejected) AS total,
+           c.confirmed, c.cancelled, c.completed, c.held, c.pending, c.released, c.expired, c.rejected
+      FROM booking.rooms r JOIN booking.room_booking_counts c ON c.room_id = r.id;
+
+CREATE OR REPLACE VIEW booking.analytics_bookings_per_day AS
+    SELECT (b.starts_at AT TIME ZONE 'UTC')::date AS day,
+           count(*) AS total,
+           count(*) FILTER (WHERE b.status = 'confirmed') AS confirmed,
+           count(*) FILTER (WHERE b.status = 'cancelled') AS cancelled,
+           count(*) FILTER (WHERE b.status = 'completed') AS completed,
+           count(*) FILTER (WHERE b.status = 'held') AS held,
+           count(*) FILTER (WHERE b.status = 'pending') AS pending,
+           count(*) FILTER (WHERE b.status = 'released') AS released,
+           count(*) FILTER (WHERE b.status = 'expired') AS expired,
+           count(*) FILTER (WHERE b.status = 'rejected') AS rejected
+      FROM booking.bookings b
+     GROUP BY 1;
+
+CREATE OR REPLACE FUNCTION booking.analytics_check()
+RETURNS TABLE (summary text, room_id bigint, counter text, kept bigint, recounted bigint)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH kept AS (
+        SELECT c.room_id, k.key AS counter, k.value::bigint AS n
+          FROM booking.room_booking_counts c
+         CROSS JOIN LATERAL jsonb_each_text(to_jsonb(c) - 'room_id') k
+    ), recount AS (
+        SELECT r.id AS room_id, s.counter, count(b.id) AS n
+          FROM booking.rooms r
+         CROSS JOIN unnest(booking.booking_statuses()) s(counter)
+          LEFT JOIN booking.bookings b ON b.room_id = r.id AND b.status = s.counter
+         GROUP BY 1, 2
+    ), kept_ratings AS (
+        SELECT c.room_id, k.counter, k.n
+          FROM booking.room_rating_counts c
+         CROSS JOIN LATERAL (VALUES ('review_count', c.review_count), ('rating_sum', c.rating_sum)) k(counter, n)
+    ), recount_ratings AS (
+        SELECT r.id AS room_id, k.counter, k.n
+          FROM booking.rooms r
+          LEFT JOIN LATERAL (SELECT count(*) AS review_count, coalesce(sum(v.rating), 0) AS rating_sum
+                               FROM booking.reviews v WHERE v.room_id = r.id AND v.status <> 'hidden') a ON true
+         CROSS JOIN LATERAL (VALUES ('review_count', a.review_count), ('rating_sum', a.rating_sum)) k(counter, n)
+    )
+    SELECT 'room_booking_counts', coalesce(k.room_id, r.room_id), coalesce(k.counter, r.counter), k.n, r.n
+      FROM kept k FULL JOIN recount r ON r.room_id = k.room_id AND r.counter = k.counter
+     WHERE k.n IS DISTINCT FROM r.n
+    UNION ALL
+    SELECT 'room_rating_counts', coalesce(k.room_id, r.room_id), coalesce(k.counter, r.counter), k.n, r.n
+      FROM kept_ratings k FULL JOIN recount_ratings r ON r.room_id = k.room_id AND r.counter = k.counter
+     WHERE k.n IS DISTINCT FROM r.n
+     ORDER BY 1, 2, 3
+$$;
+
+CREATE OR REPLACE FUNCTION booking.analytics_rebuild() RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    LOCK TABLE booking.bookings, booking.reviews IN SHARE MODE;
+    DELETE FROM booking.room_booking_counts;
+    INSERT INTO booking.room_booking_counts
+    SELECT (jsonb_populate_record(NULL::booking.room_booking_counts,
+                jsonb_build_object('room_id', r.id)
+                || (SELECT jsonb_object_agg(s, (SELECT count(*) FROM booking.bookings b WHERE b.room_id = r.id AND b.status = s))
+                      FROM unnest(booking.booking_statuses()) s))).*
+      FROM booking.rooms r;
+    DELETE FROM booking.room_rating_counts;
+    INSERT INTO booking.room_rating_counts (room_id, review_count, rating_sum)
+    SELECT r.id, count(v.id), coalesce(sum(v.rating), 0)
+      FROM booking.rooms r LEFT JOIN booking.reviews v ON v.room_id = r.id AND v.status <> 'hidden' GROUP BY r.id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION api.analytics_bookings_per_day("from" text, "to" text) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    days daterange;
+    f date;
+    t date;
+BEGIN
+    PERFORM booking.require_role('admin', 'facility_manager', 'auditor', 'service_account');
+    days := booking.parse_nights("from", "to", 366);
+    f := lower(days);
+    t := upper(days) - 1;
+    -- Every day of [from, to], zeros included, so charts have no gaps.
+    RETURN (SELECT jsonb_agg(jsonb_build_object('day', d.day, 'total', coalesce(v.total, 0))
+                             || (SELECT jsonb_object_agg(s, coalesce((to_jsonb(v) ->> s)::bigint, 0))
+                                   FROM unnest(booking.booking_statuses()) s)
+                             ORDER BY d.day)
+              FROM (SELECT g::date AS day FROM generate_series(f, t, interval '1 day') g) d
+              LEFT JOIN (SELECT * FROM booking.analytics_bookings_per_day p WHERE p.day BETWEEN f AND t) v
+                     ON v.day = d.day);
+END
+$$;
+COMMENT ON FUNCTION api.analytics_bookings_summary IS 'admin, facility_manager, auditor, service_account: {total, and a count per status: confirmed, cancelled, completed, held, pending, released, expired, rejected}';
+COMMENT ON FUNCTION api.analytics_bookings_by_room IS 'admin, facility_manager, auditor, service_account: [{room_id, room_name, total, and a count per status}]';
+COMMENT ON FUNCTION api.analytics_bookings_per_day IS 'admin, facility_manager, auditor, service_account: bookings by UTC start day, total and per status, both dates included, at most 366 days';
+UPDATE booking.http_schemas s
+   SET schema = jsonb_set(jsonb_set(s.schema, '{properties}', s.schema -> 'properties' || v.props),
+                          '{required}', (SELECT jsonb_agg(k ORDER BY k)
+                                           FROM jsonb_object_keys(s.schema -> 'properties' || v.props) k))
+  FROM (SELECT jsonb_object_agg(st, '{"type": "integer"}'::jsonb) AS props
+          FROM unnest(booking.booking_statuses()) st) v
+ WHERE s.name IN ('BookingCounts', 'RoomBookingCounts');
+
+INSERT INTO booking.http_routes (method, path, function_name, success_status, operation_id, body_argument, public, event_stream) VALUES
+    ('POST', '/bookings/{id}/confirm',  'confirm_booking',       200, NULL, NULL, false, false),
+    ('POST', '/bookings/{id}/approve',  'approve_booking',       200, NULL, NULL, false, false),
+    ('POST', '/bookings/{id}/reject',   'reject_booking',        200, NULL, NULL, false, false),
+    ('GET',  '/bookings/pending',       'list_pending_bookings', 200, NULL, NULL, false, false),
+    ('PUT',  '/rooms/{id}/approval',    'set_room_approval',     200, NULL, NULL, false, false);
+INSERT INTO booking.http_results (function_name, schema) VALUES
+    ('confirm_booking', '{"$ref": "#/components/schemas/Booking"}'),
+    ('approve_booking', '{"$ref": "#/components/schemas/Booking"}'),
+    ('reject_booking', '{"$ref": "#/components/schemas/Booking"}'),
+    ('list_pending_bookings', '{"type": "array", "items": {"$ref": "#/components/schemas/Booking"}}'),
+    ('set_room_approval', '{"$ref": "#/components/schemas/Room"}');
+-- The answers' new members.
+UPDATE booking.http_schemas s
+   SET schema = jsonb_set(jsonb_set(s.schema, '{properties}', s.schema -> 'properties' || v.props),
+                          '{required}', (SELECT jsonb_agg(k ORDER BY k)
+                                           FROM jsonb_object_keys(s.schema -> 'properties' || v.props) k))
+  FROM (VALUES
+    ('Booking', '{"hold_expires_at": {"type": "string", "format": "date-time", "nullable": true,
+                  "description": "held or pending: when it stops occupying the room unless confirmed or approved"}}'::jsonb),
+    ('Room', '{"requires_approval": {"type": "boolean"},
+               "approval_expiry_minutes": {"type": "integer", "nullable": true}}'::jsonb)) AS v(name, props)
+ WHERE s.name = v.name;
+
+REVOKE EXECUTE ON FUNCTION booking.booking_statuses(), booking.status_expires(text),
+    booking.booking_occupies(text, timestamptz, timestamptz), booking.find_booking_for_update(bigint),
+    booking.require_awaiting(booking.bookings, text, text), booking.decide_request(bigint, text),
+    booking.expire_holds(),
+    api.create_booking(bigint, text, text, text, jsonb, integer), api.confirm_booking(bigint),
+    api.approve_booking(bigint), api.reject_booking(bigint), api.list_pending_bookings(bigint, integer, integer),
+    api.set_room_approval(bigint, boolean, integer)
+  FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION booking.booking_statuses(), booking.status_expires(text),
+    booking.booking_occupies(text, timestamptz, timestamptz), booking.find_booking_for_update(bigint),
+    booking.require_awaiting(booking.bookings, text, text), booking.decide_request(bigint, text),
+    api.create_booking(bigint, text, text, text, jsonb, integer), api.confirm_booking(bigint),
+    api.approve_booking(bigint), api.reject_booking(bigint), api.list_pending_bookings(bigint, integer, integer),
+    api.set_room_approval(bigint, boolean, integer)
+  TO booking_api;
+
 -- ==== routes of the sections above that come before booking.http_routes or after it (issues 9, 15) ====
 -- (booking.http_routes is declared in section "HTTP routes declared once".)
 INSERT INTO booking.http_routes (method, path, function_name, success_status, operation_id, body_argument, public, event_stream) VALUES

@@ -150,6 +150,19 @@ call(admin => 'POST', '/inventory/{hotel_id}/blocks/{id}/release', { hotel_id =>
 call(user => 'POST', '/users/me/calendar-token', {});
 call(user => 'DELETE', '/users/me/calendar-token', {});
 
+# Holds and approval rooms (issue 14).
+my $hold = call(user => 'POST', '/bookings', {},
+	{ room_id => $room, title => 'Schema hold', starts_at => $day->(63) . 'T10:00:00Z', ends_at => $day->(63) . 'T10:30:00Z',
+	  hold_minutes => 10 });
+call(user => 'POST', '/bookings/{id}/confirm', { id => $hold->{id} });
+my $ar = call(admin => 'POST', '/rooms', {}, { name => 'Schema approval room', location => 'HQ', capacity => 3 });
+call(admin => 'PUT', '/rooms/{id}/approval', { id => $ar->{id} }, { requires_approval => JSON::PP::true, approval_expiry_minutes => 60 });
+my @req = map { call(user => 'POST', '/bookings', {},
+	{ room_id => $ar->{id}, title => "Schema request $_", starts_at => $day->(63) . "T1${_}:00:00Z", ends_at => $day->(63) . "T1${_}:30:00Z" }) } 1, 2;
+call(admin => 'GET', '/bookings/pending', {}, { room_id => $ar->{id} });
+call(admin => 'POST', '/bookings/{id}/approve', { id => $req[0]{id} });
+call(admin => 'POST', '/bookings/{id}/reject', { id => $req[1]{id} });
+
 my %success = map { my ($m, $p, $s) = split /\|/; ("$m $p" => $s) } split /\n/, $q->(q{SELECT method, path, success_status FROM booking.http_routes});
 is_deeply([ grep { $calls{$_} != $success{$_} } sort keys %calls ], [], 'every call succeeded (its route\'s success status)')
   or diag explain { map { ($_ => $calls{$_}) } grep { $calls{$_} != $success{$_} } keys %calls };
@@ -186,7 +199,7 @@ usleep(1_100_000);
 http($a, 'POST', '/rpc/no_such_function_here', {});
 $v = check(\@samples, 'Room requires no_such_member');
 is_deeply([ sort map { $_->{sample} } @{ $v->{failures} } ],
-	[ sort map { "$_->{method} $_->{path} $_->{status}" } grep { $_->{path} =~ m{^/rooms(/\{id\})?$} && $_->{method} ne 'DELETE' } @samples ],
+	[ sort map { "$_->{method} $_->{path} $_->{status}" } grep { $_->{path} =~ m{^/rooms(/\{id\}(/approval)?)?$} && $_->{method} ne 'DELETE' } @samples ],
 	'negative control: a schema changed in SQL is what the document declares, and every room answer now fails it');
 
 stop_adapter($a);
