@@ -47,6 +47,7 @@
 #include "catalog/namespace.h"
 #include "executor/executor.h"
 #include "catalog/pg_type.h"
+#include "common/int.h"
 #include "commands/trigger.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -296,15 +297,16 @@ check_room(int64 room_id, TimestampTz start, TimestampTz end,
 
 	/*
 	 * A booking clashes when it starts before end + gap and ends after
-	 * start - gap.  Two ordered index scans find every such booking, each
-	 * reading only rows that clash (plus at most one that does not), so the
-	 * cost does not grow with the room's history:
-	 *
-	 *   forward   the bookings starting in [start - gap, end + gap): all clash;
-	 *   backward  the latest booking starting before start - gap: the only
-	 *             earlier one that can reach past start - gap, because the
-	 *             occupying bookings of a room never overlap, so their ends
-	 *             come in the order of their starts.
+	 * start - gap.  No booking lasts longer than PGB_MAX_BOOKING_LENGTH (the
+	 * rule of booking_rules.c, which this trigger applies to every write), so
+	 * every booking that ends after start - gap starts after
+	 * start - gap - PGB_MAX_BOOKING_LENGTH: one forward index scan over
+	 * [start - gap - max length, end + gap) sees every candidate, in time
+	 * order, and stops at its upper bound.  It reads the room's bookings of
+	 * about a day, however long the room's history.  (A backward scan for
+	 * "the latest booking before start - gap" read every earlier entry of
+	 * the room on its index page: btree reads a page's matching entries at
+	 * once, and in that direction only the room bounds the read.)
 	 */
 	bookings = table_open(bs->bookings, AccessShareLock);
 	index = index_open(bs->bookings_by_room, AccessShareLock);
@@ -312,33 +314,14 @@ check_room(int64 room_id, TimestampTz start, TimestampTz end,
 	appendStringInfoChar(&found, '[');
 	{
 		TupleDesc	desc = RelationGetDescr(bookings);
+		TimestampTz from;
 
-		/*
-		 * Earlier first, so the clashes are listed in time order.  (Keys name
-		 * heap columns; the scan maps them to index columns in place, so each
-		 * scan gets fresh keys.)
-		 */
-		ScanKeyInit(&key[0], bs->b_room_id, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(room_id));
-		ScanKeyInit(&key[1], bs->b_starts_at, BTLessStrategyNumber, F_TIMESTAMPTZ_LT,
-					TimestampTzGetDatum(start - gap));
-		scan = systable_beginscan_ordered(bookings, index, SnapshotSelf, 2, key);
-		while (HeapTupleIsValid(tup = systable_getnext_ordered(scan, BackwardScanDirection)))
-		{
-			Datum		id = heap_getattr(tup, bs->b_id, desc, &isnull);
-			Datum		b_end = heap_getattr(tup, bs->b_ends_at, desc, &isnull);
-
-			if (has_exclude && DatumGetInt64(id) == exclude_id)
-				continue;
-			if (DatumGetTimestampTz(b_end) > start - gap)
-				append_conflict(&found, DatumGetInt64(id),
-								heap_getattr(tup, bs->b_starts_at, desc, &isnull), b_end);
-			break;
-		}
-		systable_endscan_ordered(scan);
-
+		/* (-infinity and its neighbours: from the beginning) */
+		if (pg_sub_s64_overflow(start, gap + PGB_MAX_BOOKING_LENGTH, &from))
+			from = PG_INT64_MIN;
 		ScanKeyInit(&key[0], bs->b_room_id, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(room_id));
 		ScanKeyInit(&key[1], bs->b_starts_at, BTGreaterEqualStrategyNumber, F_TIMESTAMPTZ_GE,
-					TimestampTzGetDatum(start - gap));
+					TimestampTzGetDatum(from));
 		ScanKeyInit(&key[2], bs->b_starts_at, BTLessStrategyNumber, F_TIMESTAMPTZ_LT,
 					TimestampTzGetDatum(end + gap));
 		scan = systable_beginscan_ordered(bookings, index, SnapshotSelf, 3, key);
@@ -346,12 +329,14 @@ check_room(int64 room_id, TimestampTz start, TimestampTz end,
 		while (HeapTupleIsValid(tup = systable_getnext_ordered(scan, ForwardScanDirection)))
 		{
 			Datum		id = heap_getattr(tup, bs->b_id, desc, &isnull);
+			Datum		b_end = heap_getattr(tup, bs->b_ends_at, desc, &isnull);
 
 			if (has_exclude && DatumGetInt64(id) == exclude_id)
 				continue;
+			if (DatumGetTimestampTz(b_end) <= start - gap)
+				continue;		/* ended before */
 			append_conflict(&found, DatumGetInt64(id),
-							heap_getattr(tup, bs->b_starts_at, desc, &isnull),
-							heap_getattr(tup, bs->b_ends_at, desc, &isnull));
+							heap_getattr(tup, bs->b_starts_at, desc, &isnull), b_end);
 		}
 		systable_endscan_ordered(scan);
 	}

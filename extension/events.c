@@ -138,7 +138,7 @@ events_schema(void)
 
 /*
  * Appending to booking.event_queue: an executor state for the statement,
- * the way logical replication applies rows (execReplication.c).
+ * the way logical replication applies rows (ExecSimpleRelationInsert).
  */
 typedef struct QueueWriter
 {
