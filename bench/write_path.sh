@@ -8,13 +8,19 @@
 #      insert; each set rolled back);
 #   2. committed: pgbench, 8 clients, one insert per transaction (tps).
 # The variants take turns, round after round; figures are medians.
+# Then one statement of any size: an INSERT, an UPDATE (cancel) and a
+# DELETE of BENCH_BIG_ROWS bookings (1.1 M; 2,000 at the tiny size), each
+# one statement with every trigger on.  Each must queue one event per row
+# and leave the counters exact (booking.analytics_check() empty); the
+# script fails otherwise.
 # Run by scripts/bench.sh (PGHOST, PGPORT, PGUSER, PATH set).
 set -euo pipefail
 source "$ROOT_DIR/scripts/bench_summary.sh"
 secs=${BENCH_SECONDS:-5}
 rounds=${BENCH_ROUNDS:-5}
 inserts=20000
-[ "${BENCH_SIZE:-}" = tiny ] && { secs=1; rounds=1; inserts=500; }
+big=${BENCH_BIG_ROWS:-1100000}
+[ "${BENCH_SIZE:-}" = tiny ] && { secs=1; rounds=1; inserts=500; big=2000; }
 db=bench_write_path
 dropdb --if-exists $db 2>/dev/null; createdb $db
 psql -X -q -d $db -v ON_ERROR_STOP=1 <<'SQL'
@@ -82,4 +88,35 @@ summary_add write_path "insert cost, every trigger / none, in-statement (x)" "$c
 summary_add write_path "insert cost, every trigger / none, 8 clients tps (x)" "$slow" "<= 1.3"
 summary_add write_path "counters trigger, us per single-row insert" "$counters" "-"
 summary_add write_path "conflict check, us per single-row insert" "$conflict" "-"
+
+# One statement of $big rows: insert, cancel, delete.
+q() { psql -X -qAt -d $db -v ON_ERROR_STOP=1 -c "$1"; }
+q "VACUUM booking.bookings" >/dev/null
+before=$(q "SELECT coalesce(max(qid), 0) FROM booking.event_queue")
+timed() {   # label sql -> seconds, or FAILED
+    local t0 t1
+    t0=$(date +%s.%N)
+    if q "$2" >/dev/null; then
+        t1=$(date +%s.%N); awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", b - a}'
+    else
+        echo FAILED
+    fi
+}
+t_ins=$(timed insert "INSERT INTO booking.bookings (room_id, user_id, title, starts_at, ends_at)
+    SELECT 1 + i % 100, 1, 'big', timestamptz '2500-01-01 00:00+00' + make_interval(hours => i),
+           timestamptz '2500-01-01 00:30+00' + make_interval(hours => i) FROM generate_series(1, $big) i")
+t_upd=$(timed cancel "UPDATE booking.bookings SET status = 'cancelled' WHERE title = 'big'")
+t_del=$(timed delete "DELETE FROM booking.bookings WHERE title = 'big'")
+read -r created cancelled deleted <<<"$(q "SELECT count(*) FILTER (WHERE kind = 'booking.created'),
+    count(*) FILTER (WHERE kind = 'booking.cancelled'), count(*) FILTER (WHERE kind = 'booking.deleted')
+    FROM booking.event_queue WHERE qid > $before AND entity = 'booking'" | tr '|' ' ')"
+drift=$(q "SELECT count(*) FROM booking.analytics_check()")
+printf 'one statement of %s bookings, every trigger on: insert %s s, cancel %s s, delete %s s\n' "$big" "$t_ins" "$t_upd" "$t_del"
+printf '  events queued: %s created, %s cancelled, %s deleted (each must be %s); counters off a recount: %s\n' \
+    "$created" "$cancelled" "$deleted" "$big" "$drift"
+ok=0
+if [ "$created" = "$big" ] && [ "$cancelled" = "$big" ] && [ "$deleted" = "$big" ] && [ "$drift" = 0 ]; then ok=$big; fi
+summary_add write_path "rows in one statement, events and counters written" "$ok" \
+    "$([ "${BENCH_SIZE:-}" = tiny ] && echo - || echo '>= 1100000')"
 dropdb $db
+[ "$ok" = "$big" ] || { echo "write path: the statement of $big rows did not queue every event or left the counters off" >&2; exit 1; }

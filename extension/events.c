@@ -186,6 +186,8 @@ queue_close(QueueWriter *w)
 	if (w->has_triggers)
 		AfterTriggerEndQuery(w->estate);
 	ExecCloseIndices(w->rri);
+	ExecCloseResultRelations(w->estate);	/* opened by triggers it fired */
+	ExecCloseRangeTableRelations(w->estate);
 	ExecResetTupleTable(w->estate->es_tupleTable, false);
 	FreeExecutorState(w->estate);
 	table_close(w->rel, NoLock);
