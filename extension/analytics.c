@@ -8,34 +8,35 @@
  *
  * Statement-level AFTER triggers with transition tables: each INSERT,
  * UPDATE or DELETE of booking.bookings or booking.reviews sums what its rows
- * took away (old_rows) and added (new_rows) per room, and adds the net
- * deltas to each touched room's counter row with UPDATE ... SET n = n + d,
- * in the writer's own transaction.  The sums are made in C, reading the
- * transition tables directly (no query, no SPI for a statement that moves
- * nothing); only the counter updates go through SPI, with plans kept for
- * the session:
+ * took away (old_rows) and added (new_rows) per room, in C, reading the
+ * transition tables directly.  The net deltas wait in memory until the
+ * top-level statement ends (see "Deltas kept for the end of the statement"
+ * below), then each touched room's counter row gets old + delta, in the
+ * writer's own transaction:
  *
- *   - exact under concurrency: the UPDATE locks the counter row and adds to
- *     its latest committed version (READ COMMITTED re-evaluates on the new
- *     version), so concurrent writers queue instead of losing increments; a
- *     rollback, of a transaction or of a subtransaction, takes its deltas
- *     with it.  Under REPEATABLE READ a concurrent change of the same
- *     counter raises a serialization failure, never a wrong sum.
- *   - no deadlock between counters: every statement locks the counter rows
+ *   - exact under concurrency: the row's latest version is locked (a
+ *     concurrent writer of the same counter is waited for) and the sum is
+ *     made on it, so concurrent writers queue instead of losing increments,
+ *     at any isolation level; a rollback, of a transaction or of a
+ *     subtransaction, takes its deltas with it.
+ *   - no deadlock between counters: every application locks the counter rows
  *     it touches in room-id order, so two writers never wait for each other
  *     in a cycle, however many rooms their statements span.
- *   - one counter update per room and statement: a bulk load of n bookings
- *     of a room costs one update, not n versions of the same row.
+ *   - one counter update per room and top-level statement: a bulk load, or a
+ *     loop of single-row inserts, of n bookings of a room costs one update,
+ *     not n versions of the same row.
  *   - changes that move nothing (a retitle, a reschedule within the room)
  *     net to zero and write nothing.
  *   - the counter row of a room is created with the room (row trigger on
  *     booking.rooms), so rooms without bookings read as zeros; an upsert
- *     creates a row missing since before the trigger existed.
+ *     (SPI, as the owner) creates a row missing since before the trigger
+ *     existed.
  *   - TRUNCATE of a counted table zeroes its counters.
  *
- * The counters run as the owner of the counted table with row-level
- * security off (as the RI triggers do): a user may move their own booking
- * and must not be able to write a counter directly.
+ * The SPI statements (upsert, reset, a new room's zeros) run as the owner of
+ * the counted table with row-level security off (as the RI triggers do): a
+ * user may move their own booking and must not be able to write a counter
+ * directly; the C updates need no privilege.
  * booking.analytics_check() compares every counter with a full recount.
  */
 #include "postgres.h"
