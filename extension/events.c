@@ -59,6 +59,7 @@
 #include "utils/memutils.h"
 #include "utils/numeric.h"
 #include "utils/rel.h"
+#include "utils/resowner.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
@@ -92,12 +93,16 @@ typedef struct EventsSchema
 
 static EventsSchema schema;
 static bool schema_callback_registered = false;
+static bool kept_writer_stale = false;	/* the queue's relcache entry changed (below) */
 
 static void
 forget_schema(Datum arg, Oid relid)
 {
 	if (!OidIsValid(relid) || relid == schema.queue || relid == schema.bookings)
 		schema.valid = false;
+	/* (the kept queue writer, below, is reopened on its next use) */
+	if (!OidIsValid(relid) || relid == schema.queue)
+		kept_writer_stale = true;
 }
 
 static const EventsSchema *
@@ -137,8 +142,15 @@ events_schema(void)
 }
 
 /*
- * Appending to booking.event_queue: an executor state for the statement,
- * the way logical replication applies rows (ExecSimpleRelationInsert).
+ * Appending to booking.event_queue: an executor state, the way logical
+ * replication applies rows (ExecSimpleRelationInsert).  Setting it up (the
+ * queue and its index opened, an EState) was a quarter of the trigger's cost
+ * for a single-row statement, so it is kept for the rest of the transaction:
+ * made in TopTransactionContext, its relations held by the transaction's
+ * resource owner, closed at PRE_COMMIT / PRE_PREPARE (an abort releases
+ * them).  Subtransactions need nothing: the rows they wrote go with them,
+ * the state holds none.  When the queue has triggers of its own (none of
+ * ours), a state per statement fires them as any insert would.
  */
 typedef struct QueueWriter
 {
@@ -153,14 +165,16 @@ typedef struct QueueWriter
 	int64		queued;
 } QueueWriter;
 
-static void
-queue_open(QueueWriter *w, const EventsSchema *s)
+static QueueWriter *kept_writer = NULL;	/* valid in its transaction only */
+static bool writer_callback_registered = false;
+
+static QueueWriter *
+queue_writer_make(const EventsSchema *s)
 {
+	QueueWriter *w = palloc0(sizeof(QueueWriter));
 	RangeTblEntry *rte;
 
 	w->s = s;
-	w->queued = 0;
-	w->has_user = pgb_caller_user_id(&w->user_id);
 	w->rel = table_open(s->queue, RowExclusiveLock);
 	w->estate = CreateExecutorState();
 	rte = makeNode(RangeTblEntry);
@@ -171,28 +185,119 @@ queue_open(QueueWriter *w, const EventsSchema *s)
 	ExecInitRangeTable(w->estate, list_make1(rte));
 	w->rri = makeNode(ResultRelInfo);
 	InitResultRelInfo(w->rri, w->rel, 1, NULL, 0);
-	w->estate->es_output_cid = GetCurrentCommandId(true);
 	ExecOpenIndices(w->rri, false);
 	w->slot = ExecInitExtraTupleSlot(w->estate, RelationGetDescr(w->rel), &TTSOpsVirtual);
-	/* Triggers on the queue (none of ours) fire as for any insert. */
 	w->has_triggers = w->rri->ri_TrigDesc != NULL;
-	if (w->has_triggers)
-		AfterTriggerBeginQuery();
+	return w;
 }
 
 static void
-queue_close(QueueWriter *w)
+queue_writer_free(QueueWriter *w)
 {
-	if (w->has_triggers)
-		AfterTriggerEndQuery(w->estate);
 	ExecCloseIndices(w->rri);
 	ExecCloseResultRelations(w->estate);	/* opened by triggers it fired */
 	ExecCloseRangeTableRelations(w->estate);
 	ExecResetTupleTable(w->estate->es_tupleTable, false);
 	FreeExecutorState(w->estate);
 	table_close(w->rel, NoLock);
+	pfree(w);
+}
+
+static void
+close_kept_writer(void)
+{
+	ResourceOwner save = CurrentResourceOwner;
+
+	CurrentResourceOwner = TopTransactionResourceOwner;
+	queue_writer_free(kept_writer);
+	CurrentResourceOwner = save;
+	kept_writer = NULL;
+}
+
+static void
+writer_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PRE_PREPARE:
+			if (kept_writer != NULL)
+				close_kept_writer();
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PREPARE:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			/* memory and relations went with the transaction */
+			kept_writer = NULL;
+			kept_writer_stale = false;
+			break;
+		default:
+			break;
+	}
+}
+
+static QueueWriter *
+queue_open(const EventsSchema *s)
+{
+	QueueWriter *w;
+
+	if (kept_writer != NULL && kept_writer_stale)
+		close_kept_writer();
+	kept_writer_stale = false;
+	if (kept_writer == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+		ResourceOwner save = CurrentResourceOwner;
+
+		if (!writer_callback_registered)
+		{
+			RegisterXactCallback(writer_xact_callback, NULL);
+			writer_callback_registered = true;
+		}
+		CurrentResourceOwner = TopTransactionResourceOwner;
+		PG_TRY();
+		{
+			w = queue_writer_make(s);
+		}
+		PG_FINALLY();
+		{
+			CurrentResourceOwner = save;
+			MemoryContextSwitchTo(old);
+		}
+		PG_END_TRY();
+		if (w->has_triggers)
+		{
+			/* not kept: its triggers fire per statement */
+			CurrentResourceOwner = TopTransactionResourceOwner;
+			queue_writer_free(w);
+			CurrentResourceOwner = save;
+			w = queue_writer_make(s);
+		}
+		else
+			kept_writer = w;
+	}
+	else
+		w = kept_writer;
+	w->queued = 0;
+	w->has_user = pgb_caller_user_id(&w->user_id);
+	w->estate->es_output_cid = GetCurrentCommandId(true);
+	if (w->has_triggers)
+		AfterTriggerBeginQuery();
+	return w;
+}
+
+static void
+queue_close(QueueWriter *w)
+{
 	if (w->queued > 0)
 		pgb_wake_publisher_at_commit();
+	if (w != kept_writer)
+	{
+		AfterTriggerEndQuery(w->estate);
+		queue_writer_free(w);
+	}
 }
 
 /* One queue row; the caller resets the memory it was built in. */
@@ -528,7 +633,7 @@ pgb_booking_events(PG_FUNCTION_ARGS)
 	int			preadptr = -1;
 	bool		is_insert;
 	bool		is_update;
-	QueueWriter w;
+	QueueWriter *w;
 	MemoryContext rowcxt;
 	MemoryContext old;
 
@@ -565,7 +670,7 @@ pgb_booking_events(PG_FUNCTION_ARGS)
 		return PointerGetDatum(NULL);
 	}
 
-	queue_open(&w, s);
+	w = queue_open(s);
 	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "pg_booking event row", ALLOCSET_SMALL_SIZES);
 	rows_rewind(rows, &readptr);
 	if (pairs != NULL)
@@ -603,12 +708,12 @@ pgb_booking_events(PG_FUNCTION_ARGS)
 				kind = NULL;	/* a retitle is no event */
 		}
 		if (kind != NULL)
-			queue_event(&w, kind, booking_id_of(slot, s, &isnull), booking_payload(s, slot, previous));
+			queue_event(w, kind, booking_id_of(slot, s, &isnull), booking_payload(s, slot, previous));
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(rowcxt);
 	}
 	MemoryContextDelete(rowcxt);
-	queue_close(&w);
+	queue_close(w);
 	ExecDropSingleTupleTableSlot(slot);
 	if (pslot != NULL)
 		ExecDropSingleTupleTableSlot(pslot);
