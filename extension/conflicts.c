@@ -247,7 +247,7 @@ append_conflict(StringInfo buf, int64 id, Datum starts_at, Datum ends_at)
  */
 static void
 check_room(int64 room_id, TimestampTz start, TimestampTz end,
-		   int64 exclude_id, bool has_exclude, RoomCheck *result)
+		   int64 exclude_id, bool has_exclude, Relation bookings_rel, RoomCheck *result)
 {
 	Relation	rooms;
 	Relation	bookings;
@@ -308,7 +308,8 @@ check_room(int64 room_id, TimestampTz start, TimestampTz end,
 	 * the room on its index page: btree reads a page's matching entries at
 	 * once, and in that direction only the room bounds the read.)
 	 */
-	bookings = table_open(bs->bookings, AccessShareLock);
+	/* (the trigger passes the relation it fires on, already open) */
+	bookings = bookings_rel != NULL ? bookings_rel : table_open(bs->bookings, AccessShareLock);
 	index = index_open(bs->bookings_by_room, AccessShareLock);
 	initStringInfo(&found);
 	appendStringInfoChar(&found, '[');
@@ -346,7 +347,8 @@ check_room(int64 room_id, TimestampTz start, TimestampTz end,
 		result->conflicts = found.data;
 	}
 	index_close(index, AccessShareLock);
-	table_close(bookings, AccessShareLock);
+	if (bookings_rel == NULL)
+		table_close(bookings, AccessShareLock);
 }
 
 /*
@@ -369,7 +371,7 @@ booking_conflicts(PG_FUNCTION_ARGS)
 	check_room(PG_GETARG_INT64(0),
 			   PG_GETARG_TIMESTAMPTZ(1), PG_GETARG_TIMESTAMPTZ(2),
 			   PG_ARGISNULL(3) ? 0 : PG_GETARG_INT64(3), !PG_ARGISNULL(3),
-			   &check);
+			   NULL, &check);
 
 	if (check.conflicts == NULL)
 		PG_RETURN_NULL();
@@ -447,7 +449,8 @@ check_booking_conflict(PG_FUNCTION_ARGS)
 			return PointerGetDatum(newtup);
 	}
 
-	check_room(room_id, start, end, booking_id, true, &check);
+	check_room(room_id, start, end, booking_id, true,
+			   RelationGetRelid(rel) == bs->bookings ? rel : NULL, &check);
 
 	if (!check.room_found)
 		ereport(ERROR,
