@@ -604,7 +604,11 @@ pending_xact_callback(XactEvent event, void *arg)
 			pending = NULL;
 			pending_deepest = 0;
 			flushing = false;
-			statement_depth = 0;
+			/*
+			 * (statement_depth stays: a procedure's COMMIT ends the
+			 * transaction inside the CALL; the hooks unwind it, errors
+			 * included.)
+			 */
 			break;
 		default:
 			break;

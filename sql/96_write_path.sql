@@ -125,3 +125,25 @@ $$;
 SELECT sum(confirmed + cancelled + completed) AS counted FROM booking.room_booking_counts;
 ROLLBACK;
 SELECT * FROM booking.analytics_check();
+-- A procedure that commits and rolls back inside: what each transaction
+-- wrote is counted with it, and later transactions still see their own
+-- statements' counts.
+CREATE PROCEDURE pg_temp.book_and_commit() LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO booking.bookings (room_id, user_id, title, starts_at, ends_at)
+    VALUES (t_room('Write Path B'), t_id('writer@example.com'), 'wp p1', '2098-07-01 09:00+00', '2098-07-01 10:00+00');
+    COMMIT;
+    INSERT INTO booking.bookings (room_id, user_id, title, starts_at, ends_at)
+    VALUES (t_room('Write Path B'), t_id('writer@example.com'), 'wp p2', '2098-07-02 09:00+00', '2098-07-02 10:00+00');
+    ROLLBACK;
+    INSERT INTO booking.bookings (room_id, user_id, title, starts_at, ends_at)
+    VALUES (t_room('Write Path B'), t_id('writer@example.com'), 'wp p3', '2098-07-03 09:00+00', '2098-07-03 10:00+00');
+END
+$$;
+CALL pg_temp.book_and_commit();
+SELECT confirmed FROM booking.analytics_bookings_by_room WHERE room_name = 'Write Path B';
+BEGIN;
+UPDATE booking.bookings SET status = 'cancelled' WHERE title = 'wp p3';
+SELECT confirmed, cancelled FROM booking.analytics_bookings_by_room WHERE room_name = 'Write Path B';
+ROLLBACK;
+SELECT * FROM booking.analytics_check();
