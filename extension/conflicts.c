@@ -147,16 +147,6 @@ booking_relid(Oid nsp, const char *name)
 	return relid;
 }
 
-static AttrNumber
-attnum_of(Oid relid, const char *name)
-{
-	AttrNumber	attnum = get_attnum(relid, name);
-
-	if (attnum == InvalidAttrNumber)
-		elog(ERROR, "column \"%s\" not found in \"%s\"", name, get_rel_name(relid));
-	return attnum;
-}
-
 static const BookingSchema *
 booking_schema(void)
 {
@@ -177,14 +167,14 @@ booking_schema(void)
 	schema.bookings_by_room = get_relname_relid("bookings_room_occupying_idx", nsp);
 	if (!OidIsValid(schema.bookings_by_room))
 		schema.bookings_by_room = booking_relid(nsp, "bookings_room_confirmed_idx");
-	schema.room_id = attnum_of(schema.rooms, "id");
-	schema.room_active = attnum_of(schema.rooms, "active");
-	schema.room_buffer_before = attnum_of(schema.rooms, "buffer_before_minutes");
-	schema.room_buffer_after = attnum_of(schema.rooms, "buffer_after_minutes");
-	schema.b_id = attnum_of(schema.bookings, "id");
-	schema.b_room_id = attnum_of(schema.bookings, "room_id");
-	schema.b_starts_at = attnum_of(schema.bookings, "starts_at");
-	schema.b_ends_at = attnum_of(schema.bookings, "ends_at");
+	schema.room_id = pgb_attnum(schema.rooms, "id");
+	schema.room_active = pgb_attnum(schema.rooms, "active");
+	schema.room_buffer_before = pgb_attnum(schema.rooms, "buffer_before_minutes");
+	schema.room_buffer_after = pgb_attnum(schema.rooms, "buffer_after_minutes");
+	schema.b_id = pgb_attnum(schema.bookings, "id");
+	schema.b_room_id = pgb_attnum(schema.bookings, "room_id");
+	schema.b_starts_at = pgb_attnum(schema.bookings, "starts_at");
+	schema.b_ends_at = pgb_attnum(schema.bookings, "ends_at");
 	schema.valid = true;
 	return &schema;
 }

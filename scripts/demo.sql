@@ -119,6 +119,16 @@ BEGIN
     PERFORM api.adjust_inventory(h1, 'suite', to_char(today - 10, 'YYYY-MM-DD'), to_char(today + 90, 'YYYY-MM-DD'), total => 3);
     PERFORM api.adjust_inventory(h2, 'double', to_char(today - 10, 'YYYY-MM-DD'), to_char(today + 90, 'YYYY-MM-DD'), total => 8);
     PERFORM api.adjust_inventory(h2, 'single', to_char(today - 10, 'YYYY-MM-DD'), to_char(today + 90, 'YYYY-MM-DD'), total => 5);
+    -- Prices: a currency, nightly rates (weekends dearer in Lisbon) and a cancellation policy each.
+    PERFORM api.set_hotel_currency(h1, 'EUR');
+    PERFORM api.set_hotel_currency(h2, 'EUR');
+    PERFORM api.set_rates(h1, 'double', to_char(today - 10, 'YYYY-MM-DD'), to_char(today + 90, 'YYYY-MM-DD'),
+                          amount => 120, weekday_amounts => '{"fri": 150, "sat": 150}');
+    PERFORM api.set_rates(h1, 'suite', to_char(today - 10, 'YYYY-MM-DD'), to_char(today + 90, 'YYYY-MM-DD'), amount => 260);
+    PERFORM api.set_rates(h2, 'double', to_char(today - 10, 'YYYY-MM-DD'), to_char(today + 90, 'YYYY-MM-DD'), amount => 95);
+    PERFORM api.set_rates(h2, 'single', to_char(today - 10, 'YYYY-MM-DD'), to_char(today + 90, 'YYYY-MM-DD'), amount => 70);
+    PERFORM api.set_cancellation_policy(h1, 3, 'first_night');
+    PERFORM api.set_cancellation_policy(h2, 7, 'percent', 50);
     PERFORM api.set_restrictions(h1, 'suite', to_char(today + 30, 'YYYY-MM-DD'), to_char(today + 33, 'YYYY-MM-DD'),
                                  min_stay => 2, closed_to_arrival => false, closed_to_departure => false);
     PERFORM api.set_restrictions(h2, 'double', to_char(today + 45, 'YYYY-MM-DD'), to_char(today + 45, 'YYYY-MM-DD'),

@@ -121,6 +121,34 @@ my $me = http($a, 'GET', '/users/me', undef, $tok{user})->{json};
 call(user => 'GET', '/users/{user_id}/availability', { user_id => $me->{id} });
 call(admin => 'PUT', '/inventory/{hotel_id}/restrictions', { hotel_id => $hotel },
 	{ room_type => 'double', from => $day->(20), to => $day->(21), min_stay => 2 });
+call(admin => 'PUT', '/hotels/{hotel_id}/currency', { hotel_id => $hotel }, { currency => 'EUR' });
+call(admin => 'PUT', '/hotels/{hotel_id}/cancellation-policy', { hotel_id => $hotel }, { free_days => 2, penalty => 'first_night' });
+call(admin => 'PUT', '/inventory/{hotel_id}/rates', { hotel_id => $hotel }, { room_type => 'double', from => $day->(30), to => $day->(31), amount => 110 });
+call(user => 'POST', '/reservations/quote', {}, { hotel_id => $hotel, room_type => 'double', arrival_date => $day->(30), stay_length => 2 });
+call(admin => 'GET', '/admin/analytics/hotels/{hotel_id}/kpis', { hotel_id => $hotel }, { from => $day->(-7), to => $day->(7) });
+call(admin => 'GET', '/admin/analytics/bookings/per-day', {}, { from => $day->(-3), to => $today });
+my $admin_id = http($a, 'GET', '/users/me', undef, $tok{admin})->{json}{id};
+call(user => 'GET', '/availability/common', {},
+	{ users => "$me->{id},$admin_id", from => $day->(10) . 'T00:00:00Z', to => $day->(11) . 'T00:00:00Z' });
+call(user => 'POST', '/meetings/suggest', {},
+	{ attendees => [ $me->{id} ], duration_minutes => 60, from => $day->(10) . 'T09:00:00Z', to => $day->(10) . 'T12:00:00Z' });
+call(admin => 'POST', '/reviews/{id}/votes', { id => $rv->{id} }, { helpful => JSON::PP::true });
+call(admin => 'POST', '/reviews/{id}/flag', { id => $rv->{id} }, { reason => 'schema check' });
+call(user => 'DELETE', '/reviews/{id}', { id => $rv->{id} });
+call(admin => 'DELETE', '/rooms/{id}', { id => $r->{id} });
+my $login = http($a, 'POST', '/users/login', { email => 'user@demo.pg-booking.test', password => 'user-demo-pw' })->{json};
+call(user => 'POST', '/users/refresh', {}, { refresh_token => $login->{refresh_token} });
+
+call(admin => 'PUT', '/inventory/{hotel_id}/overbooking', { hotel_id => $hotel }, { room_type => 'suite', percent => 34 });
+my $blk = call(admin => 'POST', '/inventory/{hotel_id}/blocks', { hotel_id => $hotel },
+	{ room_type => 'double', group_code => 'SCHEMA-1', from => $day->(50), to => $day->(52), rooms => 2, release_date => $day->(45) });
+call(admin => 'POST', '/reservations', {},
+	{ hotel_id => $hotel, room_type => 'double', guest_name => 'Schema Group', arrival_date => $day->(50), stay_length => 2, group_code => 'SCHEMA-1' });
+call(admin => 'GET', '/inventory/{hotel_id}/blocks', { hotel_id => $hotel });
+call(admin => 'GET', '/inventory/{hotel_id}/blocks/{id}', { hotel_id => $hotel, id => $blk->{id} });
+call(admin => 'POST', '/inventory/{hotel_id}/blocks/{id}/release', { hotel_id => $hotel, id => $blk->{id} });
+call(user => 'POST', '/users/me/calendar-token', {});
+call(user => 'DELETE', '/users/me/calendar-token', {});
 
 my %success = map { my ($m, $p, $s) = split /\|/; ("$m $p" => $s) } split /\n/, $q->(q{SELECT method, path, success_status FROM booking.http_routes});
 is_deeply([ grep { $calls{$_} != $success{$_} } sort keys %calls ], [], 'every call succeeded (its route\'s success status)')
