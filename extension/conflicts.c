@@ -68,6 +68,7 @@
 #include "nodes/params.h"
 #include "optimizer/optimizer.h"
 #include "parser/parse_func.h"
+#include "common/int.h"
 #include "commands/trigger.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -318,7 +319,7 @@ append_conflict(StringInfo buf, int64 id, Datum starts_at, Datum ends_at)
  */
 static void
 check_room(int64 room_id, TimestampTz start, TimestampTz end,
-		   int64 exclude_id, bool has_exclude, RoomCheck *result)
+		   int64 exclude_id, bool has_exclude, Relation bookings_rel, RoomCheck *result)
 {
 	Relation	rooms;
 	Relation	bookings;
@@ -371,76 +372,52 @@ check_room(int64 room_id, TimestampTz start, TimestampTz end,
 
 	/*
 	 * A booking clashes when it starts before end + gap and ends after
-	 * start - gap.  Two ordered index scans find every such booking, each
-	 * reading only rows that clash (plus at most one that does not), so the
-	 * cost does not grow with the room's history:
+	 * start - gap.  No booking lasts longer than PGB_MAX_BOOKING_LENGTH (the
+	 * rule of booking_rules.c, which this trigger applies to every write), so
+	 * every booking that ends after start - gap starts after
+	 * start - gap - PGB_MAX_BOOKING_LENGTH: one forward index scan over
+	 * [start - gap - max length, end + gap) sees every candidate, in time
+	 * order, and stops at its upper bound.  It reads the room's bookings of
+	 * about a day, however long the room's history.  (A backward scan for
+	 * "the latest booking before start - gap" read every earlier entry of
+	 * the room on its index page: btree reads a page's matching entries at
+	 * once, and in that direction only the room bounds the read.)
 	 *
-	 *   forward   the bookings starting in [start - gap, end + gap): all clash;
-	 *   backward  the latest booking starting before start - gap that
-	 *             occupies at the instant: the only earlier one that can
-	 *             reach past start - gap, because the bookings occupying a
-	 *             room at that instant never overlap, so their ends come in
-	 *             the order of their starts.  Index rows that no longer
-	 *             occupy (expired holds not yet marked, which may overlap a
-	 *             booking made over them) are stepped over, not taken for
-	 *             that latest one: an expired hold must not hide the real
-	 *             booking before it.  The walk ends a booking's longest
-	 *             length before start - gap, where nothing can reach it.
-	 *
-	 * In both, rows that no longer occupy are skipped: the index holds
-	 * every booking whose status may occupy.
+	 * Rows that no longer occupy at the instant (expired holds not yet
+	 * marked, which may overlap a booking made over them) are skipped: the
+	 * index holds every booking whose status may occupy.
 	 */
-	bookings = table_open(bs->bookings, AccessShareLock);
+	/* (the trigger passes the relation it fires on, already open) */
+	bookings = bookings_rel != NULL ? bookings_rel : table_open(bs->bookings, AccessShareLock);
 	index = index_open(bs->bookings_by_room, AccessShareLock);
 	initStringInfo(&found);
 	appendStringInfoChar(&found, '[');
 	{
 		TupleDesc	desc = RelationGetDescr(bookings);
+		TimestampTz from;
 
-		/*
-		 * Earlier first, so the clashes are listed in time order.  (Keys name
-		 * heap columns; the scan maps them to index columns in place, so each
-		 * scan gets fresh keys.)
-		 */
-		ScanKeyInit(&key[0], bs->b_room_id, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(room_id));
-		ScanKeyInit(&key[1], bs->b_starts_at, BTLessStrategyNumber, F_TIMESTAMPTZ_LT,
-					TimestampTzGetDatum(start - gap));
-		scan = systable_beginscan_ordered(bookings, index, SnapshotSelf, 2, key);
-		while (HeapTupleIsValid(tup = systable_getnext_ordered(scan, BackwardScanDirection)))
-		{
-			Datum		id = heap_getattr(tup, bs->b_id, desc, &isnull);
-			Datum		b_start = heap_getattr(tup, bs->b_starts_at, desc, &isnull);
-			Datum		b_end = heap_getattr(tup, bs->b_ends_at, desc, &isnull);
-
-			if (DatumGetTimestampTz(b_start) + PGB_MAX_BOOKING_LENGTH <= start - gap)
-				break;			/* neither this one nor any earlier reaches start - gap */
-			if (has_exclude && DatumGetInt64(id) == exclude_id)
-				continue;
-			if (!tuple_occupies(bookings, tup, bs, at))
-				continue;		/* an expired hold: look further back */
-			if (DatumGetTimestampTz(b_end) > start - gap)
-				append_conflict(&found, DatumGetInt64(id), b_start, b_end);
-			break;
-		}
-		systable_endscan_ordered(scan);
-
+		/* (-infinity and its neighbours: from the beginning) */
+		if (pg_sub_s64_overflow(start, gap + PGB_MAX_BOOKING_LENGTH, &from))
+			from = PG_INT64_MIN;
 		ScanKeyInit(&key[0], bs->b_room_id, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(room_id));
 		ScanKeyInit(&key[1], bs->b_starts_at, BTGreaterEqualStrategyNumber, F_TIMESTAMPTZ_GE,
-					TimestampTzGetDatum(start - gap));
+					TimestampTzGetDatum(from));
 		ScanKeyInit(&key[2], bs->b_starts_at, BTLessStrategyNumber, F_TIMESTAMPTZ_LT,
 					TimestampTzGetDatum(end + gap));
 		scan = systable_beginscan_ordered(bookings, index, SnapshotSelf, 3, key);
 		while (HeapTupleIsValid(tup = systable_getnext_ordered(scan, ForwardScanDirection)))
 		{
 			Datum		id = heap_getattr(tup, bs->b_id, desc, &isnull);
+			Datum		b_end = heap_getattr(tup, bs->b_ends_at, desc, &isnull);
 
 			if (has_exclude && DatumGetInt64(id) == exclude_id)
 				continue;
+			if (DatumGetTimestampTz(b_end) <= start - gap)
+				continue;		/* ended before */
 			if (!tuple_occupies(bookings, tup, bs, at))
-				continue;
+				continue;		/* an expired hold */
 			append_conflict(&found, DatumGetInt64(id),
-							heap_getattr(tup, bs->b_starts_at, desc, &isnull),
-							heap_getattr(tup, bs->b_ends_at, desc, &isnull));
+							heap_getattr(tup, bs->b_starts_at, desc, &isnull), b_end);
 		}
 		systable_endscan_ordered(scan);
 	}
@@ -450,7 +427,8 @@ check_room(int64 room_id, TimestampTz start, TimestampTz end,
 		result->conflicts = found.data;
 	}
 	index_close(index, AccessShareLock);
-	table_close(bookings, AccessShareLock);
+	if (bookings_rel == NULL)
+		table_close(bookings, AccessShareLock);
 }
 
 /*
@@ -473,7 +451,7 @@ booking_conflicts(PG_FUNCTION_ARGS)
 	check_room(PG_GETARG_INT64(0),
 			   PG_GETARG_TIMESTAMPTZ(1), PG_GETARG_TIMESTAMPTZ(2),
 			   PG_ARGISNULL(3) ? 0 : PG_GETARG_INT64(3), !PG_ARGISNULL(3),
-			   &check);
+			   NULL, &check);
 
 	if (check.conflicts == NULL)
 		PG_RETURN_NULL();
@@ -564,7 +542,8 @@ check_booking_conflict(PG_FUNCTION_ARGS)
 			return PointerGetDatum(newtup);
 	}
 
-	check_room(room_id, start, end, booking_id, true, &check);
+	check_room(room_id, start, end, booking_id, true,
+			   RelationGetRelid(rel) == bs->bookings ? rel : NULL, &check);
 
 	if (!check.room_found)
 		ereport(ERROR,

@@ -3844,6 +3844,25 @@ INSERT INTO booking.http_schemas (name, schema) VALUES
 INSERT INTO booking.http_results (function_name, schema) VALUES
     ('create_calendar_token', '{"$ref": "#/components/schemas/CalendarToken"}'),
     ('revoke_calendar_token', '{"$ref": "#/components/schemas/Revoked"}');
+-- ==== the write path: events and counters from C (issue 11) ====
+-- A single-row booking insert cost about 3 to 5 times an insert without our
+-- triggers.  Most of it was the events trigger (PL/pgSQL, SECURITY DEFINER,
+-- and booking_event_payload(), a SQL function the planner cannot inline,
+-- called per row) and the counters' SPI UPDATE per statement.  Now:
+--   - booking.booking_events() is C (extension/events.c): it reads the
+--     transition table row by row, builds each payload as booking_event_payload()
+--     does and appends to booking.event_queue directly, in the writer's
+--     transaction; a statement of any size is queued without building
+--     anything of its size.  The same events, user_id and order as before.
+--   - the counter triggers keep their deltas until the end of the top-level
+--     statement (extension/analytics.c), so a loop or a batch updates each
+--     room's counter row once; they still run in the writer's transaction,
+--     follow its subtransactions, and are applied at the latest at commit.
+-- The triggers themselves are unchanged (names, events, transition tables).
+CREATE OR REPLACE FUNCTION booking.booking_events() RETURNS trigger
+AS 'MODULE_PATHNAME', 'pgb_booking_events'
+LANGUAGE C;
+COMMENT ON FUNCTION booking.booking_events IS 'statement trigger on booking.bookings: queue booking.created / booking.<status> / booking.rescheduled / booking.deleted events in booking.event_queue, in booking id order';
 
 -- ==== booking statuses, holds, approval rooms (issue 14) ====
 --

@@ -75,5 +75,12 @@ extern void pgb_checkout_register_worker(void);
 
 /* events publisher, events_publisher.c (started by the checkout launcher) */
 extern void pgb_events_publisher_init(void);
+extern void pgb_wake_publisher_at_commit(void);
+
+/* the caller, caller.c: the "sub" claim; false when anonymous */
+extern bool pgb_caller_user_id(int64 *uid);
+
+/* counters applied at the end of each top-level statement, analytics.c */
+extern void pgb_analytics_init(void);
 
 #endif							/* PG_BOOKING_H */
