@@ -451,17 +451,34 @@ move_nights(Oid owner, const Holding *old, const Holding *new, bool check_stay)
 }
 
 /*
- * The hotels' current date (booking.hotel_today(): the transaction's start
- * in the checkout time zone).
+ * The hotel's current date: booking.hotel_today(hotel_id), called rather
+ * than restated, so the trigger and the SQL (cancellations, check-outs, the
+ * api's "in the past") share one definition of a hotel's today (its local
+ * date at the transaction's start, in its own time zone).  Only a change of
+ * a stay that goes on asks, so the common take never pays for it.
  */
-static DateADT
-hotel_today(void)
-{
-	const char *zone = pgb_checkout_time_zone && pgb_checkout_time_zone[0] ? pgb_checkout_time_zone : "UTC";
-	Datum		local = DirectFunctionCall2(timestamptz_zone, CStringGetTextDatum(zone),
-											TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()));
+static SPIPlanPtr today_plan = NULL;
 
-	return DatumGetDateADT(DirectFunctionCall1(timestamp_date, local));
+static DateADT
+hotel_today(int64 hotel_id)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(hotel_id)};
+	bool		isnull;
+	DateADT		today;
+	int			rc;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	rc = SPI_execute_plan(pgb_keep_plan(&today_plan, "SELECT booking.hotel_today($1)", 1, argtypes),
+						  values, NULL, true, 1);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "hotel today query failed: %s", SPI_result_code_string(rc));
+	today = DatumGetDateADT(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (isnull)
+		elog(ERROR, "booking.hotel_today(%lld) is NULL", (long long) hotel_id);
+	SPI_finish();
+	return today;
 }
 
 static bool
@@ -486,7 +503,7 @@ refuse_passed_give_back(const Holding *old, const Holding *new)
 	if ((strcmp(old->status, "confirmed") != 0 && strcmp(old->status, "checked_in") != 0) ||
 		(strcmp(new->status, "confirmed") != 0 && strcmp(new->status, "checked_in") != 0))
 		return;
-	today = hotel_today();
+	today = hotel_today(old->hotel_id);
 	for (DateADT night = old->arrival; night < old->held_until && night < today; night++)
 		if (!holds_night(new, old->room_type, night))
 			ereport(ERROR,
