@@ -44,6 +44,8 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "nodes/value.h"
+#include "parser/parse_func.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
@@ -407,15 +409,35 @@ end_work(void)
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
-static bool
-extension_ready(void)
+/*
+ * Whether the extension is installed, and at a version that has the
+ * per-hotel checkout this library runs (booking.checkout_todo, 1.1): after
+ * the library is replaced and before ALTER EXTENSION pg_booking UPDATE, the
+ * worker waits (the dates due meanwhile are caught up after the update).
+ */
+typedef enum ExtensionState
 {
-	bool		ready;
+	EXTENSION_MISSING,
+	EXTENSION_OLDER,
+	EXTENSION_READY
+} ExtensionState;
+
+static ExtensionState
+extension_state(void)
+{
+	ExtensionState state = EXTENSION_MISSING;
 
 	StartTransactionCommand();
-	ready = OidIsValid(get_extension_oid("pg_booking", true));
+	if (OidIsValid(get_extension_oid("pg_booking", true)))
+	{
+		Oid			argtypes[1] = {TIMESTAMPTZOID};
+
+		state = OidIsValid(LookupFuncName(list_make2(makeString("booking"), makeString("checkout_todo")),
+										  1, argtypes, true))
+			? EXTENSION_READY : EXTENSION_OLDER;
+	}
 	CommitTransactionCommand();
-	return ready;
+	return state;
 }
 
 /*
@@ -615,6 +637,7 @@ pgb_checkout_worker_main(Datum main_arg)
 	{
 		long		sleep_ms = MAX_SLEEP_MS;
 		MemoryContext old;
+		ExtensionState state;
 
 		CHECK_FOR_INTERRUPTS();
 		reload_settings_if_asked();
@@ -627,12 +650,16 @@ pgb_checkout_worker_main(Datum main_arg)
 		}
 
 		old = MemoryContextSwitchTo(loop_cxt);
-		if (!extension_ready())
+		if ((state = extension_state()) != EXTENSION_READY)
 		{
 			if (!said_waiting)
 				ereport(LOG,
-						(errmsg("pg_booking checkout: extension pg_booking is not installed in \"%s\", waiting",
-								database)));
+						(state == EXTENSION_MISSING
+						 ? errmsg("pg_booking checkout: extension pg_booking is not installed in \"%s\", waiting",
+								  database)
+						 : errmsg("pg_booking checkout: extension pg_booking in \"%s\" is older than this library, waiting",
+								  database),
+						 state == EXTENSION_OLDER ? errhint("Run ALTER EXTENSION pg_booking UPDATE.") : 0));
 			said_waiting = true;
 			sleep_ms = WAITING_POLL_MS;
 		}

@@ -35,6 +35,8 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "nodes/value.h"
+#include "parser/parse_func.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
 #include "utils/datetime.h"
@@ -454,31 +456,21 @@ move_nights(Oid owner, const Holding *old, const Holding *new, bool check_stay)
  * The hotel's current date: booking.hotel_today(hotel_id), called rather
  * than restated, so the trigger and the SQL (cancellations, check-outs, the
  * api's "in the past") share one definition of a hotel's today (its local
- * date at the transaction's start, in its own time zone).  Only a change of
- * a stay that goes on asks, so the common take never pays for it.
+ * date at the transaction's start, in its own time zone).  Under a 1.0
+ * schema (this library before ALTER EXTENSION UPDATE) the definition is
+ * 1.0's booking.hotel_today(), the site's today.  Only a change of a stay
+ * that goes on asks, so the common take never pays for it.
  */
-static SPIPlanPtr today_plan = NULL;
-
 static DateADT
 hotel_today(int64 hotel_id)
 {
+	List	   *name = list_make2(makeString("booking"), makeString("hotel_today"));
 	Oid			argtypes[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(hotel_id)};
-	bool		isnull;
-	DateADT		today;
-	int			rc;
+	Oid			fn = LookupFuncName(name, 1, argtypes, true);
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	rc = SPI_execute_plan(pgb_keep_plan(&today_plan, "SELECT booking.hotel_today($1)", 1, argtypes),
-						  values, NULL, true, 1);
-	if (rc != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "hotel today query failed: %s", SPI_result_code_string(rc));
-	today = DatumGetDateADT(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	if (isnull)
-		elog(ERROR, "booking.hotel_today(%lld) is NULL", (long long) hotel_id);
-	SPI_finish();
-	return today;
+	if (OidIsValid(fn))
+		return DatumGetDateADT(OidFunctionCall1(fn, Int64GetDatum(hotel_id)));
+	return DatumGetDateADT(OidFunctionCall0(LookupFuncName(name, 0, NULL, false)));
 }
 
 static bool

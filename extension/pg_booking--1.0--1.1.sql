@@ -2782,7 +2782,6 @@ $$;
 COMMENT ON FUNCTION api.set_hotel_time_zone IS 'admin: a hotel''s IANA time_zone and/or the local checkout_time of its nightly checkout ("default": follow pg_booking.checkout_time); dates already run are not run again; 404, 422';
 
 GRANT UPDATE (time_zone, checkout_time) ON booking.hotels TO booking_admin;
-GRANT INSERT (time_zone, checkout_time) ON booking.hotels TO booking_admin;
 
 -- Callers that know their hotel use its today.  validate_stay gains the
 -- hotel (the old signature, kept for callers without one, is the site's).
