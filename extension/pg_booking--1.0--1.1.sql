@@ -3281,7 +3281,7 @@ BEGIN
         || jsonb_build_object('already_done', NOT started, 'hotels_not_due', to_jsonb(not_due));
 END
 $$;
-COMMENT ON FUNCTION api.run_checkout IS 'admin: run the nightly checkout of a business date (default: the latest due) for one hotel, or (no hotel_id) for the site and every hotel where that date is due, with the counts of all of that date''s runs; a later date is refused with 422; idempotent, a date done is not run again';
+COMMENT ON FUNCTION api.run_checkout IS 'admin: run the nightly checkout of a business date (default: the latest due) for one hotel, or for the site and each hotel where it is due; the answer counts all of that date''s runs; a later date is refused with 422; idempotent, a date done is not run again';
 
 -- The exporter reads the site's calendar, as before.
 CREATE OR REPLACE FUNCTION booking.metrics_checkout()
