@@ -566,6 +566,18 @@ run_day(const DueRun *due)
 			} while (n > 0);
 			exit_if_postmaster_gone();
 			(void) call_int8("SELECT 0::int8 FROM booking.checkout_finish($1)", 1, argtypes, values, NULL, activity);
+			/*
+			 * Group blocks of this hotel whose release date has come give back
+			 * their unpicked rooms (issue 15), on the hotel's own calendar.
+			 */
+			if (!due->site)
+			{
+				argtypes[0] = INT8OID;
+				argtypes[1] = DATEOID;
+				values[0] = Int64GetDatum(due->hotel_id);
+				values[1] = DateADTGetDatum(due->day);
+				(void) call_int8("SELECT booking.release_blocks($1, $2)::int8", 2, argtypes, values, NULL, activity);
+			}
 			ereport(LOG,
 					(errmsg("pg_booking checkout: %s done (run %lld)", what, (long long) run_id)));
 		}

@@ -24,6 +24,13 @@
  *   3. Apply both sides in one UPDATE while the locks are held; they are
  *      released at commit, when the reservation row is visible too.
  *
+ * "Free" is available > 0, one rule for every room sold: available is
+ * total + allowance - held - blocked, so the overbooking allowance and the
+ * rooms held by group blocks are already in it (section "overbooking
+ * allowance and group allotments" of pg_booking--1.0--1.1.sql), and a stay
+ * drawn from a block has had its room handed back to available by the
+ * reservations_block trigger, which fires before this one.
+ *
  * Any error aborts the statement, so the old nights stay held when the new
  * ones cannot be had.  The work runs as the table's owner: a guest may take a
  * room without being allowed to write the inventory.

@@ -239,6 +239,7 @@ SELECT r ->> 'already_done' AS already_done FROM api.run_checkout('2026-03-29', 
 RESET ROLE;
 RESET pg_booking.checkout_test_clock;
 ROLLBACK;
-SELECT count(*) AS sequences_put_back
+SELECT count(*) > 0 AS sequences_put_back
   FROM (SELECT setval(seq, coalesce(last_value, seqstart), last_value IS NOT NULL) FROM seqs_before) x;
+SELECT count(*) AS sequences_not_as_before FROM seqs_before WHERE pg_sequence_last_value(seq) IS DISTINCT FROM last_value;
 SELECT count(*) AS hotels_left FROM booking.hotels WHERE name LIKE '% Inn' AND time_zone <> 'UTC';
