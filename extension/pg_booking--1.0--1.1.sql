@@ -3451,7 +3451,10 @@ UPDATE booking.http_schemas
 -- comes twice and gives the same date twice (the unique index runs it once);
 -- on a spring-forward night a skipped run time falls due when the clocks jump
 -- past it (booking.checkout_due_date).  The worker asks booking.checkout_todo()
--- which (hotel, date) pairs are due and runs each once, oldest first.
+-- which (hotel, date) pairs are due and runs each once, oldest first; after
+-- a hotel's run it releases that hotel's group blocks whose release date has
+-- come (booking.release_blocks(hotel_id, date)).  The allowance and block
+-- functions of the section above take the hotel's today as well.
 
 ALTER TABLE booking.hotels
     ADD COLUMN time_zone text NOT NULL DEFAULT booking.checkout_time_zone(),
