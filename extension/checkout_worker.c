@@ -13,8 +13,11 @@
  *   worker    connected to that database.  It waits quietly until CREATE
  *             EXTENSION pg_booking has run there, then wakes at least every
  *             minute (so clock, DST and setting changes are noticed) and runs
- *             every business date due and not yet run, oldest first: days
- *             missed while the server was down are caught up, each once.
+ *             every business date due and not yet run, oldest first, of
+ *             each calendar: the site's (meeting rooms) and every hotel's,
+ *             each at its own local run time in its own time zone (issue
+ *             15); days missed while the server was down are caught up,
+ *             each once per hotel.
  *             The same minute tick expires holds and approval requests
  *             past their expiry (booking.expire_holds(), issue 14).
  *
@@ -43,6 +46,8 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "nodes/value.h"
+#include "parser/parse_func.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
@@ -98,10 +103,30 @@ check_checkout_time(char **newval, void **extra, GucSource source)
 	return true;
 }
 
+/*
+ * A time zone this server knows: the one rule of the setting below and of
+ * every hotel's zone (booking.is_time_zone, issue 15).  pg_tzset caches the
+ * zones it loaded, so a check costs a lookup, not a scan of the zone files
+ * (pg_timezone_names reads them all).
+ */
+bool
+pgb_time_zone_known(const char *name)
+{
+	return name != NULL && name[0] != '\0' && pg_tzset(name) != NULL;
+}
+
+PG_FUNCTION_INFO_V1(pgb_is_time_zone);
+
+Datum
+pgb_is_time_zone(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(pgb_time_zone_known(text_to_cstring(PG_GETARG_TEXT_PP(0))));
+}
+
 static bool
 check_checkout_time_zone(char **newval, void **extra, GucSource source)
 {
-	if (*newval == NULL || (*newval)[0] == '\0' || pg_tzset(*newval) == NULL)
+	if (!pgb_time_zone_known(*newval))
 	{
 		GUC_check_errdetail("\"%s\" is not a time zone known to this server (use an IANA name such as \"Europe/Lisbon\").",
 							*newval ? *newval : "");
@@ -386,59 +411,100 @@ end_work(void)
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
-static bool
-extension_ready(void)
+/*
+ * Whether the extension is installed, and at a version that has the
+ * per-hotel checkout this library runs (booking.checkout_todo, 1.1): after
+ * the library is replaced and before ALTER EXTENSION pg_booking UPDATE, the
+ * worker waits (the dates due meanwhile are caught up after the update).
+ */
+typedef enum ExtensionState
 {
-	bool		ready;
+	EXTENSION_MISSING,
+	EXTENSION_OLDER,
+	EXTENSION_READY
+} ExtensionState;
+
+static ExtensionState
+extension_state(void)
+{
+	ExtensionState state = EXTENSION_MISSING;
 
 	StartTransactionCommand();
-	ready = OidIsValid(get_extension_oid("pg_booking", true));
+	if (OidIsValid(get_extension_oid("pg_booking", true)))
+	{
+		Oid			argtypes[1] = {TIMESTAMPTZOID};
+
+		state = OidIsValid(LookupFuncName(list_make2(makeString("booking"), makeString("checkout_todo")),
+										  1, argtypes, true))
+			? EXTENSION_READY : EXTENSION_OLDER;
+	}
 	CommitTransactionCommand();
-	return ready;
+	return state;
 }
 
 /*
- * What is due: the latest business date due now, the first date not yet
- * run (NULL history: start with the date due), and the milliseconds until
- * the next date falls due.
+ * One run to do: a calendar (a hotel, or the site for meeting rooms) and
+ * one of its business dates.
  */
-static void
-dates_due(DateADT *first, DateADT *last, long *next_ms)
+typedef struct DueRun
 {
-	Oid			argtypes[1] = {INT4OID};
-	Datum		values[1] = {Int32GetDatum(pgb_checkout_test_clock_offset)};
+	bool		site;			/* the site's run (hotel_id NULL) */
+	int64		hotel_id;
+	DateADT		day;
+} DueRun;
+
+/*
+ * What is due (booking.checkout_todo: per hotel and for the site, every
+ * business date due and not yet recorded, oldest first) at the worker's
+ * clock, and the milliseconds until the next date of any calendar falls
+ * due.  The runs are copied into cxt.
+ */
+static int
+runs_due(MemoryContext cxt, DueRun **runs, long *next_ms)
+{
+	TimestampTz at = GetCurrentTimestamp() + (int64) pgb_checkout_test_clock_offset * USECS_PER_SEC;
+	Oid			argtypes[1] = {TIMESTAMPTZOID};
+	Datum		values[1] = {TimestampTzGetDatum(at)};
 	bool		isnull;
 	int			rc;
+	int			n;
 
 	begin_work("pg_booking checkout: looking for due dates");
-	rc = SPI_execute_with_args(
-		"WITH c AS (SELECT clock_timestamp() + make_interval(secs => $1) AS at,"
-		"                  booking.checkout_time() AS t, booking.checkout_time_zone() AS z),"
-		"     d AS (SELECT at, t, z, booking.checkout_due_date(at, t, z) AS due FROM c)"
-		" SELECT due,"
-		"        coalesce((SELECT max(business_date) + 1 FROM booking.checkout_runs"
-		"                   WHERE business_date <= due AND finished_at IS NOT NULL), due),"
-		"        (extract(epoch FROM booking.checkout_instant(due + 1, t, z) - at) * 1000)::int8"
-		"   FROM d",
-		1, argtypes, values, NULL, true, 1);
-	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+	rc = SPI_execute_with_args("SELECT hotel_id, business_date FROM booking.checkout_todo($1)",
+							   1, argtypes, values, NULL, true, 0);
+	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "pg_booking checkout: due date query failed: %s", SPI_result_code_string(rc));
-	*last = DatumGetDateADT(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	*first = DatumGetDateADT(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-	*next_ms = (long) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+	n = (int) SPI_processed;
+	*runs = MemoryContextAllocZero(cxt, sizeof(DueRun) * (n + 1));
+	for (int i = 0; i < n; i++)
+	{
+		Datum		hotel = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+
+		(*runs)[i].site = isnull;
+		(*runs)[i].hotel_id = isnull ? 0 : DatumGetInt64(hotel);
+		(*runs)[i].day = DatumGetDateADT(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
+	}
+	rc = SPI_execute_with_args("SELECT (extract(epoch FROM booking.checkout_next_due($1) - $1) * 1000)::int8",
+							   1, argtypes, values, NULL, true, 1);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "pg_booking checkout: next due query failed: %s", SPI_result_code_string(rc));
+	*next_ms = (long) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (isnull)
+		*next_ms = MAX_SLEEP_MS;
 	end_work();
+	return n;
 }
 
 /* SELECT fn($1 date or int8, ...) returning one int8 (or NULL: -1). */
 static int64
-call_int8(const char *sql, int nargs, Oid *argtypes, Datum *values, const char *activity)
+call_int8(const char *sql, int nargs, Oid *argtypes, Datum *values, const char *nulls, const char *activity)
 {
 	bool		isnull;
 	Datum		d;
 	int			rc;
 
 	begin_work(activity);
-	rc = SPI_execute_with_args(sql, nargs, argtypes, values, NULL, false, 1);
+	rc = SPI_execute_with_args(sql, nargs, argtypes, values, nulls, false, 1);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "pg_booking checkout: \"%s\" failed: %s", sql, SPI_result_code_string(rc));
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
@@ -447,60 +513,75 @@ call_int8(const char *sql, int nargs, Oid *argtypes, Datum *values, const char *
 }
 
 static void
-record_failure(DateADT day, int64 run_id, const char *message)
+record_failure(const DueRun *due, int64 run_id, const char *message)
 {
-	Oid			argtypes[3] = {DATEOID, INT8OID, TEXTOID};
-	Datum		values[3] = {DateADTGetDatum(day), Int64GetDatum(run_id), CStringGetTextDatum(message)};
+	Oid			argtypes[4] = {INT8OID, DATEOID, INT8OID, TEXTOID};
+	Datum		values[4] = {Int64GetDatum(due->hotel_id), DateADTGetDatum(due->day), Int64GetDatum(run_id),
+							 CStringGetTextDatum(message)};
 	int			rc;
 
 	begin_work("pg_booking checkout: recording a failed run");
-	rc = SPI_execute_with_args("SELECT booking.checkout_failed($1, $2, 'worker', $3)",
-							   3, argtypes, values, NULL, false, 1);
+	rc = SPI_execute_with_args("SELECT booking.checkout_failed($1, $2, $3, 'worker', $4)",
+							   4, argtypes, values, due->site ? "n   " : "    ", false, 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "pg_booking checkout: could not record the failed run: %s", SPI_result_code_string(rc));
 	end_work();
 }
 
 /*
- * Run business date day: start, batches, finish, each in its own
- * transaction.  An ERROR is caught, recorded and logged; the caller goes on.
+ * Run one business date of one calendar: start, batches, finish, each in
+ * its own transaction.  An ERROR is caught, recorded and logged; the
+ * caller goes on.
  */
 static void
-run_day(DateADT day)
+run_day(const DueRun *due)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	volatile int64 run_id = -1;
-	char	   *date = DatumGetCString(DirectFunctionCall1(date_out, DateADTGetDatum(day)));
+	char	   *date = DatumGetCString(DirectFunctionCall1(date_out, DateADTGetDatum(due->day)));
+	/* the site's runs are named as before, a hotel's with its id */
+	char	   *what = due->site ? psprintf("business date %s", date)
+		: psprintf("hotel %lld business date %s", (long long) due->hotel_id, date);
 
 	PG_TRY();
 	{
-		Oid			argtypes[2] = {DATEOID, INT4OID};
+		Oid			argtypes[2] = {INT8OID, DATEOID};
 		Datum		values[2];
 		int64		n;
-		char	   *activity = psprintf("pg_booking checkout: business date %s", date);
+		char	   *activity = psprintf("pg_booking checkout: %s", what);
 
-		values[0] = DateADTGetDatum(day);
-		run_id = call_int8("SELECT booking.checkout_start($1, 'worker')", 1, argtypes, values, activity);
+		values[0] = Int64GetDatum(due->hotel_id);
+		values[1] = DateADTGetDatum(due->day);
+		run_id = call_int8("SELECT booking.checkout_start($1, $2, 'worker')", 2, argtypes, values,
+						   due->site ? "n " : "  ", activity);
 		if (run_id >= 0)
 		{
 			argtypes[0] = INT8OID;
+			argtypes[1] = INT4OID;
 			values[0] = Int64GetDatum(run_id);
 			values[1] = Int32GetDatum(CHECKOUT_BATCH_SIZE);
 			do
 			{
 				CHECK_FOR_INTERRUPTS();
 				exit_if_postmaster_gone();
-				n = call_int8("SELECT booking.checkout_batch($1, $2)::int8", 2, argtypes, values, activity);
+				n = call_int8("SELECT booking.checkout_batch($1, $2)::int8", 2, argtypes, values, NULL, activity);
 			} while (n > 0);
 			exit_if_postmaster_gone();
-			(void) call_int8("SELECT 0::int8 FROM booking.checkout_finish($1)", 1, argtypes, values, activity);
-			/* Group blocks whose release date has come give back their unpicked rooms (issue 15). */
-			argtypes[0] = DATEOID;
-			values[0] = DateADTGetDatum(day);
-			(void) call_int8("SELECT booking.release_blocks($1)::int8", 1, argtypes, values, activity);
+			(void) call_int8("SELECT 0::int8 FROM booking.checkout_finish($1)", 1, argtypes, values, NULL, activity);
+			/*
+			 * Group blocks of this hotel whose release date has come give back
+			 * their unpicked rooms (issue 15), on the hotel's own calendar.
+			 */
+			if (!due->site)
+			{
+				argtypes[0] = INT8OID;
+				argtypes[1] = DATEOID;
+				values[0] = Int64GetDatum(due->hotel_id);
+				values[1] = DateADTGetDatum(due->day);
+				(void) call_int8("SELECT booking.release_blocks($1, $2)::int8", 2, argtypes, values, NULL, activity);
+			}
 			ereport(LOG,
-					(errmsg("pg_booking checkout: business date %s done (run %lld)",
-							date, (long long) run_id)));
+					(errmsg("pg_booking checkout: %s done (run %lld)", what, (long long) run_id)));
 		}
 	}
 	PG_CATCH();
@@ -513,11 +594,11 @@ run_day(DateADT day)
 		AbortCurrentTransaction();
 		pgstat_report_activity(STATE_IDLE, NULL);
 		ereport(LOG,
-				(errmsg("pg_booking checkout: business date %s failed: %s", date, edata->message)));
+				(errmsg("pg_booking checkout: %s failed: %s", what, edata->message)));
 		/* The failure must not stop the worker either. */
 		PG_TRY();
 		{
-			record_failure(day, run_id, edata->message);
+			record_failure(due, run_id, edata->message);
 		}
 		PG_CATCH();
 		{
@@ -525,7 +606,7 @@ run_day(DateADT day)
 			FlushErrorState();
 			AbortCurrentTransaction();
 			pgstat_report_activity(STATE_IDLE, NULL);
-			ereport(LOG, (errmsg("pg_booking checkout: could not record the failure of %s", date)));
+			ereport(LOG, (errmsg("pg_booking checkout: could not record the failure of %s", what)));
 		}
 		PG_END_TRY();
 		FreeErrorData(edata);
@@ -609,6 +690,7 @@ pgb_checkout_worker_main(Datum main_arg)
 	{
 		long		sleep_ms = MAX_SLEEP_MS;
 		MemoryContext old;
+		ExtensionState state;
 
 		CHECK_FOR_INTERRUPTS();
 		reload_settings_if_asked();
@@ -621,26 +703,30 @@ pgb_checkout_worker_main(Datum main_arg)
 		}
 
 		old = MemoryContextSwitchTo(loop_cxt);
-		if (!extension_ready())
+		if ((state = extension_state()) != EXTENSION_READY)
 		{
 			if (!said_waiting)
 				ereport(LOG,
-						(errmsg("pg_booking checkout: extension pg_booking is not installed in \"%s\", waiting",
-								database)));
+						(state == EXTENSION_MISSING
+						 ? errmsg("pg_booking checkout: extension pg_booking is not installed in \"%s\", waiting",
+								  database)
+						 : errmsg("pg_booking checkout: extension pg_booking in \"%s\" is older than this library, waiting",
+								  database),
+						 state == EXTENSION_OLDER ? errhint("Run ALTER EXTENSION pg_booking UPDATE.") : 0));
 			said_waiting = true;
 			sleep_ms = WAITING_POLL_MS;
 		}
 		else
 		{
-			DateADT		first = 0;
-			DateADT		last = 0;
+			DueRun	   *runs = NULL;
+			volatile int n = 0;
 			long		next_ms = MAX_SLEEP_MS;
 			volatile bool ok = true;
 
 			said_waiting = false;
 			PG_TRY();
 			{
-				dates_due(&first, &last, &next_ms);
+				n = runs_due(loop_cxt, &runs, &next_ms);
 			}
 			PG_CATCH();
 			{
@@ -655,10 +741,8 @@ pgb_checkout_worker_main(Datum main_arg)
 
 			if (ok)
 			{
-				DateADT		day;
-
-				for (day = first; day <= last; day++)
-					run_day(day);
+				for (int i = 0; i < n; i++)
+					run_day(&runs[i]);
 				expire_holds(loop_cxt);
 				sleep_ms = Max(Min(next_ms, MAX_SLEEP_MS), 1000);
 			}

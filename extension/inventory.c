@@ -42,6 +42,8 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "nodes/value.h"
+#include "parser/parse_func.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
 #include "utils/datetime.h"
@@ -458,17 +460,24 @@ move_nights(Oid owner, const Holding *old, const Holding *new, bool check_stay)
 }
 
 /*
- * The hotels' current date (booking.hotel_today(): the transaction's start
- * in the checkout time zone).
+ * The hotel's current date: booking.hotel_today(hotel_id), called rather
+ * than restated, so the trigger and the SQL (cancellations, check-outs, the
+ * api's "in the past") share one definition of a hotel's today (its local
+ * date at the transaction's start, in its own time zone).  Under a 1.0
+ * schema (this library before ALTER EXTENSION UPDATE) the definition is
+ * 1.0's booking.hotel_today(), the site's today.  Only a change of a stay
+ * that goes on asks, so the common take never pays for it.
  */
 static DateADT
-hotel_today(void)
+hotel_today(int64 hotel_id)
 {
-	const char *zone = pgb_checkout_time_zone && pgb_checkout_time_zone[0] ? pgb_checkout_time_zone : "UTC";
-	Datum		local = DirectFunctionCall2(timestamptz_zone, CStringGetTextDatum(zone),
-											TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()));
+	List	   *name = list_make2(makeString("booking"), makeString("hotel_today"));
+	Oid			argtypes[1] = {INT8OID};
+	Oid			fn = LookupFuncName(name, 1, argtypes, true);
 
-	return DatumGetDateADT(DirectFunctionCall1(timestamp_date, local));
+	if (OidIsValid(fn))
+		return DatumGetDateADT(OidFunctionCall1(fn, Int64GetDatum(hotel_id)));
+	return DatumGetDateADT(OidFunctionCall0(LookupFuncName(name, 0, NULL, false)));
 }
 
 static bool
@@ -493,7 +502,7 @@ refuse_passed_give_back(const Holding *old, const Holding *new)
 	if ((strcmp(old->status, "confirmed") != 0 && strcmp(old->status, "checked_in") != 0) ||
 		(strcmp(new->status, "confirmed") != 0 && strcmp(new->status, "checked_in") != 0))
 		return;
-	today = hotel_today();
+	today = hotel_today(old->hotel_id);
 	for (DateADT night = old->arrival; night < old->held_until && night < today; night++)
 		if (!holds_night(new, old->room_type, night))
 			ereport(ERROR,

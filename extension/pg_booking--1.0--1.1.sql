@@ -2828,7 +2828,7 @@ CREATE FUNCTION api.set_overbooking(hotel_id bigint, room_type text, rooms integ
 LANGUAGE plpgsql VOLATILE
 AS $$
 DECLARE
-    today date := booking.hotel_today();
+    today date := booking.hotel_today(hotel_id);   -- the hotel's today (section "hotels in several time zones")
     bad record;
     before jsonb;
     o booking.overbooking;
@@ -2935,7 +2935,7 @@ BEGIN
       ORDER BY i.night FOR UPDATE;
     SELECT i.night, coalesce(adjust_inventory.total, i.total + delta) AS total,
            i.total + i.allowance - i.available AS held,
-           CASE WHEN o.hotel_id IS NULL OR i.night < booking.hotel_today() THEN i.allowance
+           CASE WHEN o.hotel_id IS NULL OR i.night < booking.hotel_today(adjust_inventory.hotel_id) THEN i.allowance
                 ELSE booking.allowance_rooms(greatest(coalesce(adjust_inventory.total, i.total + delta), 0), o.rooms, o.percent)
            END AS allowance
       INTO bad
@@ -2943,7 +2943,7 @@ BEGIN
      WHERE i.hotel_id = adjust_inventory.hotel_id AND i.room_type = adjust_inventory.room_type
        AND i.night <@ nights
        AND coalesce(adjust_inventory.total, i.total + delta)
-           + CASE WHEN o.hotel_id IS NULL OR i.night < booking.hotel_today() THEN i.allowance
+           + CASE WHEN o.hotel_id IS NULL OR i.night < booking.hotel_today(adjust_inventory.hotel_id) THEN i.allowance
                   ELSE booking.allowance_rooms(greatest(coalesce(adjust_inventory.total, i.total + delta), 0), o.rooms, o.percent)
              END < i.total + i.allowance - i.available
      ORDER BY i.night LIMIT 1;
@@ -2980,7 +2980,7 @@ BEGIN
        SET total = x.total, allowance = x.allowance,
            available = x.total + x.allowance - (i.total + i.allowance - i.available)
       FROM (SELECT j.night, coalesce(adjust_inventory.total, j.total + delta) AS total,
-                   CASE WHEN o.hotel_id IS NULL OR j.night < booking.hotel_today() THEN j.allowance
+                   CASE WHEN o.hotel_id IS NULL OR j.night < booking.hotel_today(adjust_inventory.hotel_id) THEN j.allowance
                         ELSE booking.allowance_rooms(coalesce(adjust_inventory.total, j.total + delta), o.rooms, o.percent)
                    END AS allowance
               FROM booking.inventory j
@@ -3056,7 +3056,7 @@ BEGIN
             jsonb_build_object('field', 'rooms', 'min', 1, 'max', 10000));
     END IF;
     rel := booking.parse_date(release_date, 'release_date');
-    IF rel < booking.hotel_today() OR rel > lower(nights) THEN
+    IF rel < booking.hotel_today(create_block.hotel_id) OR rel > lower(nights) THEN
         PERFORM booking.raise_error(422, 'VALIDATION_ERROR',
             format('release_date %s must be between today and the block''s first night %s',
                    to_char(rel, 'YYYY-MM-DD'), to_char(lower(nights), 'YYYY-MM-DD')),
@@ -3199,7 +3199,7 @@ DECLARE
 BEGIN
     PERFORM booking.require_role('admin', 'facility_manager');
     b := booking.find_block(hotel_id, id);
-    IF booking.release_block(b.id, 'manual', booking.hotel_today()) IS NULL THEN
+    IF booking.release_block(b.id, 'manual', booking.hotel_today(b.hotel_id)) IS NULL THEN
         PERFORM booking.raise_error(409, 'INVALID_STATE', format('block %s is released already', id),
             jsonb_build_object('hotel_id', hotel_id, 'block_id', id));
     END IF;
@@ -4511,6 +4511,816 @@ GRANT EXECUTE ON FUNCTION booking.booking_statuses(), booking.status_expires(tex
     api.approve_booking(bigint), api.reject_booking(bigint), api.list_pending_bookings(bigint, integer, integer),
     api.set_room_approval(bigint, boolean, integer)
   TO booking_api;
+
+-- ==== hotels in several time zones (issue 15) ====
+--
+-- A chain spans time zones, so "today", the nights that have passed and the
+-- night audit are a hotel's own, not one global setting's.  Each hotel has
+-- an IANA time zone (hotels.time_zone, the global pg_booking.checkout_time_zone
+-- when it is created without one) and may have its own local run time of the
+-- checkout (hotels.checkout_time; NULL follows pg_booking.checkout_time).
+--
+-- One definition of a hotel's today: booking.local_date(instant, zone), the
+-- calendar date of an instant in a zone, at now() (the transaction's start)
+-- in booking.hotel_time_zone(hotel).  booking.hotel_today(hotel_id) is that;
+-- the C trigger (extension/inventory.c, the nights that have passed) calls it
+-- through SPI instead of restating it, and every SQL caller that knows its
+-- hotel passes it.  booking.hotel_today() (no hotel) is the site's today, the
+-- calendar of pg_booking.checkout_time_zone, as in 1.0.
+--
+-- The nightly checkout runs per calendar: the site's (hotel_id NULL: meeting
+-- rooms, at pg_booking.checkout_time in pg_booking.checkout_time_zone) and
+-- each hotel's (its stays, at its run time in its zone).  The history has a
+-- row per (hotel, business date), unique among the runs that did not fail,
+-- so each hotel's date runs exactly once whoever starts it (worker or api),
+-- whatever the DST does to the local clock: on a fall-back night the run time
+-- comes twice and gives the same date twice (the unique index runs it once);
+-- on a spring-forward night a skipped run time falls due when the clocks jump
+-- past it (booking.checkout_due_date).  The worker asks booking.checkout_todo()
+-- which (hotel, date) pairs are due and runs each once, oldest first; after
+-- a hotel's run it releases that hotel's group blocks whose release date has
+-- come (booking.release_blocks(hotel_id, date)).  The allowance and block
+-- functions of the section above take the hotel's today as well.
+
+ALTER TABLE booking.hotels
+    ADD COLUMN time_zone text NOT NULL DEFAULT booking.checkout_time_zone(),
+    ADD COLUMN checkout_time time;
+COMMENT ON COLUMN booking.hotels.time_zone IS 'IANA time zone of the hotel: its today, its nights and its checkout run time are local to it';
+COMMENT ON COLUMN booking.hotels.checkout_time IS 'local time of day of the hotel''s nightly checkout; NULL follows pg_booking.checkout_time';
+
+-- A time zone this server knows: the rule of pg_booking.checkout_time_zone
+-- (extension/checkout_worker.c, the setting's check calls the same C
+-- function), so a hotel may have every zone the setting may.
+CREATE FUNCTION booking.is_time_zone(name text) RETURNS boolean
+AS 'MODULE_PATHNAME', 'pgb_is_time_zone'
+LANGUAGE C STRICT STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION booking.is_time_zone IS 'whether the server knows this time zone (an IANA name such as "Europe/Berlin"), by the rule of pg_booking.checkout_time_zone';
+
+-- 422 for a zone the server does not know.  The hotels trigger below
+-- applies it to every write, so the api and psql obey the same rule.
+CREATE FUNCTION booking.validate_time_zone(time_zone text, field text DEFAULT 'time_zone') RETURNS void
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    IF NOT coalesce(booking.is_time_zone(time_zone), false) THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR',
+            format('%s "%s" is not a time zone known to this server', field, coalesce(time_zone, 'NULL')),
+            jsonb_build_object('field', field),
+            'Use an IANA name such as "Europe/Berlin" or "Pacific/Honolulu" (pg_timezone_names lists them).');
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION booking.validate_time_zone IS 'refuse (422 VALIDATION_ERROR) a name that is not an IANA time zone known to the server';
+
+CREATE FUNCTION booking.hotels_check_time_zone() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM booking.validate_time_zone(NEW.time_zone);
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION booking.hotels_check_time_zone IS 'trigger: a hotel''s time zone is an IANA zone (booking.validate_time_zone), whatever writes it';
+CREATE TRIGGER hotels_check_time_zone BEFORE INSERT OR UPDATE OF time_zone ON booking.hotels
+    FOR EACH ROW EXECUTE FUNCTION booking.hotels_check_time_zone();
+
+-- A local time of day as the api takes it ("03:00" or "03:00:30"), the
+-- format of the pg_booking.checkout_time setting.
+CREATE FUNCTION booking.parse_local_time(value text, field text) RETURNS time
+LANGUAGE plpgsql IMMUTABLE
+AS $$
+BEGIN
+    IF value IS NULL OR value !~ '^([01]?[0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$' THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR',
+            format('%s "%s" is not a local time of day (HH:MM or HH:MM:SS)', field, coalesce(value, 'NULL')),
+            jsonb_build_object('field', field));
+    END IF;
+    RETURN value::time;
+END
+$$;
+
+-- The calendar date of an instant in a zone: the one definition every
+-- hotel's "today" is made of.
+CREATE FUNCTION booking.local_date(at timestamptz, time_zone text) RETURNS date
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$ SELECT (at AT TIME ZONE time_zone)::date $$;
+COMMENT ON FUNCTION booking.local_date IS 'the calendar date of an instant in a time zone';
+
+-- A hotel's zone; NULL (the site, meeting rooms) is the global setting.
+CREATE FUNCTION booking.hotel_time_zone(hotel_id bigint) RETURNS text
+LANGUAGE sql STABLE
+AS $$
+    SELECT coalesce((SELECT h.time_zone FROM booking.hotels h WHERE h.id = hotel_time_zone.hotel_id),
+                    booking.checkout_time_zone())
+$$;
+COMMENT ON FUNCTION booking.hotel_time_zone IS 'the time zone of a hotel (NULL: the site''s, pg_booking.checkout_time_zone)';
+
+-- A run time as stored (NULL: the setting) and the one it is.
+-- (Reading a setting is parallel safe: workers get the leader's settings.)
+ALTER FUNCTION booking.checkout_time() PARALLEL SAFE;
+ALTER FUNCTION booking.checkout_time_zone() PARALLEL SAFE;
+CREATE FUNCTION booking.effective_checkout_time(stored time) RETURNS time
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$ SELECT coalesce(stored, booking.checkout_time()) $$;
+COMMENT ON FUNCTION booking.effective_checkout_time IS 'a hotel''s checkout run time: its own, or pg_booking.checkout_time when it has none';
+
+CREATE FUNCTION booking.hotel_checkout_time(hotel_id bigint) RETURNS time
+LANGUAGE sql STABLE
+AS $$
+    SELECT booking.effective_checkout_time((SELECT h.checkout_time FROM booking.hotels h
+                                             WHERE h.id = hotel_checkout_time.hotel_id))
+$$;
+COMMENT ON FUNCTION booking.hotel_checkout_time IS 'the local run time of a hotel''s nightly checkout (NULL: the site''s)';
+
+CREATE FUNCTION booking.hotel_today(hotel_id bigint) RETURNS date
+LANGUAGE sql STABLE
+AS $$ SELECT booking.local_date(now(), booking.hotel_time_zone(hotel_id)) $$;
+COMMENT ON FUNCTION booking.hotel_today(bigint) IS 'a hotel''s current date (its local date at the transaction''s start); nights before it have passed';
+
+CREATE OR REPLACE FUNCTION booking.hotel_today() RETURNS date
+LANGUAGE sql STABLE
+AS $$ SELECT booking.hotel_today(NULL::bigint) $$;
+COMMENT ON FUNCTION booking.hotel_today() IS 'the site''s current date (pg_booking.checkout_time_zone); a hotel''s is booking.hotel_today(hotel_id)';
+
+-- Hotels answer with their zone and run time.
+CREATE OR REPLACE FUNCTION booking.hotel_json(h booking.hotels) RETURNS jsonb
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT jsonb_build_object('id', h.id, 'name', h.name, 'location', h.location,
+                              'time_zone', h.time_zone, 'checkout_time', booking.effective_checkout_time(h.checkout_time),
+                              'created_at', h.created_at, 'updated_at', h.updated_at)
+        || CASE WHEN h.currency IS NULL AND h.cancel_free_days IS NULL THEN '{}'::jsonb
+                ELSE jsonb_build_object('currency', h.currency,
+                                        'cancellation_policy', CASE WHEN h.cancel_free_days IS NOT NULL THEN
+                                            jsonb_build_object('free_days', h.cancel_free_days, 'penalty', h.cancel_penalty,
+                                                               'percent', h.cancel_percent) END) END
+$$;
+
+-- A new argument: the old signature goes, so a call by name is never ambiguous.
+DROP FUNCTION api.create_hotel(text, text);
+CREATE FUNCTION api.create_hotel(name text, location text, time_zone text DEFAULT NULL, checkout_time text DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    h booking.hotels;
+    t time := CASE WHEN checkout_time IS NOT NULL THEN booking.parse_local_time(checkout_time, 'checkout_time') END;
+BEGIN
+    PERFORM booking.require_role('admin');
+    IF name IS NULL OR length(btrim(name)) NOT BETWEEN 1 AND 200 THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR', 'name must have 1 to 200 characters',
+            jsonb_build_object('field', 'name'));
+    END IF;
+    IF location IS NULL OR length(btrim(location)) NOT BETWEEN 1 AND 200 THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR', 'location must have 1 to 200 characters',
+            jsonb_build_object('field', 'location'));
+    END IF;
+    -- The zone is checked by the hotels trigger (booking.validate_time_zone).
+    INSERT INTO booking.hotels (name, location, time_zone, checkout_time)
+    VALUES (btrim(name), btrim(location), coalesce(create_hotel.time_zone, booking.checkout_time_zone()), t)
+    RETURNING * INTO h;
+    RETURN booking.hotel_json(h);
+END
+$$;
+COMMENT ON FUNCTION api.create_hotel IS 'admin: a hotel, in an IANA time_zone (default: the server''s pg_booking.checkout_time_zone) with an optional local checkout_time; 422 VALIDATION_ERROR';
+
+CREATE FUNCTION api.set_hotel_time_zone(hotel_id bigint, time_zone text DEFAULT NULL, checkout_time text DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    h booking.hotels;
+    t time;
+BEGIN
+    PERFORM booking.require_role('admin');
+    h := booking.find_hotel(hotel_id);
+    IF time_zone IS NULL AND checkout_time IS NULL THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR', 'give time_zone, checkout_time or both',
+            jsonb_build_object('field', 'time_zone'));
+    END IF;
+    IF checkout_time IS NOT NULL AND checkout_time <> 'default' THEN
+        t := booking.parse_local_time(checkout_time, 'checkout_time');
+    END IF;
+    UPDATE booking.hotels x
+       SET time_zone = coalesce(set_hotel_time_zone.time_zone, x.time_zone),
+           checkout_time = CASE WHEN set_hotel_time_zone.checkout_time IS NULL THEN x.checkout_time ELSE t END,
+           updated_at = now()
+     WHERE x.id = set_hotel_time_zone.hotel_id
+    RETURNING * INTO h;
+    RETURN booking.hotel_json(h);
+END
+$$;
+COMMENT ON FUNCTION api.set_hotel_time_zone IS 'admin: a hotel''s IANA time_zone and/or the local checkout_time of its nightly checkout ("default": follow pg_booking.checkout_time); dates already run are not run again; 404, 422';
+
+GRANT UPDATE (time_zone, checkout_time) ON booking.hotels TO booking_admin;
+
+-- Callers that know their hotel use its today.  validate_stay gains the
+-- hotel (the old signature, kept for callers without one, is the site's).
+CREATE FUNCTION booking.validate_stay(hotel_id bigint, guest_name text, arrival date, stay_length integer,
+                                      adults integer, children integer) RETURNS void
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    IF guest_name IS NULL OR length(btrim(guest_name)) NOT BETWEEN 1 AND 200 THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR', 'guest_name must have 1 to 200 characters',
+            jsonb_build_object('field', 'guest_name'));
+    END IF;
+    IF stay_length IS NULL OR stay_length NOT BETWEEN 1 AND 30 THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR',
+            format('stay_length %s is out of range', coalesce(stay_length::text, 'NULL')),
+            jsonb_build_object('field', 'stay_length', 'min', 1, 'max', 30));
+    END IF;
+    IF adults IS NULL OR adults < 1 THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR',
+            format('adults %s is out of range', coalesce(adults::text, 'NULL')),
+            jsonb_build_object('field', 'adults', 'min', 1));
+    END IF;
+    IF children IS NULL OR children < 0 THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR',
+            format('children %s is out of range', coalesce(children::text, 'NULL')),
+            jsonb_build_object('field', 'children', 'min', 0));
+    END IF;
+    IF arrival < booking.hotel_today(hotel_id) AND NOT booking.caller_is('admin', 'facility_manager') THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR', format('arrival_date %s is in the past', to_char(arrival, 'YYYY-MM-DD')),
+            jsonb_build_object('field', 'arrival_date'));
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION booking.validate_stay(bigint, text, date, integer, integer, integer) IS
+'the fields of a stay at a hotel, checked once for create, change and quote; arrival not before the hotel''s today (plain users)';
+
+CREATE OR REPLACE FUNCTION booking.validate_stay(guest_name text, arrival date, stay_length integer,
+                                                 adults integer, children integer) RETURNS void
+LANGUAGE sql STABLE
+AS $$ SELECT booking.validate_stay(NULL::bigint, guest_name, arrival, stay_length, adults, children) $$;
+
+CREATE OR REPLACE FUNCTION api.create_reservation(hotel_id bigint, room_type text, guest_name text, arrival_date text,
+                                                  stay_length integer, adults integer DEFAULT 1, children integer DEFAULT 0,
+                                                  group_code text DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    uid bigint := booking.require_user();
+    a date;
+    r booking.reservations;
+    block bigint;
+BEGIN
+    PERFORM booking.require_role('user', 'admin', 'facility_manager', 'moderator', 'service_account');
+    a := booking.parse_date(arrival_date, 'arrival_date');
+    PERFORM booking.validate_room_type(room_type);
+    PERFORM booking.find_hotel(hotel_id);
+    PERFORM booking.validate_stay(hotel_id, guest_name, a, stay_length, adults, children);
+    IF group_code IS NOT NULL THEN
+        SELECT b.id INTO block FROM booking.blocks b
+         WHERE b.hotel_id = create_reservation.hotel_id AND b.group_code = create_reservation.group_code;
+        IF block IS NULL THEN
+            PERFORM booking.raise_error(422, 'VALIDATION_ERROR',
+                format('hotel %s has no group block "%s"', hotel_id, group_code),
+                jsonb_build_object('field', 'group_code', 'hotel_id', hotel_id));
+        END IF;
+    END IF;
+    PERFORM booking.rate_limit_hit('create_reservation');
+    -- The triggers draw from the block when it has the rooms (reservations_block),
+    -- then take the nights, all or nothing (NO_AVAILABILITY, restrictions).
+    INSERT INTO booking.reservations (hotel_id, room_type, user_id, guest_name, arrival_date, stay_length,
+                                      adults, children, held_until, block_id)
+    VALUES (hotel_id, room_type, uid, btrim(guest_name), a, stay_length, adults, children, a + stay_length, block)
+    RETURNING * INTO r;
+    RETURN booking.reservation_json(r);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION api.update_reservation(id uuid, guest_name text DEFAULT NULL, arrival_date text DEFAULT NULL,
+                                                  stay_length integer DEFAULT NULL, room_type text DEFAULT NULL,
+                                                  adults integer DEFAULT NULL, children integer DEFAULT NULL) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    r booking.reservations;
+    a date;
+    len integer;
+BEGIN
+    PERFORM booking.require_user();
+    PERFORM booking.require_role('user', 'admin', 'facility_manager', 'moderator', 'service_account');
+    r := booking.find_reservation(id, true);
+    a := CASE WHEN arrival_date IS NULL THEN r.arrival_date ELSE booking.parse_date(arrival_date, 'arrival_date') END;
+    len := coalesce(stay_length, r.stay_length);
+    IF r.status <> 'confirmed' AND (a <> r.arrival_date OR len <> r.stay_length
+                                    OR coalesce(room_type, r.room_type) <> r.room_type) THEN
+        PERFORM booking.raise_error(409, 'INVALID_STATE',
+            format('reservation %s is %s: its dates and room type can no longer change', id, r.status),
+            jsonb_build_object('reservation_id', id, 'status', r.status));
+    END IF;
+    IF r.status IN ('completed', 'cancelled', 'no_show') THEN
+        PERFORM booking.raise_error(409, 'INVALID_STATE', format('reservation %s is %s and cannot be changed', id, r.status),
+            jsonb_build_object('reservation_id', id, 'status', r.status));
+    END IF;
+    IF room_type IS NOT NULL THEN
+        PERFORM booking.validate_room_type(room_type);
+    END IF;
+    PERFORM booking.validate_stay(r.hotel_id, coalesce(guest_name, r.guest_name),
+                                  CASE WHEN a <> r.arrival_date THEN a ELSE greatest(a, booking.hotel_today(r.hotel_id)) END,
+                                  len, coalesce(adults, r.adults), coalesce(children, r.children));
+    UPDATE booking.reservations x
+       SET guest_name = coalesce(btrim(update_reservation.guest_name), x.guest_name),
+           arrival_date = a, stay_length = len, held_until = a + len,
+           room_type = coalesce(update_reservation.room_type, x.room_type),
+           adults = coalesce(update_reservation.adults, x.adults),
+           children = coalesce(update_reservation.children, x.children),
+           updated_at = now()
+     WHERE x.id = update_reservation.id
+    RETURNING * INTO r;
+    RETURN booking.reservation_json(r);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION api.cancel_reservation(id uuid) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    r booking.reservations;
+BEGIN
+    PERFORM booking.require_user();
+    PERFORM booking.require_role('user', 'admin', 'facility_manager', 'moderator', 'service_account');
+    r := booking.find_reservation(id, true);
+    IF r.status <> 'confirmed' THEN
+        PERFORM booking.raise_error(409, 'INVALID_STATE', format('reservation %s is %s and cannot be cancelled', id, r.status),
+            jsonb_build_object('reservation_id', id, 'status', r.status));
+    END IF;
+    -- Nights already passed at the hotel stay held; the others go back to the inventory.
+    UPDATE booking.reservations x
+       SET status = 'cancelled', updated_at = now(),
+           held_until = greatest(x.arrival_date, least(x.held_until, booking.hotel_today(x.hotel_id)))
+     WHERE x.id = cancel_reservation.id
+    RETURNING * INTO r;
+    RETURN booking.reservation_json(r);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION api.check_out(id uuid) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    r booking.reservations;
+BEGIN
+    PERFORM booking.require_role('admin', 'facility_manager');
+    r := booking.find_reservation(id, true);
+    IF r.status <> 'checked_in' THEN
+        PERFORM booking.raise_error(409, 'INVALID_STATE',
+            format('reservation %s is %s and cannot be checked out', id, r.status),
+            jsonb_build_object('reservation_id', id, 'status', r.status),
+            CASE WHEN r.status = 'confirmed' THEN 'Check the guest in first.' END);
+    END IF;
+    -- An early departure gives back tonight (the hotel's) and every later night at once.
+    UPDATE booking.reservations x
+       SET status = 'completed', checked_out_at = now(), updated_at = now(),
+           held_until = greatest(x.arrival_date, least(x.held_until, booking.hotel_today(x.hotel_id)))
+     WHERE x.id = check_out.id RETURNING * INTO r;
+    RETURN booking.reservation_json(r);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION api.quote_reservation(hotel_id bigint, room_type text, arrival_date text, stay_length integer)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    a date;
+    p jsonb;
+BEGIN
+    PERFORM booking.require_user();
+    a := booking.parse_date(arrival_date, 'arrival_date');
+    PERFORM booking.validate_room_type(room_type);
+    IF (booking.find_hotel(hotel_id)).currency IS NULL THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR', format('hotel %s has no prices', hotel_id),
+            jsonb_build_object('field', 'hotel_id', 'hotel_id', hotel_id));
+    END IF;
+    PERFORM booking.validate_stay(hotel_id, 'quote', a, stay_length, 1, 0);
+    p := booking.price_stay(hotel_id, room_type, a, stay_length);
+    RETURN jsonb_build_object('hotel_id', hotel_id, 'room_type', room_type, 'arrival_date', a,
+                              'stay_length', stay_length, 'currency', p -> 'currency',
+                              'nightly_prices', p -> 'nights', 'total_amount', p -> 'total');
+END
+$$;
+
+-- Days before arrival count from the hotel's today.
+CREATE OR REPLACE FUNCTION booking.cancellation_fee(r booking.reservations) RETURNS numeric
+LANGUAGE sql STABLE
+AS $$
+    SELECT CASE WHEN r.total_amount IS NULL OR h.cancel_free_days IS NULL
+                  OR r.arrival_date - booking.hotel_today(r.hotel_id) >= h.cancel_free_days THEN
+                    CASE WHEN r.total_amount IS NULL THEN NULL ELSE 0 END
+                WHEN h.cancel_penalty = 'first_night' THEN (r.nightly_prices ->> to_char(r.arrival_date, 'YYYY-MM-DD'))::numeric
+                ELSE round(r.total_amount * h.cancel_percent / 100, c.minor_units) END
+      FROM booking.hotels h LEFT JOIN booking.currencies c ON c.code = r.currency
+     WHERE h.id = r.hotel_id
+$$;
+
+-- The checkout's history per hotel: hotel_id NULL is the site's run
+-- (meeting rooms; every row 1.0 wrote is one).  Once per (hotel, date).
+ALTER TABLE booking.checkout_runs ADD COLUMN hotel_id bigint REFERENCES booking.hotels;
+COMMENT ON COLUMN booking.checkout_runs.hotel_id IS 'the hotel whose business date this run processed; NULL: the site''s run (meeting rooms)';
+DROP INDEX booking.checkout_runs_once_per_day;
+CREATE UNIQUE INDEX checkout_runs_once_per_hotel_day ON booking.checkout_runs (hotel_id, business_date) NULLS NOT DISTINCT
+    WHERE error IS NULL;
+CREATE INDEX checkout_runs_hotel_date_idx ON booking.checkout_runs (hotel_id, business_date);
+-- A hotel's run scans its own stays.
+CREATE INDEX reservations_hotel_staying_idx ON booking.reservations (hotel_id, departure_date)
+    WHERE status IN ('confirmed', 'checked_in');
+CREATE INDEX reservations_hotel_released_holding_idx ON booking.reservations (hotel_id, held_until)
+    WHERE status IN ('cancelled', 'completed', 'no_show') AND held_until > arrival_date;
+DROP INDEX booking.reservations_staying_idx;
+DROP INDEX booking.reservations_released_holding_idx;
+
+-- Every calendar the checkout runs: the site's, then each hotel's.
+CREATE FUNCTION booking.checkout_calendars() RETURNS TABLE (hotel_id bigint, run_time time, time_zone text)
+LANGUAGE sql STABLE
+AS $$
+    SELECT c.id, booking.hotel_checkout_time(c.id), booking.hotel_time_zone(c.id)
+      FROM (SELECT NULL::bigint AS id UNION ALL SELECT h.id FROM booking.hotels h) c
+$$;
+COMMENT ON FUNCTION booking.checkout_calendars IS 'the site (hotel_id NULL) and every hotel, with the local run time and zone of its checkout';
+
+CREATE FUNCTION booking.checkout_latest_due(hotel_id bigint) RETURNS date
+LANGUAGE sql VOLATILE
+AS $$
+    SELECT booking.checkout_due_date(booking.checkout_clock(), booking.hotel_checkout_time(hotel_id),
+                                     booking.hotel_time_zone(hotel_id))
+$$;
+COMMENT ON FUNCTION booking.checkout_latest_due(bigint) IS 'the latest business date of a hotel (NULL: the site) whose checkout is due now; later dates are refused';
+
+CREATE OR REPLACE FUNCTION booking.checkout_latest_due() RETURNS date
+LANGUAGE sql VOLATILE
+AS $$ SELECT booking.checkout_latest_due(NULL::bigint) $$;
+
+-- The run of (hotel, date) that did not fail, if any.
+CREATE FUNCTION booking.checkout_done_run(hotel_id bigint, d date) RETURNS booking.checkout_runs
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    r booking.checkout_runs;
+BEGIN
+    IF hotel_id IS NULL THEN
+        SELECT * INTO r FROM booking.checkout_runs x WHERE x.hotel_id IS NULL AND x.business_date = d AND x.error IS NULL;
+    ELSE
+        SELECT * INTO r FROM booking.checkout_runs x
+         WHERE x.hotel_id = checkout_done_run.hotel_id AND x.business_date = d AND x.error IS NULL;
+    END IF;
+    RETURN r;
+END
+$$;
+
+-- The one door of every run (worker and api), per hotel: refuses a date
+-- not yet due on that hotel's calendar before anything is written.
+DROP FUNCTION booking.checkout_run(date, text);
+DROP FUNCTION booking.checkout_start(date, text);
+DROP FUNCTION booking.checkout_failed(date, bigint, text, text);
+CREATE FUNCTION booking.checkout_start(hotel_id bigint, d date, source text) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r booking.checkout_runs;
+    latest date;
+BEGIN
+    PERFORM booking.require_role('admin');
+    IF d IS NULL THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR', 'as_of is required', jsonb_build_object('field', 'as_of'));
+    END IF;
+    IF hotel_id IS NOT NULL THEN
+        PERFORM booking.find_hotel(hotel_id);
+    END IF;
+    latest := booking.checkout_latest_due(hotel_id);
+    IF d > latest THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR',
+            format('business date %s is not due yet', to_char(d, 'YYYY-MM-DD')),
+            jsonb_build_object('field', 'as_of', 'as_of', d, 'latest_allowed', latest)
+                || CASE WHEN hotel_id IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('hotel_id', hotel_id) END,
+            format('The checkout of a date runs once its run time (%s %s) has passed; the latest date due now is %s.',
+                   booking.hotel_checkout_time(hotel_id), booking.hotel_time_zone(hotel_id), to_char(latest, 'YYYY-MM-DD')));
+    END IF;
+    -- Serialise the starters of one date (the worker and a manual run), so
+    -- the second sees the first's row instead of failing on the unique index.
+    PERFORM booking.checkout_date_lock(d);
+    IF hotel_id IS NULL THEN
+        SELECT * INTO r FROM booking.checkout_runs x
+         WHERE x.hotel_id IS NULL AND x.business_date = d AND x.error IS NULL FOR UPDATE;
+    ELSE
+        SELECT * INTO r FROM booking.checkout_runs x
+         WHERE x.hotel_id = checkout_start.hotel_id AND x.business_date = d AND x.error IS NULL FOR UPDATE;
+    END IF;
+    IF r.id IS NOT NULL THEN
+        RETURN CASE WHEN r.finished_at IS NULL THEN r.id END;
+    END IF;
+    INSERT INTO booking.checkout_runs (hotel_id, business_date, source) VALUES (hotel_id, d, source) RETURNING * INTO r;
+    RETURN r.id;
+END
+$$;
+COMMENT ON FUNCTION booking.checkout_start(bigint, date, text) IS 'start (or resume) the checkout of a hotel''s (NULL: the site''s) business date; NULL when it is done; 422 when not due yet';
+
+-- One batch of a run: a hotel's run handles that hotel's stays, the site's
+-- run the meeting-room bookings; the cut-off is the run time of the date in
+-- the run's own zone.
+CREATE OR REPLACE FUNCTION booking.checkout_batch(run_id bigint, batch_size integer DEFAULT 5000) RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d date;
+    h bigint;
+    cutoff timestamptz;
+    release boolean := coalesce(nullif(current_setting('pg_booking.checkout_release_no_shows', true), '')::boolean, false);
+    n_completed integer := 0;
+    n_no_shows integer := 0;
+    n_nights integer := 0;
+    n_bookings integer := 0;
+    n_released integer := 0;
+    n integer;
+BEGIN
+    PERFORM booking.require_role('admin');
+    SELECT x.business_date, x.hotel_id INTO d, h FROM booking.checkout_runs x WHERE x.id = run_id AND x.finished_at IS NULL;
+    IF d IS NULL THEN
+        PERFORM booking.raise_error(404, 'NOT_FOUND', format('checkout run %s is not in progress', run_id),
+            jsonb_build_object('run_id', run_id));
+    END IF;
+    cutoff := booking.checkout_instant(d, booking.hotel_checkout_time(h), booking.hotel_time_zone(h));
+
+    IF h IS NULL THEN
+        -- Meeting-room bookings that ended by the run time.
+        WITH due AS (SELECT id FROM booking.bookings
+                      WHERE status = 'confirmed' AND ends_at <= cutoff
+                      LIMIT batch_size FOR UPDATE)
+        UPDATE booking.bookings b SET status = 'completed', updated_at = now() FROM due WHERE b.id = due.id;
+        GET DIAGNOSTICS n_bookings = ROW_COUNT;
+    ELSE
+        -- Departures: every night held has passed, nothing to give back.
+        -- The batch is found by row address (a TID scan, so a batch costs
+        -- its size), without a FOR UPDATE pass: the UPDATE locks each row
+        -- and re-checks the conditions on its latest version.
+        UPDATE booking.reservations r SET status = 'completed', updated_at = now(),
+               checked_out_at = CASE WHEN r.status = 'checked_in' THEN cutoff ELSE r.checked_out_at END
+         WHERE r.ctid = ANY (ARRAY(SELECT x.ctid FROM booking.reservations x
+                                    WHERE x.hotel_id = h AND x.status IN ('confirmed', 'checked_in')
+                                      AND x.departure_date <= d
+                                    LIMIT batch_size))
+           AND r.hotel_id = h AND r.status IN ('confirmed', 'checked_in') AND r.departure_date <= d;
+        GET DIAGNOSTICS n_completed = ROW_COUNT;
+
+        -- No-shows: the arrival night passed without a check-in.
+        IF release THEN
+            WITH due AS (SELECT id, held_until FROM booking.reservations
+                          WHERE hotel_id = h AND status = 'confirmed' AND arrival_date < d AND departure_date > d
+                          LIMIT batch_size FOR UPDATE),
+                 upd AS (UPDATE booking.reservations r SET status = 'no_show', updated_at = now(),
+                                held_until = greatest(r.arrival_date, least(r.held_until, d))
+                           FROM due WHERE r.id = due.id
+                         RETURNING due.held_until - r.held_until AS returned)
+            SELECT count(*), coalesce(sum(returned), 0) INTO n_no_shows, n FROM upd;
+            n_nights := n_nights + n;
+        END IF;
+
+        -- Stays that no longer stay but still hold nights from d on.
+        WITH due AS (SELECT id, held_until FROM booking.reservations
+                      WHERE hotel_id = h AND status IN ('cancelled', 'completed', 'no_show')
+                        AND held_until > arrival_date AND held_until > d
+                      LIMIT batch_size FOR UPDATE),
+             upd AS (UPDATE booking.reservations r SET held_until = greatest(r.arrival_date, d), updated_at = now()
+                       FROM due WHERE r.id = due.id
+                     RETURNING due.held_until - r.held_until AS returned)
+        SELECT count(*), coalesce(sum(returned), 0) INTO n_released, n FROM upd;
+        n_nights := n_nights + n;
+    END IF;
+
+    UPDATE booking.checkout_runs
+       SET completed_stays = completed_stays + n_completed, no_shows = no_shows + n_no_shows,
+           nights_returned = nights_returned + n_nights, completed_bookings = completed_bookings + n_bookings
+     WHERE id = run_id;
+    RETURN n_completed + n_no_shows + n_released + n_bookings;
+END
+$$;
+
+-- A failed run: its error is kept, and the date may be run again.
+CREATE FUNCTION booking.checkout_failed(hotel_id bigint, d date, run_id bigint, source text, message text) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE booking.checkout_runs SET finished_at = clock_timestamp(), error = message
+     WHERE id = run_id AND finished_at IS NULL;
+    IF NOT FOUND THEN
+        INSERT INTO booking.checkout_runs (hotel_id, business_date, source, finished_at, error)
+        VALUES (hotel_id, d, source, clock_timestamp(), message);
+    END IF;
+END
+$$;
+
+-- The whole run of one (hotel, date) in the caller's transaction.
+CREATE FUNCTION booking.checkout_run(hotel_id bigint, d date, source text DEFAULT 'manual') RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    run_id bigint := booking.checkout_start(hotel_id, d, source);
+BEGIN
+    IF run_id IS NULL THEN
+        RETURN NULL;
+    END IF;
+    WHILE booking.checkout_batch(run_id) > 0 LOOP
+    END LOOP;
+    PERFORM booking.checkout_finish(run_id);
+    RETURN run_id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION booking.checkout_run_json(r booking.checkout_runs) RETURNS jsonb
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT jsonb_build_object('id', r.id, 'hotel_id', r.hotel_id, 'business_date', r.business_date, 'source', r.source,
+                              'started_at', r.started_at, 'finished_at', r.finished_at,
+                              'completed_stays', r.completed_stays, 'no_shows', r.no_shows,
+                              'nights_returned', r.nights_returned, 'completed_bookings', r.completed_bookings,
+                              'error', r.error)
+$$;
+
+-- Group blocks are released on their hotel's calendar: the worker calls
+-- this after each hotel's run of a business date (NULL hotel: every hotel).
+CREATE FUNCTION booking.release_blocks(hotel_id bigint, as_of date) RETURNS integer
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    id bigint;
+    n integer := 0;
+BEGIN
+    FOR id IN SELECT b.id FROM booking.blocks b
+               WHERE (release_blocks.hotel_id IS NULL OR b.hotel_id = release_blocks.hotel_id)
+                 AND b.release_date <= as_of
+                 AND NOT EXISTS (SELECT 1 FROM booking.block_releases r WHERE r.block_id = b.id)
+               ORDER BY b.id
+    LOOP
+        IF booking.release_block(id, 'worker', as_of) IS NOT NULL THEN
+            n := n + 1;
+        END IF;
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION booking.release_blocks(bigint, date) IS 'release every block of a hotel (NULL: of every hotel) whose release date is on or before as_of (the checkout worker, after the hotel''s run of that date); the number released';
+
+CREATE OR REPLACE FUNCTION booking.release_blocks(as_of date) RETURNS integer
+LANGUAGE sql VOLATILE
+AS $$ SELECT booking.release_blocks(NULL::bigint, as_of) $$;
+
+-- What the worker runs now: every (calendar, date) due at "at" and not yet
+-- recorded, from the date after the last one recorded (finished or failed;
+-- a run interrupted unfinished is resumed), or the date due when a calendar
+-- has no history; oldest instant first.  And when the next date falls due.
+CREATE FUNCTION booking.checkout_todo(at timestamptz)
+RETURNS TABLE (hotel_id bigint, business_date date, due_at timestamptz)
+LANGUAGE sql STABLE
+AS $$
+    WITH c AS (
+        SELECT c.hotel_id, c.run_time, c.time_zone, booking.checkout_due_date(at, c.run_time, c.time_zone) AS due
+          FROM booking.checkout_calendars() c
+    ), f AS (
+        SELECT c.*, coalesce(CASE WHEN c.hotel_id IS NULL
+                                  THEN (SELECT max(r.business_date) + 1 FROM booking.checkout_runs r
+                                         WHERE r.hotel_id IS NULL AND r.business_date <= c.due AND r.finished_at IS NOT NULL)
+                                  ELSE (SELECT max(r.business_date) + 1 FROM booking.checkout_runs r
+                                         WHERE r.hotel_id = c.hotel_id AND r.business_date <= c.due AND r.finished_at IS NOT NULL)
+                             END, c.due) AS first
+          FROM c
+    )
+    SELECT f.hotel_id, d::date, booking.checkout_instant(d::date, f.run_time, f.time_zone)
+      FROM f CROSS JOIN LATERAL generate_series(f.first, f.due, interval '1 day') d
+     ORDER BY 3, 1 NULLS FIRST, 2
+$$;
+COMMENT ON FUNCTION booking.checkout_todo IS 'the (hotel, business date) runs due at an instant and not yet recorded, oldest first (hotel_id NULL: the site''s run)';
+
+CREATE FUNCTION booking.checkout_next_due(at timestamptz) RETURNS timestamptz
+LANGUAGE sql STABLE
+AS $$
+    SELECT min(booking.checkout_instant(booking.checkout_due_date(at, c.run_time, c.time_zone) + 1, c.run_time, c.time_zone))
+      FROM booking.checkout_calendars() c
+$$;
+COMMENT ON FUNCTION booking.checkout_next_due IS 'the instant after "at" at which the next business date of some hotel (or the site) falls due';
+
+-- The api: one hotel's date, or (no hotel_id) the site's date and that date
+-- at every hotel where it is due (those where it is not yet are named).
+DROP FUNCTION api.run_checkout(text);
+CREATE FUNCTION api.run_checkout(as_of text DEFAULT NULL, hotel_id bigint DEFAULT NULL) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    d date;
+    run_id bigint;
+    started boolean;
+    h bigint;
+    not_due bigint[] := '{}';
+    r booking.checkout_runs;
+    sums jsonb;
+BEGIN
+    PERFORM booking.require_role('admin');
+    IF hotel_id IS NOT NULL THEN
+        PERFORM booking.find_hotel(hotel_id);
+    END IF;
+    d := CASE WHEN as_of IS NULL THEN booking.checkout_latest_due(hotel_id)
+              ELSE booking.parse_date(as_of, 'as_of') END;
+    run_id := booking.checkout_run(hotel_id, d, 'manual');
+    started := run_id IS NOT NULL;
+    IF hotel_id IS NOT NULL THEN
+        PERFORM booking.audit('checkout.run', 'checkout', hotel_id || '/' || d, NULL,
+            jsonb_build_object('hotel_id', hotel_id, 'business_date', d, 'run_id', run_id, 'already_done', run_id IS NULL));
+        r := booking.checkout_done_run(hotel_id, d);
+        RETURN booking.checkout_run_json(r) || jsonb_build_object('already_done', NOT started);
+    END IF;
+    FOR h IN SELECT x.id FROM booking.hotels x ORDER BY x.id LOOP
+        IF d <= booking.checkout_latest_due(h) THEN
+            started := booking.checkout_run(h, d, 'manual') IS NOT NULL OR started;
+        ELSE
+            not_due := not_due || h;
+        END IF;
+    END LOOP;
+    PERFORM booking.audit('checkout.run', 'checkout', d::text, NULL,
+        jsonb_build_object('business_date', d, 'run_id', run_id, 'already_done', NOT started));
+    r := booking.checkout_done_run(NULL, d);
+    SELECT jsonb_build_object('completed_stays', sum(x.completed_stays), 'no_shows', sum(x.no_shows),
+                              'nights_returned', sum(x.nights_returned), 'completed_bookings', sum(x.completed_bookings),
+                              'hotel_runs', count(x.hotel_id))
+      INTO sums FROM booking.checkout_runs x WHERE x.business_date = d AND x.error IS NULL;
+    RETURN booking.checkout_run_json(r) || sums
+        || jsonb_build_object('already_done', NOT started, 'hotels_not_due', to_jsonb(not_due));
+END
+$$;
+COMMENT ON FUNCTION api.run_checkout IS 'admin: run the nightly checkout of a business date (default: the latest due) for one hotel, or for the site and each hotel where it is due; the answer counts all of that date''s runs; a later date is refused with 422; idempotent, a date done is not run again';
+
+-- The exporter reads the site's calendar, as before.
+CREATE OR REPLACE FUNCTION booking.metrics_checkout()
+RETURNS TABLE (last_success_timestamp_seconds double precision, last_business_date text,
+               lag_seconds double precision, last_run_failed integer, failed_runs_total bigint)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH done AS (
+        SELECT max(finished_at) AS finished_at, max(business_date) AS business_date
+          FROM booking.checkout_runs WHERE error IS NULL AND finished_at IS NOT NULL AND hotel_id IS NULL
+    ), due AS (
+        SELECT booking.checkout_due_date(now(), booking.checkout_time(), booking.checkout_time_zone()) AS d
+    ), todo AS (
+        SELECT coalesce(done.business_date + 1, due.d) AS d FROM done, due
+    )
+    SELECT extract(epoch FROM coalesce(done.finished_at, pg_postmaster_start_time()))::double precision,
+           coalesce(done.business_date::text, ''),
+           CASE WHEN todo.d > due.d THEN 0
+                ELSE greatest(0, extract(epoch FROM now() - booking.checkout_instant(todo.d, booking.checkout_time(),
+                                                                                     booking.checkout_time_zone())))
+           END::double precision,
+           coalesce((SELECT (l.error IS NOT NULL)::integer FROM booking.checkout_runs l ORDER BY l.id DESC LIMIT 1), 0),
+           (SELECT count(*) FROM booking.checkout_runs f WHERE f.error IS NOT NULL)
+      FROM done, due, todo
+$$;
+
+-- Schemas of the answers: hotels carry their zone and run time, runs their hotel.
+UPDATE booking.http_schemas s
+   SET schema = jsonb_set(jsonb_set(s.schema, '{properties}', s.schema -> 'properties'
+                    || '{"time_zone": {"type": "string", "description": "IANA time zone"},
+                         "checkout_time": {"type": "string", "description": "local time of the nightly checkout, HH:MM:SS"}}'),
+                '{required}', (s.schema -> 'required') || '["checkout_time", "time_zone"]')
+ WHERE s.name = 'Hotel';
+UPDATE booking.http_schemas s
+   SET schema = jsonb_set(jsonb_set(s.schema, '{properties}', s.schema -> 'properties'
+                    || '{"hotel_id": {"type": "integer", "nullable": true, "description": "the hotel; null: the site''s run (meeting rooms)"}}'),
+                '{required}', (s.schema -> 'required') || '["hotel_id"]')
+ WHERE s.name = 'CheckoutRun';
+
+REVOKE EXECUTE ON FUNCTION booking.is_time_zone(text), booking.validate_time_zone(text, text), booking.hotels_check_time_zone(),
+    booking.parse_local_time(text, text), booking.local_date(timestamptz, text), booking.hotel_time_zone(bigint),
+    booking.effective_checkout_time(time), booking.hotel_checkout_time(bigint), booking.hotel_today(bigint),
+    booking.validate_stay(bigint, text, date, integer, integer, integer),
+    booking.checkout_calendars(), booking.checkout_latest_due(bigint), booking.checkout_done_run(bigint, date),
+    booking.checkout_start(bigint, date, text), booking.checkout_failed(bigint, date, bigint, text, text),
+    booking.checkout_run(bigint, date, text), booking.checkout_todo(timestamptz), booking.checkout_next_due(timestamptz),
+    booking.release_blocks(bigint, date),
+    api.create_hotel(text, text, text, text), api.set_hotel_time_zone(bigint, text, text),
+    api.run_checkout(text, bigint) FROM PUBLIC;
+-- A hotel's zone and run time fall back on the settings, read by every caller.
+GRANT EXECUTE ON FUNCTION booking.checkout_time(), booking.checkout_time_zone() TO booking_api;
+GRANT EXECUTE ON FUNCTION booking.is_time_zone(text), booking.validate_time_zone(text, text), booking.parse_local_time(text, text),
+    booking.local_date(timestamptz, text), booking.hotel_time_zone(bigint), booking.effective_checkout_time(time),
+    booking.hotel_checkout_time(bigint), booking.hotel_today(bigint),
+    booking.validate_stay(bigint, text, date, integer, integer, integer),
+    api.create_hotel(text, text, text, text), api.set_hotel_time_zone(bigint, text, text), api.run_checkout(text, bigint)
+  TO booking_api;
+GRANT EXECUTE ON FUNCTION booking.checkout_calendars(), booking.checkout_latest_due(bigint),
+    booking.checkout_done_run(bigint, date), booking.checkout_start(bigint, date, text),
+    booking.checkout_run(bigint, date, text), booking.checkout_todo(timestamptz), booking.checkout_next_due(timestamptz)
+  TO booking_admin;
+
+INSERT INTO booking.http_routes (method, path, function_name, success_status, operation_id, body_argument, public, event_stream) VALUES
+    ('PUT', '/hotels/{hotel_id}/time-zone', 'set_hotel_time_zone', 200, NULL, NULL, false, false);
+INSERT INTO booking.http_results (function_name, schema)
+VALUES ('set_hotel_time_zone', '{"$ref": "#/components/schemas/Hotel"}');
 
 -- ==== routes of the sections above that come before booking.http_routes or after it (issues 9, 15) ====
 -- (booking.http_routes is declared in section "HTTP routes declared once".)

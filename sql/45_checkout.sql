@@ -96,11 +96,13 @@ SELECT guest_name, status, checked_out_at IS NOT NULL AS checked_out FROM bookin
  WHERE hotel_id = t_hotel('Night Audit Hotel') ORDER BY guest_name;
 SELECT t_violations() AS violations;
 
--- The history through the jobs api; a bad date is refused.
+-- The history through the jobs api: per date, the site's run (meeting
+-- rooms) and one run per hotel (issue 15); a bad date is refused.
 SET ROLE booking_admin;
-SELECT jsonb_path_query_array(api.list_jobs(), '$[*].business_date') AS dates,
-       jsonb_path_query_array(api.list_jobs(), '$[*].source') AS sources,
-       jsonb_path_query_array(api.list_jobs(), '$[*].error') AS errors;
+SELECT j ->> 'business_date' AS business_date, count(*) FILTER (WHERE j -> 'hotel_id' = 'null') AS site_runs,
+       count(*) FILTER (WHERE j -> 'hotel_id' <> 'null') AS hotel_runs,
+       string_agg(DISTINCT j ->> 'source', ',') AS sources, count(j ->> 'error') AS errors
+  FROM jsonb_array_elements(api.list_jobs()) j GROUP BY 1 ORDER BY 1 DESC;
 SELECT api.run_checkout('2099-13-01');
 RESET ROLE;
 RESET pg_booking.checkout_release_no_shows;

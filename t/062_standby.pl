@@ -72,9 +72,11 @@ VALUES (1, 'double', 1, 'Leaving tomorrow', '$today'::date - 1, 2, 1, '$today'::
        (1, 'double', 2, 'Staying on', '$today', 5, 2, '$today'::date + 5);
 });
 
-my $runs = "SELECT string_agg(business_date || ':' || coalesce(error, 'ok') || ':' || (finished_at IS NOT NULL), ' '
-                              ORDER BY business_date, id) FROM booking.checkout_runs";
-ok($primary->poll_query_until('booking', $runs, "$today:ok:true"), "the primary's worker ran today ($today)");
+# One run per calendar and date: the site's (meeting rooms) and hotel 1's (issue 15).
+my $runs = "SELECT string_agg(coalesce('h' || hotel_id, 'site') || ':' || business_date || ':' || coalesce(error, 'ok')
+                              || ':' || (finished_at IS NOT NULL), ' '
+                              ORDER BY business_date, hotel_id NULLS FIRST, id) FROM booking.checkout_runs";
+ok($primary->poll_query_until('booking', $runs, "site:$today:ok:true h1:$today:ok:true"), "the primary's worker ran today ($today)");
 
 # The standby: a base backup, streaming; its worker's clock is a day ahead,
 # so on a primary the run of tomorrow would be due at once.
@@ -146,7 +148,7 @@ like($err, qr/permission denied/, 'booking_grafana still reads no table on the s
 
 # The worker stays idle: a day is due by its clock, nothing runs.
 sleep 8;
-is($standby->safe_psql('booking', $runs), "$today:ok:true", 'no checkout run on the standby, though its clock is a day ahead');
+is($standby->safe_psql('booking', $runs), "site:$today:ok:true h1:$today:ok:true", 'no checkout run on the standby, though its clock is a day ahead');
 is($standby->safe_psql('postgres',
 	"SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'pg_booking%'"), '0',
 	'no checkout launcher, checkout worker or events publisher on the standby');
@@ -178,20 +180,22 @@ my $primary_last = $primary->safe_psql('booking', 'SELECT max(id) FROM booking.b
 $primary->stop('immediate');
 $standby->promote;
 is($standby->safe_psql('booking', 'SELECT pg_is_in_recovery()'), 'f', 'the standby is promoted');
-ok($standby->poll_query_until('booking', $runs, "$today:ok:true $tomorrow:ok:true"),
+ok($standby->poll_query_until('booking', $runs, "site:$today:ok:true h1:$today:ok:true site:$tomorrow:ok:true h1:$tomorrow:ok:true"),
 	"the promoted node's worker ran the missed business day $tomorrow");
 is($standby->safe_psql('booking', "SELECT status FROM booking.bookings WHERE title = 'this morning'"), 'completed',
 	'that run completed the meeting that ended this morning');
 is($standby->safe_psql('booking', "SELECT string_agg(guest_name || ':' || status, ' ' ORDER BY guest_name) FROM booking.reservations"),
 	'Leaving tomorrow:completed Staying on:confirmed', 'and the stay departing tomorrow, nothing else');
-is($standby->safe_psql('booking', "SELECT completed_stays || ' ' || completed_bookings FROM booking.checkout_runs WHERE business_date = '$tomorrow'"),
-	'1 1', 'the run counts one stay and one meeting');
+is($standby->safe_psql('booking', "SELECT string_agg(completed_stays || ' ' || completed_bookings, ', ' ORDER BY hotel_id NULLS FIRST)
+                                     FROM booking.checkout_runs WHERE business_date = '$tomorrow'"),
+	'0 1, 1 0', "the site's run counts one meeting, the hotel's one stay");
 
 $standby->restart;
 sleep 5;
-is($standby->safe_psql('booking', $runs), "$today:ok:true $tomorrow:ok:true", 'a restart runs no day twice');
-is($standby->safe_psql('booking', 'SELECT count(*) FROM booking.checkout_runs GROUP BY business_date HAVING count(*) > 1'), '',
-	'every business day has exactly one run');
+is($standby->safe_psql('booking', $runs), "site:$today:ok:true h1:$today:ok:true site:$tomorrow:ok:true h1:$tomorrow:ok:true",
+	'a restart runs no day twice');
+is($standby->safe_psql('booking', 'SELECT count(*) FROM booking.checkout_runs GROUP BY hotel_id, business_date HAVING count(*) > 1'), '',
+	'every business day of each calendar has exactly one run');
 
 # The promoted node takes writes; ids go on after the old primary's.
 my $new = $standby->safe_psql('booking', "$admin

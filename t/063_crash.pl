@@ -14,8 +14,9 @@
 #     "created" through each change to the row's committed state), with a
 #     negative control proving the audit finds a missed, a duplicated and a
 #     phantom event;
-#   - every business day has exactly one finished run in booking.checkout_runs,
-#     and the runs interrupted by a kill completed every due stay once.
+#   - every business day has exactly one finished run in booking.checkout_runs
+#     (per calendar: hotel 3's runs complete its stays), and the runs
+#     interrupted by a kill completed every due stay once.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -45,7 +46,10 @@ timezone = 'UTC'
 my $today = $node->safe_psql('postgres', "SELECT (now() + make_interval(secs => $noon))::date");
 my @d = map { $node->safe_psql('postgres', "SELECT '$today'::date + $_") } 0 .. 3;
 
-my $runs_done = "SELECT count(*) FROM booking.checkout_runs WHERE finished_at IS NOT NULL AND error IS NULL";
+# Runs of the site (meeting rooms) and of hotel 3 (the night audit's stays);
+# each hotel has its own runs (issue 15).
+my $runs_done = "SELECT count(*) FROM booking.checkout_runs WHERE finished_at IS NOT NULL AND error IS NULL
+                    AND (hotel_id IS NULL OR hotel_id = 3)";
 ok($node->poll_query_until('postgres', $runs_done, '1'), "the worker ran today ($today) at start");
 
 # Meeting rooms and hotel nights for the clients (as in t/010 and t/020), and
@@ -196,7 +200,7 @@ sub run_state
 {
 	my ($date) = @_;
 	return $node->safe_psql('postgres', "SELECT coalesce(max(completed_stays) || ':' || bool_and(finished_at IS NOT NULL), 'none')
-	                                       FROM booking.checkout_runs WHERE business_date = '$date' AND error IS NULL");
+	                                       FROM booking.checkout_runs WHERE hotel_id = 3 AND business_date = '$date' AND error IS NULL");
 }
 
 # Kill 1: in the middle of the clients' work.
@@ -233,7 +237,7 @@ $lock->finish;
 
 # Kill 3: the worker resumes that day; then the next day is due, and the
 # kill comes as soon as its first batch is committed.
-ok($node->poll_query_until('postgres', "SELECT count(*) FROM booking.checkout_runs WHERE business_date = '$d[2]' AND finished_at IS NOT NULL", '1'),
+ok($node->poll_query_until('postgres', "SELECT count(*) FROM booking.checkout_runs WHERE hotel_id = 3 AND business_date = '$d[2]' AND finished_at IS NOT NULL", '1'),
 	"after the restart the worker finished $d[2]");
 $c = start_clients();
 sleep 2;
@@ -251,7 +255,7 @@ kill_and_restart($c, "during the checkout of $d[3] at $state");
 is($kills, 3, 'the postmaster was killed three times');
 
 # Let the worker finish, the events outbox drain (when there is one).
-ok($node->poll_query_until('postgres', $runs_done, '4'), 'the worker finished every due day');
+ok($node->poll_query_until('postgres', $runs_done, '8'), 'the worker finished every due day');
 my $published = 0;
 if ($node->safe_psql('postgres', "SELECT to_regproc('booking.publish_events') IS NOT NULL") eq 't')
 {
@@ -296,11 +300,14 @@ is($node->safe_psql('postgres', 'SELECT count(*) FROM booking.analytics_check()'
 is($node->safe_psql('postgres', q{
 SELECT string_agg(business_date || ' ' || n, ', ' ORDER BY business_date)
   FROM (SELECT business_date, count(*) n FROM booking.checkout_runs
-         WHERE error IS NULL AND finished_at IS NOT NULL GROUP BY 1) x}),
-	join(', ', map { "$_ 1" } @d), 'every business day has exactly one finished run');
+         WHERE error IS NULL AND finished_at IS NOT NULL AND hotel_id = 3 GROUP BY 1) x}),
+	join(', ', map { "$_ 1" } @d), 'every business day of hotel 3 has exactly one finished run');
+is($node->safe_psql('postgres', q{
+SELECT count(*) FROM (SELECT 1 FROM booking.checkout_runs WHERE error IS NULL GROUP BY hotel_id, business_date HAVING count(*) > 1) x}),
+	'0', 'no calendar (site or hotel) has a business day run twice');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM booking.checkout_runs WHERE finished_at IS NULL OR error IS NOT NULL'), '0',
 	'no run is left unfinished or failed');
-is($node->safe_psql('postgres', "SELECT string_agg(completed_stays::text, ' ' ORDER BY business_date) FROM booking.checkout_runs WHERE business_date > '$today'"),
+is($node->safe_psql('postgres', "SELECT string_agg(completed_stays::text, ' ' ORDER BY business_date) FROM booking.checkout_runs WHERE hotel_id = 3 AND business_date > '$today'"),
 	"$stays $stays $stays", 'each run counts its due stays exactly (interrupted batches counted once)');
 is($node->safe_psql('postgres', "SELECT count(*) FROM booking.reservations WHERE hotel_id = 3 AND status <> 'completed'"), '0',
 	'every due stay is completed');

@@ -1,8 +1,8 @@
 # Group blocks are released by the nightly checkout worker (issue 15): the
-# worker's run of a business date calls booking.release_blocks(date), which
-# returns the rooms not picked up of every block whose release date has come,
-# exactly once.  The worker is driven by the test-only clock offset, as in
-# t/021_checkout_worker.pl.
+# worker's run of a hotel's business date calls booking.release_blocks(hotel,
+# date), which returns the rooms not picked up of every block of that hotel
+# whose release date has come, exactly once.  The worker is driven by the
+# test-only clock offset, as in t/021_checkout_worker.pl.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;

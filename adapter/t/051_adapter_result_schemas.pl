@@ -78,6 +78,7 @@ call(user => 'POST', '/users/login', {}, { email => 'user@demo.pg-booking.test',
 my $h = call(admin => 'POST', '/hotels', {}, { name => 'Schema Inn', location => 'Porto' });
 call(user => 'GET', '/hotels', {});
 call(user => 'GET', '/hotels/{id}', { id => $h->{id} });
+call(admin => 'PUT', '/hotels/{hotel_id}/time-zone', { hotel_id => $h->{id} }, { time_zone => 'Pacific/Honolulu', checkout_time => '02:30' });
 call(user => 'GET', '/inventory', {}, { hotel_id => $hotel });
 
 my $res = call(admin => 'POST', '/reservations', {},
