@@ -2583,6 +2583,304 @@ CREATE POLICY events_auditor_read ON booking.events FOR SELECT TO booking_audito
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA api, booking FROM PUBLIC;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA api TO booking_api;
 
+-- ==== hotel KPIs: pickup, booking lead time, stay rates, the revenue dashboard (issue 15) ====
+--
+-- The KPIs a revenue manager reads beside occupancy, ADR and RevPAR (section
+-- "revenue" above), as views the "Hotel revenue" Grafana dashboard reads as
+-- booking_grafana, and analytics routes (admin, facility_manager, auditor).
+--
+-- Days.  A reservation was made on the calendar day of its created_at and
+-- cancelled on the day of its cancelled_at, on the hotel's calendar:
+-- booking.kpi_day is the one place that says which calendar (today the
+-- site's, pg_booking.checkout_time_zone, as booking.hotel_today()).
+--
+-- Pickup (booking.hotel_pickup): the rooms on the books for a night as of N
+-- days before it, i.e. at the end of the day night - N: the reservations of
+-- the room type whose stay [arrival_date, departure_date) contains the night,
+-- made on or before that day and not cancelled by then (cancelled later, or
+-- not at all).  A reservation counts with the dates and room type it has now:
+-- a change of dates is not replayed (the row keeps no history of its dates);
+-- a no-show or a stay checked out early counts, as it was booked on that
+-- day.  A day that has not come yet (night - N after today) has no figure.
+-- N is one of booking.pickup_days.  cancelled_at is new: a trigger sets it
+-- when the status becomes cancelled; stays cancelled before the upgrade take
+-- the time of their reservation.cancelled event, else their last update.
+--
+-- Lead time (booking.hotel_lead_time): arrival_date - the day the
+-- reservation was made, counted in the buckets of booking.lead_time_buckets;
+-- a stay entered on or after its arrival day (a walk-in, a late entry) is
+-- in bucket "0".  Every reservation counts, cancelled ones too (they are
+-- also counted apart).
+--
+-- Stay rates (booking.hotel_stays per hotel and arrival day, summed over any
+-- window; booking.stay_rates_json makes the rates, for the kpis route too):
+-- cancellation rate = cancelled / reservations, no-show rate = no-shows /
+-- reservations not cancelled, ALOS = nights of the stays sold (confirmed,
+-- checked in, completed) / stays sold, and the cancellation fees charged.
+
+ALTER TABLE booking.reservations ADD COLUMN cancelled_at timestamptz;
+COMMENT ON COLUMN booking.reservations.cancelled_at IS 'when the stay was cancelled (set by trigger when the status becomes cancelled; NULL otherwise)';
+UPDATE booking.reservations r
+   SET cancelled_at = coalesce((SELECT min(e.at) FROM (SELECT x.at FROM booking.events x
+                                                        WHERE x.entity = 'reservation' AND x.entity_id = r.id::text
+                                                          AND x.kind = 'reservation.cancelled'
+                                                       UNION ALL
+                                                       SELECT q.at FROM booking.event_queue q
+                                                        WHERE q.entity = 'reservation' AND q.entity_id = r.id::text
+                                                          AND q.kind = 'reservation.cancelled') e),
+                               r.updated_at)
+ WHERE r.status = 'cancelled';
+
+CREATE FUNCTION booking.reservation_cancelled_at() RETURNS trigger
+LANGUAGE plpgsql VOLATILE
+AS $$
+BEGIN
+    IF NEW.status <> 'cancelled' THEN
+        NEW.cancelled_at := NULL;
+    ELSIF TG_OP = 'UPDATE' AND OLD.status = 'cancelled' THEN
+        NEW.cancelled_at := OLD.cancelled_at;
+    ELSE
+        NEW.cancelled_at := now();
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION booking.reservation_cancelled_at IS 'trigger: cancelled_at is the time the status became cancelled, written here only';
+-- The WHEN clauses keep every other write (a new confirmed stay, the
+-- checkout's completions and no-shows) from calling PL/pgSQL.
+CREATE TRIGGER reservations_cancelled_at
+    BEFORE INSERT ON booking.reservations
+    FOR EACH ROW WHEN (NEW.status = 'cancelled' OR NEW.cancelled_at IS NOT NULL)
+    EXECUTE FUNCTION booking.reservation_cancelled_at();
+CREATE TRIGGER reservations_cancelled_at_change
+    BEFORE UPDATE OF status, cancelled_at ON booking.reservations
+    FOR EACH ROW WHEN ((NEW.status = 'cancelled') <> (OLD.status = 'cancelled')
+                       OR NEW.cancelled_at IS DISTINCT FROM OLD.cancelled_at)
+    EXECUTE FUNCTION booking.reservation_cancelled_at();
+
+CREATE FUNCTION booking.kpi_day(hotel_id bigint, at timestamptz) RETURNS date
+LANGUAGE sql STABLE
+AS $$ SELECT (at AT TIME ZONE booking.checkout_time_zone())::date $$;
+COMMENT ON FUNCTION booking.kpi_day IS 'the hotel''s calendar day of an instant (when a stay was made or cancelled): the calendar of booking.hotel_today()';
+
+CREATE VIEW booking.pickup_days (days_before) AS VALUES (0), (1), (3), (7), (14), (30), (60), (90);
+COMMENT ON VIEW booking.pickup_days IS 'the N of "rooms on the books N days before the night" that booking.hotel_pickup reports';
+
+CREATE VIEW booking.hotel_pickup AS
+SELECT i.hotel_id, h.name AS hotel_name, i.room_type, i.night, p.days_before, i.night - p.days_before AS as_of,
+       i.total AS rooms_available,
+       (SELECT count(*) FROM booking.reservations r
+         WHERE r.hotel_id = i.hotel_id AND r.room_type = i.room_type
+           AND r.arrival_date <= i.night AND r.arrival_date > i.night - 30   -- stays last 30 nights at most
+           AND i.night < r.departure_date
+           AND booking.kpi_day(r.hotel_id, r.created_at) <= i.night - p.days_before
+           AND (r.status <> 'cancelled' OR booking.kpi_day(r.hotel_id, r.cancelled_at) > i.night - p.days_before)
+       ) AS rooms_on_books
+  FROM booking.inventory i
+  JOIN booking.hotels h ON h.id = i.hotel_id
+ CROSS JOIN booking.pickup_days p
+ WHERE i.night - p.days_before <= booking.kpi_day(i.hotel_id, now());
+COMMENT ON VIEW booking.hotel_pickup IS 'rooms on the books per hotel, room type and night at the end of the day days_before before it (as_of, up to today)';
+
+CREATE VIEW booking.lead_time_buckets (bucket_order, bucket, min_days, max_days) AS
+VALUES (1, '0', NULL::integer, 0), (2, '1-3', 1, 3), (3, '4-7', 4, 7), (4, '8-14', 8, 14),
+       (5, '15-30', 15, 30), (6, '31-90', 31, 90), (7, '91+', 91, NULL::integer);
+COMMENT ON VIEW booking.lead_time_buckets IS 'booking lead time buckets, days from the day a stay was made to its arrival (both bounds included; NULL: open)';
+
+CREATE VIEW booking.hotel_lead_time AS
+SELECT r.hotel_id, h.name AS hotel_name, r.arrival_date, b.bucket_order, b.bucket, b.min_days, b.max_days,
+       count(*) AS reservations, count(*) FILTER (WHERE r.status = 'cancelled') AS cancelled,
+       sum(l.days) AS lead_days
+  FROM booking.reservations r
+  JOIN booking.hotels h ON h.id = r.hotel_id
+ CROSS JOIN LATERAL (SELECT r.arrival_date - booking.kpi_day(r.hotel_id, r.created_at) AS days) l
+  JOIN booking.lead_time_buckets b ON (b.min_days IS NULL OR l.days >= b.min_days) AND (b.max_days IS NULL OR l.days <= b.max_days)
+ GROUP BY r.hotel_id, h.name, r.arrival_date, b.bucket_order, b.bucket, b.min_days, b.max_days;
+COMMENT ON VIEW booking.hotel_lead_time IS 'reservations per hotel, arrival day and lead time bucket (cancelled ones included and counted apart; lead_days: their sum)';
+
+CREATE VIEW booking.hotel_stays AS
+SELECT r.hotel_id, h.name AS hotel_name, h.currency, r.arrival_date, count(*) AS reservations,
+       count(*) FILTER (WHERE r.status = 'cancelled') AS cancelled,
+       count(*) FILTER (WHERE r.status = 'no_show') AS no_shows,
+       count(*) FILTER (WHERE booking.reservation_sells(r.status)) AS sold,
+       coalesce(sum(r.stay_length) FILTER (WHERE booking.reservation_sells(r.status)), 0) AS sold_nights,
+       coalesce(sum(r.cancellation_fee), 0) AS cancellation_fees
+  FROM booking.reservations r
+  JOIN booking.hotels h ON h.id = r.hotel_id
+ GROUP BY r.hotel_id, h.name, h.currency, r.arrival_date;
+COMMENT ON VIEW booking.hotel_stays IS 'reservations per hotel and arrival day: all, cancelled, no-shows, sold, nights sold, cancellation fees (sum over a window, then booking.stay_rates_json)';
+
+CREATE FUNCTION booking.stay_rates_json(reservations numeric, cancelled numeric, no_shows numeric,
+                                        sold numeric, sold_nights numeric) RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT jsonb_build_object('reservations', reservations,
+                              'cancellation_rate_pct', round(100.0 * cancelled / nullif(reservations, 0), 2),
+                              'no_show_rate_pct', round(100.0 * no_shows / nullif(reservations - cancelled, 0), 2),
+                              'alos', round(sold_nights / nullif(sold, 0), 2))
+$$;
+COMMENT ON FUNCTION booking.stay_rates_json IS 'cancellation rate (of all), no-show rate (of those not cancelled), ALOS (nights per stay sold) of a set of reservations';
+
+-- Revenue per hotel, room type and night with the hotel's name and currency,
+-- and per hotel and night with its KPIs (booking.kpi_json): what the
+-- dashboard plots.
+CREATE VIEW booking.hotel_revenue AS
+SELECT v.hotel_id, h.name AS hotel_name, h.currency, v.room_type, v.night,
+       v.rooms_available, v.rooms_sold, v.revenue AS room_revenue
+  FROM booking.revenue_nights v JOIN booking.hotels h ON h.id = v.hotel_id;
+COMMENT ON VIEW booking.hotel_revenue IS 'booking.revenue_nights with the hotel''s name and currency';
+
+CREATE VIEW booking.hotel_revenue_by_night AS
+SELECT x.hotel_id, x.hotel_name, x.currency, x.night, x.rooms_available, x.rooms_sold, x.room_revenue,
+       (k ->> 'occupancy_pct')::numeric AS occupancy_pct, (k ->> 'adr')::numeric AS adr, (k ->> 'revpar')::numeric AS revpar
+  FROM (SELECT v.hotel_id, v.hotel_name, v.currency, v.night, sum(v.rooms_available) AS rooms_available,
+               sum(v.rooms_sold) AS rooms_sold, sum(v.room_revenue) AS room_revenue
+          FROM booking.hotel_revenue v GROUP BY v.hotel_id, v.hotel_name, v.currency, v.night) x
+  LEFT JOIN booking.currencies c ON c.code = x.currency
+ CROSS JOIN LATERAL booking.kpi_json(x.rooms_available, x.rooms_sold, x.room_revenue, coalesce(c.minor_units, 2)) k;
+COMMENT ON VIEW booking.hotel_revenue_by_night IS 'per hotel and night: rooms, rooms sold, room revenue, occupancy %, ADR, RevPAR';
+
+GRANT SELECT ON booking.pickup_days, booking.hotel_pickup, booking.lead_time_buckets, booking.hotel_lead_time,
+    booking.hotel_stays, booking.hotel_revenue, booking.hotel_revenue_by_night, booking.revenue_nights
+  TO booking_admin, booking_facility_manager, booking_auditor, booking_grafana;
+-- A view's reader needs EXECUTE on the functions it calls.
+GRANT EXECUTE ON FUNCTION booking.kpi_day(bigint, timestamptz), booking.checkout_time_zone(),
+    booking.reservation_sells(text), booking.kpi_json(numeric, numeric, numeric, integer),
+    booking.stay_rates_json(numeric, numeric, numeric, numeric, numeric)
+  TO booking_api, booking_grafana;
+
+-- One set of rules for the kpis route and the views: its stay rates now
+-- come from booking.hotel_stays and booking.stay_rates_json.
+CREATE OR REPLACE FUNCTION api.analytics_hotel_kpis(hotel_id bigint, "from" text, "to" text) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    h booking.hotels;
+    nights daterange;
+    m integer;
+    result jsonb;
+BEGIN
+    PERFORM booking.require_role('admin', 'facility_manager', 'auditor');
+    h := booking.find_hotel(hotel_id);
+    nights := booking.parse_nights("from", "to");
+    m := coalesce((SELECT c.minor_units FROM booking.currencies c WHERE c.code = h.currency), 2);
+    WITH n AS (SELECT v.* FROM booking.revenue_nights v
+                WHERE v.hotel_id = analytics_hotel_kpis.hotel_id AND v.night <@ nights),
+         s AS (SELECT coalesce(sum(x.reservations), 0) AS stays, coalesce(sum(x.cancelled), 0) AS cancelled,
+                      coalesce(sum(x.no_shows), 0) AS no_shows, coalesce(sum(x.sold), 0) AS sold,
+                      coalesce(sum(x.sold_nights), 0) AS sold_nights, coalesce(sum(x.cancellation_fees), 0) AS fees
+                 FROM booking.hotel_stays x
+                WHERE x.hotel_id = analytics_hotel_kpis.hotel_id AND x.arrival_date <@ nights)
+    SELECT jsonb_build_object('hotel_id', hotel_id, 'currency', h.currency,
+                              'from', lower(nights), 'to', upper(nights) - 1)
+           || booking.kpi_json((SELECT coalesce(sum(rooms_available), 0) FROM n), (SELECT coalesce(sum(rooms_sold), 0) FROM n),
+                               (SELECT coalesce(sum(revenue), 0) FROM n), m)
+           || booking.stay_rates_json(s.stays, s.cancelled, s.no_shows, s.sold, s.sold_nights)
+           || jsonb_build_object(
+                'cancellation_fees', s.fees,
+                'by_room_type', coalesce((SELECT jsonb_agg(jsonb_build_object('room_type', t.room_type)
+                                                           || booking.kpi_json(t.a, t.s, t.r, m) ORDER BY t.room_type)
+                                            FROM (SELECT room_type, sum(rooms_available) a, sum(rooms_sold) s, sum(revenue) r
+                                                    FROM n GROUP BY room_type) t), '[]'),
+                'by_night', coalesce((SELECT jsonb_agg(jsonb_build_object('night', n.night, 'room_type', n.room_type,
+                                                                          'rooms_available', n.rooms_available,
+                                                                          'rooms_sold', n.rooms_sold, 'room_revenue', n.revenue)
+                                                       ORDER BY n.night, n.room_type) FROM n), '[]'))
+      INTO result FROM s;
+    RETURN result;
+END
+$$;
+
+CREATE FUNCTION api.analytics_hotel_pickup(hotel_id bigint, "from" text, "to" text) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    nights daterange;
+BEGIN
+    PERFORM booking.require_role('admin', 'facility_manager', 'auditor');
+    PERFORM booking.find_hotel(hotel_id);
+    nights := booking.parse_nights("from", "to");
+    RETURN jsonb_build_object('hotel_id', hotel_id, 'from', lower(nights), 'to', upper(nights) - 1,
+        'days_before', (SELECT jsonb_agg(d.days_before ORDER BY d.days_before) FROM booking.pickup_days d),
+        'nights', coalesce((SELECT jsonb_agg(jsonb_build_object('night', p.night, 'room_type', p.room_type,
+                                                                'days_before', p.days_before, 'as_of', p.as_of,
+                                                                'rooms_available', p.rooms_available,
+                                                                'rooms_on_books', p.rooms_on_books)
+                                             ORDER BY p.night, p.room_type, p.days_before DESC)
+                              FROM booking.hotel_pickup p
+                             WHERE p.hotel_id = analytics_hotel_pickup.hotel_id AND p.night <@ nights), '[]'));
+END
+$$;
+COMMENT ON FUNCTION api.analytics_hotel_pickup IS 'admin, facility_manager, auditor: rooms on the books per night and room type as of N days before the night (N in days_before; only days up to today), nights from..to included; 404, 422';
+
+CREATE FUNCTION api.analytics_hotel_lead_time(hotel_id bigint, "from" text, "to" text) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    arrivals daterange;
+BEGIN
+    PERFORM booking.require_role('admin', 'facility_manager', 'auditor');
+    PERFORM booking.find_hotel(hotel_id);
+    arrivals := booking.parse_nights("from", "to");
+    RETURN (SELECT jsonb_build_object('hotel_id', hotel_id, 'from', lower(arrivals), 'to', upper(arrivals) - 1,
+                                      'reservations', coalesce(sum(t.reservations), 0),
+                                      'average_lead_days', round(sum(t.lead_days) / nullif(sum(t.reservations), 0), 2),
+                                      'buckets', jsonb_agg(jsonb_build_object('bucket', t.bucket, 'min_days', t.min_days,
+                                                                              'max_days', t.max_days,
+                                                                              'reservations', t.reservations,
+                                                                              'cancelled', t.cancelled)
+                                                           ORDER BY t.bucket_order))
+              FROM (SELECT b.bucket_order, b.bucket, b.min_days, b.max_days,
+                           coalesce(sum(l.reservations), 0) AS reservations, coalesce(sum(l.cancelled), 0) AS cancelled,
+                           coalesce(sum(l.lead_days), 0) AS lead_days
+                      FROM booking.lead_time_buckets b
+                      LEFT JOIN booking.hotel_lead_time l
+                             ON l.bucket_order = b.bucket_order AND l.hotel_id = analytics_hotel_lead_time.hotel_id
+                            AND l.arrival_date <@ arrivals
+                     GROUP BY b.bucket_order, b.bucket, b.min_days, b.max_days) t);
+END
+$$;
+COMMENT ON FUNCTION api.analytics_hotel_lead_time IS 'admin, facility_manager, auditor: reservations arriving from..to (included) per lead time bucket (days from the day made to arrival; cancelled ones included and counted apart), and the average lead time; 404, 422';
+
+REVOKE EXECUTE ON FUNCTION booking.reservation_cancelled_at(), booking.kpi_day(bigint, timestamptz),
+    booking.stay_rates_json(numeric, numeric, numeric, numeric, numeric),
+    api.analytics_hotel_pickup(bigint, text, text), api.analytics_hotel_lead_time(bigint, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.analytics_hotel_pickup(bigint, text, text), api.analytics_hotel_lead_time(bigint, text, text)
+  TO booking_api;
+
+INSERT INTO booking.http_routes (method, path, function_name, success_status, operation_id, body_argument, public, event_stream) VALUES
+    ('GET', '/admin/analytics/hotels/{hotel_id}/pickup',    'analytics_hotel_pickup',    200, NULL, NULL, false, false),
+    ('GET', '/admin/analytics/hotels/{hotel_id}/lead-time', 'analytics_hotel_lead_time', 200, NULL, NULL, false, false);
+
+WITH t(day, id, n, num, str) AS (
+    SELECT '{"type": "string", "format": "date"}'::jsonb, '{"type": "integer", "format": "int64"}'::jsonb,
+           '{"type": "integer"}'::jsonb, '{"type": "number"}'::jsonb, '{"type": "string"}'::jsonb)
+INSERT INTO booking.http_schemas (name, schema)
+SELECT v.name, jsonb_build_object('type', 'object', 'description', v.description,
+                                  'required', (SELECT jsonb_agg(x ORDER BY x) FROM jsonb_object_keys(v.props) x),
+                                  'properties', v.props)
+  FROM t, LATERAL (VALUES
+    ('HotelPickup', 'rooms on the books per night and room type as of N days before the night',
+     jsonb_build_object('hotel_id', t.id, 'from', t.day, 'to', t.day,
+                        'days_before', jsonb_build_object('type', 'array', 'items', t.n),
+                        'nights', jsonb_build_object('type', 'array', 'items', jsonb_build_object(
+                            'type', 'object',
+                            'required', '["as_of", "days_before", "night", "room_type", "rooms_available", "rooms_on_books"]'::jsonb,
+                            'properties', jsonb_build_object('night', t.day, 'room_type', t.str, 'days_before', t.n,
+                                                             'as_of', t.day, 'rooms_available', t.n, 'rooms_on_books', t.n))))),
+    ('HotelLeadTime', 'reservations arriving in a range of days per booking lead time bucket',
+     jsonb_build_object('hotel_id', t.id, 'from', t.day, 'to', t.day, 'reservations', t.n,
+                        'average_lead_days', t.num || '{"nullable": true}',
+                        'buckets', jsonb_build_object('type', 'array', 'items', jsonb_build_object(
+                            'type', 'object', 'required', '["bucket", "cancelled", "max_days", "min_days", "reservations"]'::jsonb,
+                            'properties', jsonb_build_object('bucket', t.str, 'min_days', t.n || '{"nullable": true}',
+                                                             'max_days', t.n || '{"nullable": true}',
+                                                             'reservations', t.n, 'cancelled', t.n)))))
+  ) AS v(name, description, props);
+INSERT INTO booking.http_results (function_name, schema)
+VALUES ('analytics_hotel_pickup', '{"$ref": "#/components/schemas/HotelPickup"}'),
+       ('analytics_hotel_lead_time', '{"$ref": "#/components/schemas/HotelLeadTime"}');
+
 -- ==== routes of the sections above that come before booking.http_routes or after it (issues 9, 15) ====
 -- (booking.http_routes is declared in section "HTTP routes declared once".)
 INSERT INTO booking.http_routes (method, path, function_name, success_status, operation_id, body_argument, public, event_stream) VALUES
