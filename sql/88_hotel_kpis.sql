@@ -6,7 +6,7 @@
 -- comparison can fail.
 \set SHOW_CONTEXT never
 SET timezone TO 'UTC';
-\ir ../test/kpi_recount.sql
+\i test/kpi_recount.sql
 
 -- Two hotels: one priced (EUR, cancellation free until 3 days before, then
 -- 50 %), one not priced (no currency: revenue 0, the stay rates still count).

@@ -1,7 +1,7 @@
 -- An independent recomputation of every hotel KPI from raw rows
 -- (reservations, their stored nightly prices, inventory), compared with what
 -- the api and the dashboard views report (issue 15).  Used by
--- sql/88_hotel_kpis.sql (\ir) and t/087_price_concurrency.pl.
+-- sql/88_hotel_kpis.sql (\i, from the top folder) and t/087_price_concurrency.pl.
 --
 -- public.kpi_recount(hotel, from, to) returns one row per figure that
 -- differs (reported NULL: missing from the report; recounted NULL: reported
@@ -14,9 +14,9 @@ RETURNS TABLE (kpi text, key text, reported numeric, recounted numeric)
 LANGUAGE plpgsql VOLATILE
 AS $$
 DECLARE
-    k jsonb := api.analytics_hotel_kpis(hotel, f::text, t::text);
-    p jsonb := api.analytics_hotel_pickup(hotel, f::text, t::text);
-    l jsonb := api.analytics_hotel_lead_time(hotel, f::text, t::text);
+    k jsonb := api.analytics_hotel_kpis(hotel, to_char(f, 'YYYY-MM-DD'), to_char(t, 'YYYY-MM-DD'));
+    p jsonb := api.analytics_hotel_pickup(hotel, to_char(f, 'YYYY-MM-DD'), to_char(t, 'YYYY-MM-DD'));
+    l jsonb := api.analytics_hotel_lead_time(hotel, to_char(f, 'YYYY-MM-DD'), to_char(t, 'YYYY-MM-DD'));
     minor integer := coalesce((SELECT c.minor_units FROM booking.hotels h JOIN booking.currencies c ON c.code = h.currency
                                 WHERE h.id = hotel), 2);
     today date := (now() AT TIME ZONE coalesce(nullif(current_setting('pg_booking.checkout_time_zone', true), ''), 'UTC'))::date;
@@ -38,7 +38,7 @@ BEGIN
              UNION ALL
              SELECT 'type', n.room_type, sum(n.rooms), sum(n.sold), sum(n.revenue) FROM per_night n GROUP BY n.room_type
              UNION ALL
-             SELECT 'view_night', n.night::text, sum(n.rooms), sum(n.sold), sum(n.revenue) FROM per_night n GROUP BY n.night),
+             SELECT 'view_night', to_char(n.night, 'YYYY-MM-DD'), sum(n.rooms), sum(n.sold), sum(n.revenue) FROM per_night n GROUP BY n.night),
          pickup_days(n) AS (VALUES (0), (1), (3), (7), (14), (30), (60), (90)),
          booked AS (SELECT r.room_type, d::date AS night, (r.created_at AT TIME ZONE 'UTC')::date AS made,
                            CASE WHEN r.status = 'cancelled' THEN (r.cancelled_at AT TIME ZONE 'UTC')::date END AS cancelled_on
@@ -53,7 +53,7 @@ BEGIN
                                          ('adr', round(x.revenue / nullif(x.sold, 0), minor)),
                                          ('revpar', round(x.revenue / nullif(x.rooms, 0), minor))) m(name, v)
              UNION ALL
-             SELECT 'night.' || m.name, n.night || ' ' || n.room_type, m.v
+             SELECT 'night.' || m.name, to_char(n.night, 'YYYY-MM-DD') || ' ' || n.room_type, m.v
                FROM per_night n
               CROSS JOIN LATERAL (VALUES ('rooms_available', n.rooms), ('rooms_sold', n.sold), ('room_revenue', n.revenue)) m(name, v)
              UNION ALL
@@ -66,7 +66,7 @@ BEGIN
                                          ('no_show_rate_pct', round(100 * s.ns / nullif(s.n - s.c, 0), 2)),
                                          ('alos', round(s.alos, 2)), ('cancellation_fees', s.fees)) m(name, v)
              UNION ALL
-             SELECT 'pickup', i.night || ' ' || i.room_type || ' ' || d.n,
+             SELECT 'pickup', to_char(i.night, 'YYYY-MM-DD') || ' ' || i.room_type || ' ' || d.n,
                     (SELECT count(*) FROM booked b
                       WHERE b.room_type = i.room_type AND b.night = i.night AND b.made <= i.night - d.n
                         AND (b.cancelled_on IS NULL OR b.cancelled_on > i.night - d.n))::numeric
@@ -103,7 +103,7 @@ BEGIN
                FROM unnest('{reservations,cancellation_rate_pct,no_show_rate_pct,alos,cancellation_fees}'::text[]) m
              UNION ALL
              -- The dashboard's view of the nights.
-             SELECT 'view_night.' || m.name, v.night::text, m.v
+             SELECT 'view_night.' || m.name, to_char(v.night, 'YYYY-MM-DD'), m.v
                FROM booking.hotel_revenue_by_night v
               CROSS JOIN LATERAL (VALUES ('rooms_available', v.rooms_available), ('rooms_sold', v.rooms_sold),
                                          ('room_revenue', v.room_revenue), ('occupancy_pct', v.occupancy_pct),
@@ -135,6 +135,6 @@ CREATE OR REPLACE FUNCTION public.kpi_recount_size(hotel bigint, f date, t date)
 LANGUAGE sql STABLE
 AS $$
     SELECT (SELECT count(*) FROM booking.inventory i WHERE i.hotel_id = hotel AND i.night BETWEEN f AND t) * 3
-         + jsonb_array_length(api.analytics_hotel_pickup(hotel, f::text, t::text) -> 'nights')
+         + jsonb_array_length(api.analytics_hotel_pickup(hotel, to_char(f, 'YYYY-MM-DD'), to_char(t, 'YYYY-MM-DD')) -> 'nights')
          + (SELECT count(*) FROM booking.reservations r WHERE r.hotel_id = hotel AND r.arrival_date BETWEEN f AND t)
 $$;
