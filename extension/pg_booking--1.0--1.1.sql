@@ -2749,6 +2749,213 @@ GRANT EXECUTE ON FUNCTION booking.kpi_day(bigint, timestamptz), booking.checkout
     booking.stay_rates_json(numeric, numeric, numeric, numeric, numeric)
   TO booking_api, booking_grafana;
 
+-- Rooms sold and room revenue per (hotel, room type, night), kept exact by
+-- statement-level counters like the booking analytics (extension/analytics.c):
+-- booking.revenue_nights, which every occupancy, ADR, RevPAR and revenue
+-- figure reads, is O(hotels x room types x nights), not O(reservations).
+-- Each INSERT, UPDATE or DELETE of reservations adds, in the writer's own
+-- transaction, what its rows sell (new_rows, +1 and the stored price per
+-- night held by a selling stay) minus what they sold (old_rows), per
+-- (hotel, room type, night), as one INSERT ... ON CONFLICT DO UPDATE in key
+-- order:
+--   - exact under concurrency: the upsert locks the counter row and adds to
+--     its latest committed version (READ COMMITTED), or waits for the
+--     concurrent insert of the same key; a rollback takes its deltas with it.
+--   - no deadlock between counters: every statement locks its keys in one
+--     order; the take (inventory.c) has already locked the inventory rows of
+--     the same nights, so writers of the same nights are queued there first.
+--   - an UPDATE that changes none of hotel, room type, arrival, held nights,
+--     whether the status sells, or the prices (a check-in, the checkout's
+--     completion of a stay that has left) writes nothing.
+-- SQL, not C: the deltas come from the stored jsonb prices and one upsert
+-- per statement; the rule "which nights a stay sells" is
+-- booking.revenue_nights_of (below), used by the trigger, by the recount
+-- of booking.analytics_check() and by booking.analytics_rebuild().
+CREATE TABLE booking.revenue_night_counts (
+    hotel_id   bigint NOT NULL,
+    room_type  text NOT NULL,
+    night      date NOT NULL,
+    rooms_sold bigint NOT NULL DEFAULT 0,
+    revenue    numeric NOT NULL DEFAULT 0,
+    PRIMARY KEY (hotel_id, room_type, night)
+);
+COMMENT ON TABLE booking.revenue_night_counts IS 'rooms sold and room revenue per hotel, room type and night, kept exact by the count_revenue_nights triggers; compare with booking.analytics_check()';
+REVOKE ALL ON booking.revenue_night_counts FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('booking.revenue_night_counts', '');
+
+-- The nights a reservation sells and their stored prices (none unless its
+-- status sells: booking.reservation_sells), one row per night held.
+CREATE FUNCTION booking.revenue_nights_of(r booking.reservations)
+RETURNS TABLE (hotel_id bigint, room_type text, night date, price numeric)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT r.hotel_id, r.room_type, d::date, coalesce((r.nightly_prices ->> to_char(d, 'YYYY-MM-DD'))::numeric, 0)
+      FROM generate_series(r.arrival_date, r.held_until - 1, interval '1 day') d
+     WHERE booking.reservation_sells(r.status)
+$$;
+COMMENT ON FUNCTION booking.revenue_nights_of IS 'the nights a reservation sells (held nights of a selling status) with their stored prices (0 when unpriced)';
+
+-- The full recount, from every reservation: what the counters must hold.
+CREATE VIEW booking.revenue_nights_recount AS
+SELECT n.hotel_id, n.room_type, n.night, count(*) AS rooms_sold, sum(n.price) AS revenue
+  FROM booking.reservations r CROSS JOIN LATERAL booking.revenue_nights_of(r) n
+ GROUP BY n.hotel_id, n.room_type, n.night;
+COMMENT ON VIEW booking.revenue_nights_recount IS 'rooms sold and room revenue per hotel, room type and night recounted from every reservation (O(reservations)): what booking.revenue_night_counts holds';
+REVOKE ALL ON booking.revenue_nights_recount FROM PUBLIC;
+
+CREATE FUNCTION booking.count_revenue_nights() RETURNS trigger
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        DELETE FROM booking.revenue_night_counts;
+    ELSIF TG_OP = 'INSERT' THEN
+        INSERT INTO booking.revenue_night_counts AS c (hotel_id, room_type, night, rooms_sold, revenue)
+        SELECT n.hotel_id, n.room_type, n.night, count(*), sum(n.price)
+          FROM new_rows x CROSS JOIN LATERAL booking.revenue_nights_of(x::booking.reservations) n
+         GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+        ON CONFLICT (hotel_id, room_type, night) DO UPDATE
+           SET rooms_sold = c.rooms_sold + excluded.rooms_sold, revenue = c.revenue + excluded.revenue;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO booking.revenue_night_counts AS c (hotel_id, room_type, night, rooms_sold, revenue)
+        SELECT n.hotel_id, n.room_type, n.night, -count(*), -sum(n.price)
+          FROM old_rows x CROSS JOIN LATERAL booking.revenue_nights_of(x::booking.reservations) n
+         GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+        ON CONFLICT (hotel_id, room_type, night) DO UPDATE
+           SET rooms_sold = c.rooms_sold + excluded.rooms_sold, revenue = c.revenue + excluded.revenue;
+    ELSE
+        -- Rows whose sold nights cannot have moved are left out first (a row
+        -- whose id changed is not among them: it counts out and back in).
+        WITH same AS (
+            SELECT n.id FROM new_rows n JOIN old_rows o ON o.id = n.id
+             WHERE n.hotel_id = o.hotel_id AND n.room_type = o.room_type AND n.arrival_date = o.arrival_date
+               AND n.held_until = o.held_until
+               AND booking.reservation_sells(n.status) = booking.reservation_sells(o.status)
+               AND n.nightly_prices IS NOT DISTINCT FROM o.nightly_prices),
+        deltas AS (
+            SELECT n.hotel_id, n.room_type, n.night, 1 AS sold, n.price
+              FROM new_rows x CROSS JOIN LATERAL booking.revenue_nights_of(x::booking.reservations) n
+             WHERE x.id NOT IN (SELECT s.id FROM same s)
+            UNION ALL
+            SELECT n.hotel_id, n.room_type, n.night, -1, -n.price
+              FROM old_rows x CROSS JOIN LATERAL booking.revenue_nights_of(x::booking.reservations) n
+             WHERE x.id NOT IN (SELECT s.id FROM same s))
+        INSERT INTO booking.revenue_night_counts AS c (hotel_id, room_type, night, rooms_sold, revenue)
+        SELECT d.hotel_id, d.room_type, d.night, sum(d.sold), sum(d.price)
+          FROM deltas d
+         GROUP BY 1, 2, 3 HAVING sum(d.sold) <> 0 OR sum(d.price) <> 0 ORDER BY 1, 2, 3
+        ON CONFLICT (hotel_id, room_type, night) DO UPDATE
+           SET rooms_sold = c.rooms_sold + excluded.rooms_sold, revenue = c.revenue + excluded.revenue;
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION booking.count_revenue_nights IS 'statement trigger: add the net change of a statement on booking.reservations to booking.revenue_night_counts, in key order';
+-- One event each (transition tables allow no more), as the booking counters.
+CREATE TRIGGER reservations_count_revenue_insert AFTER INSERT ON booking.reservations
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION booking.count_revenue_nights();
+CREATE TRIGGER reservations_count_revenue_update AFTER UPDATE ON booking.reservations
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION booking.count_revenue_nights();
+CREATE TRIGGER reservations_count_revenue_delete AFTER DELETE ON booking.reservations
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION booking.count_revenue_nights();
+CREATE TRIGGER reservations_count_revenue_truncate AFTER TRUNCATE ON booking.reservations
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.count_revenue_nights();
+
+-- Reservations made before the counters existed (an upgrade).
+INSERT INTO booking.revenue_night_counts (hotel_id, room_type, night, rooms_sold, revenue)
+SELECT hotel_id, room_type, night, rooms_sold, revenue FROM booking.revenue_nights_recount;
+
+-- The KPI view now reads the counters.  Revenue is shown with the
+-- currency's minor units (a counter's scale is that of every amount it ever
+-- added; the amounts never have more decimals than their currency).
+CREATE OR REPLACE VIEW booking.revenue_nights AS
+SELECT i.hotel_id, i.room_type, i.night, i.total AS rooms_available,
+       coalesce(c.rooms_sold, 0) AS rooms_sold, round(coalesce(c.revenue, 0), coalesce(m.minor_units, 0)) AS revenue
+  FROM booking.inventory i
+  JOIN booking.hotels h ON h.id = i.hotel_id
+  LEFT JOIN booking.currencies m ON m.code = h.currency
+  LEFT JOIN booking.revenue_night_counts c ON c.hotel_id = i.hotel_id AND c.room_type = i.room_type AND c.night = i.night;
+
+-- The check and the rebuild cover the revenue counters too.  A revenue
+-- difference is shown in 1/10000 of the currency unit (kept and recounted
+-- are bigint); it is found by comparing the exact amounts.
+CREATE OR REPLACE FUNCTION booking.analytics_check()
+RETURNS TABLE (summary text, room_id bigint, counter text, kept bigint, recounted bigint)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH kept AS (
+        SELECT c.room_id, k.counter, k.n
+          FROM booking.room_booking_counts c
+         CROSS JOIN LATERAL (VALUES ('confirmed', c.confirmed), ('cancelled', c.cancelled),
+                                    ('completed', c.completed)) k(counter, n)
+    ), recount AS (
+        SELECT r.id AS room_id, s.counter, count(b.id) AS n
+          FROM booking.rooms r
+         CROSS JOIN (VALUES ('confirmed'), ('cancelled'), ('completed')) s(counter)
+          LEFT JOIN booking.bookings b ON b.room_id = r.id AND b.status = s.counter
+         GROUP BY 1, 2
+    ), kept_ratings AS (
+        SELECT c.room_id, k.counter, k.n
+          FROM booking.room_rating_counts c
+         CROSS JOIN LATERAL (VALUES ('review_count', c.review_count), ('rating_sum', c.rating_sum)) k(counter, n)
+    ), recount_ratings AS (
+        SELECT r.id AS room_id, k.counter, k.n
+          FROM booking.rooms r
+          LEFT JOIN LATERAL (SELECT count(*) AS review_count, coalesce(sum(v.rating), 0) AS rating_sum
+                               FROM booking.reviews v WHERE v.room_id = r.id AND v.status <> 'hidden') a ON true
+         CROSS JOIN LATERAL (VALUES ('review_count', a.review_count), ('rating_sum', a.rating_sum)) k(counter, n)
+    ), kept_revenue AS (
+        SELECT c.* FROM booking.revenue_night_counts c WHERE c.rooms_sold <> 0 OR c.revenue <> 0
+    )
+    SELECT 'room_booking_counts', coalesce(k.room_id, r.room_id), coalesce(k.counter, r.counter), k.n, r.n
+      FROM kept k FULL JOIN recount r ON r.room_id = k.room_id AND r.counter = k.counter
+     WHERE k.n IS DISTINCT FROM r.n
+    UNION ALL
+    SELECT 'room_rating_counts', coalesce(k.room_id, r.room_id), coalesce(k.counter, r.counter), k.n, r.n
+      FROM kept_ratings k FULL JOIN recount_ratings r ON r.room_id = k.room_id AND r.counter = k.counter
+     WHERE k.n IS DISTINCT FROM r.n
+    UNION ALL
+    SELECT 'revenue_night_counts', coalesce(k.hotel_id, r.hotel_id),
+           m.counter || ' ' || coalesce(k.room_type, r.room_type) || ' ' || to_char(coalesce(k.night, r.night), 'YYYY-MM-DD'),
+           m.kept, m.recounted
+      FROM kept_revenue k
+      FULL JOIN booking.revenue_nights_recount r
+             ON r.hotel_id = k.hotel_id AND r.room_type = k.room_type AND r.night = k.night
+     CROSS JOIN LATERAL (VALUES
+            ('rooms_sold', k.rooms_sold, coalesce(r.rooms_sold, 0), coalesce(k.rooms_sold, 0) <> coalesce(r.rooms_sold, 0)),
+            ('revenue_1e-4', (k.revenue * 10000)::bigint, (coalesce(r.revenue, 0) * 10000)::bigint,
+             coalesce(k.revenue, 0) <> coalesce(r.revenue, 0))) m(counter, kept, recounted, differs)
+     WHERE m.differs
+     ORDER BY 1, 2, 3
+$$;
+
+CREATE OR REPLACE FUNCTION booking.analytics_rebuild() RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    LOCK TABLE booking.bookings, booking.reviews, booking.reservations IN SHARE MODE;
+    DELETE FROM booking.room_booking_counts;
+    INSERT INTO booking.room_booking_counts (room_id, confirmed, cancelled, completed)
+    SELECT r.id, count(b.id) FILTER (WHERE b.status = 'confirmed'), count(b.id) FILTER (WHERE b.status = 'cancelled'),
+           count(b.id) FILTER (WHERE b.status = 'completed')
+      FROM booking.rooms r LEFT JOIN booking.bookings b ON b.room_id = r.id GROUP BY r.id;
+    DELETE FROM booking.room_rating_counts;
+    INSERT INTO booking.room_rating_counts (room_id, review_count, rating_sum)
+    SELECT r.id, count(v.id), coalesce(sum(v.rating), 0)
+      FROM booking.rooms r LEFT JOIN booking.reviews v ON v.room_id = r.id AND v.status <> 'hidden' GROUP BY r.id;
+    DELETE FROM booking.revenue_night_counts;
+    INSERT INTO booking.revenue_night_counts (hotel_id, room_type, night, rooms_sold, revenue)
+    SELECT hotel_id, room_type, night, rooms_sold, revenue FROM booking.revenue_nights_recount;
+END
+$$;
+COMMENT ON FUNCTION booking.analytics_rebuild IS 'recompute the summary tables (bookings, reviews, revenue nights) from the counted tables (superuser; blocks writers meanwhile)';
+
+REVOKE EXECUTE ON FUNCTION booking.revenue_nights_of(booking.reservations), booking.count_revenue_nights() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION booking.revenue_nights_of(booking.reservations) TO booking_api;
+
 -- One set of rules for the kpis route and the views: its stay rates now
 -- come from booking.hotel_stays and booking.stay_rates_json.
 CREATE OR REPLACE FUNCTION api.analytics_hotel_kpis(hotel_id bigint, "from" text, "to" text) RETURNS jsonb
