@@ -2787,7 +2787,7 @@ SELECT pg_catalog.pg_extension_config_dump('booking.revenue_night_counts', '');
 -- status sells: booking.reservation_sells), one row per night held.
 CREATE FUNCTION booking.revenue_nights_of(r booking.reservations)
 RETURNS TABLE (hotel_id bigint, room_type text, night date, price numeric)
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
+LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
     SELECT r.hotel_id, r.room_type, d::date, coalesce((r.nightly_prices ->> to_char(d, 'YYYY-MM-DD'))::numeric, 0)
       FROM generate_series(r.arrival_date, r.held_until - 1, interval '1 day') d
