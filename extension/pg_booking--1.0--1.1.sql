@@ -5322,6 +5322,554 @@ INSERT INTO booking.http_routes (method, path, function_name, success_status, op
 INSERT INTO booking.http_results (function_name, schema)
 VALUES ('set_hotel_time_zone', '{"$ref": "#/components/schemas/Hotel"}');
 
+-- ==== hotel KPIs: pickup, booking lead time, stay rates, the revenue dashboard (issue 15) ====
+--
+-- The KPIs a revenue manager reads beside occupancy, ADR and RevPAR (section
+-- "revenue" above), as views the "Hotel revenue" Grafana dashboard reads as
+-- booking_grafana, and analytics routes (admin, facility_manager, auditor).
+--
+-- Days.  A reservation was made on the calendar day of its created_at and
+-- cancelled on the day of its cancelled_at, on the hotel's calendar:
+-- booking.kpi_day is the one place that says which calendar (the hotel's
+-- time zone, as booking.hotel_today(hotel_id)).
+--
+-- Pickup (booking.hotel_pickup): the rooms on the books for a night as of N
+-- days before it, i.e. at the end of the day night - N: the reservations of
+-- the room type whose stay [arrival_date, departure_date) contains the night,
+-- made on or before that day and not cancelled by then (cancelled later, or
+-- not at all).  A reservation counts with the dates and room type it has now:
+-- a change of dates is not replayed (the row keeps no history of its dates);
+-- a no-show or a stay checked out early counts, as it was booked on that
+-- day.  A day that has not come yet (night - N after today) has no figure.
+-- N is one of booking.pickup_days.  cancelled_at is new: a trigger sets it
+-- when the status becomes cancelled; stays cancelled before the upgrade take
+-- the time of their reservation.cancelled event, else their last update.
+--
+-- Lead time (booking.hotel_lead_time): arrival_date - the day the
+-- reservation was made, counted in the buckets of booking.lead_time_buckets;
+-- a stay entered on or after its arrival day (a walk-in, a late entry) is
+-- in bucket "0".  Every reservation counts, cancelled ones too (they are
+-- also counted apart).
+--
+-- Stay rates (booking.hotel_stays per hotel and arrival day, summed over any
+-- window; booking.stay_rates_json makes the rates, for the kpis route too):
+-- cancellation rate = cancelled / reservations, no-show rate = no-shows /
+-- reservations not cancelled, ALOS = nights of the stays sold (confirmed,
+-- checked in, completed) / stays sold, and the cancellation fees charged.
+
+ALTER TABLE booking.reservations ADD COLUMN cancelled_at timestamptz;
+COMMENT ON COLUMN booking.reservations.cancelled_at IS 'when the stay was cancelled (set by trigger when the status becomes cancelled; NULL otherwise)';
+UPDATE booking.reservations r
+   SET cancelled_at = coalesce((SELECT min(e.at) FROM (SELECT x.at FROM booking.events x
+                                                        WHERE x.entity = 'reservation' AND x.entity_id = r.id::text
+                                                          AND x.kind = 'reservation.cancelled'
+                                                       UNION ALL
+                                                       SELECT q.at FROM booking.event_queue q
+                                                        WHERE q.entity = 'reservation' AND q.entity_id = r.id::text
+                                                          AND q.kind = 'reservation.cancelled') e),
+                               r.updated_at)
+ WHERE r.status = 'cancelled';
+
+CREATE FUNCTION booking.reservation_cancelled_at() RETURNS trigger
+LANGUAGE plpgsql VOLATILE
+AS $$
+BEGIN
+    IF NEW.status <> 'cancelled' THEN
+        NEW.cancelled_at := NULL;
+    ELSIF TG_OP = 'UPDATE' AND OLD.status = 'cancelled' THEN
+        NEW.cancelled_at := OLD.cancelled_at;
+    ELSE
+        NEW.cancelled_at := now();
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION booking.reservation_cancelled_at IS 'trigger: cancelled_at is the time the status became cancelled, written here only';
+-- The WHEN clauses keep every other write (a new confirmed stay, the
+-- checkout's completions and no-shows) from calling PL/pgSQL.
+CREATE TRIGGER reservations_cancelled_at
+    BEFORE INSERT ON booking.reservations
+    FOR EACH ROW WHEN (NEW.status = 'cancelled' OR NEW.cancelled_at IS NOT NULL)
+    EXECUTE FUNCTION booking.reservation_cancelled_at();
+CREATE TRIGGER reservations_cancelled_at_change
+    BEFORE UPDATE OF status, cancelled_at ON booking.reservations
+    FOR EACH ROW WHEN ((NEW.status = 'cancelled') <> (OLD.status = 'cancelled')
+                       OR NEW.cancelled_at IS DISTINCT FROM OLD.cancelled_at)
+    EXECUTE FUNCTION booking.reservation_cancelled_at();
+
+CREATE FUNCTION booking.kpi_day(hotel_id bigint, at timestamptz) RETURNS date
+LANGUAGE sql STABLE
+AS $$ SELECT booking.local_date(at, booking.hotel_time_zone(hotel_id)) $$;
+COMMENT ON FUNCTION booking.kpi_day IS 'the hotel''s calendar day of an instant (when a stay was made or cancelled), in the hotel''s time zone: the calendar of booking.hotel_today(hotel_id)';
+
+CREATE VIEW booking.pickup_days (days_before) AS VALUES (0), (1), (3), (7), (14), (30), (60), (90);
+COMMENT ON VIEW booking.pickup_days IS 'the N of "rooms on the books N days before the night" that booking.hotel_pickup reports';
+
+CREATE VIEW booking.hotel_pickup AS
+SELECT i.hotel_id, h.name AS hotel_name, i.room_type, i.night, p.days_before, i.night - p.days_before AS as_of,
+       i.total AS rooms_available,
+       (SELECT count(*) FROM booking.reservations r
+         WHERE r.hotel_id = i.hotel_id AND r.room_type = i.room_type
+           AND r.arrival_date <= i.night AND r.arrival_date > i.night - 30   -- stays last 30 nights at most
+           AND i.night < r.departure_date
+           AND booking.kpi_day(r.hotel_id, r.created_at) <= i.night - p.days_before
+           AND (r.status <> 'cancelled' OR booking.kpi_day(r.hotel_id, r.cancelled_at) > i.night - p.days_before)
+       ) AS rooms_on_books
+  FROM booking.inventory i
+  JOIN booking.hotels h ON h.id = i.hotel_id
+ CROSS JOIN booking.pickup_days p
+ WHERE i.night - p.days_before <= booking.kpi_day(i.hotel_id, now());
+COMMENT ON VIEW booking.hotel_pickup IS 'rooms on the books per hotel, room type and night at the end of the day days_before before it (as_of, up to today)';
+
+CREATE VIEW booking.lead_time_buckets (bucket_order, bucket, min_days, max_days) AS
+VALUES (1, '0', NULL::integer, 0), (2, '1-3', 1, 3), (3, '4-7', 4, 7), (4, '8-14', 8, 14),
+       (5, '15-30', 15, 30), (6, '31-90', 31, 90), (7, '91+', 91, NULL::integer);
+COMMENT ON VIEW booking.lead_time_buckets IS 'booking lead time buckets, days from the day a stay was made to its arrival (both bounds included; NULL: open)';
+
+CREATE VIEW booking.hotel_lead_time AS
+SELECT r.hotel_id, h.name AS hotel_name, r.arrival_date, b.bucket_order, b.bucket, b.min_days, b.max_days,
+       count(*) AS reservations, count(*) FILTER (WHERE r.status = 'cancelled') AS cancelled,
+       sum(l.days) AS lead_days
+  FROM booking.reservations r
+  JOIN booking.hotels h ON h.id = r.hotel_id
+ CROSS JOIN LATERAL (SELECT r.arrival_date - booking.kpi_day(r.hotel_id, r.created_at) AS days) l
+  JOIN booking.lead_time_buckets b ON (b.min_days IS NULL OR l.days >= b.min_days) AND (b.max_days IS NULL OR l.days <= b.max_days)
+ GROUP BY r.hotel_id, h.name, r.arrival_date, b.bucket_order, b.bucket, b.min_days, b.max_days;
+COMMENT ON VIEW booking.hotel_lead_time IS 'reservations per hotel, arrival day and lead time bucket (cancelled ones included and counted apart; lead_days: their sum)';
+
+CREATE VIEW booking.hotel_stays AS
+SELECT r.hotel_id, h.name AS hotel_name, h.currency, r.arrival_date, count(*) AS reservations,
+       count(*) FILTER (WHERE r.status = 'cancelled') AS cancelled,
+       count(*) FILTER (WHERE r.status = 'no_show') AS no_shows,
+       count(*) FILTER (WHERE booking.reservation_sells(r.status)) AS sold,
+       coalesce(sum(r.stay_length) FILTER (WHERE booking.reservation_sells(r.status)), 0) AS sold_nights,
+       coalesce(sum(r.cancellation_fee), 0) AS cancellation_fees
+  FROM booking.reservations r
+  JOIN booking.hotels h ON h.id = r.hotel_id
+ GROUP BY r.hotel_id, h.name, h.currency, r.arrival_date;
+COMMENT ON VIEW booking.hotel_stays IS 'reservations per hotel and arrival day: all, cancelled, no-shows, sold, nights sold, cancellation fees (sum over a window, then booking.stay_rates_json)';
+
+CREATE FUNCTION booking.stay_rates_json(reservations numeric, cancelled numeric, no_shows numeric,
+                                        sold numeric, sold_nights numeric) RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT jsonb_build_object('reservations', reservations,
+                              'cancellation_rate_pct', round(100.0 * cancelled / nullif(reservations, 0), 2),
+                              'no_show_rate_pct', round(100.0 * no_shows / nullif(reservations - cancelled, 0), 2),
+                              'alos', round(sold_nights / nullif(sold, 0), 2))
+$$;
+COMMENT ON FUNCTION booking.stay_rates_json IS 'cancellation rate (of all), no-show rate (of those not cancelled), ALOS (nights per stay sold) of a set of reservations';
+
+-- Revenue per hotel, room type and night with the hotel's name and currency,
+-- and per hotel and night with its KPIs (booking.kpi_json): what the
+-- dashboard plots.
+CREATE VIEW booking.hotel_revenue AS
+SELECT v.hotel_id, h.name AS hotel_name, h.currency, v.room_type, v.night,
+       v.rooms_available, v.rooms_sold, v.revenue AS room_revenue
+  FROM booking.revenue_nights v JOIN booking.hotels h ON h.id = v.hotel_id;
+COMMENT ON VIEW booking.hotel_revenue IS 'booking.revenue_nights with the hotel''s name and currency';
+
+CREATE VIEW booking.hotel_revenue_by_night AS
+SELECT x.hotel_id, x.hotel_name, x.currency, x.night, x.rooms_available, x.rooms_sold, x.room_revenue,
+       (k ->> 'occupancy_pct')::numeric AS occupancy_pct, (k ->> 'adr')::numeric AS adr, (k ->> 'revpar')::numeric AS revpar
+  FROM (SELECT v.hotel_id, v.hotel_name, v.currency, v.night, sum(v.rooms_available) AS rooms_available,
+               sum(v.rooms_sold) AS rooms_sold, sum(v.room_revenue) AS room_revenue
+          FROM booking.hotel_revenue v GROUP BY v.hotel_id, v.hotel_name, v.currency, v.night) x
+  LEFT JOIN booking.currencies c ON c.code = x.currency
+ CROSS JOIN LATERAL booking.kpi_json(x.rooms_available, x.rooms_sold, x.room_revenue, coalesce(c.minor_units, 2)) k;
+COMMENT ON VIEW booking.hotel_revenue_by_night IS 'per hotel and night: rooms, rooms sold, room revenue, occupancy %, ADR, RevPAR';
+
+GRANT SELECT ON booking.pickup_days, booking.hotel_pickup, booking.lead_time_buckets, booking.hotel_lead_time,
+    booking.hotel_stays, booking.hotel_revenue, booking.hotel_revenue_by_night, booking.revenue_nights
+  TO booking_admin, booking_facility_manager, booking_auditor, booking_grafana;
+-- A view's reader needs EXECUTE on the functions it calls.
+GRANT EXECUTE ON FUNCTION booking.kpi_day(bigint, timestamptz), booking.checkout_time_zone(),
+    booking.reservation_sells(text), booking.kpi_json(numeric, numeric, numeric, integer),
+    booking.stay_rates_json(numeric, numeric, numeric, numeric, numeric)
+  TO booking_api, booking_grafana;
+
+-- Rooms sold and room revenue per (hotel, room type, night), kept exact by
+-- statement-level counters like the booking analytics (extension/analytics.c):
+-- booking.revenue_nights, which every occupancy, ADR, RevPAR and revenue
+-- figure reads, is O(hotels x room types x nights), not O(reservations).
+-- Each INSERT, UPDATE or DELETE of reservations adds, in the writer's own
+-- transaction, what its rows sell (new_rows, +1 and the stored price per
+-- night held by a selling stay) minus what they sold (old_rows), per
+-- (hotel, room type, night), as one INSERT ... ON CONFLICT DO UPDATE in key
+-- order:
+--   - exact under concurrency: the upsert locks the counter row and adds to
+--     its latest committed version (READ COMMITTED), or waits for the
+--     concurrent insert of the same key; a rollback takes its deltas with it.
+--   - no deadlock between counters: every statement locks its keys in one
+--     order; the take (inventory.c) has already locked the inventory rows of
+--     the same nights, so writers of the same nights are queued there first.
+--   - an UPDATE that changes none of hotel, room type, arrival, held nights,
+--     whether the status sells, or the prices (a check-in, the checkout's
+--     completion of a stay that has left) writes nothing.
+-- SQL, not C: the deltas come from the stored jsonb prices and one upsert
+-- per statement; the rule "which nights a stay sells" is
+-- booking.revenue_nights_of (below), used by the trigger, by the recount
+-- of booking.analytics_check() and by booking.analytics_rebuild().
+CREATE TABLE booking.revenue_night_counts (
+    hotel_id   bigint NOT NULL,
+    room_type  text NOT NULL,
+    night      date NOT NULL,
+    rooms_sold bigint NOT NULL DEFAULT 0,
+    revenue    numeric NOT NULL DEFAULT 0,
+    PRIMARY KEY (hotel_id, room_type, night)
+);
+COMMENT ON TABLE booking.revenue_night_counts IS 'rooms sold and room revenue per hotel, room type and night, kept exact by the count_revenue_nights triggers; compare with booking.analytics_check()';
+REVOKE ALL ON booking.revenue_night_counts FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('booking.revenue_night_counts', '');
+
+-- The nights a reservation sells and their stored prices (none unless its
+-- status sells: booking.reservation_sells), one row per night held.
+CREATE FUNCTION booking.revenue_nights_of(r booking.reservations)
+RETURNS TABLE (hotel_id bigint, room_type text, night date, price numeric)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT r.hotel_id, r.room_type, d::date, coalesce((r.nightly_prices ->> to_char(d, 'YYYY-MM-DD'))::numeric, 0)
+      FROM generate_series(r.arrival_date, r.held_until - 1, interval '1 day') d
+     WHERE booking.reservation_sells(r.status)
+$$;
+COMMENT ON FUNCTION booking.revenue_nights_of IS 'the nights a reservation sells (held nights of a selling status) with their stored prices (0 when unpriced)';
+
+-- The full recount, from every reservation: what the counters must hold.
+CREATE VIEW booking.revenue_nights_recount AS
+SELECT n.hotel_id, n.room_type, n.night, count(*) AS rooms_sold, sum(n.price) AS revenue
+  FROM booking.reservations r CROSS JOIN LATERAL booking.revenue_nights_of(r) n
+ GROUP BY n.hotel_id, n.room_type, n.night;
+COMMENT ON VIEW booking.revenue_nights_recount IS 'rooms sold and room revenue per hotel, room type and night recounted from every reservation (O(reservations)): what booking.revenue_night_counts holds';
+REVOKE ALL ON booking.revenue_nights_recount FROM PUBLIC;
+
+CREATE FUNCTION booking.count_revenue_nights() RETURNS trigger
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        DELETE FROM booking.revenue_night_counts;
+    ELSIF TG_OP = 'INSERT' THEN
+        INSERT INTO booking.revenue_night_counts AS c (hotel_id, room_type, night, rooms_sold, revenue)
+        SELECT n.hotel_id, n.room_type, n.night, count(*), sum(n.price)
+          FROM new_rows x CROSS JOIN LATERAL booking.revenue_nights_of(x::booking.reservations) n
+         GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+        ON CONFLICT (hotel_id, room_type, night) DO UPDATE
+           SET rooms_sold = c.rooms_sold + excluded.rooms_sold, revenue = c.revenue + excluded.revenue;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO booking.revenue_night_counts AS c (hotel_id, room_type, night, rooms_sold, revenue)
+        SELECT n.hotel_id, n.room_type, n.night, -count(*), -sum(n.price)
+          FROM old_rows x CROSS JOIN LATERAL booking.revenue_nights_of(x::booking.reservations) n
+         GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+        ON CONFLICT (hotel_id, room_type, night) DO UPDATE
+           SET rooms_sold = c.rooms_sold + excluded.rooms_sold, revenue = c.revenue + excluded.revenue;
+    ELSE
+        -- Rows whose sold nights cannot have moved are left out first (a row
+        -- whose id changed is not among them: it counts out and back in).
+        WITH same AS (
+            SELECT n.id FROM new_rows n JOIN old_rows o ON o.id = n.id
+             WHERE n.hotel_id = o.hotel_id AND n.room_type = o.room_type AND n.arrival_date = o.arrival_date
+               AND n.held_until = o.held_until
+               AND booking.reservation_sells(n.status) = booking.reservation_sells(o.status)
+               AND n.nightly_prices IS NOT DISTINCT FROM o.nightly_prices),
+        deltas AS (
+            SELECT n.hotel_id, n.room_type, n.night, 1 AS sold, n.price
+              FROM new_rows x CROSS JOIN LATERAL booking.revenue_nights_of(x::booking.reservations) n
+             WHERE x.id NOT IN (SELECT s.id FROM same s)
+            UNION ALL
+            SELECT n.hotel_id, n.room_type, n.night, -1, -n.price
+              FROM old_rows x CROSS JOIN LATERAL booking.revenue_nights_of(x::booking.reservations) n
+             WHERE x.id NOT IN (SELECT s.id FROM same s))
+        INSERT INTO booking.revenue_night_counts AS c (hotel_id, room_type, night, rooms_sold, revenue)
+        SELECT d.hotel_id, d.room_type, d.night, sum(d.sold), sum(d.price)
+          FROM deltas d
+         GROUP BY 1, 2, 3 HAVING sum(d.sold) <> 0 OR sum(d.price) <> 0 ORDER BY 1, 2, 3
+        ON CONFLICT (hotel_id, room_type, night) DO UPDATE
+           SET rooms_sold = c.rooms_sold + excluded.rooms_sold, revenue = c.revenue + excluded.revenue;
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION booking.count_revenue_nights IS 'statement trigger: add the net change of a statement on booking.reservations to booking.revenue_night_counts, in key order';
+-- One event each (transition tables allow no more), as the booking counters.
+CREATE TRIGGER reservations_count_revenue_insert AFTER INSERT ON booking.reservations
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION booking.count_revenue_nights();
+CREATE TRIGGER reservations_count_revenue_update AFTER UPDATE ON booking.reservations
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION booking.count_revenue_nights();
+CREATE TRIGGER reservations_count_revenue_delete AFTER DELETE ON booking.reservations
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION booking.count_revenue_nights();
+CREATE TRIGGER reservations_count_revenue_truncate AFTER TRUNCATE ON booking.reservations
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.count_revenue_nights();
+
+-- Reservations made before the counters existed (an upgrade).
+INSERT INTO booking.revenue_night_counts (hotel_id, room_type, night, rooms_sold, revenue)
+SELECT hotel_id, room_type, night, rooms_sold, revenue FROM booking.revenue_nights_recount;
+
+-- The KPI view now reads the counters.  Revenue is shown with the
+-- currency's minor units (a counter's scale is that of every amount it ever
+-- added; the amounts never have more decimals than their currency).
+CREATE OR REPLACE VIEW booking.revenue_nights AS
+SELECT i.hotel_id, i.room_type, i.night, i.total AS rooms_available,
+       coalesce(c.rooms_sold, 0) AS rooms_sold, round(coalesce(c.revenue, 0), coalesce(m.minor_units, 0)) AS revenue
+  FROM booking.inventory i
+  JOIN booking.hotels h ON h.id = i.hotel_id
+  LEFT JOIN booking.currencies m ON m.code = h.currency
+  LEFT JOIN booking.revenue_night_counts c ON c.hotel_id = i.hotel_id AND c.room_type = i.room_type AND c.night = i.night;
+
+-- The check and the rebuild cover the revenue counters too.  A revenue
+-- difference is shown in 1/10000 of the currency unit (kept and recounted
+-- are bigint); it is found by comparing the exact amounts.
+CREATE OR REPLACE FUNCTION booking.analytics_check()
+RETURNS TABLE (summary text, room_id bigint, counter text, kept bigint, recounted bigint)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH kept AS (
+        SELECT c.room_id, k.key AS counter, k.value::bigint AS n
+          FROM booking.room_booking_counts c
+         CROSS JOIN LATERAL jsonb_each_text(to_jsonb(c) - 'room_id') k
+    ), recount AS (
+        SELECT r.id AS room_id, s.counter, count(b.id) AS n
+          FROM booking.rooms r
+         CROSS JOIN unnest(booking.booking_statuses()) s(counter)
+          LEFT JOIN booking.bookings b ON b.room_id = r.id AND b.status = s.counter
+         GROUP BY 1, 2
+    ), kept_ratings AS (
+        SELECT c.room_id, k.counter, k.n
+          FROM booking.room_rating_counts c
+         CROSS JOIN LATERAL (VALUES ('review_count', c.review_count), ('rating_sum', c.rating_sum)) k(counter, n)
+    ), recount_ratings AS (
+        SELECT r.id AS room_id, k.counter, k.n
+          FROM booking.rooms r
+          LEFT JOIN LATERAL (SELECT count(*) AS review_count, coalesce(sum(v.rating), 0) AS rating_sum
+                               FROM booking.reviews v WHERE v.room_id = r.id AND v.status <> 'hidden') a ON true
+         CROSS JOIN LATERAL (VALUES ('review_count', a.review_count), ('rating_sum', a.rating_sum)) k(counter, n)
+    ), kept_revenue AS (
+        SELECT c.* FROM booking.revenue_night_counts c WHERE c.rooms_sold <> 0 OR c.revenue <> 0
+    )
+    SELECT 'room_booking_counts', coalesce(k.room_id, r.room_id), coalesce(k.counter, r.counter), k.n, r.n
+      FROM kept k FULL JOIN recount r ON r.room_id = k.room_id AND r.counter = k.counter
+     WHERE k.n IS DISTINCT FROM r.n
+    UNION ALL
+    SELECT 'room_rating_counts', coalesce(k.room_id, r.room_id), coalesce(k.counter, r.counter), k.n, r.n
+      FROM kept_ratings k FULL JOIN recount_ratings r ON r.room_id = k.room_id AND r.counter = k.counter
+     WHERE k.n IS DISTINCT FROM r.n
+    UNION ALL
+    SELECT 'revenue_night_counts', coalesce(k.hotel_id, r.hotel_id),
+           m.counter || ' ' || coalesce(k.room_type, r.room_type) || ' ' || to_char(coalesce(k.night, r.night), 'YYYY-MM-DD'),
+           m.kept, m.recounted
+      FROM kept_revenue k
+      FULL JOIN booking.revenue_nights_recount r
+             ON r.hotel_id = k.hotel_id AND r.room_type = k.room_type AND r.night = k.night
+     CROSS JOIN LATERAL (VALUES
+            ('rooms_sold', k.rooms_sold, coalesce(r.rooms_sold, 0), coalesce(k.rooms_sold, 0) <> coalesce(r.rooms_sold, 0)),
+            ('revenue_1e-4', (k.revenue * 10000)::bigint, (coalesce(r.revenue, 0) * 10000)::bigint,
+             coalesce(k.revenue, 0) <> coalesce(r.revenue, 0))) m(counter, kept, recounted, differs)
+     WHERE m.differs
+     ORDER BY 1, 2, 3
+$$;
+
+CREATE OR REPLACE FUNCTION booking.analytics_rebuild() RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    LOCK TABLE booking.bookings, booking.reviews, booking.reservations IN SHARE MODE;
+    DELETE FROM booking.room_booking_counts;
+    INSERT INTO booking.room_booking_counts
+    SELECT (jsonb_populate_record(NULL::booking.room_booking_counts,
+                jsonb_build_object('room_id', r.id)
+                || (SELECT jsonb_object_agg(s, (SELECT count(*) FROM booking.bookings b WHERE b.room_id = r.id AND b.status = s))
+                      FROM unnest(booking.booking_statuses()) s))).*
+      FROM booking.rooms r;
+    DELETE FROM booking.room_rating_counts;
+    INSERT INTO booking.room_rating_counts (room_id, review_count, rating_sum)
+    SELECT r.id, count(v.id), coalesce(sum(v.rating), 0)
+      FROM booking.rooms r LEFT JOIN booking.reviews v ON v.room_id = r.id AND v.status <> 'hidden' GROUP BY r.id;
+    DELETE FROM booking.revenue_night_counts;
+    INSERT INTO booking.revenue_night_counts (hotel_id, room_type, night, rooms_sold, revenue)
+    SELECT hotel_id, room_type, night, rooms_sold, revenue FROM booking.revenue_nights_recount;
+END
+$$;
+COMMENT ON FUNCTION booking.analytics_rebuild IS 'recompute the summary tables (bookings, reviews, revenue nights) from the counted tables (superuser; blocks writers meanwhile)';
+
+REVOKE EXECUTE ON FUNCTION booking.revenue_nights_of(booking.reservations), booking.count_revenue_nights() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION booking.revenue_nights_of(booking.reservations) TO booking_api;
+
+-- The price of a stay, as in section "revenue", reading only the rates of
+-- the stay's nights.  bench/pricing.sh found a priced reservation costing
+-- about 2x an unpriced one: generate_series is estimated at 1000 rows, so
+-- the planner hashed every rate of the room type (a year: ~270 heap pages
+-- per reservation) to join three nights.  The range bound on r.night lets
+-- the primary key fetch the stay's nights alone.  And the query was planned
+-- anew at every call (a custom plan: ~120 us of the ~160 us a call cost);
+-- its generic plan, the same join bounded by the range, costs ~40 us.
+CREATE OR REPLACE FUNCTION booking.price_stay(hotel_id bigint, room_type text, arrival date, nights integer,
+                                              keep jsonb DEFAULT NULL) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    cur text;
+    priced jsonb;
+    total numeric;
+    missing date;
+BEGIN
+    SELECT h.currency INTO cur FROM booking.hotels h WHERE h.id = price_stay.hotel_id;
+    IF cur IS NULL THEN
+        RETURN jsonb_build_object('currency', NULL, 'nights', NULL, 'total', NULL);
+    END IF;
+    SELECT min(n.night) FILTER (WHERE n.amount IS NULL),
+           jsonb_object_agg(to_char(n.night, 'YYYY-MM-DD'), n.amount), sum(n.amount)
+      INTO missing, priced, total
+      FROM (SELECT d::date AS night,
+                   coalesce((keep ->> to_char(d, 'YYYY-MM-DD'))::numeric, r.amount) AS amount
+              FROM generate_series(arrival, arrival + nights - 1, interval '1 day') d
+              LEFT JOIN booking.rates r ON r.hotel_id = price_stay.hotel_id AND r.room_type = price_stay.room_type
+                                       AND r.night = d::date
+                                       AND r.night BETWEEN arrival AND arrival + nights - 1) n;
+    IF missing IS NOT NULL THEN
+        PERFORM booking.raise_error(409, 'NO_RATE',
+            format('room type "%s" has no rate for the night of %s', room_type, to_char(missing, 'YYYY-MM-DD')),
+            jsonb_build_object('hotel_id', hotel_id, 'room_type', room_type, 'night', to_char(missing, 'YYYY-MM-DD')),
+            'A night without a rate cannot be sold; PUT /inventory/{hotel_id}/rates sets rates.');
+    END IF;
+    RETURN jsonb_build_object('currency', cur, 'nights', priced, 'total', total);
+END
+$$;
+
+-- One set of rules for the kpis route and the views: its stay rates now
+-- come from booking.hotel_stays and booking.stay_rates_json.
+CREATE OR REPLACE FUNCTION api.analytics_hotel_kpis(hotel_id bigint, "from" text, "to" text) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    h booking.hotels;
+    nights daterange;
+    m integer;
+    result jsonb;
+BEGIN
+    PERFORM booking.require_role('admin', 'facility_manager', 'auditor');
+    h := booking.find_hotel(hotel_id);
+    nights := booking.parse_nights("from", "to");
+    m := coalesce((SELECT c.minor_units FROM booking.currencies c WHERE c.code = h.currency), 2);
+    WITH n AS (SELECT v.* FROM booking.revenue_nights v
+                WHERE v.hotel_id = analytics_hotel_kpis.hotel_id AND v.night <@ nights),
+         s AS (SELECT coalesce(sum(x.reservations), 0) AS stays, coalesce(sum(x.cancelled), 0) AS cancelled,
+                      coalesce(sum(x.no_shows), 0) AS no_shows, coalesce(sum(x.sold), 0) AS sold,
+                      coalesce(sum(x.sold_nights), 0) AS sold_nights, coalesce(sum(x.cancellation_fees), 0) AS fees
+                 FROM booking.hotel_stays x
+                WHERE x.hotel_id = analytics_hotel_kpis.hotel_id AND x.arrival_date <@ nights)
+    SELECT jsonb_build_object('hotel_id', hotel_id, 'currency', h.currency,
+                              'from', lower(nights), 'to', upper(nights) - 1)
+           || booking.kpi_json((SELECT coalesce(sum(rooms_available), 0) FROM n), (SELECT coalesce(sum(rooms_sold), 0) FROM n),
+                               (SELECT coalesce(sum(revenue), 0) FROM n), m)
+           || booking.stay_rates_json(s.stays, s.cancelled, s.no_shows, s.sold, s.sold_nights)
+           || jsonb_build_object(
+                'cancellation_fees', s.fees,
+                'by_room_type', coalesce((SELECT jsonb_agg(jsonb_build_object('room_type', t.room_type)
+                                                           || booking.kpi_json(t.a, t.s, t.r, m) ORDER BY t.room_type)
+                                            FROM (SELECT room_type, sum(rooms_available) a, sum(rooms_sold) s, sum(revenue) r
+                                                    FROM n GROUP BY room_type) t), '[]'),
+                'by_night', coalesce((SELECT jsonb_agg(jsonb_build_object('night', n.night, 'room_type', n.room_type,
+                                                                          'rooms_available', n.rooms_available,
+                                                                          'rooms_sold', n.rooms_sold, 'room_revenue', n.revenue)
+                                                       ORDER BY n.night, n.room_type) FROM n), '[]'))
+      INTO result FROM s;
+    RETURN result;
+END
+$$;
+
+CREATE FUNCTION api.analytics_hotel_pickup(hotel_id bigint, "from" text, "to" text) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    nights daterange;
+BEGIN
+    PERFORM booking.require_role('admin', 'facility_manager', 'auditor');
+    PERFORM booking.find_hotel(hotel_id);
+    nights := booking.parse_nights("from", "to");
+    RETURN jsonb_build_object('hotel_id', hotel_id, 'from', lower(nights), 'to', upper(nights) - 1,
+        'days_before', (SELECT jsonb_agg(d.days_before ORDER BY d.days_before) FROM booking.pickup_days d),
+        'nights', coalesce((SELECT jsonb_agg(jsonb_build_object('night', p.night, 'room_type', p.room_type,
+                                                                'days_before', p.days_before, 'as_of', p.as_of,
+                                                                'rooms_available', p.rooms_available,
+                                                                'rooms_on_books', p.rooms_on_books)
+                                             ORDER BY p.night, p.room_type, p.days_before DESC)
+                              FROM booking.hotel_pickup p
+                             WHERE p.hotel_id = analytics_hotel_pickup.hotel_id AND p.night <@ nights), '[]'));
+END
+$$;
+COMMENT ON FUNCTION api.analytics_hotel_pickup IS 'admin, facility_manager, auditor: rooms on the books per night and room type as of N days before the night (N in days_before; only days up to today), nights from..to included; 404, 422';
+
+CREATE FUNCTION api.analytics_hotel_lead_time(hotel_id bigint, "from" text, "to" text) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    arrivals daterange;
+BEGIN
+    PERFORM booking.require_role('admin', 'facility_manager', 'auditor');
+    PERFORM booking.find_hotel(hotel_id);
+    arrivals := booking.parse_nights("from", "to");
+    RETURN (SELECT jsonb_build_object('hotel_id', hotel_id, 'from', lower(arrivals), 'to', upper(arrivals) - 1,
+                                      'reservations', coalesce(sum(t.reservations), 0),
+                                      'average_lead_days', round(sum(t.lead_days) / nullif(sum(t.reservations), 0), 2),
+                                      'buckets', jsonb_agg(jsonb_build_object('bucket', t.bucket, 'min_days', t.min_days,
+                                                                              'max_days', t.max_days,
+                                                                              'reservations', t.reservations,
+                                                                              'cancelled', t.cancelled)
+                                                           ORDER BY t.bucket_order))
+              FROM (SELECT b.bucket_order, b.bucket, b.min_days, b.max_days,
+                           coalesce(sum(l.reservations), 0) AS reservations, coalesce(sum(l.cancelled), 0) AS cancelled,
+                           coalesce(sum(l.lead_days), 0) AS lead_days
+                      FROM booking.lead_time_buckets b
+                      LEFT JOIN booking.hotel_lead_time l
+                             ON l.bucket_order = b.bucket_order AND l.hotel_id = analytics_hotel_lead_time.hotel_id
+                            AND l.arrival_date <@ arrivals
+                     GROUP BY b.bucket_order, b.bucket, b.min_days, b.max_days) t);
+END
+$$;
+COMMENT ON FUNCTION api.analytics_hotel_lead_time IS 'admin, facility_manager, auditor: reservations arriving from..to (included) per lead time bucket (days from the day made to arrival; cancelled ones included and counted apart), and the average lead time; 404, 422';
+
+REVOKE EXECUTE ON FUNCTION booking.reservation_cancelled_at(), booking.kpi_day(bigint, timestamptz),
+    booking.stay_rates_json(numeric, numeric, numeric, numeric, numeric),
+    api.analytics_hotel_pickup(bigint, text, text), api.analytics_hotel_lead_time(bigint, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.analytics_hotel_pickup(bigint, text, text), api.analytics_hotel_lead_time(bigint, text, text)
+  TO booking_api;
+
+INSERT INTO booking.http_routes (method, path, function_name, success_status, operation_id, body_argument, public, event_stream) VALUES
+    ('GET', '/admin/analytics/hotels/{hotel_id}/pickup',    'analytics_hotel_pickup',    200, NULL, NULL, false, false),
+    ('GET', '/admin/analytics/hotels/{hotel_id}/lead-time', 'analytics_hotel_lead_time', 200, NULL, NULL, false, false);
+
+WITH t(day, id, n, num, str) AS (
+    SELECT '{"type": "string", "format": "date"}'::jsonb, '{"type": "integer", "format": "int64"}'::jsonb,
+           '{"type": "integer"}'::jsonb, '{"type": "number"}'::jsonb, '{"type": "string"}'::jsonb)
+INSERT INTO booking.http_schemas (name, schema)
+SELECT v.name, jsonb_build_object('type', 'object', 'description', v.description,
+                                  'required', (SELECT jsonb_agg(x ORDER BY x) FROM jsonb_object_keys(v.props) x),
+                                  'properties', v.props)
+  FROM t, LATERAL (VALUES
+    ('HotelPickup', 'rooms on the books per night and room type as of N days before the night',
+     jsonb_build_object('hotel_id', t.id, 'from', t.day, 'to', t.day,
+                        'days_before', jsonb_build_object('type', 'array', 'items', t.n),
+                        'nights', jsonb_build_object('type', 'array', 'items', jsonb_build_object(
+                            'type', 'object',
+                            'required', '["as_of", "days_before", "night", "room_type", "rooms_available", "rooms_on_books"]'::jsonb,
+                            'properties', jsonb_build_object('night', t.day, 'room_type', t.str, 'days_before', t.n,
+                                                             'as_of', t.day, 'rooms_available', t.n, 'rooms_on_books', t.n))))),
+    ('HotelLeadTime', 'reservations arriving in a range of days per booking lead time bucket',
+     jsonb_build_object('hotel_id', t.id, 'from', t.day, 'to', t.day, 'reservations', t.n,
+                        'average_lead_days', t.num || '{"nullable": true}',
+                        'buckets', jsonb_build_object('type', 'array', 'items', jsonb_build_object(
+                            'type', 'object', 'required', '["bucket", "cancelled", "max_days", "min_days", "reservations"]'::jsonb,
+                            'properties', jsonb_build_object('bucket', t.str, 'min_days', t.n || '{"nullable": true}',
+                                                             'max_days', t.n || '{"nullable": true}',
+                                                             'reservations', t.n, 'cancelled', t.n)))))
+  ) AS v(name, description, props);
+INSERT INTO booking.http_results (function_name, schema)
+VALUES ('analytics_hotel_pickup', '{"$ref": "#/components/schemas/HotelPickup"}'),
+       ('analytics_hotel_lead_time', '{"$ref": "#/components/schemas/HotelLeadTime"}');
+
 -- ==== routes of the sections above that come before booking.http_routes or after it (issues 9, 15) ====
 -- (booking.http_routes is declared in section "HTTP routes declared once".)
 INSERT INTO booking.http_routes (method, path, function_name, success_status, operation_id, body_argument, public, event_stream) VALUES

@@ -5,6 +5,8 @@
 # of the provisioned data source, checking the columns the panel expects.
 #
 # A panel that reads a relation the install script does not create fails.
+# The panels of the "Hotel revenue" dashboard run over the demo data
+# (scripts/demo.sql, in a database of its own) and must all return rows.
 use strict;
 use warnings;
 use JSON::PP;
@@ -25,7 +27,18 @@ my %expect = (
 	'Hotel occupancy (rooms held per night)' => [ time => 'time', metric => 'text', held => 'num' ],
 	'Rate-limit denials' => [ endpoint => 'text', max_requests => 'num', denials => 'num', admitted => 'num' ],
 	'Checkout job runs' => [ business_date => 'date', started_at => 'time', completed_stays => 'num', error => 'text' ],
+	'Occupancy % per night' => [ time => 'time', metric => 'text', occupancy_pct => 'num' ],
+	'ADR per night' => [ time => 'time', metric => 'text', adr => 'num' ],
+	'RevPAR per night' => [ time => 'time', metric => 'text', revpar => 'num' ],
+	'Room revenue per night' => [ time => 'time', metric => 'text', room_revenue => 'num' ],
+	'Room revenue by room type' => [ room_type => 'text', room_revenue => 'num', rooms_sold => 'num' ],
+	'Pickup (rooms on the books N days before the night)' => [ time => 'time', metric => 'text', rooms_on_books => 'num' ],
+	'Booking lead time' => [ lead_time_days => 'text', kept => 'num', cancelled => 'num' ],
+	'Cancellation rate, no-show rate, ALOS' => [ hotel_name => 'text', reservations => 'num',
+		cancellation_rate_pct => 'num', no_show_rate_pct => 'num', alos => 'num', cancellation_fees => 'num' ],
 );
+# The dashboard whose every panel must have rows over the demo data.
+my $demo_dashboard = 'pg-booking-hotel-revenue';
 # Panels that must return rows on the fixture below.
 my %must_have_rows = map { $_ => 1 }
   ('Bookings by status', 'Bookings per room', 'Average rating per room', 'Bookings per day');
@@ -49,7 +62,10 @@ SELECT 1 + i % 2, 1 + i % 3, 'fixture', now() - make_interval(days => 10 - i), n
        (ARRAY['confirmed', 'cancelled', 'completed'])[1 + i % 3]
   FROM generate_series(0, 19) i;
 INSERT INTO booking.reviews (room_id, user_id, rating) VALUES (1, 1, 4), (1, 2, 5), (2, 3, 2);
+CREATE DATABASE demo;
 });
+$node->safe_psql('demo', 'CREATE EXTENSION pg_booking CASCADE');
+$node->safe_psql('demo', slurp_file("$root/scripts/demo.sql"));
 
 # The data source the dashboards use is the provisioned one, as booking_grafana.
 my $datasources = slurp_file("$root/grafana/provisioning/datasources/pg_booking.yaml");
@@ -59,8 +75,10 @@ like($datasources, qr/^\s*type:\s*postgres\s*$/m, 'the data source is PostgreSQL
 like(slurp_file("$root/grafana/provisioning/dashboards/pg_booking.yaml"), qr{path:\s*/var/lib/grafana/dashboards},
 	'dashboards are provisioned from the mounted folder');
 
+# (and the functions a panel may call on them, booking.stay_rates_json).
 my @relations = split /\n/, $node->safe_psql('postgres',
-	"SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'booking'");
+	"SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'booking'
+	 UNION SELECT p.proname FROM pg_proc p WHERE p.pronamespace = 'booking'::regnamespace");
 my %exists = map { $_ => 1 } @relations;
 
 # Grafana's PostgreSQL macros, expanded as Grafana does (quoted RFC 3339).
@@ -86,12 +104,15 @@ sub type_class
 my @dashboards = glob("$root/grafana/dashboards/*.json");
 ok(scalar(@dashboards) > 0, 'there are dashboards');
 my $view = 0;
+my $demo_panels = 0;
 for my $file (@dashboards)
 {
 	my $dash = eval { decode_json(slurp_file($file)) };
 	ok($dash, "$file parses as JSON") or do { diag $@; next; };
 	ok($dash->{uid} && $dash->{title}, "$file has a uid and a title");
 	like($dash->{refresh} // '', qr/^\d+[smh]$/, "$dash->{title} refreshes itself");
+	my $on_demo = ($dash->{uid} // '') eq $demo_dashboard;
+	my $db = $on_demo ? 'demo' : 'postgres';
 
 	for my $panel (@{ $dash->{panels} })
 	{
@@ -111,12 +132,12 @@ for my $file (@dashboards)
 			ok($sql, "\"$title\" has SQL") or next;
 			my @missing = grep { !$exists{$_} } ($sql =~ /\bbooking\.(\w+)/g);
 			{
-				is("@missing", '', "\"$title\" reads only relations the extension creates") or next;
+				is("@missing", '', "\"$title\" reads only relations (and functions) the extension creates") or next;
 				$sql = expand_macros($sql);
 				unlike($sql, qr/\$/, "\"$title\": no unexpanded macro or variable");
 				$view++;
 				my ($ok, $out, $err) = (0, '', '');
-				my $rc = $node->psql('postgres', qq{
+				my $rc = $node->psql($db, qq{
 CREATE TEMP VIEW panel_$view AS $sql;
 SELECT string_agg(attname || ':' || format_type(atttypid, atttypmod), ',' ORDER BY attnum)
   FROM pg_attribute WHERE attrelid = 'panel_$view'::regclass AND attnum > 0;
@@ -144,10 +165,17 @@ SELECT count(*) FROM panel_$view;
 				{
 					cmp_ok($rows, '>', 0, "\"$title\" has rows on the fixture ($rows)");
 				}
+				if ($on_demo)
+				{
+					$demo_panels++;
+					cmp_ok($rows, '>', 0, "\"$title\" has rows over the demo data ($rows)");
+				}
 			}
 		}
 	}
 }
+
+cmp_ok($demo_panels, '>=', 8, "the Hotel revenue dashboard's panels ran over the demo data ($demo_panels)");
 
 # The role is read-only and reads nothing but the views.
 my ($rc, $out, $err) = $node->psql('postgres', 'SELECT count(*) FROM booking.bookings',

@@ -4,6 +4,12 @@
 # priced reservation has exactly one stored price per night of its stay, its
 # stored total is the sum of those prices, and the inventory invariant holds.
 #
+# Then every hotel KPI (occupancy, ADR, RevPAR, revenue by night and room
+# type, pickup, lead time, cancellation and no-show rates, ALOS, fees) is
+# compared with an independent recomputation from raw rows
+# (test/kpi_recount.sql, as sql/88_hotel_kpis.sql does).  The nights are the
+# fourteen from today on, so the pickup of "today" has figures.
+#
 # Negative control: the same load against a pricing trigger that reads the
 # rates twice (once for the breakdown, once for the total, as a careless
 # rewrite would) must leave totals that are not the sum of their nights.
@@ -24,7 +30,13 @@ pg_booking.checkout_database = 'none'
 max_connections = 60
 });
 
-$node->safe_psql('postgres', q{
+# The fourteen nights from today on (written 2099-07-01 .. 2099-07-14 in the
+# SQL below, replaced by these dates).
+my $first = $node->safe_psql('postgres', 'SELECT booking.hotel_today()');
+my $last = $node->safe_psql('postgres', "SELECT date '$first' + 13");
+sub nights { my ($sql) = @_; $sql =~ s/2099-07-01/$first/g; $sql =~ s/2099-07-14/$last/g; return $sql; }
+
+$node->safe_psql('postgres', nights q{
 INSERT INTO booking.hotels (name, location, currency) VALUES ('H1', 'Lisbon', 'EUR'), ('H2', 'Lisbon', 'EUR');
 INSERT INTO booking.inventory (hotel_id, room_type, night, total, available)
 SELECT h, t, n::date, 3, 3
@@ -121,7 +133,7 @@ is($node->safe_psql('postgres', $violations), '0', 'the inventory invariant hold
 # (nights of sold stays by generate_series, their stored prices), to the cent.
 for my $hotel (1, 2)
 {
-	my $kpi_check = $node->safe_psql('postgres', qq{
+	my $kpi_check = $node->safe_psql('postgres', nights qq{
 WITH stays AS (SELECT r.* FROM booking.reservations r
                 WHERE r.hotel_id = $hotel AND r.status IN ('confirmed', 'checked_in', 'completed')),
      sold AS (SELECT s.room_type, d::date AS night, (s.nightly_prices ->> to_char(d, 'YYYY-MM-DD'))::numeric AS price
@@ -151,6 +163,22 @@ SELECT concat_ws(' ',
           FROM jsonb_array_elements(j -> 'by_night') b)) || ' / sold ' || sold || ' revenue ' || revenue
   FROM k, mine});
 	like($kpi_check, qr/^t t t t t t t t t t \//, "hotel $hotel: every KPI equals its recomputation from raw rows ($kpi_check)");
+}
+
+# Every KPI, the api's and the dashboard views', against the recomputation.
+my $root = $ENV{TESTDIR} // '.';
+$node->safe_psql('postgres', slurp_file("$root/test/kpi_recount.sql"));
+for my $hotel (1, 2)
+{
+	my ($differences, $compared, $on_books) = split /\|/, $node->safe_psql('postgres', qq{
+SELECT (SELECT count(*) || coalesce(': ' || string_agg(kpi || ' ' || key || ' ' || coalesce(reported::text, '-') || ' vs '
+                                                       || coalesce(recounted::text, '-'), '; '), '')
+          FROM kpi_recount($hotel, '$first', '$last')),
+       kpi_recount_size($hotel, '$first', '$last'),
+       (SELECT coalesce(sum(rooms_on_books), 0) FROM booking.hotel_pickup WHERE hotel_id = $hotel)});
+	is($differences, '0', "hotel $hotel: every KPI equals its recomputation from raw rows after the load");
+	cmp_ok($compared, '>', 100, "hotel $hotel: $compared figures compared");
+	cmp_ok($on_books, '>', 0, "hotel $hotel: the pickup of today has rooms on the books ($on_books)");
 }
 
 # Negative control: breakdown and total from two reads of the rates.

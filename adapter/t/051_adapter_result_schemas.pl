@@ -127,6 +127,8 @@ call(admin => 'PUT', '/hotels/{hotel_id}/cancellation-policy', { hotel_id => $ho
 call(admin => 'PUT', '/inventory/{hotel_id}/rates', { hotel_id => $hotel }, { room_type => 'double', from => $day->(30), to => $day->(31), amount => 110 });
 call(user => 'POST', '/reservations/quote', {}, { hotel_id => $hotel, room_type => 'double', arrival_date => $day->(30), stay_length => 2 });
 call(admin => 'GET', '/admin/analytics/hotels/{hotel_id}/kpis', { hotel_id => $hotel }, { from => $day->(-7), to => $day->(7) });
+call(admin => 'GET', '/admin/analytics/hotels/{hotel_id}/pickup', { hotel_id => $hotel }, { from => $day->(-7), to => $day->(7) });
+call(admin => 'GET', '/admin/analytics/hotels/{hotel_id}/lead-time', { hotel_id => $hotel }, { from => $day->(-7), to => $day->(30) });
 call(admin => 'GET', '/admin/analytics/bookings/per-day', {}, { from => $day->(-3), to => $today });
 my $admin_id = http($a, 'GET', '/users/me', undef, $tok{admin})->{json}{id};
 call(user => 'GET', '/availability/common', {},
