@@ -49,6 +49,12 @@
 #define EVENTS_PAGE 500         /* events read per call of api.list_events */
 #define EVENTS_PAGE_TEXT "500"
 #define HUB_READY_WAIT_MS 3000  /* how long a new stream waits for the hub to listen */
+/*
+ * A stream reads at most this often: publishes that come faster are read
+ * together, so busy writers cost each stream at most 40 pooled reads a
+ * second, and an event still reaches the stream within this of its publish.
+ */
+#define MIN_READ_INTERVAL_MS 25
 
 static int  streams;
 static int  max_streams = 16;
@@ -79,6 +85,7 @@ typedef struct stream {
     size_t      len;
     size_t      sent;
     long long   sent_ms;        /* monotonic: last bytes queued (for keepalives) */
+    long long   read_ms;        /* monotonic: last read of events */
     /* what binds the stream to its caller (role and claims above) */
     time_t      token_expires;  /* the token's "exp" */
     time_t      ends;           /* opened + max lifetime */
@@ -444,8 +451,12 @@ read_stream(void *cls, uint64_t pos, char *buf, size_t max)
         g = s->reread ? hub_generation() : hub_wait(s->generation, SLICE_MS);
         if (g != s->generation || s->reread)
         {
+            long long   since = monotonic_ms() - s->read_ms;
+
+            if (since < MIN_READ_INTERVAL_MS)
+                usleep((useconds_t) (MIN_READ_INTERVAL_MS - since) * 1000);
             /* Taken before the read: what is published during it wakes us again. */
-            s->generation = g;
+            s->generation = hub_generation();
             append_events_after(s);
         }
         else if (monotonic_ms() - s->sent_ms >= keepalive_ms)
@@ -483,6 +494,7 @@ append_events_after(stream *s)
     static const char *const names[2] = {"after_id", "lim"};
 
     s->reread = false;
+    s->read_ms = monotonic_ms();
     for (;;)
     {
         char        after[32];
