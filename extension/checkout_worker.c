@@ -492,6 +492,10 @@ run_day(DateADT day)
 			} while (n > 0);
 			exit_if_postmaster_gone();
 			(void) call_int8("SELECT 0::int8 FROM booking.checkout_finish($1)", 1, argtypes, values, activity);
+			/* Group blocks whose release date has come give back their unpicked rooms (issue 15). */
+			argtypes[0] = DATEOID;
+			values[0] = DateADTGetDatum(day);
+			(void) call_int8("SELECT booking.release_blocks($1)::int8", 1, argtypes, values, activity);
 			ereport(LOG,
 					(errmsg("pg_booking checkout: business date %s done (run %lld)",
 							date, (long long) run_id)));

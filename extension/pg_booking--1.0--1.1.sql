@@ -2583,6 +2583,1268 @@ CREATE POLICY events_auditor_read ON booking.events FOR SELECT TO booking_audito
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA api, booking FROM PUBLIC;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA api TO booking_api;
 
+-- ==== overbooking allowance and group allotments (issue 15) ====
+--
+-- Why: hotels sell a few rooms beyond the physical total because some
+-- guests never come (the overbooking allowance), and hold rooms for groups
+-- until a release date (blocks, allotments).  Both are folded into the one
+-- number the take reads, so extension/inventory.c keeps its one rule (take a
+-- night when available > 0, under the night's row lock):
+--
+--     available = total + allowance - held - blocked
+--
+-- held: reservations holding the night; blocked: rooms of group blocks not
+-- picked up yet; allowance: the night's overbooking allowance.  The CHECK
+-- 0 <= available <= total + allowance therefore says held + blocked <=
+-- total + allowance, and every writer changes available under the row lock
+-- of the night, so no concurrency exceeds it (t/088_allotment_concurrency.pl).
+-- With no allowance and no block this is 1.0's available = total - held.
+--
+-- The allowance is set per (hotel, room type) as a number of rooms or a
+-- percentage of the night's total (rounded down) in booking.overbooking;
+-- each night's rooms are kept on its inventory row (inventory.allowance),
+-- since a percentage depends on that night's total.  A change applies from
+-- the hotels' today on (passed nights keep what they were sold with), and
+-- api.adjust_inventory recomputes it when a total changes.
+--
+-- A block holds `rooms` rooms of a type on each night from..to for a group
+-- code, until its release date.  Creating it takes the rooms from
+-- available in one UPDATE that needs available >= rooms on every night
+-- (all or nothing).  A reservation made with the group code draws from the
+-- block first: when its stay lies within the block and the block has a room
+-- left on each night, the reservations_block trigger (fires before
+-- reservations_nights) counts the room as picked up and hands it to the
+-- stay (available + 1), which the C take then holds (available - 1): the
+-- night's count is unchanged and the block never gives more than it has;
+-- otherwise the stay is sold from general inventory like any other.  A
+-- group stay keeps its dates and room type (it may be shortened or
+-- cancelled); the nights it gives back go back to the block until the block
+-- is released, then to general inventory.  The release (on the release
+-- date by the nightly checkout worker, booking.release_blocks, or by hand)
+-- returns the rooms not picked up, exactly once: booking.block_releases has
+-- one row per block.
+--
+-- Lock order, for every writer: the block's row (release only, FOR NO KEY
+-- UPDATE, which does not block the reservations' foreign-key checks), then
+-- inventory rows by night, then block_nights rows by night.
+
+CREATE TABLE booking.overbooking (
+    hotel_id   bigint NOT NULL REFERENCES booking.hotels,
+    room_type  text NOT NULL,
+    rooms      integer,
+    percent    numeric(5,2),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (hotel_id, room_type),
+    CONSTRAINT overbooking_rooms_or_percent CHECK ((rooms IS NULL) <> (percent IS NULL)),
+    CONSTRAINT overbooking_rooms_range CHECK (rooms IS NULL OR rooms BETWEEN 0 AND 10000),
+    CONSTRAINT overbooking_percent_range CHECK (percent IS NULL OR percent BETWEEN 0 AND 100)
+);
+COMMENT ON TABLE booking.overbooking IS 'overbooking allowance per hotel and room type: rooms, or percent of each night''s total (rounded down), sellable beyond the physical rooms';
+SELECT pg_catalog.pg_extension_config_dump('booking.overbooking', '');
+GRANT SELECT ON booking.overbooking TO booking_api;
+GRANT INSERT, UPDATE ON booking.overbooking TO booking_admin, booking_facility_manager;
+
+ALTER TABLE booking.inventory
+    ADD COLUMN allowance integer NOT NULL DEFAULT 0,
+    ADD CONSTRAINT inventory_allowance_range CHECK (allowance >= 0),
+    DROP CONSTRAINT inventory_available_range,
+    ADD CONSTRAINT inventory_available_range CHECK (available >= 0 AND available <= total + allowance);
+COMMENT ON COLUMN booking.inventory.allowance IS 'rooms of this night sellable beyond total (overbooking allowance, from booking.overbooking)';
+COMMENT ON COLUMN booking.inventory.available IS 'rooms still sellable: total + allowance - rooms held by reservations - rooms of group blocks not picked up';
+
+-- The allowance of a night of `total` rooms under a setting.
+CREATE FUNCTION booking.allowance_rooms(total integer, rooms integer, percent numeric) RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT coalesce(rooms, floor(total * percent / 100)::integer, 0) $$;
+COMMENT ON FUNCTION booking.allowance_rooms IS 'the overbooking allowance of a night with this total: rooms, or percent of total rounded down; 0 without a setting';
+
+CREATE TABLE booking.blocks (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    hotel_id     bigint NOT NULL REFERENCES booking.hotels,
+    room_type    text NOT NULL,
+    group_code   text NOT NULL,
+    first_night  date NOT NULL,
+    last_night   date NOT NULL,
+    rooms        integer NOT NULL,
+    release_date date NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT blocks_group_code UNIQUE (hotel_id, group_code),
+    CONSTRAINT blocks_group_code_form CHECK (group_code ~ '^[A-Za-z0-9][A-Za-z0-9_-]{0,49}$'),
+    CONSTRAINT blocks_rooms_range CHECK (rooms BETWEEN 1 AND 10000),
+    CONSTRAINT blocks_nights_order CHECK (first_night <= last_night),
+    CONSTRAINT blocks_release_first CHECK (release_date <= first_night)
+);
+COMMENT ON TABLE booking.blocks IS 'group allotments: rooms of a type held on nights first..last for a group code until release_date';
+
+CREATE TABLE booking.block_nights (
+    block_id bigint NOT NULL REFERENCES booking.blocks,
+    night    date NOT NULL,
+    rooms    integer NOT NULL,
+    picked   integer NOT NULL DEFAULT 0,
+    PRIMARY KEY (block_id, night),
+    CONSTRAINT block_nights_picked_range CHECK (picked >= 0 AND picked <= rooms)
+);
+CREATE INDEX block_nights_night_idx ON booking.block_nights (night);
+COMMENT ON TABLE booking.block_nights IS 'per block and night: rooms the block holds (after its release: those picked up) and rooms picked up by group stays';
+
+CREATE TABLE booking.block_releases (
+    block_id       bigint PRIMARY KEY REFERENCES booking.blocks,
+    released_at    timestamptz NOT NULL DEFAULT now(),
+    source         text NOT NULL CHECK (source IN ('worker', 'manual')),
+    as_of          date,
+    rooms_returned integer NOT NULL
+);
+COMMENT ON TABLE booking.block_releases IS 'the release of a block (at most one): room nights not picked up returned to general inventory';
+
+SELECT pg_catalog.pg_extension_config_dump('booking.blocks', '');
+SELECT pg_catalog.pg_extension_config_dump('booking.block_nights', '');
+SELECT pg_catalog.pg_extension_config_dump('booking.block_releases', '');
+GRANT SELECT ON booking.blocks, booking.block_nights, booking.block_releases TO booking_api;
+-- Creating a block writes as its caller; the release and the stays' triggers
+-- write as the owner (SECURITY DEFINER).
+GRANT INSERT ON booking.blocks, booking.block_nights TO booking_admin, booking_facility_manager;
+
+ALTER TABLE booking.reservations ADD COLUMN block_id bigint REFERENCES booking.blocks;
+CREATE INDEX reservations_block_idx ON booking.reservations (block_id) WHERE block_id IS NOT NULL;
+COMMENT ON COLUMN booking.reservations.block_id IS 'the group block the stay''s nights were drawn from (NULL: general inventory)';
+
+-- The rooms of group blocks not picked up on a night of (hotel, room type).
+-- Owner's rights: the occupancy view calls it for its readers (booking_grafana
+-- among them), who read no block table.
+CREATE FUNCTION booking.blocked_rooms(hotel_id bigint, room_type text, night date) RETURNS bigint
+LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(sum(n.rooms - n.picked), 0)
+      FROM booking.blocks b JOIN booking.block_nights n ON n.block_id = b.id
+     WHERE b.hotel_id = blocked_rooms.hotel_id AND b.room_type = blocked_rooms.room_type
+       AND n.night = blocked_rooms.night
+$$;
+COMMENT ON FUNCTION booking.blocked_rooms IS 'rooms of a night held by group blocks and not picked up yet';
+
+-- Stays drawn from a block: the pick-up when one is made, the refusal of
+-- moves, and (after the C trigger gave the nights back) their return.
+CREATE FUNCTION booking.reservation_block() RETURNS trigger
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    b booking.blocks;
+    nights integer;
+    free integer;
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        IF NEW.block_id IS NULL THEN
+            RETURN NEW;
+        END IF;
+        SELECT * INTO b FROM booking.blocks x WHERE x.id = NEW.block_id;
+        nights := NEW.held_until - NEW.arrival_date;
+        IF b.id IS NULL OR b.hotel_id <> NEW.hotel_id OR b.room_type <> NEW.room_type OR nights < 1
+           OR NEW.status <> 'confirmed' OR NEW.arrival_date < b.first_night OR NEW.held_until - 1 > b.last_night
+           OR EXISTS (SELECT 1 FROM booking.block_releases x WHERE x.block_id = b.id) THEN
+            NEW.block_id := NULL;       -- not the block's: general inventory
+            RETURN NEW;
+        END IF;
+        PERFORM 1 FROM booking.inventory i
+         WHERE i.hotel_id = NEW.hotel_id AND i.room_type = NEW.room_type
+           AND i.night >= NEW.arrival_date AND i.night < NEW.held_until
+         ORDER BY i.night FOR UPDATE;
+        PERFORM 1 FROM booking.block_nights n
+         WHERE n.block_id = b.id AND n.night >= NEW.arrival_date AND n.night < NEW.held_until
+         ORDER BY n.night FOR UPDATE;
+        SELECT count(*) INTO free FROM booking.block_nights n
+         WHERE n.block_id = b.id AND n.night >= NEW.arrival_date AND n.night < NEW.held_until AND n.picked < n.rooms;
+        IF free < nights THEN
+            NEW.block_id := NULL;       -- the block is full on a night: general inventory
+            RETURN NEW;
+        END IF;
+        UPDATE booking.block_nights n SET picked = n.picked + 1
+         WHERE n.block_id = b.id AND n.night >= NEW.arrival_date AND n.night < NEW.held_until;
+        -- The block hands its room to the stay; the take holds it right after.
+        UPDATE booking.inventory i SET available = i.available + 1
+         WHERE i.hotel_id = NEW.hotel_id AND i.room_type = NEW.room_type
+           AND i.night >= NEW.arrival_date AND i.night < NEW.held_until;
+        RETURN NEW;
+    END IF;
+    IF TG_OP = 'DELETE' THEN
+        RETURN OLD;
+    END IF;
+    IF NEW.block_id IS DISTINCT FROM OLD.block_id THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR', 'a stay is drawn from a block only when it is made',
+            jsonb_build_object('field', 'block_id', 'reservation_id', OLD.id));
+    END IF;
+    IF OLD.block_id IS NOT NULL AND (NEW.room_type <> OLD.room_type OR NEW.arrival_date <> OLD.arrival_date
+                                     OR NEW.stay_length > OLD.stay_length OR NEW.held_until > OLD.held_until) THEN
+        PERFORM booking.raise_error(409, 'INVALID_STATE',
+            format('the stay was drawn from group block %s: it keeps its arrival date and room type and cannot grow', OLD.block_id),
+            jsonb_build_object('reservation_id', OLD.id, 'block_id', OLD.block_id),
+            'Shorten or cancel the stay, then book the new dates (with the group code while the block has rooms).');
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION booking.reservation_block IS 'trigger (before reservations_nights): a stay made with a block draws its nights from it when the block has a room on each; a group stay keeps its dates and room type';
+
+CREATE FUNCTION booking.reservation_block_return() RETURNS trigger
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    kept date := CASE WHEN TG_OP = 'DELETE' THEN OLD.arrival_date ELSE NEW.held_until END;
+    released boolean;
+BEGIN
+    IF kept >= OLD.held_until THEN
+        RETURN NULL;
+    END IF;
+    -- The C trigger gave nights [kept, old held_until) back to available (rows
+    -- locked); before the release they go back into the block.
+    released := EXISTS (SELECT 1 FROM booking.block_releases x WHERE x.block_id = OLD.block_id);
+    UPDATE booking.block_nights n
+       SET picked = n.picked - 1, rooms = n.rooms - CASE WHEN released THEN 1 ELSE 0 END
+     WHERE n.block_id = OLD.block_id AND n.night >= kept AND n.night < OLD.held_until;
+    IF NOT released THEN
+        UPDATE booking.inventory i SET available = i.available - 1
+         WHERE i.hotel_id = OLD.hotel_id AND i.room_type = OLD.room_type
+           AND i.night >= kept AND i.night < OLD.held_until;
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION booking.reservation_block_return IS 'trigger: nights a group stay gives back return to its block until the block is released';
+
+-- The WHEN clauses keep the stays of no block (nearly all) from calling
+-- PL/pgSQL: the take of a plain stay costs what it did.
+CREATE TRIGGER reservations_block BEFORE INSERT ON booking.reservations
+    FOR EACH ROW WHEN (NEW.block_id IS NOT NULL) EXECUTE FUNCTION booking.reservation_block();
+CREATE TRIGGER reservations_block_change BEFORE UPDATE OF block_id, room_type, arrival_date, stay_length, held_until
+    ON booking.reservations
+    FOR EACH ROW WHEN (OLD.block_id IS NOT NULL OR NEW.block_id IS NOT NULL) EXECUTE FUNCTION booking.reservation_block();
+CREATE TRIGGER reservations_block_return AFTER UPDATE OF held_until OR DELETE ON booking.reservations
+    FOR EACH ROW WHEN (OLD.block_id IS NOT NULL) EXECUTE FUNCTION booking.reservation_block_return();
+
+-- The allowance, set for one room type of a hotel.
+CREATE FUNCTION api.set_overbooking(hotel_id bigint, room_type text, rooms integer DEFAULT NULL,
+                                    percent numeric DEFAULT NULL) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    today date := booking.hotel_today();
+    bad record;
+    before jsonb;
+    o booking.overbooking;
+    n integer;
+BEGIN
+    PERFORM booking.require_role('admin', 'facility_manager');
+    PERFORM booking.find_hotel(hotel_id);
+    PERFORM booking.validate_room_type(room_type);
+    IF (rooms IS NULL) = (percent IS NULL) THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR', 'give either rooms or percent',
+            jsonb_build_object('field', 'rooms'));
+    END IF;
+    IF rooms < 0 OR rooms > 10000 THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR', format('rooms %s is out of range', rooms),
+            jsonb_build_object('field', 'rooms', 'min', 0, 'max', 10000));
+    END IF;
+    IF percent < 0 OR percent > 100 OR scale(percent) > 2 THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR',
+            format('percent %s is out of range (0 to 100, two decimals at most)', percent),
+            jsonb_build_object('field', 'percent', 'min', 0, 'max', 100));
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM booking.inventory i
+                    WHERE i.hotel_id = set_overbooking.hotel_id AND i.room_type = set_overbooking.room_type) THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR',
+            format('hotel %s has no room type "%s"', hotel_id, room_type),
+            jsonb_build_object('field', 'room_type', 'hotel_id', hotel_id, 'room_type', room_type));
+    END IF;
+    -- Lock the nights in the take's order, then compare with what is sold.
+    PERFORM 1 FROM booking.inventory i
+      WHERE i.hotel_id = set_overbooking.hotel_id AND i.room_type = set_overbooking.room_type AND i.night >= today
+      ORDER BY i.night FOR UPDATE;
+    SELECT i.night, i.total, booking.allowance_rooms(i.total, rooms, percent) AS allowance,
+           i.total + i.allowance - i.available AS sold
+      INTO bad
+      FROM booking.inventory i
+     WHERE i.hotel_id = set_overbooking.hotel_id AND i.room_type = set_overbooking.room_type AND i.night >= today
+       AND i.available + booking.allowance_rooms(i.total, rooms, percent) - i.allowance < 0
+     ORDER BY i.night LIMIT 1;
+    IF FOUND THEN
+        PERFORM booking.raise_error(409, 'ALLOWANCE_BELOW_SOLD',
+            format('night %s has %s rooms sold (reservations and blocks) but %s rooms and an allowance of %s sell only %s',
+                   to_char(bad.night, 'YYYY-MM-DD'), bad.sold, bad.total, bad.allowance, bad.total + bad.allowance),
+            jsonb_build_object('hotel_id', hotel_id, 'room_type', room_type, 'night', bad.night,
+                               'total', bad.total, 'allowance', bad.allowance, 'sold', bad.sold),
+            'Cancel or move reservations first, or keep a larger allowance.');
+    END IF;
+    SELECT to_jsonb(x) - 'updated_at' INTO before FROM booking.overbooking x
+     WHERE x.hotel_id = set_overbooking.hotel_id AND x.room_type = set_overbooking.room_type;
+    INSERT INTO booking.overbooking AS x (hotel_id, room_type, rooms, percent)
+    VALUES (hotel_id, room_type, rooms, percent)
+    ON CONFLICT ON CONSTRAINT overbooking_pkey
+    DO UPDATE SET rooms = EXCLUDED.rooms, percent = EXCLUDED.percent, updated_at = now()
+    RETURNING * INTO o;
+    UPDATE booking.inventory i
+       SET allowance = booking.allowance_rooms(i.total, o.rooms, o.percent),
+           available = i.available + booking.allowance_rooms(i.total, o.rooms, o.percent) - i.allowance
+     WHERE i.hotel_id = set_overbooking.hotel_id AND i.room_type = set_overbooking.room_type AND i.night >= today;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    PERFORM booking.audit('inventory.overbooking', 'inventory', format('%s/%s', hotel_id, room_type),
+        before, to_jsonb(o) - 'updated_at');
+    RETURN jsonb_build_object('hotel_id', o.hotel_id, 'room_type', o.room_type, 'rooms', o.rooms,
+                              'percent', o.percent, 'applies_from', today, 'nights', n, 'updated_at', o.updated_at);
+END
+$$;
+COMMENT ON FUNCTION api.set_overbooking IS 'admin, facility_manager: the overbooking allowance of a room type (rooms, or percent of each night''s total rounded down) for the nights from today on; 404, 409 ALLOWANCE_BELOW_SOLD (first night sold beyond it), 422';
+
+-- Inventory adjustments keep the allowance: new nights get the room type's
+-- setting, and a percentage follows the night's new total.  The rooms sold
+-- (held and blocked) stay sold: a total that with its allowance sells fewer
+-- is refused with the first such night.
+CREATE OR REPLACE FUNCTION api.adjust_inventory(hotel_id bigint, room_type text, "from" text, "to" text,
+                                     delta integer DEFAULT NULL, total integer DEFAULT NULL) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    nights daterange;
+    bad record;
+    before_totals jsonb;
+    o booking.overbooking;
+BEGIN
+    PERFORM booking.require_role('admin', 'facility_manager');
+    PERFORM booking.find_hotel(hotel_id);
+    PERFORM booking.validate_room_type(room_type);
+    nights := booking.parse_nights("from", "to");
+    IF (delta IS NULL) = (total IS NULL) THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR', 'give either delta or total',
+            jsonb_build_object('field', 'delta'));
+    END IF;
+    IF total IS NOT NULL AND total < 0 THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR', format('total %s is negative', total),
+            jsonb_build_object('field', 'total'));
+    END IF;
+    SELECT * INTO o FROM booking.overbooking x
+     WHERE x.hotel_id = adjust_inventory.hotel_id AND x.room_type = adjust_inventory.room_type;
+    INSERT INTO booking.inventory (hotel_id, room_type, night, total, available)
+    SELECT adjust_inventory.hotel_id, adjust_inventory.room_type, n::date, 0, 0
+      FROM generate_series(lower(nights), upper(nights) - 1, interval '1 day') n
+    ON CONFLICT DO NOTHING;
+    -- Lock the nights in the order the reservation trigger does (by night),
+    -- then look at what is sold: nothing can take a room meanwhile.
+    PERFORM 1 FROM booking.inventory i
+      WHERE i.hotel_id = adjust_inventory.hotel_id AND i.room_type = adjust_inventory.room_type
+        AND i.night <@ nights
+      ORDER BY i.night FOR UPDATE;
+    SELECT i.night, coalesce(adjust_inventory.total, i.total + delta) AS total,
+           i.total + i.allowance - i.available AS held,
+           CASE WHEN o.hotel_id IS NULL OR i.night < booking.hotel_today() THEN i.allowance
+                ELSE booking.allowance_rooms(greatest(coalesce(adjust_inventory.total, i.total + delta), 0), o.rooms, o.percent)
+           END AS allowance
+      INTO bad
+      FROM booking.inventory i
+     WHERE i.hotel_id = adjust_inventory.hotel_id AND i.room_type = adjust_inventory.room_type
+       AND i.night <@ nights
+       AND coalesce(adjust_inventory.total, i.total + delta)
+           + CASE WHEN o.hotel_id IS NULL OR i.night < booking.hotel_today() THEN i.allowance
+                  ELSE booking.allowance_rooms(greatest(coalesce(adjust_inventory.total, i.total + delta), 0), o.rooms, o.percent)
+             END < i.total + i.allowance - i.available
+     ORDER BY i.night LIMIT 1;
+    IF FOUND AND bad.total < 0 THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR',
+            format('night %s would have %s rooms', to_char(bad.night, 'YYYY-MM-DD'), bad.total),
+            jsonb_build_object('field', 'delta', 'night', bad.night, 'total', bad.total));
+    END IF;
+    IF FOUND THEN
+        PERFORM booking.raise_error(409, 'INVENTORY_BELOW_HELD',
+            format('night %s would have %s rooms but %s are held by reservations', to_char(bad.night, 'YYYY-MM-DD'), bad.total, bad.held),
+            jsonb_build_object('hotel_id', hotel_id, 'room_type', room_type, 'night', bad.night,
+                               'total', bad.total, 'held', bad.held)
+            || CASE WHEN bad.allowance > 0 THEN jsonb_build_object('allowance', bad.allowance) ELSE '{}' END,
+            'Cancel or move reservations first, or adjust by a smaller amount.');
+    END IF;
+    IF EXISTS (SELECT 1 FROM booking.inventory i
+                WHERE i.hotel_id = adjust_inventory.hotel_id AND i.room_type = adjust_inventory.room_type
+                  AND i.night <@ nights AND coalesce(adjust_inventory.total, i.total + delta) < 0) THEN
+        SELECT i.night, coalesce(adjust_inventory.total, i.total + delta) AS total INTO bad
+          FROM booking.inventory i
+         WHERE i.hotel_id = adjust_inventory.hotel_id AND i.room_type = adjust_inventory.room_type
+           AND i.night <@ nights AND coalesce(adjust_inventory.total, i.total + delta) < 0
+         ORDER BY i.night LIMIT 1;
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR',
+            format('night %s would have %s rooms', to_char(bad.night, 'YYYY-MM-DD'), bad.total),
+            jsonb_build_object('field', 'delta', 'night', bad.night, 'total', bad.total));
+    END IF;
+    SELECT jsonb_object_agg(i.night, i.total) INTO before_totals
+      FROM booking.inventory i
+     WHERE i.hotel_id = adjust_inventory.hotel_id AND i.room_type = adjust_inventory.room_type
+       AND i.night <@ nights;
+    UPDATE booking.inventory i
+       SET total = x.total, allowance = x.allowance,
+           available = x.total + x.allowance - (i.total + i.allowance - i.available)
+      FROM (SELECT j.night, coalesce(adjust_inventory.total, j.total + delta) AS total,
+                   CASE WHEN o.hotel_id IS NULL OR j.night < booking.hotel_today() THEN j.allowance
+                        ELSE booking.allowance_rooms(coalesce(adjust_inventory.total, j.total + delta), o.rooms, o.percent)
+                   END AS allowance
+              FROM booking.inventory j
+             WHERE j.hotel_id = adjust_inventory.hotel_id AND j.room_type = adjust_inventory.room_type
+               AND j.night <@ nights) x
+     WHERE i.hotel_id = adjust_inventory.hotel_id AND i.room_type = adjust_inventory.room_type
+       AND i.night = x.night;
+    PERFORM booking.audit('inventory.adjust', 'inventory', format('%s/%s', hotel_id, room_type),
+        jsonb_build_object('totals', before_totals),
+        jsonb_build_object('delta', delta, 'total', total, 'from', lower(nights), 'to', upper(nights) - 1,
+                           'totals', (SELECT jsonb_object_agg(i.night, i.total) FROM booking.inventory i
+                                       WHERE i.hotel_id = adjust_inventory.hotel_id
+                                         AND i.room_type = adjust_inventory.room_type AND i.night <@ nights)));
+    RETURN api.list_inventory(hotel_id, to_char(lower(nights), 'YYYY-MM-DD'), to_char(upper(nights) - 1, 'YYYY-MM-DD'),
+                              room_type, lim => 500);
+END
+$$;
+
+-- A block as the api answers it.
+CREATE FUNCTION booking.block_json(b booking.blocks) RETURNS jsonb
+LANGUAGE sql STABLE
+AS $$
+    SELECT jsonb_build_object('id', b.id, 'hotel_id', b.hotel_id, 'room_type', b.room_type,
+                              'group_code', b.group_code, 'from', b.first_night, 'to', b.last_night,
+                              'rooms', b.rooms, 'release_date', b.release_date, 'created_at', b.created_at,
+                              'picked_up', (SELECT coalesce(max(n.picked), 0) FROM booking.block_nights n WHERE n.block_id = b.id),
+                              'released', (SELECT jsonb_build_object('released_at', r.released_at, 'source', r.source,
+                                                                     'as_of', r.as_of, 'rooms_returned', r.rooms_returned)
+                                             FROM booking.block_releases r WHERE r.block_id = b.id),
+                              'nights', (SELECT jsonb_agg(jsonb_build_object('night', n.night, 'rooms', n.rooms, 'picked', n.picked)
+                                                          ORDER BY n.night)
+                                           FROM booking.block_nights n WHERE n.block_id = b.id))
+$$;
+
+CREATE FUNCTION booking.find_block(hotel_id bigint, block_id bigint) RETURNS booking.blocks
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    b booking.blocks;
+BEGIN
+    PERFORM booking.find_hotel(hotel_id);
+    SELECT * INTO b FROM booking.blocks x WHERE x.id = block_id AND x.hotel_id = find_block.hotel_id;
+    IF b.id IS NULL THEN
+        PERFORM booking.raise_error(404, 'NOT_FOUND', format('block %s of hotel %s not found', coalesce(block_id::text, 'NULL'), hotel_id),
+            jsonb_build_object('hotel_id', hotel_id, 'block_id', block_id));
+    END IF;
+    RETURN b;
+END
+$$;
+
+CREATE FUNCTION api.create_block(hotel_id bigint, room_type text, group_code text, "from" text, "to" text,
+                                 rooms integer, release_date text) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    nights daterange;
+    rel date;
+    b booking.blocks;
+    n integer;
+    bad record;
+BEGIN
+    PERFORM booking.require_role('admin', 'facility_manager');
+    PERFORM booking.find_hotel(hotel_id);
+    PERFORM booking.validate_room_type(room_type);
+    IF group_code IS NULL OR group_code !~ '^[A-Za-z0-9][A-Za-z0-9_-]{0,49}$' THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR',
+            'group_code must have 1 to 50 letters, digits, "-" or "_", starting with a letter or digit',
+            jsonb_build_object('field', 'group_code'));
+    END IF;
+    nights := booking.parse_nights("from", "to", 366);
+    IF rooms IS NULL OR rooms NOT BETWEEN 1 AND 10000 THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR', format('rooms %s is out of range', coalesce(rooms::text, 'NULL')),
+            jsonb_build_object('field', 'rooms', 'min', 1, 'max', 10000));
+    END IF;
+    rel := booking.parse_date(release_date, 'release_date');
+    IF rel < booking.hotel_today() OR rel > lower(nights) THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR',
+            format('release_date %s must be between today and the block''s first night %s',
+                   to_char(rel, 'YYYY-MM-DD'), to_char(lower(nights), 'YYYY-MM-DD')),
+            jsonb_build_object('field', 'release_date'));
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM booking.inventory i
+                    WHERE i.hotel_id = create_block.hotel_id AND i.room_type = create_block.room_type) THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR',
+            format('hotel %s has no room type "%s"', hotel_id, room_type),
+            jsonb_build_object('field', 'room_type', 'hotel_id', hotel_id, 'room_type', room_type));
+    END IF;
+    IF EXISTS (SELECT 1 FROM booking.blocks x WHERE x.hotel_id = create_block.hotel_id AND x.group_code = create_block.group_code) THEN
+        PERFORM booking.raise_error(409, 'ALREADY_EXISTS',
+            format('hotel %s already has a block with group code "%s"', hotel_id, group_code),
+            jsonb_build_object('hotel_id', hotel_id, 'group_code', group_code));
+    END IF;
+    INSERT INTO booking.blocks (hotel_id, room_type, group_code, first_night, last_night, rooms, release_date)
+    VALUES (hotel_id, room_type, group_code, lower(nights), upper(nights) - 1, rooms, rel)
+    RETURNING * INTO b;
+    -- The take of the block: every night or none (the rows locked by night).
+    UPDATE booking.inventory i SET available = i.available - rooms
+     WHERE i.hotel_id = create_block.hotel_id AND i.room_type = create_block.room_type
+       AND i.night <@ nights AND i.available >= rooms;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF n < upper(nights) - lower(nights) THEN
+        SELECT d::date AS night, i.available INTO bad
+          FROM generate_series(lower(nights), upper(nights) - 1, interval '1 day') d
+          LEFT JOIN booking.inventory i ON i.hotel_id = create_block.hotel_id AND i.room_type = create_block.room_type
+                                       AND i.night = d::date
+         WHERE i.night IS NULL OR i.available < rooms
+         ORDER BY d LIMIT 1;
+        IF bad.available IS NULL THEN
+            PERFORM booking.raise_error(422, 'VALIDATION_ERROR',
+                format('no inventory of room type "%s" for the night of %s', room_type, to_char(bad.night, 'YYYY-MM-DD')),
+                jsonb_build_object('field', 'to', 'hotel_id', hotel_id, 'room_type', room_type,
+                                   'night', to_char(bad.night, 'YYYY-MM-DD')),
+                'POST /inventory/{hotel_id}/adjust makes the nights first.');
+        END IF;
+        PERFORM booking.raise_error(409, 'NO_AVAILABILITY',
+            format('the night of %s has %s rooms of type "%s" free; the block needs %s',
+                   to_char(bad.night, 'YYYY-MM-DD'), bad.available, room_type, rooms),
+            jsonb_build_object('hotel_id', hotel_id, 'room_type', room_type, 'night', to_char(bad.night, 'YYYY-MM-DD'),
+                               'available', bad.available, 'rooms', rooms),
+            'A block takes its rooms from the rooms still free on every night.');
+    END IF;
+    INSERT INTO booking.block_nights (block_id, night, rooms)
+    SELECT b.id, d::date, rooms FROM generate_series(lower(nights), upper(nights) - 1, interval '1 day') d;
+    PERFORM booking.audit('block.create', 'block', b.id::text, NULL, to_jsonb(b));
+    RETURN booking.block_json(b);
+END
+$$;
+COMMENT ON FUNCTION api.create_block IS 'admin, facility_manager: a group block of rooms of a type on nights from..to (included) for group_code, taken from the rooms free on every night, until release_date; 404, 409 NO_AVAILABILITY or ALREADY_EXISTS, 422';
+
+CREATE FUNCTION api.list_blocks(hotel_id bigint, lim integer DEFAULT 50, off integer DEFAULT 0) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    PERFORM booking.require_role('admin', 'facility_manager', 'auditor');
+    PERFORM booking.check_page(lim, off);
+    PERFORM booking.find_hotel(hotel_id);
+    RETURN coalesce((SELECT jsonb_agg(booking.block_json(x) ORDER BY x.first_night, x.id)
+                       FROM (SELECT b.* FROM booking.blocks b WHERE b.hotel_id = list_blocks.hotel_id
+                              ORDER BY b.first_night, b.id LIMIT lim OFFSET off) x), '[]');
+END
+$$;
+COMMENT ON FUNCTION api.list_blocks IS 'admin, facility_manager, auditor: the group blocks of a hotel with their pick-up per night; 404';
+
+CREATE FUNCTION api.get_block(hotel_id bigint, id bigint) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    PERFORM booking.require_role('admin', 'facility_manager', 'auditor');
+    RETURN booking.block_json(booking.find_block(hotel_id, id));
+END
+$$;
+COMMENT ON FUNCTION api.get_block IS 'admin, facility_manager, auditor: a group block with its pick-up per night and its release; 404';
+
+-- Release a block: the rooms not picked up go back to general inventory,
+-- once.  NULL when it was released already.
+CREATE FUNCTION booking.release_block(block_id bigint, source text, as_of date DEFAULT NULL)
+RETURNS booking.block_releases
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    b booking.blocks;
+    r booking.block_releases;
+    returned integer;
+BEGIN
+    SELECT * INTO b FROM booking.blocks x WHERE x.id = release_block.block_id FOR NO KEY UPDATE;
+    IF b.id IS NULL OR EXISTS (SELECT 1 FROM booking.block_releases x WHERE x.block_id = b.id) THEN
+        RETURN NULL;
+    END IF;
+    PERFORM 1 FROM booking.inventory i
+      WHERE i.hotel_id = b.hotel_id AND i.room_type = b.room_type AND i.night BETWEEN b.first_night AND b.last_night
+      ORDER BY i.night FOR UPDATE;
+    PERFORM 1 FROM booking.block_nights n WHERE n.block_id = b.id ORDER BY n.night FOR UPDATE;
+    SELECT coalesce(sum(n.rooms - n.picked), 0) INTO returned FROM booking.block_nights n WHERE n.block_id = b.id;
+    UPDATE booking.inventory i SET available = i.available + (n.rooms - n.picked)
+      FROM booking.block_nights n
+     WHERE n.block_id = b.id AND n.rooms > n.picked
+       AND i.hotel_id = b.hotel_id AND i.room_type = b.room_type AND i.night = n.night;
+    UPDATE booking.block_nights n SET rooms = n.picked WHERE n.block_id = b.id AND n.rooms > n.picked;
+    INSERT INTO booking.block_releases (block_id, source, as_of, rooms_returned)
+    VALUES (b.id, release_block.source, release_block.as_of, returned)
+    RETURNING * INTO r;
+    PERFORM booking.audit('block.release', 'block', b.id::text, NULL, to_jsonb(r));
+    RETURN r;
+END
+$$;
+COMMENT ON FUNCTION booking.release_block IS 'give the rooms of a block not picked up back to general inventory, exactly once (NULL when released already)';
+
+-- The nightly checkout worker calls this once per business date it runs.
+CREATE FUNCTION booking.release_blocks(as_of date) RETURNS integer
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    id bigint;
+    n integer := 0;
+BEGIN
+    FOR id IN SELECT b.id FROM booking.blocks b
+               WHERE b.release_date <= as_of
+                 AND NOT EXISTS (SELECT 1 FROM booking.block_releases r WHERE r.block_id = b.id)
+               ORDER BY b.id
+    LOOP
+        IF booking.release_block(id, 'worker', as_of) IS NOT NULL THEN
+            n := n + 1;
+        END IF;
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION booking.release_blocks IS 'release every block whose release date is on or before as_of (the checkout worker, once per business date); the number released';
+
+CREATE FUNCTION api.release_block(hotel_id bigint, id bigint) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    b booking.blocks;
+BEGIN
+    PERFORM booking.require_role('admin', 'facility_manager');
+    b := booking.find_block(hotel_id, id);
+    IF booking.release_block(b.id, 'manual', booking.hotel_today()) IS NULL THEN
+        PERFORM booking.raise_error(409, 'INVALID_STATE', format('block %s is released already', id),
+            jsonb_build_object('hotel_id', hotel_id, 'block_id', id));
+    END IF;
+    RETURN booking.block_json(b);
+END
+$$;
+COMMENT ON FUNCTION api.release_block IS 'admin, facility_manager: release a block now: its rooms not picked up go back to general inventory; 404, 409 INVALID_STATE (released already)';
+
+-- Reservations: an optional group code draws the stay from its block.
+DROP FUNCTION api.create_reservation(bigint, text, text, text, integer, integer, integer);
+CREATE FUNCTION api.create_reservation(hotel_id bigint, room_type text, guest_name text, arrival_date text,
+                                       stay_length integer, adults integer DEFAULT 1, children integer DEFAULT 0,
+                                       group_code text DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    uid bigint := booking.require_user();
+    a date;
+    r booking.reservations;
+    block bigint;
+BEGIN
+    PERFORM booking.require_role('user', 'admin', 'facility_manager', 'moderator', 'service_account');
+    a := booking.parse_date(arrival_date, 'arrival_date');
+    PERFORM booking.validate_room_type(room_type);
+    PERFORM booking.validate_stay(guest_name, a, stay_length, adults, children);
+    PERFORM booking.find_hotel(hotel_id);
+    IF group_code IS NOT NULL THEN
+        SELECT b.id INTO block FROM booking.blocks b
+         WHERE b.hotel_id = create_reservation.hotel_id AND b.group_code = create_reservation.group_code;
+        IF block IS NULL THEN
+            PERFORM booking.raise_error(422, 'VALIDATION_ERROR',
+                format('hotel %s has no group block "%s"', hotel_id, group_code),
+                jsonb_build_object('field', 'group_code', 'hotel_id', hotel_id));
+        END IF;
+    END IF;
+    PERFORM booking.rate_limit_hit('create_reservation');
+    -- The triggers draw from the block when it has the rooms (reservations_block),
+    -- then take the nights, all or nothing (NO_AVAILABILITY, restrictions).
+    INSERT INTO booking.reservations (hotel_id, room_type, user_id, guest_name, arrival_date, stay_length,
+                                      adults, children, held_until, block_id)
+    VALUES (hotel_id, room_type, uid, btrim(guest_name), a, stay_length, adults, children, a + stay_length, block)
+    RETURNING * INTO r;
+    RETURN booking.reservation_json(r);
+END
+$$;
+COMMENT ON FUNCTION api.create_reservation IS 'user+, rate-limited: a stay taking one room on each night, all or nothing; with group_code drawn from that group''s block when the block has a room on each night; 409 NO_AVAILABILITY (first sold-out night), 422 RESTRICTION_VIOLATION or VALIDATION_ERROR (unknown group_code), 404 hotel';
+
+CREATE OR REPLACE FUNCTION booking.reservation_json(r booking.reservations) RETURNS jsonb
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT jsonb_build_object('id', r.id, 'hotel_id', r.hotel_id, 'room_type', r.room_type,
+                              'user_id', r.user_id, 'guest_name', r.guest_name,
+                              'arrival_date', r.arrival_date, 'stay_length', r.stay_length,
+                              'departure_date', r.departure_date, 'adults', r.adults,
+                              'children', r.children, 'status', r.status,
+                              'nights_held', r.held_until - r.arrival_date,
+                              'checked_in_at', r.checked_in_at, 'checked_out_at', r.checked_out_at,
+                              'created_at', r.created_at, 'updated_at', r.updated_at)
+        -- Priced stays (hotels with a currency) answer with their price.
+        || CASE WHEN r.currency IS NULL THEN '{}'::jsonb
+                ELSE jsonb_build_object('currency', r.currency, 'nightly_prices', r.nightly_prices,
+                                        'total_amount', r.total_amount, 'cancellation_fee', r.cancellation_fee) END
+        -- Stays drawn from a group block name it.
+        || CASE WHEN r.block_id IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('block_id', r.block_id) END
+$$;
+
+-- The invariant over the whole database, with allowances and blocks:
+-- available = total + allowance - held - blocked and 0 <= available <=
+-- total + allowance on every night; a held night without an inventory row
+-- is a violation too.
+DROP FUNCTION booking.inventory_violations();
+CREATE FUNCTION booking.inventory_violations()
+RETURNS TABLE (hotel_id bigint, room_type text, night date, total integer, allowance integer, available integer,
+               held bigint, blocked bigint, problem text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH held AS (
+        SELECT r.hotel_id, r.room_type, n::date AS night, count(*) AS held
+          FROM booking.reservations r
+         CROSS JOIN LATERAL generate_series(r.arrival_date, r.held_until - 1, interval '1 day') n
+         WHERE r.held_until > r.arrival_date
+         GROUP BY 1, 2, 3),
+    blocked AS (
+        SELECT b.hotel_id, b.room_type, n.night, sum(n.rooms - n.picked) AS blocked
+          FROM booking.blocks b JOIN booking.block_nights n ON n.block_id = b.id
+         GROUP BY 1, 2, 3)
+    SELECT coalesce(i.hotel_id, h.hotel_id), coalesce(i.room_type, h.room_type), coalesce(i.night, h.night),
+           i.total, i.allowance, i.available, coalesce(h.held, 0), coalesce(k.blocked, 0),
+           CASE WHEN i.night IS NULL THEN 'held night has no inventory row'
+                WHEN i.available < 0 OR i.available > i.total + i.allowance THEN 'available out of range'
+                ELSE 'available is not total + allowance - held - blocked' END
+      FROM booking.inventory i
+      FULL JOIN held h ON h.hotel_id = i.hotel_id AND h.room_type = i.room_type AND h.night = i.night
+      LEFT JOIN blocked k ON k.hotel_id = coalesce(i.hotel_id, h.hotel_id) AND k.room_type = coalesce(i.room_type, h.room_type)
+                         AND k.night = coalesce(i.night, h.night)
+     WHERE i.night IS NULL OR i.available < 0 OR i.available > i.total + i.allowance
+        OR i.available <> i.total + i.allowance - coalesce(h.held, 0) - coalesce(k.blocked, 0)
+     ORDER BY 1, 2, 3
+$$;
+COMMENT ON FUNCTION booking.inventory_violations IS 'the hotel invariant checked over the whole database: rows where available <> total + allowance - held - blocked or out of range; empty when all is well';
+REVOKE EXECUTE ON FUNCTION booking.inventory_violations() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION booking.inventory_violations() TO booking_admin, booking_auditor;
+
+-- The blocks' own invariant: on every night a block's picked rooms are the
+-- group stays drawn from it that hold the night, within the block's rooms.
+CREATE FUNCTION booking.block_violations()
+RETURNS TABLE (block_id bigint, night date, rooms integer, picked integer, drawn bigint, problem text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT n.block_id, n.night, n.rooms, n.picked, d.drawn,
+           CASE WHEN n.picked < 0 OR n.picked > n.rooms OR n.rooms > b.rooms THEN 'picked or rooms out of range'
+                ELSE 'picked is not the group stays holding the night' END
+      FROM booking.block_nights n
+      JOIN booking.blocks b ON b.id = n.block_id
+     CROSS JOIN LATERAL (SELECT count(*) AS drawn FROM booking.reservations r
+                          WHERE r.block_id = n.block_id AND n.night >= r.arrival_date AND n.night < r.held_until) d
+     WHERE n.picked < 0 OR n.picked > n.rooms OR n.rooms > b.rooms OR n.picked <> d.drawn
+     ORDER BY 1, 2
+$$;
+COMMENT ON FUNCTION booking.block_violations IS 'the group blocks'' invariant: nights where picked <> group stays holding the night or picked > rooms; empty when all is well';
+
+-- Occupancy with the allowance and blocks: held stays the rooms held by
+-- reservations; allowance and blocked (not picked up) are shown beside the
+-- physical total.
+CREATE OR REPLACE VIEW booking.analytics_occupancy AS
+    SELECT i.hotel_id, h.name AS hotel_name, i.room_type, i.night,
+           i.total, (i.total + i.allowance - i.available - k.blocked)::integer AS held,
+           CASE WHEN i.total > 0 THEN round(100.0 * (i.total + i.allowance - i.available - k.blocked) / i.total, 1) END AS occupancy_percent,
+           i.allowance, k.blocked::integer AS blocked
+      FROM booking.inventory i JOIN booking.hotels h ON h.id = i.hotel_id
+     CROSS JOIN LATERAL (SELECT booking.blocked_rooms(i.hotel_id, i.room_type, i.night) AS blocked) k;
+COMMENT ON VIEW booking.analytics_occupancy IS 'per hotel, room type and night: physical rooms (total), rooms held by reservations (held, may pass total by the allowance), the overbooking allowance and block rooms not picked up';
+
+CREATE OR REPLACE FUNCTION api.analytics_occupancy(hotel_id bigint, "from" text, "to" text) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    nights daterange;
+    f date;
+    t date;
+BEGIN
+    PERFORM booking.require_role('admin', 'facility_manager', 'auditor');
+    nights := booking.parse_nights("from", "to", 366);
+    f := lower(nights);
+    t := upper(nights) - 1;
+    IF NOT EXISTS (SELECT 1 FROM booking.hotels h WHERE h.id = analytics_occupancy.hotel_id) THEN
+        PERFORM booking.raise_error(404, 'NOT_FOUND', format('hotel %s not found', hotel_id),
+            jsonb_build_object('hotel_id', hotel_id));
+    END IF;
+    RETURN coalesce((SELECT jsonb_agg(jsonb_build_object('night', o.night, 'room_type', o.room_type,
+                                                         'total', o.total, 'held', o.held,
+                                                         'occupancy_percent', o.occupancy_percent,
+                                                         'allowance', o.allowance, 'blocked', o.blocked)
+                                      ORDER BY o.night, o.room_type)
+                       FROM booking.analytics_occupancy o
+                      WHERE o.hotel_id = analytics_occupancy.hotel_id AND o.night BETWEEN f AND t), '[]');
+END
+$$;
+
+REVOKE EXECUTE ON FUNCTION booking.allowance_rooms(integer, integer, numeric),
+    booking.blocked_rooms(bigint, text, date), booking.reservation_block(), booking.reservation_block_return(),
+    api.set_overbooking(bigint, text, integer, numeric), booking.block_json(booking.blocks),
+    booking.find_block(bigint, bigint), api.create_block(bigint, text, text, text, text, integer, text),
+    api.list_blocks(bigint, integer, integer), api.get_block(bigint, bigint),
+    booking.release_block(bigint, text, date), booking.release_blocks(date), api.release_block(bigint, bigint),
+    api.create_reservation(bigint, text, text, text, integer, integer, integer, text),
+    booking.block_violations() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION booking.allowance_rooms(integer, integer, numeric),
+    booking.blocked_rooms(bigint, text, date), booking.block_json(booking.blocks), booking.find_block(bigint, bigint),
+    api.set_overbooking(bigint, text, integer, numeric), api.create_block(bigint, text, text, text, text, integer, text),
+    api.list_blocks(bigint, integer, integer), api.get_block(bigint, bigint), api.release_block(bigint, bigint),
+    api.create_reservation(bigint, text, text, text, integer, integer, integer, text)
+  TO booking_api;
+GRANT EXECUTE ON FUNCTION booking.block_violations() TO booking_admin, booking_auditor;
+GRANT EXECUTE ON FUNCTION booking.blocked_rooms(bigint, text, date) TO booking_grafana;
+-- The release writes as the owner: only the roles that may release call it.
+GRANT EXECUTE ON FUNCTION booking.release_block(bigint, text, date) TO booking_admin, booking_facility_manager;
+
+INSERT INTO booking.http_routes (method, path, function_name, success_status, operation_id, body_argument, public, event_stream) VALUES
+    ('PUT',  '/inventory/{hotel_id}/overbooking',          'set_overbooking', 200, NULL, NULL, false, false),
+    ('POST', '/inventory/{hotel_id}/blocks',               'create_block',    201, NULL, NULL, false, false),
+    ('GET',  '/inventory/{hotel_id}/blocks',               'list_blocks',     200, NULL, NULL, false, false),
+    ('GET',  '/inventory/{hotel_id}/blocks/{id}',          'get_block',       200, NULL, NULL, false, false),
+    ('POST', '/inventory/{hotel_id}/blocks/{id}/release',  'release_block',   200, NULL, NULL, false, false);
+
+WITH t(ts, day, id, n, str) AS (
+    SELECT '{"type": "string", "format": "date-time"}'::jsonb, '{"type": "string", "format": "date"}'::jsonb,
+           '{"type": "integer", "format": "int64"}'::jsonb, '{"type": "integer"}'::jsonb, '{"type": "string"}'::jsonb)
+INSERT INTO booking.http_schemas (name, schema)
+SELECT v.name, jsonb_build_object('type', 'object', 'description', v.description,
+                                  'required', (SELECT jsonb_agg(k ORDER BY k) FROM jsonb_object_keys(v.props) k),
+                                  'properties', v.props)
+  FROM t, LATERAL (VALUES
+    ('Overbooking', 'the overbooking allowance of a room type: rooms, or percent of each night''s total (rounded down), from applies_from on',
+     jsonb_build_object('hotel_id', t.id, 'room_type', t.str, 'rooms', t.n || '{"nullable": true}',
+                        'percent', '{"type": "number", "nullable": true}'::jsonb, 'applies_from', t.day,
+                        'nights', t.n || '{"description": "inventory nights the allowance was applied to"}',
+                        'updated_at', t.ts)),
+    ('Block', 'a group block (allotment): rooms of a type held on nights from..to for a group code until its release',
+     jsonb_build_object('id', t.id, 'hotel_id', t.id, 'room_type', t.str, 'group_code', t.str,
+                        'from', t.day, 'to', t.day, 'rooms', t.n, 'release_date', t.day, 'created_at', t.ts,
+                        'picked_up', t.n || '{"description": "most rooms picked up on any night"}',
+                        'released', jsonb_build_object('type', 'object', 'nullable', true,
+                            'required', '["released_at", "source", "as_of", "rooms_returned"]'::jsonb,
+                            'properties', jsonb_build_object('released_at', t.ts, 'source', t.str,
+                                                             'as_of', t.day || '{"nullable": true}', 'rooms_returned', t.n)),
+                        'nights', jsonb_build_object('type', 'array', 'items', jsonb_build_object('type', 'object',
+                            'required', '["night", "picked", "rooms"]'::jsonb,
+                            'properties', jsonb_build_object('night', t.day, 'rooms', t.n, 'picked', t.n)))))
+  ) AS v(name, description, props);
+INSERT INTO booking.http_results (function_name, schema)
+SELECT f, CASE WHEN many THEN jsonb_build_object('type', 'array', 'items', jsonb_build_object('$ref', '#/components/schemas/' || s))
+               ELSE jsonb_build_object('$ref', '#/components/schemas/' || s) END
+  FROM (VALUES ('set_overbooking', 'Overbooking', false), ('create_block', 'Block', false),
+               ('list_blocks', 'Block', true), ('get_block', 'Block', false), ('release_block', 'Block', false)) AS r(f, s, many);
+-- Occupancy nights show the allowance and the block rooms beside the physical total.
+UPDATE booking.http_schemas
+   SET schema = jsonb_set(jsonb_set(schema, '{properties}', schema -> 'properties'
+                          || '{"allowance": {"type": "integer"}, "blocked": {"type": "integer"}}'),
+                          '{required}', schema -> 'required' || '["allowance", "blocked"]')
+ WHERE name = 'OccupancyNight';
+
+-- ==== calendar feeds: iCalendar of a room and of a user (issue 14) ====
+--
+-- Any calendar app can show a room's bookings or a user's own, by URL:
+-- GET /rooms/{room_id}/calendar.ics and GET /users/me/calendar.ics (bearer
+-- token), and GET /calendar/{token}/calendar.ics, whose secret per-user
+-- token lets an app subscribe without a bearer header (a calendar app
+-- cannot send one).  The answer is RFC 5545 text (text/calendar): the
+-- route declares its media type (booking.http_routes.produces, below), the
+-- function returns the text, and the adapter sends it as it is.
+--
+-- One VEVENT per booking: UID booking-<id>@pg_booking, all times in UTC,
+-- SUMMARY the title where booking.shows_title lets the reader see it (else
+-- "Busy"), STATUS from booking.ics_status, SEQUENCE the booking's revision.
+-- A recurring series is one VEVENT (UID series-<uuid>@pg_booking) whose
+-- recurrence set is its DTSTART and one RDATE per further occurrence:
+-- the rule it was made with (frequency, interval, time zone) is not kept,
+-- and occurrences are moved, retitled and cancelled one by one, so the set
+-- of dates is the faithful description (RRULE would need the rule stored
+-- and a VTIMEZONE).  Cancelled occurrences are EXDATEs; an occurrence that
+-- differs from the first one (length, title, status, room) is an override
+-- VEVENT with RECURRENCE-ID.  Occurrences skipped at creation were never
+-- booked, so they are in no set.
+
+-- SEQUENCE must grow with every change of a booking, whatever writes it
+-- (api, psql, the checkout): a counter kept by a trigger, not by the
+-- writers.  Named to fire after the other BEFORE UPDATE triggers (they fire
+-- in name order), so it sees the row as they left it.
+ALTER TABLE booking.bookings ADD COLUMN revision integer NOT NULL DEFAULT 0;
+COMMENT ON COLUMN booking.bookings.revision IS 'how many times the row changed (kept by trigger bookings_zz_revision): the SEQUENCE of its calendar entry';
+
+CREATE FUNCTION booking.count_booking_revision() RETURNS trigger
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    -- Whatever the writer put in revision is ignored: only a real change counts.
+    NEW.revision := OLD.revision
+        + CASE WHEN to_jsonb(NEW) - 'revision' IS DISTINCT FROM to_jsonb(OLD) - 'revision' THEN 1 ELSE 0 END;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION booking.count_booking_revision IS 'trigger: a booking''s revision grows by one with every UPDATE that changes anything else';
+CREATE TRIGGER bookings_zz_revision BEFORE UPDATE ON booking.bookings
+    FOR EACH ROW EXECUTE FUNCTION booking.count_booking_revision();
+
+-- Who may read a booking's title: its owner, and staff (admin, facility
+-- manager, auditor; a superuser in psql).  The one rule of the room
+-- schedule and of the feeds; the viewer is an argument because a feed read
+-- with a feed token is read as the token's user, not as the anonymous
+-- caller.
+CREATE FUNCTION booking.shows_title(owner_id bigint, viewer_id bigint, viewer_role text) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT coalesce(viewer_role IN ('superuser', 'admin', 'facility_manager', 'auditor') OR owner_id = viewer_id, false) $$;
+COMMENT ON FUNCTION booking.shows_title IS 'whether a viewer (id, application role) may read the title of a booking of owner_id: the owner and staff may';
+
+CREATE OR REPLACE FUNCTION booking.room_schedule(room_id bigint, from_ts timestamptz, to_ts timestamptz) RETURNS jsonb
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'id', b.id, 'starts_at', b.starts_at, 'ends_at', b.ends_at, 'status', b.status,
+               'mine', b.user_id = booking.current_user_id(),
+               'title', CASE WHEN booking.shows_title(b.user_id, booking.current_user_id(), booking.current_app_role())
+                             THEN b.title END)
+             ORDER BY b.starts_at), '[]')
+      FROM booking.bookings b
+     WHERE b.room_id = room_schedule.room_id AND booking.status_occupies(b.status)
+       AND b.starts_at < to_ts AND b.ends_at > from_ts
+$$;
+
+-- STATUS of a booking's calendar entry.  Confirmed and completed bookings
+-- are CONFIRMED; a booking that occupies its room in any other status
+-- (a hold, a request awaiting approval) is TENTATIVE; one that does not
+-- occupy it (cancelled, and any status booking.status_occupies says frees
+-- the room) is CANCELLED.  The one mapping: statuses added later follow
+-- booking.status_occupies.
+CREATE FUNCTION booking.ics_status(status text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN status IN ('confirmed', 'completed') THEN 'CONFIRMED'
+                WHEN booking.status_occupies(status) THEN 'TENTATIVE'
+                ELSE 'CANCELLED' END
+$$;
+COMMENT ON FUNCTION booking.ics_status IS 'the iCalendar STATUS of a booking in this status: CONFIRMED, TENTATIVE (occupies, not confirmed) or CANCELLED (does not occupy)';
+
+-- RFC 5545 3.3.11 TEXT: backslash, semicolon and comma escaped, a line
+-- break written \n; other control characters are not allowed in TEXT and
+-- are dropped.
+CREATE FUNCTION booking.ics_text(value text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+    SELECT regexp_replace(
+               replace(replace(replace(replace(
+                   regexp_replace(value, E'\r\n?', E'\n', 'g'),
+                   '\', '\\'), ';', '\;'), ',', '\,'), E'\n', '\n'),
+               E'[\\x01-\\x08\\x0b-\\x1f\\x7f]', '', 'g')
+$$;
+COMMENT ON FUNCTION booking.ics_text IS 'a value as iCalendar TEXT (RFC 5545 3.3.11): \\ ; , escaped, line breaks as \n';
+
+-- RFC 5545 3.1: a content line longer than 75 octets is folded, CRLF and
+-- one space, never inside a UTF-8 character.
+CREATE FUNCTION booking.ics_fold(line text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+DECLARE
+    folded text := '';
+    rest text := line;
+    room_left integer := 75;
+    n integer;
+BEGIN
+    WHILE octet_length(rest) > room_left LOOP
+        -- At most room_left characters; fewer while they take more octets.
+        n := room_left;
+        WHILE octet_length(left(rest, n)) > room_left LOOP
+            n := n - greatest(1, (octet_length(left(rest, n)) - room_left) / 4);
+        END LOOP;
+        folded := folded || left(rest, n) || E'\r\n ';
+        rest := substr(rest, n + 1);
+        room_left := 74;            -- the leading space is one of the 75
+    END LOOP;
+    RETURN folded || rest;
+END
+$$;
+COMMENT ON FUNCTION booking.ics_fold IS 'an iCalendar content line folded at 75 octets (RFC 5545 3.1), CRLF between the parts';
+
+CREATE FUNCTION booking.ics_instant(t timestamptz) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$ SELECT to_char(t AT TIME ZONE 'UTC', 'YYYYMMDD"T"HH24MISS"Z"') $$;
+COMMENT ON FUNCTION booking.ics_instant IS 'an instant as an iCalendar UTC DATE-TIME (19970714T173000Z)';
+
+-- Content lines (NULL ones left out), folded, each ended by CRLF.
+CREATE FUNCTION booking.ics_lines(lines text[]) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    -- (Most lines are short: the fold function only for the long ones.)
+    SELECT coalesce(string_agg(CASE WHEN octet_length(l) <= 75 THEN l ELSE booking.ics_fold(l) END || E'\r\n', ''
+                               ORDER BY n), '')
+      FROM unnest(lines) WITH ORDINALITY AS u(l, n)
+     WHERE l IS NOT NULL
+$$;
+COMMENT ON FUNCTION booking.ics_lines IS 'iCalendar content lines, folded, CRLF after each; NULL lines left out';
+
+CREATE FUNCTION booking.ics_vevent(uid text, stamp timestamptz, starts_at timestamptz, ends_at timestamptz,
+                                   summary text, location text, status text, sequence integer,
+                                   recurrence_id timestamptz DEFAULT NULL, rdates timestamptz[] DEFAULT NULL,
+                                   exdates timestamptz[] DEFAULT NULL) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT booking.ics_lines(
+        ARRAY['BEGIN:VEVENT', 'UID:' || uid, 'DTSTAMP:' || booking.ics_instant(stamp),
+              'RECURRENCE-ID:' || booking.ics_instant(recurrence_id),
+              'DTSTART:' || booking.ics_instant(starts_at), 'DTEND:' || booking.ics_instant(ends_at),
+              'SUMMARY:' || booking.ics_text(summary), 'LOCATION:' || booking.ics_text(location),
+              'STATUS:' || status, 'SEQUENCE:' || sequence]
+        || ARRAY(SELECT 'RDATE:' || booking.ics_instant(d) FROM unnest(rdates) d ORDER BY d)
+        || ARRAY(SELECT 'EXDATE:' || booking.ics_instant(d) FROM unnest(exdates) d ORDER BY d)
+        || ARRAY['END:VEVENT'])
+$$;
+COMMENT ON FUNCTION booking.ics_vevent IS 'one VEVENT, times in UTC; a series master with RDATE/EXDATE, an override with RECURRENCE-ID';
+
+-- The window of a feed: [from, to), by default from 31 days ago for 400
+-- days; at most 400 days (booking.parse_window's rule).
+CREATE FUNCTION booking.calendar_window(from_text text, to_text text) RETURNS tstzrange
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    f timestamptz := CASE WHEN from_text IS NULL THEN date_trunc('day', now()) - interval '31 days'
+                          ELSE booking.parse_instant(from_text, 'from') END;
+BEGIN
+    RETURN booking.parse_window(to_json(f) #>> '{}',
+                                coalesce(to_text, to_json(f + interval '400 days') #>> '{}'), 400);
+END
+$$;
+COMMENT ON FUNCTION booking.calendar_window IS 'the window [from, to) of a calendar feed: by default 31 days back, 400 days long; at most 400 days; 422';
+
+-- The calendar: the bookings of a room or of a user (room or owner given)
+-- overlapping the window, each whole series any of whose occurrences does,
+-- as read by viewer (id and application role: whose titles show).  Reads
+-- every user's bookings, hence SECURITY DEFINER; granted to no one: only
+-- the api functions below call it, each naming the viewer it has checked.
+CREATE FUNCTION booking.calendar_ics(calendar_name text, room bigint, owner bigint,
+                                     viewer_id bigint, viewer_role text, w tstzrange) RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH hit AS (
+        SELECT b.id, b.series_id FROM booking.bookings b
+         WHERE (room IS NULL OR b.room_id = room) AND (owner IS NULL OR b.user_id = owner)
+           AND b.starts_at < upper(w) AND b.ends_at > lower(w)
+    ), picked AS (
+        SELECT b.* FROM booking.bookings b WHERE b.id IN (SELECT h.id FROM hit h)
+        UNION
+        SELECT b.* FROM booking.bookings b
+         WHERE b.series_id IN (SELECT h.series_id FROM hit h WHERE h.series_id IS NOT NULL)
+           AND (room IS NULL OR b.room_id = room) AND (owner IS NULL OR b.user_id = owner)
+    ), shown AS (
+        SELECT p.id, p.series_id, p.starts_at, p.ends_at, p.revision,
+               greatest(p.created_at, p.updated_at) AS stamp, booking.ics_status(p.status) AS st,
+               CASE WHEN booking.shows_title(p.user_id, viewer_id, viewer_role) THEN p.title ELSE 'Busy' END AS summary,
+               r.name AS place
+          FROM picked p JOIN booking.rooms r ON r.id = p.room_id
+    ), grouped AS (
+        -- The first occurrence that is not cancelled (or, all cancelled,
+        -- the first) gives the series its DTSTART and its common values;
+        -- the recurrence set is the occurrences not cancelled (all, when
+        -- every one is).
+        SELECT s.*,
+               first_value(s.id) OVER (PARTITION BY s.series_id ORDER BY s.st = 'CANCELLED', s.starts_at, s.id) AS first_id,
+               s.st <> 'CANCELLED' OR NOT bool_or(s.st <> 'CANCELLED') OVER (PARTITION BY s.series_id) AS member,
+               sum(s.revision) OVER (PARTITION BY s.series_id) AS series_revision,
+               max(s.stamp) OVER (PARTITION BY s.series_id) AS series_stamp
+          FROM shown s
+         WHERE s.series_id IS NOT NULL
+    ), masters AS (
+        SELECT g.* FROM grouped g WHERE g.id = g.first_id
+    ), components AS (
+        SELECT s.starts_at AS k1, s.id AS k2, NULL::timestamptz AS k3,
+               booking.ics_vevent('booking-' || s.id || '@pg_booking', s.stamp, s.starts_at, s.ends_at,
+                                  s.summary, s.place, s.st, s.revision) AS vevent
+          FROM shown s
+         WHERE s.series_id IS NULL
+        UNION ALL
+        -- SEQUENCE of a series: the sum of its occurrences' revisions,
+        -- which grows whenever any of them changes.
+        SELECT m.starts_at, m.id, NULL,
+               booking.ics_vevent('series-' || m.series_id || '@pg_booking', m.series_stamp, m.starts_at, m.ends_at,
+                                  m.summary, m.place, m.st, m.series_revision::integer, NULL,
+                                  ARRAY(SELECT g.starts_at FROM grouped g
+                                         WHERE g.series_id = m.series_id AND g.member AND g.id <> m.id),
+                                  ARRAY(SELECT DISTINCT g.starts_at FROM grouped g
+                                         WHERE g.series_id = m.series_id AND NOT g.member
+                                           AND NOT EXISTS (SELECT 1 FROM grouped o
+                                                            WHERE o.series_id = g.series_id AND o.member
+                                                              AND o.starts_at = g.starts_at)))
+          FROM masters m
+        UNION ALL
+        SELECT m.starts_at, m.id, g.starts_at,
+               booking.ics_vevent('series-' || m.series_id || '@pg_booking', m.series_stamp, g.starts_at, g.ends_at,
+                                  g.summary, g.place, g.st, m.series_revision::integer, g.starts_at)
+          FROM masters m
+          JOIN grouped g ON g.series_id = m.series_id AND g.member AND g.id <> m.id
+         WHERE (g.ends_at - g.starts_at, g.summary, g.st, g.place)
+               IS DISTINCT FROM (m.ends_at - m.starts_at, m.summary, m.st, m.place)
+    )
+    SELECT booking.ics_lines(ARRAY['BEGIN:VCALENDAR', 'VERSION:2.0', 'PRODID:-//pg_booking//pg_booking//EN',
+                                   'CALSCALE:GREGORIAN', 'NAME:' || booking.ics_text(calendar_name),
+                                   'X-WR-CALNAME:' || booking.ics_text(calendar_name),
+                                   'REFRESH-INTERVAL;VALUE=DURATION:PT15M', 'X-PUBLISHED-TTL:PT15M'])
+           || coalesce((SELECT string_agg(c.vevent, '' ORDER BY c.k1, c.k2, c.k3 NULLS FIRST) FROM components c), '')
+           || booking.ics_lines(ARRAY['END:VCALENDAR'])
+$$;
+COMMENT ON FUNCTION booking.calendar_ics IS 'the iCalendar text of a room''s or a user''s bookings in a window, as a given viewer may see them; called by the api functions only';
+
+-- The feed tokens: one per user at most, stored as its SHA-256 only (like
+-- refresh tokens), so the table never holds a usable secret.
+CREATE TABLE booking.calendar_tokens (
+    user_id    bigint PRIMARY KEY REFERENCES booking.users ON DELETE CASCADE,
+    token_hash bytea NOT NULL UNIQUE,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE booking.calendar_tokens IS 'each user''s secret calendar feed token, as its SHA-256; read and written only by the api functions';
+-- No policy and no grant: only the SECURITY DEFINER api functions touch it.
+ALTER TABLE booking.calendar_tokens ENABLE ROW LEVEL SECURITY;
+-- Dumped (a restore keeps subscriptions working; a revoked token, being
+-- deleted, stays revoked).  The key is the user's: no sequence.
+SELECT pg_catalog.pg_extension_config_dump('booking.calendar_tokens', '');
+
+CREATE FUNCTION api.room_calendar(room_id bigint, "from" text DEFAULT NULL, "to" text DEFAULT NULL) RETURNS text
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r booking.rooms;
+    w tstzrange;
+BEGIN
+    PERFORM booking.require_user();
+    r := booking.find_room(room_id);
+    w := booking.calendar_window("from", "to");
+    RETURN booking.calendar_ics(r.name, r.id, NULL, booking.current_user_id(), booking.current_app_role(), w);
+END
+$$;
+COMMENT ON FUNCTION api.room_calendar IS 'any user: the room''s bookings in [from, to) (default: 31 days back, 400 days) as iCalendar (RFC 5545); titles of others'' bookings hidden as in the schedule; 404, 422';
+
+CREATE FUNCTION api.my_calendar("from" text DEFAULT NULL, "to" text DEFAULT NULL) RETURNS text
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    uid bigint := booking.require_user();
+    w tstzrange := booking.calendar_window("from", "to");
+BEGIN
+    RETURN booking.calendar_ics('My bookings', NULL, uid, uid, booking.current_app_role(), w);
+END
+$$;
+COMMENT ON FUNCTION api.my_calendar IS 'self: the caller''s bookings in [from, to) (default: 31 days back, 400 days) as iCalendar (RFC 5545); 422';
+
+CREATE FUNCTION api.create_calendar_token() RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    uid bigint := booking.require_user();
+    token text := booking.random_token(32);
+    t booking.calendar_tokens;
+BEGIN
+    INSERT INTO booking.calendar_tokens AS c (user_id, token_hash)
+    VALUES (uid, sha256(convert_to(token, 'UTF8')))
+    ON CONFLICT (user_id) DO UPDATE SET token_hash = excluded.token_hash, created_at = now()
+    RETURNING * INTO t;
+    RETURN jsonb_build_object('token', token, 'path', format('/calendar/%s/calendar.ics', token),
+                              'created_at', t.created_at);
+END
+$$;
+COMMENT ON FUNCTION api.create_calendar_token IS 'self: a new secret calendar feed token (shown once; any earlier one stops working) and the path of the feed that needs no bearer token';
+
+CREATE FUNCTION api.revoke_calendar_token() RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    uid bigint := booking.require_user();
+BEGIN
+    DELETE FROM booking.calendar_tokens c WHERE c.user_id = uid;
+    IF NOT FOUND THEN
+        PERFORM booking.raise_error(404, 'NOT_FOUND', 'you have no calendar feed token');
+    END IF;
+    RETURN jsonb_build_object('revoked', true);
+END
+$$;
+COMMENT ON FUNCTION api.revoke_calendar_token IS 'self: the calendar feed token stops working at once; 404 NOT_FOUND when there is none';
+
+CREATE FUNCTION api.calendar_feed(token text, "from" text DEFAULT NULL, "to" text DEFAULT NULL) RETURNS text
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    u booking.users;
+    w tstzrange;
+BEGIN
+    SELECT us.* INTO u
+      FROM booking.calendar_tokens c JOIN booking.users us ON us.id = c.user_id
+     WHERE c.token_hash = sha256(convert_to(coalesce(token, ''), 'UTF8')) AND us.active;
+    IF u.id IS NULL THEN
+        -- The same answer for a token never made, revoked, rotated or of a
+        -- deactivated user: nothing to learn by trying.
+        PERFORM booking.raise_error(404, 'NOT_FOUND', 'calendar feed token is unknown, revoked, or its user is deactivated');
+    END IF;
+    w := booking.calendar_window("from", "to");
+    -- Read as the token's user: their own bookings, titles shown.
+    RETURN booking.calendar_ics('My bookings', NULL, u.id, u.id, u.role, w);
+END
+$$;
+COMMENT ON FUNCTION api.calendar_feed IS 'public, with the secret feed token in the path: its user''s bookings as iCalendar, like GET /users/me/calendar.ics; 404 NOT_FOUND for an unknown, revoked or deactivated user''s token';
+
+REVOKE EXECUTE ON FUNCTION booking.count_booking_revision(), booking.shows_title(bigint, bigint, text),
+    booking.ics_status(text), booking.ics_text(text), booking.ics_fold(text), booking.ics_instant(timestamptz),
+    booking.ics_lines(text[]),
+    booking.ics_vevent(text, timestamptz, timestamptz, timestamptz, text, text, text, integer, timestamptz, timestamptz[], timestamptz[]),
+    booking.calendar_window(text, text),
+    booking.calendar_ics(text, bigint, bigint, bigint, text, tstzrange),
+    api.room_calendar(bigint, text, text), api.my_calendar(text, text), api.create_calendar_token(),
+    api.revoke_calendar_token(), api.calendar_feed(text, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION booking.shows_title(bigint, bigint, text), booking.ics_status(text),
+    booking.calendar_window(text, text), booking.ics_text(text), booking.ics_fold(text)
+  TO booking_api;
+GRANT EXECUTE ON FUNCTION api.room_calendar(bigint, text, text), api.my_calendar(text, text),
+    api.create_calendar_token(), api.revoke_calendar_token(), api.calendar_feed(text, text, text) TO booking_api;
+GRANT EXECUTE ON FUNCTION api.calendar_feed(text, text, text) TO booking_anon;
+
+-- A route may answer something other than JSON: produces is the
+-- Content-Type of its success answer (the function then returns text,
+-- sent as it is).  Errors stay the JSON envelope.  The adapter reads it
+-- with the routes (booking.http_functions) and /openapi.json declares it.
+-- (The route checks still pending from the inserts above run first:
+-- ALTER TABLE waits for no deferred trigger.)
+SET CONSTRAINTS booking.http_route_check IMMEDIATE;
+SET CONSTRAINTS booking.http_route_check DEFERRED;
+ALTER TABLE booking.http_routes ADD COLUMN produces text NOT NULL DEFAULT 'application/json'
+    CHECK (produces ~ '^[a-z]+/[a-z0-9.+-]+(; *[a-z]+=[A-Za-z0-9.-]+)*$');
+COMMENT ON COLUMN booking.http_routes.produces IS 'Content-Type of the success answer: application/json (the function''s jsonb), or a text type the function''s text is sent as';
+
+CREATE OR REPLACE VIEW booking.http_functions AS
+SELECT p.proname::text AS name,
+       p.pronargs AS nargs,
+       p.pronargs - p.pronargdefaults AS nrequired,
+       coalesce(p.proargnames[1:p.pronargs], '{}') AS argnames,
+       coalesce((SELECT array_agg(CASE a.n WHEN 'lim' THEN 'limit' WHEN 'off' THEN 'offset' ELSE a.n END ORDER BY a.o)
+                   FROM unnest(p.proargnames[1:p.pronargs]) WITH ORDINALITY AS a(n, o)), '{}') AS http_names,
+       coalesce((SELECT array_agg(format_type(t, NULL) ORDER BY o)
+                   FROM unnest(p.proargtypes) WITH ORDINALITY AS a(t, o)), '{}') AS argtypes,
+       p.provolatile = 'v' AS writes,
+       coalesce(obj_description(p.oid, 'pg_proc'), '') AS comment,
+       coalesce((SELECT jsonb_agg(jsonb_build_object(
+                     'method', r.method, 'path', r.path, 'success', r.success_status,
+                     'operation_id', coalesce(r.operation_id, r.function_name::text),
+                     'body_argument', r.body_argument, 'public', r.public, 'event_stream', r.event_stream,
+                     'produces', r.produces)
+                   ORDER BY r.path, r.method)
+                   FROM booking.http_routes r WHERE r.function_name = p.proname), '[]') AS routes,
+       (SELECT x.schema FROM booking.http_results x WHERE x.function_name = p.proname) AS result_schema
+  FROM pg_proc p
+ WHERE p.pronamespace = (SELECT n.oid FROM pg_namespace n WHERE n.nspname = 'api') AND p.prokind = 'f';
+
+INSERT INTO booking.http_routes (method, path, function_name, success_status, public, produces) VALUES
+    ('GET',    '/rooms/{room_id}/calendar.ics',    'room_calendar',         200, false, 'text/calendar; charset=utf-8'),
+    ('GET',    '/users/me/calendar.ics',           'my_calendar',           200, false, 'text/calendar; charset=utf-8'),
+    ('GET',    '/calendar/{token}/calendar.ics',   'calendar_feed',         200, true,  'text/calendar; charset=utf-8'),
+    ('POST',   '/users/me/calendar-token',         'create_calendar_token', 201, false, 'application/json'),
+    ('DELETE', '/users/me/calendar-token',         'revoke_calendar_token', 200, false, 'application/json');
+
+INSERT INTO booking.http_schemas (name, schema) VALUES
+    ('CalendarToken', '{"type": "object", "description": "a calendar feed token, shown once, and the path of its feed",
+                        "required": ["created_at", "path", "token"],
+                        "properties": {"token": {"type": "string"}, "path": {"type": "string"},
+                                       "created_at": {"type": "string", "format": "date-time"}}}'),
+    ('Revoked', '{"type": "object", "description": "the token was revoked", "required": ["revoked"],
+                  "properties": {"revoked": {"type": "boolean"}}}');
+INSERT INTO booking.http_results (function_name, schema) VALUES
+    ('create_calendar_token', '{"$ref": "#/components/schemas/CalendarToken"}'),
+    ('revoke_calendar_token', '{"$ref": "#/components/schemas/Revoked"}');
+
 -- ==== routes of the sections above that come before booking.http_routes or after it (issues 9, 15) ====
 -- (booking.http_routes is declared in section "HTTP routes declared once".)
 INSERT INTO booking.http_routes (method, path, function_name, success_status, operation_id, body_argument, public, event_stream) VALUES

@@ -8,6 +8,7 @@ packages=(make gcc postgresql-15 postgresql-client-15 postgresql-server-dev-15 p
           libpq-dev libjansson-dev libmicrohttpd-dev libjwt-dev libssl-dev libipc-run-perl jq curl
           valgrind  # adapter: the memcheck run of make test
           prometheus prometheus-postgres-exporter libyaml-libyaml-perl  # observability tests (adapter/t/036, 041)
+          python3-icalendar python3-recurring-ical-events  # calendar feeds checked by real parsers (adapter/t/052)
           ${EXTRA_PACKAGES:-})
 # make compose-test (scripts/compose-test.sh): podman with runc, both compose
 # implementations it checks, and debootstrap for the local base image.

@@ -139,6 +139,17 @@ call(admin => 'DELETE', '/rooms/{id}', { id => $r->{id} });
 my $login = http($a, 'POST', '/users/login', { email => 'user@demo.pg-booking.test', password => 'user-demo-pw' })->{json};
 call(user => 'POST', '/users/refresh', {}, { refresh_token => $login->{refresh_token} });
 
+call(admin => 'PUT', '/inventory/{hotel_id}/overbooking', { hotel_id => $hotel }, { room_type => 'suite', percent => 34 });
+my $blk = call(admin => 'POST', '/inventory/{hotel_id}/blocks', { hotel_id => $hotel },
+	{ room_type => 'double', group_code => 'SCHEMA-1', from => $day->(50), to => $day->(52), rooms => 2, release_date => $day->(45) });
+call(admin => 'POST', '/reservations', {},
+	{ hotel_id => $hotel, room_type => 'double', guest_name => 'Schema Group', arrival_date => $day->(50), stay_length => 2, group_code => 'SCHEMA-1' });
+call(admin => 'GET', '/inventory/{hotel_id}/blocks', { hotel_id => $hotel });
+call(admin => 'GET', '/inventory/{hotel_id}/blocks/{id}', { hotel_id => $hotel, id => $blk->{id} });
+call(admin => 'POST', '/inventory/{hotel_id}/blocks/{id}/release', { hotel_id => $hotel, id => $blk->{id} });
+call(user => 'POST', '/users/me/calendar-token', {});
+call(user => 'DELETE', '/users/me/calendar-token', {});
+
 my %success = map { my ($m, $p, $s) = split /\|/; ("$m $p" => $s) } split /\n/, $q->(q{SELECT method, path, success_status FROM booking.http_routes});
 is_deeply([ grep { $calls{$_} != $success{$_} } sort keys %calls ], [], 'every call succeeded (its route\'s success status)')
   or diag explain { map { ($_ => $calls{$_}) } grep { $calls{$_} != $success{$_} } keys %calls };
