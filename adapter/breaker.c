@@ -1,8 +1,9 @@
 /*
  * breaker.c — the circuit breaker state machine (see breaker.h).
  *
- * Every decision is taken under one mutex and is straight-line code: no
- * I/O happens while it is held.  Permits carry the epoch they were granted
+ * Every transition is taken under one mutex and is straight-line code: no
+ * I/O happens while it is held.  The common case, a closed breaker that
+ * admits a call and hears it succeeded, reads atomics and takes no lock.  Permits carry the epoch they were granted
  * in, so a late answer from a call that started before a transition cannot
  * change the state that followed it.
  */
@@ -54,8 +55,9 @@ static void
 move_to(breaker *b, breaker_state to, uint64_t now)
 {
     b->transitions[b->state][to]++;
-    b->state = to;
-    b->epoch++;
+    /* The epoch first: a reader that sees the new state sees its epoch (breaker_acquire). */
+    __atomic_store_n(&b->epoch, b->epoch + 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&b->state, to, __ATOMIC_RELEASE);
     b->consecutive_failures = 0;
     b->probes_in_flight = 0;
     b->probes_admitted = 0;
@@ -70,7 +72,7 @@ void
 breaker_set_mode(breaker *b, breaker_mode mode)
 {
     pthread_mutex_lock(&b->lock);
-    b->mode = mode;
+    __atomic_store_n(&b->mode, mode, __ATOMIC_RELEASE);
     if (mode == BREAKER_FORCE_OPEN && b->state != BREAKER_OPEN)
         move_to(b, BREAKER_OPEN, b->now());
     else if (mode == BREAKER_DISABLED && b->state != BREAKER_CLOSED)
@@ -84,6 +86,17 @@ breaker_acquire(breaker *b)
     breaker_permit p = {0};
     uint64_t    now;
 
+    /*
+     * Closed (the usual case): admitted without the lock, so requests do not
+     * queue on it.  Every transition happens under the lock, as before.
+     */
+    if (__atomic_load_n(&b->mode, __ATOMIC_ACQUIRE) == BREAKER_AUTO &&
+        __atomic_load_n(&b->state, __ATOMIC_ACQUIRE) == BREAKER_CLOSED)
+    {
+        p.epoch = __atomic_load_n(&b->epoch, __ATOMIC_ACQUIRE);
+        p.admitted = true;
+        return p;
+    }
     pthread_mutex_lock(&b->lock);
     now = b->now();
     p.epoch = b->epoch;
@@ -141,6 +154,12 @@ breaker_release(breaker *b, const breaker_permit *p, breaker_outcome outcome)
 
     if (!p->admitted)
         return;
+    /* A success while closed with no failures counted changes nothing: no lock. */
+    if (outcome == BREAKER_SUCCESS && __atomic_load_n(&b->mode, __ATOMIC_ACQUIRE) == BREAKER_AUTO &&
+        __atomic_load_n(&b->state, __ATOMIC_ACQUIRE) == BREAKER_CLOSED &&
+        __atomic_load_n(&b->epoch, __ATOMIC_ACQUIRE) == p->epoch &&
+        __atomic_load_n(&b->consecutive_failures, __ATOMIC_RELAXED) == 0)
+        return;
     pthread_mutex_lock(&b->lock);
     now = b->now();
     /* Disabled, or an answer to a state that has since been left: ignore. */
@@ -149,10 +168,13 @@ breaker_release(breaker *b, const breaker_permit *p, breaker_outcome outcome)
     if (b->state == BREAKER_CLOSED)
     {
         if (outcome == BREAKER_SUCCESS)
-            b->consecutive_failures = 0;
-        else if (outcome == BREAKER_FAILURE &&
-                 ++b->consecutive_failures >= b->failure_threshold)
-            move_to(b, BREAKER_OPEN, now);
+            __atomic_store_n(&b->consecutive_failures, 0, __ATOMIC_RELAXED);
+        else if (outcome == BREAKER_FAILURE)
+        {
+            __atomic_store_n(&b->consecutive_failures, b->consecutive_failures + 1, __ATOMIC_RELAXED);
+            if (b->consecutive_failures >= b->failure_threshold)
+                move_to(b, BREAKER_OPEN, now);
+        }
     }
     else if (b->state == BREAKER_HALF_OPEN && p->probe)
     {

@@ -57,7 +57,7 @@ static const setting settings[] = {
     {"breaker-probe-timeout-ms", "ADAPTER_BREAKER_PROBE_TIMEOUT_MS", S_INT, &config.breaker_probe_timeout_ms, "a probe not back after this counts as failed"},
     {"breaker-mode", "ADAPTER_BREAKER_MODE", S_STR, &config.breaker_mode, "auto, open (forced open) or disabled"},
     {"drain-timeout-s", "ADAPTER_DRAIN_TIMEOUT_S", S_INT, &config.drain_timeout_s, "on SIGTERM, wait this long for requests in flight"},
-    {"max-event-streams", "ADAPTER_MAX_EVENT_STREAMS", S_INT, &config.max_event_streams, "GET /events streams open at once (each holds a connection)"},
+    {"max-event-streams", "ADAPTER_MAX_EVENT_STREAMS", S_INT, &config.max_event_streams, "GET /events streams open at once (each holds a thread; one LISTEN connection serves them all)"},
     {"request-deadline-s", "ADAPTER_REQUEST_DEADLINE_S", S_INT, &config.request_deadline_s, "a request's head, and then its body, must arrive within this however slowly bytes trickle in; 0: no deadline"},
     {"max-connections-per-ip", "ADAPTER_MAX_CONNECTIONS_PER_IP", S_INT, &config.max_connections_per_ip, "connections one client address may hold open (raise it behind a load balancer); 0: no cap"},
     {"sse-max-seconds", "ADAPTER_SSE_MAX_SECONDS", S_INT, &config.sse_max_seconds, "a GET /events stream ends after this long (the client reconnects with Last-Event-ID)"},

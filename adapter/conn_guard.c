@@ -117,16 +117,19 @@ guard_notify_connection(void *cls, struct MHD_Connection *conn, void **socket_co
     *socket_context = NULL;
 }
 
+/*
+ * The calls below run on the connection's own thread, once or more per
+ * request: no lock.  The fields the watchdog reads (handled, since_ms,
+ * replied_once) are atomics; the others only the connection's thread uses.
+ * The lock guards the list, so the watchdog never sees a freed entry.
+ */
 void
 guard_request_handled(struct MHD_Connection *conn)
 {
     guarded    *g = guarded_of(conn);
 
-    if (!g)
-        return;
-    pthread_mutex_lock(&guard_lock);
-    g->handled = true;
-    pthread_mutex_unlock(&guard_lock);
+    if (g)
+        __atomic_store_n(&g->handled, true, __ATOMIC_RELEASE);
 }
 
 void
@@ -136,10 +139,8 @@ guard_request_answered(struct MHD_Connection *conn)
 
     if (!g)
         return;
-    pthread_mutex_lock(&guard_lock);
     g->answered = true;
-    g->replied_once = true;     /* the deadline closes it, without a 408 */
-    pthread_mutex_unlock(&guard_lock);
+    __atomic_store_n(&g->replied_once, true, __ATOMIC_RELEASE);   /* the deadline closes it, without a 408 */
 }
 
 void
@@ -149,11 +150,9 @@ guard_note_request_line(struct MHD_Connection *conn, const char *uri)
 
     if (!g)
         return;
-    pthread_mutex_lock(&guard_lock);
     g->line_had_nul = strstr(uri, "%00") != NULL;
     g->raw_uri = uri;
     g->raw_uri_len = strlen(uri);
-    pthread_mutex_unlock(&guard_lock);
 }
 
 /*
@@ -169,11 +168,9 @@ guard_request_line_had_nul(struct MHD_Connection *conn, const char *version)
 
     if (!g)
         return false;
-    pthread_mutex_lock(&guard_lock);
     had = g->line_had_nul ||
         (g->raw_uri && version && version != g->raw_uri + g->raw_uri_len + 1);
     g->raw_uri = NULL;
-    pthread_mutex_unlock(&guard_lock);
     return had;
 }
 
@@ -181,14 +178,8 @@ bool
 guard_was_answered(struct MHD_Connection *conn)
 {
     guarded    *g = guarded_of(conn);
-    bool        answered;
 
-    if (!g)
-        return false;
-    pthread_mutex_lock(&guard_lock);
-    answered = g->answered;
-    pthread_mutex_unlock(&guard_lock);
-    return answered;
+    return g ? g->answered : false;
 }
 
 void
@@ -198,11 +189,9 @@ guard_request_done(struct MHD_Connection *conn)
 
     if (!g)
         return;
-    pthread_mutex_lock(&guard_lock);
-    g->handled = false;
-    g->replied_once = true;
-    g->since_ms = guard_now_ms();
-    pthread_mutex_unlock(&guard_lock);
+    __atomic_store_n(&g->since_ms, guard_now_ms(), __ATOMIC_RELAXED);
+    __atomic_store_n(&g->replied_once, true, __ATOMIC_RELAXED);
+    __atomic_store_n(&g->handled, false, __ATOMIC_RELEASE);
 }
 
 static void *
@@ -217,10 +206,11 @@ watch(void *arg)
         pthread_mutex_lock(&guard_lock);
         for (guarded *g = watched; g; g = g->next)
         {
-            if (g->handled || g->cut || now - g->since_ms < deadline_ms)
+            if (__atomic_load_n(&g->handled, __ATOMIC_ACQUIRE) || g->cut ||
+                now - __atomic_load_n(&g->since_ms, __ATOMIC_RELAXED) < deadline_ms)
                 continue;
             /* Never blocks (we hold the lock): a client that reads nothing loses it. */
-            if (!g->replied_once)
+            if (!__atomic_load_n(&g->replied_once, __ATOMIC_RELAXED))
                 envelope_write(g->fd, 408, "the request head did not arrive in time", false);
             shutdown(g->fd, SHUT_RDWR);
             g->cut = true;

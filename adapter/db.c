@@ -24,18 +24,28 @@
 
 /*
  * Statements are prepared once per connection: the setup statement and one
- * per (function, argument names) seen on it.  A new connection starts with
- * an empty cache.
+ * per (function, argument names) seen on it.  A statement is found again by
+ * the catalog's own pointers (the function, and its argument names in the
+ * order given), so a request whose statement is prepared builds no SQL text:
+ * a reloaded catalog has new pointers and prepares afresh (the catalog
+ * version is the key), and the old catalogs' pointers stay valid until
+ * shutdown (db.c keeps them).  A new connection starts with an empty cache.
  */
 #define MAX_PREPARED 64
 struct conn_pool;
+typedef struct prepared_stmt {
+    const api_function *fn;
+    int         nargs;
+    const char **argnames;      /* the catalog's strings: compared by address */
+} prepared_stmt;
+
 typedef struct slot {
     struct conn_pool *owner;
     PGconn     *conn;
-    bool        in_use;
+    bool        in_use;         /* atomic: taken by compare-and-swap */
     bool        setup_prepared;
     int         nprepared;
-    char       *prepared[MAX_PREPARED];     /* SQL text; statement name is "s<index>" */
+    prepared_stmt prepared[MAX_PREPARED];   /* statement name is "s<index>" */
 } slot;
 
 static void forget_prepared(slot *s);
@@ -47,11 +57,12 @@ static void forget_prepared(slot *s);
  */
 typedef struct conn_pool {
     const char *name;           /* the upstream's name in /metrics */
-    pthread_mutex_t lock;
+    pthread_mutex_t lock;       /* only for waiting: taking and giving back are atomic */
     pthread_cond_t freed;
     slot       *slots;
     int         size;
-    int         in_use;
+    int         in_use;         /* atomic */
+    int         waiters;        /* atomic: callers asleep on freed */
     int         wait_ms;
     char        timeout[32];
     char       *conninfo;
@@ -181,12 +192,7 @@ db_shutdown(void)
 int
 db_pool_in_use(void)
 {
-    int         n;
-
-    pthread_mutex_lock(&pool.lock);
-    n = pool.in_use;
-    pthread_mutex_unlock(&pool.lock);
-    return n;
+    return __atomic_load_n(&pool.in_use, __ATOMIC_RELAXED);
 }
 
 int
@@ -198,12 +204,7 @@ db_pool_size(void)
 int
 db_read_pool_in_use(void)
 {
-    int         n;
-
-    pthread_mutex_lock(&read_pool.lock);
-    n = read_pool.in_use;
-    pthread_mutex_unlock(&read_pool.lock);
-    return n;
+    return __atomic_load_n(&read_pool.in_use, __ATOMIC_RELAXED);
 }
 
 int
@@ -227,33 +228,100 @@ idle_connection_alive(PGconn *conn)
     return PQstatus(conn) == CONNECTION_OK && p.fd >= 0 && poll(&p, 1, 0) == 0;
 }
 
-/* Caller holds p->lock: close the idle connections that are dead. */
-static int
-drop_dead_idle(conn_pool *p)
+static bool
+try_take(slot *s)
 {
-    int         dropped = 0;
+    bool        expected = false;
 
+    return __atomic_compare_exchange_n(&s->in_use, &expected, true, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
+}
+
+/*
+ * Give a slot back: a plain atomic store, and a wake-up only when someone
+ * sleeps.  A waiter counts itself and then looks for a slot under the lock,
+ * so a slot freed before it sleeps is seen, and one freed after is signalled.
+ */
+static void
+give_back(slot *s)
+{
+    conn_pool  *p = s->owner;
+
+    __atomic_store_n(&s->in_use, false, __ATOMIC_SEQ_CST);
+    __atomic_sub_fetch(&p->in_use, 1, __ATOMIC_RELAXED);
+    if (__atomic_load_n(&p->waiters, __ATOMIC_SEQ_CST) > 0)
+    {
+        pthread_mutex_lock(&p->lock);
+        pthread_cond_signal(&p->freed);
+        pthread_mutex_unlock(&p->lock);
+    }
+}
+
+/* After a connection failure: every dead idle connection goes at once, not one per request. */
+static void
+sweep_after_failure(conn_pool *p)
+{
     for (int i = 0; i < p->size; i++)
     {
         slot       *s = &p->slots[i];
 
-        if (s->in_use || !s->conn || idle_connection_alive(s->conn))
+        if (!try_take(s))
             continue;
+        __atomic_add_fetch(&p->in_use, 1, __ATOMIC_RELAXED);
+        if (s->conn && !idle_connection_alive(s->conn))
+        {
+            PQfinish(s->conn);
+            s->conn = NULL;
+            forget_prepared(s);
+        }
+        give_back(s);
+    }
+}
+
+/*
+ * Each thread starts looking at a slot of its own, so threads that run side
+ * by side take different slots without fighting over one, and a thread
+ * usually finds the connection (and the prepared statements) it used last.
+ */
+static __thread unsigned preferred_slot;
+static unsigned next_preferred;
+
+/* A free slot, taken without a lock; connected ones first.  NULL when none is free. */
+static slot *
+take_free(conn_pool *p)
+{
+    unsigned    start;
+
+    if (p->size == 0)
+        return NULL;
+    if (preferred_slot == 0)
+        preferred_slot = __atomic_add_fetch(&next_preferred, 1, __ATOMIC_RELAXED);
+    start = preferred_slot % (unsigned) p->size;
+    for (int pass = 0; pass < 2; pass++)
+        for (int k = 0; k < p->size; k++)
+        {
+            slot       *s = &p->slots[(start + k) % (unsigned) p->size];
+
+            if (__atomic_load_n(&s->in_use, __ATOMIC_RELAXED) || (pass == 0 && !s->conn))
+                continue;
+            if (try_take(s))
+            {
+                __atomic_add_fetch(&p->in_use, 1, __ATOMIC_RELAXED);
+                return s;
+            }
+        }
+    return NULL;
+}
+
+/* The one connection about to be used is checked, not every idle one. */
+static void
+drop_if_dead(slot *s)
+{
+    if (s->conn && !idle_connection_alive(s->conn))
+    {
         PQfinish(s->conn);
         s->conn = NULL;
         forget_prepared(s);
-        dropped++;
     }
-    return dropped;
-}
-
-/* After a connection failure: every dead connection goes at once, not one per request. */
-static void
-sweep_after_failure(conn_pool *p)
-{
-    pthread_mutex_lock(&p->lock);
-    (void) drop_dead_idle(p);
-    pthread_mutex_unlock(&p->lock);
 }
 
 /* A free slot of pool p, waiting up to wait_ms; NULL when none came free. */
@@ -261,8 +329,10 @@ static slot *
 acquire_slot(conn_pool *p)
 {
     struct timespec deadline;
-    slot       *s = NULL;
+    slot       *s = take_free(p);
 
+    if (s)
+        goto found;
     clock_gettime(CLOCK_REALTIME, &deadline);
     deadline.tv_sec += p->wait_ms / 1000;
     deadline.tv_nsec += (long) (p->wait_ms % 1000) * 1000000;
@@ -272,25 +342,15 @@ acquire_slot(conn_pool *p)
         deadline.tv_nsec -= 1000000000;
     }
     pthread_mutex_lock(&p->lock);
-    for (;;)
-    {
-        (void) drop_dead_idle(p);
-        /* Prefer a slot that is already connected. */
-        for (int i = 0; i < p->size && !s; i++)
-            if (!p->slots[i].in_use && p->slots[i].conn)
-                s = &p->slots[i];
-        for (int i = 0; i < p->size && !s; i++)
-            if (!p->slots[i].in_use)
-                s = &p->slots[i];
-        if (s || pthread_cond_timedwait(&p->freed, &p->lock, &deadline) != 0)
-            break;
-    }
-    if (s)
-    {
-        s->in_use = true;
-        p->in_use++;
-    }
+    __atomic_add_fetch(&p->waiters, 1, __ATOMIC_SEQ_CST);
+    while (!(s = take_free(p)) && pthread_cond_timedwait(&p->freed, &p->lock, &deadline) == 0)
+        ;
+    __atomic_sub_fetch(&p->waiters, 1, __ATOMIC_SEQ_CST);
     pthread_mutex_unlock(&p->lock);
+    if (!s)
+        return NULL;
+found:
+    drop_if_dead(s);
     return s;
 }
 
@@ -303,6 +363,13 @@ acquire_slot_measured(conn_pool *p)
     slot       *s;
 
     clock_gettime(CLOCK_MONOTONIC, &t0);
+    if ((s = take_free(p)) != NULL)
+    {
+        /* Free at once: no wait to show but the one observation. */
+        drop_if_dead(s);
+        metrics_pool_waited(p->name, 0.0, true);
+        return s;
+    }
     metrics_pool_waiting(p->name, 1);
     s = acquire_slot(p);
     metrics_pool_waiting(p->name, -1);
@@ -315,7 +382,7 @@ static void
 forget_prepared(slot *s)
 {
     for (int i = 0; i < s->nprepared; i++)
-        free(s->prepared[i]);
+        free(s->prepared[i].argnames);
     s->nprepared = 0;
     s->setup_prepared = false;
 }
@@ -330,11 +397,7 @@ release_slot(slot *s)
         s->conn = NULL;
         forget_prepared(s);
     }
-    pthread_mutex_lock(&s->owner->lock);
-    s->in_use = false;
-    s->owner->in_use--;
-    pthread_cond_signal(&s->owner->freed);
-    pthread_mutex_unlock(&s->owner->lock);
+    give_back(s);
 }
 
 static bool
@@ -420,6 +483,52 @@ static const char setup_sql[] =
     "CASE WHEN $6 = 'on' THEN set_config('transaction_read_only', 'on', true) END, "
     "set_config('application_name', $3, true)";
 
+/* The call's statement as SQL text (into sql); false when it does not fit. */
+static bool
+call_sql(const db_call *call, char *sql, size_t size)
+{
+    size_t      len;
+
+    /* Names come from the catalog; quoting keeps them identifiers anyway. */
+    len = snprintf(sql, size, "SELECT api.\"%s\"(", call->fn->name);
+    for (int i = 0; i < call->nargs && len < size; i++)
+        len += snprintf(sql + len, size - len, "%s\"%s\" => $%d",
+                        i ? ", " : "", call->argnames[i], i + 1);
+    if (len < size)
+        len += snprintf(sql + len, size - len,
+                        ")::text, nullif(current_setting('response.headers', true), '')");
+    return len < size;
+}
+
+/* The index of the call's prepared statement on this slot, or -1. */
+static int
+find_prepared(const slot *sl, const db_call *call)
+{
+    for (int i = 0; i < sl->nprepared; i++)
+    {
+        const prepared_stmt *p = &sl->prepared[i];
+
+        if (p->fn == call->fn && p->nargs == call->nargs &&
+            memcmp(p->argnames, call->argnames, sizeof(char *) * call->nargs) == 0)
+            return i;
+    }
+    return -1;
+}
+
+static void
+remember_prepared(slot *sl, const db_call *call)
+{
+    prepared_stmt *p = &sl->prepared[sl->nprepared];
+
+    p->argnames = malloc(sizeof(char *) * (call->nargs ? call->nargs : 1));
+    if (!p->argnames)
+        return;
+    memcpy(p->argnames, call->argnames, sizeof(char *) * call->nargs);
+    p->fn = call->fn;
+    p->nargs = call->nargs;
+    sl->nprepared++;
+}
+
 /* One pipelined transaction on a connected slot. */
 static void
 run_call(slot *sl, const db_call *call, db_result *out)
@@ -427,7 +536,6 @@ run_call(slot *sl, const db_call *call, db_result *out)
     PGconn     *conn = sl->conn;
     char        sql[8192];
     char        name[16];
-    size_t      len;
     const char *setup_values[6] = {call->role, call->claims, call->request_id, call->client_ip,
     sl->owner->timeout, call->read_only ? "on" : "off"};
     PGresult   *res;
@@ -438,26 +546,16 @@ run_call(slot *sl, const db_call *call, db_result *out)
     int         call_prep_cmd = -1;
     int         setup_cmd;
     int         call_cmd;
-    int         cached = -1;
+    int         cached = find_prepared(sl, call);
 
-    /* Names come from the catalog; quoting keeps them identifiers anyway. */
-    len = snprintf(sql, sizeof(sql), "SELECT api.\"%s\"(", call->fn->name);
-    for (int i = 0; i < call->nargs && len < sizeof(sql); i++)
-        len += snprintf(sql + len, sizeof(sql) - len, "%s\"%s\" => $%d",
-                        i ? ", " : "", call->argnames[i], i + 1);
-    if (len < sizeof(sql))
-        len += snprintf(sql + len, sizeof(sql) - len,
-                        ")::text, nullif(current_setting('response.headers', true), '')");
-    if (len >= sizeof(sql))
+    /* The SQL text only when the statement is not prepared yet. */
+    if (cached < 0 && !call_sql(call, sql, sizeof(sql)))
     {
         out->status = DB_SQL_ERROR;
         strcpy(out->sqlstate, "54000");
         out->message = strdup("too many arguments");
         return;
     }
-    for (int i = 0; i < sl->nprepared && cached < 0; i++)
-        if (strcmp(sl->prepared[i], sql) == 0)
-            cached = i;
 
     if (!PQenterPipelineMode(conn))
         goto send_failed;
@@ -506,7 +604,7 @@ run_call(slot *sl, const db_call *call, db_result *out)
                 if (done_cmds == setup_prep_cmd)
                     sl->setup_prepared = true;
                 else if (done_cmds == call_prep_cmd)
-                    sl->prepared[sl->nprepared++] = strdup(sql);
+                    remember_prepared(sl, call);
                 break;
             case PGRES_TUPLES_OK:
                 if (done_cmds == call_cmd && !failed && PQntuples(res) == 1)
@@ -800,7 +898,7 @@ load_catalog(void)
         pthread_mutex_lock(&catalog_lock);
         same = current_catalog && current_catalog->fingerprint == h;
         if (same)
-            catalog_loaded_at = time(NULL);
+            __atomic_store_n(&catalog_loaded_at, time(NULL), __ATOMIC_RELAXED);
         pthread_mutex_unlock(&catalog_lock);
         if (same)
         {
@@ -841,40 +939,48 @@ load_catalog(void)
 
     pthread_mutex_lock(&catalog_lock);
     c->older = current_catalog;
-    current_catalog = c;
-    catalog_loaded_at = time(NULL);
+    __atomic_store_n(&current_catalog, c, __ATOMIC_RELEASE);
+    __atomic_store_n(&catalog_loaded_at, time(NULL), __ATOMIC_RELAXED);
     pthread_mutex_unlock(&catalog_lock);
     return true;
+}
+
+/*
+ * Readers take the current catalog with one atomic load and no lock: a
+ * catalog is never changed once published, and replaced ones stay until
+ * shutdown.  Only loading takes catalog_lock.
+ */
+static catalog *
+catalog_now(void)
+{
+    return __atomic_load_n(&current_catalog, __ATOMIC_ACQUIRE);
 }
 
 static const api_function *
 lookup(const char *name)
 {
-    const api_function *found = NULL;
+    catalog    *c = catalog_now();
 
-    pthread_mutex_lock(&catalog_lock);
-    if (current_catalog)
-        for (int i = 0; i < current_catalog->n && !found; i++)
-            if (strcmp(current_catalog->fns[i].name, name) == 0)
-                found = &current_catalog->fns[i];
-    pthread_mutex_unlock(&catalog_lock);
-    return found;
+    if (c)
+        for (int i = 0; i < c->n; i++)
+            if (strcmp(c->fns[i].name, name) == 0)
+                return &c->fns[i];
+    return NULL;
 }
 
 /*
  * Signatures change when the extension is upgraded: read the catalog again
- * after a 42883, and at least every CATALOG_TTL seconds.
+ * after a 42883, and at least every CATALOG_TTL seconds (one thread does
+ * it; the others go on with the current one).
  */
 static void
 refresh_if_due(void)
 {
     bool        invalidated;
+    time_t      loaded = __atomic_load_n(&catalog_loaded_at, __ATOMIC_RELAXED);
 
-    /*
-     * Signatures change when the extension is upgraded: read the catalog
-     * again after a 42883, and at least every CATALOG_TTL seconds (one
-     * thread does it; the others go on with the current one).
-     */
+    if (catalog_now() == NULL || (loaded != 0 && time(NULL) - loaded < CATALOG_TTL))
+        return;                 /* the usual case: no lock */
     pthread_mutex_lock(&catalog_lock);
     invalidated = current_catalog != NULL && !catalog_loading &&
         (catalog_loaded_at == 0 || time(NULL) - catalog_loaded_at >= CATALOG_TTL);
@@ -901,9 +1007,7 @@ db_find_function(const char *name)
     if (f)
         return f;
     /* New functions appear when the extension is upgraded: reload, at most once a second. */
-    pthread_mutex_lock(&catalog_lock);
-    stale = current_catalog == NULL || time(NULL) != catalog_loaded_at;
-    pthread_mutex_unlock(&catalog_lock);
+    stale = catalog_now() == NULL || time(NULL) != __atomic_load_n(&catalog_loaded_at, __ATOMIC_RELAXED);
     if (stale && load_catalog())
         return lookup(name);
     return NULL;
@@ -912,20 +1016,13 @@ db_find_function(const char *name)
 void
 db_catalog_invalidate(void)
 {
-    pthread_mutex_lock(&catalog_lock);
-    catalog_loaded_at = 0;
-    pthread_mutex_unlock(&catalog_lock);
+    __atomic_store_n(&catalog_loaded_at, 0, __ATOMIC_RELAXED);
 }
 
 bool
 db_catalog_loaded(void)
 {
-    bool        loaded;
-
-    pthread_mutex_lock(&catalog_lock);
-    loaded = current_catalog != NULL;
-    pthread_mutex_unlock(&catalog_lock);
-    return loaded;
+    return catalog_now() != NULL;
 }
 
 const api_function *
@@ -937,9 +1034,7 @@ db_functions(int *n)
         load_catalog();
     else
         refresh_if_due();
-    pthread_mutex_lock(&catalog_lock);
-    c = current_catalog;
-    pthread_mutex_unlock(&catalog_lock);
+    c = catalog_now();
     /* Catalogs are never freed before shutdown, so c stays valid. */
     *n = c ? c->n : 0;
     return c ? c->fns : NULL;
@@ -948,11 +1043,8 @@ db_functions(int *n)
 const api_function *
 db_functions_cached(int *n)
 {
-    catalog    *c;
+    catalog    *c = catalog_now();
 
-    pthread_mutex_lock(&catalog_lock);
-    c = current_catalog;
-    pthread_mutex_unlock(&catalog_lock);
     *n = c ? c->n : 0;
     return c ? c->fns : NULL;
 }
@@ -960,11 +1052,8 @@ db_functions_cached(int *n)
 const char *
 db_result_schemas(void)
 {
-    catalog    *c;
+    catalog    *c = catalog_now();
 
-    pthread_mutex_lock(&catalog_lock);
-    c = current_catalog;
-    pthread_mutex_unlock(&catalog_lock);
     /* Catalogs are never freed before shutdown (see db_functions). */
     return c ? c->schemas : NULL;
 }
@@ -973,14 +1062,12 @@ bool
 db_role_allowed(const char *role)
 {
     char        needle[80];
-    bool        ok = false;
+    catalog    *c;
 
     if (!role[0] || strchr(role, ',') || snprintf(needle, sizeof(needle), ",%s,", role) >= (int) sizeof(needle))
         return false;
     if (!db_catalog_loaded())
         load_catalog();
-    pthread_mutex_lock(&catalog_lock);
-    ok = current_catalog && current_catalog->roles && strstr(current_catalog->roles, needle) != NULL;
-    pthread_mutex_unlock(&catalog_lock);
-    return ok;
+    c = catalog_now();
+    return c && c->roles && strstr(c->roles, needle) != NULL;
 }

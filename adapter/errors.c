@@ -13,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
 #include <sys/random.h>
+#include <time.h>
 
 /* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if none. */
 static size_t
@@ -90,15 +92,59 @@ utf8_make_valid(char *s)
     }
 }
 
+/*
+ * Request ids need to be unique, not secret: a per-thread xorshift128+
+ * generator, seeded once from the kernel, saves a getrandom() call per
+ * request.
+ */
+static __thread uint64_t rid_state[2];
+
+static uint64_t
+rid_next(void)
+{
+    uint64_t    x = rid_state[0];
+    uint64_t    const y = rid_state[1];
+
+    rid_state[0] = y;
+    x ^= x << 23;
+    rid_state[1] = x ^ y ^ (x >> 17) ^ (y >> 26);
+    return rid_state[1] + y;
+}
+
 void
 request_id_new(char *out, size_t len)
 {
+    static const char hex[] = "0123456789abcdef";
     unsigned char b[16];
+    char        text[37];
+    int         k = 0;
 
-    if (getrandom(b, sizeof(b), 0) != sizeof(b))
-        memset(b, 0, sizeof(b));
-    snprintf(out, len, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+    if (rid_state[0] == 0 && rid_state[1] == 0)
+    {
+        if (getrandom(rid_state, sizeof(rid_state), 0) != sizeof(rid_state) ||
+            (rid_state[0] == 0 && rid_state[1] == 0))
+        {
+            rid_state[0] = (uint64_t) (uintptr_t) &rid_state ^ (uint64_t) time(NULL);
+            rid_state[1] = 0x9e3779b97f4a7c15ULL;
+        }
+    }
+    {
+        uint64_t    r0 = rid_next(),
+                    r1 = rid_next();
+
+        memcpy(b, &r0, 8);
+        memcpy(b + 8, &r1, 8);
+    }
+    /* 8-4-4-4-12 hex digits, as before */
+    for (int i = 0; i < 16; i++)
+    {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            text[k++] = '-';
+        text[k++] = hex[b[i] >> 4];
+        text[k++] = hex[b[i] & 15];
+    }
+    text[k] = '\0';
+    snprintf(out, len, "%s", text);
 }
 
 void

@@ -993,7 +993,7 @@ open_event_stream(struct MHD_Connection *conn, const db_call *call, reply *r)
 
     if (!after)
         after = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Last-Event-ID");
-    r->stream = events_stream(config.conninfo, call->role, call->claims, after, why, sizeof(why));
+    r->stream = events_stream(config.conninfo, call->role, call->claims, call->client_ip, after, why, sizeof(why));
     if (!r->stream)
         fail_with(r, 503, "DATABASE_UNAVAILABLE", why, NULL);
 }
@@ -1374,5 +1374,6 @@ http_drain_and_stop(int timeout_s)
     while (__atomic_load_n(&in_flight, __ATOMIC_SEQ_CST) > 0 && ms_since(&t0) < timeout_s * 1000.0)
         usleep(10 * 1000);
     MHD_stop_daemon(daemon_handle);
+    events_shutdown();
     guard_stop();
 }

@@ -29,7 +29,14 @@
  * Clients send the same token request after request: a verified token is
  * remembered (direct-mapped, by a hash of the whole token string), so the
  * next request with the identical string skips decoding and the HMAC.
- * "exp" is still checked every time.
+ * "exp" is still checked every time, and the cache is bounded (CACHE_SLOTS).
+ *
+ * Only what the token itself proves is cached: its signature and claims.
+ * Whether the caller still stands (active, still holding the role, the
+ * session not ended, not logged out: booking.sessions, token_cutoffs) is
+ * decided by the database in every request's transaction (caller.c, the
+ * 1.1 script's "sessions that end" section), so a cached token stops
+ * working at once when its user is deactivated, demoted or logs out.
  */
 #define CACHE_SLOTS 256
 typedef struct cached_token {
@@ -44,7 +51,11 @@ static cached_token cache[CACHE_SLOTS];
 
 /* Clocks of the issuer and of this host may disagree by this much. */
 #define CLOCK_LEEWAY_S 30
-static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
+/*
+ * Readers share the lock (every request with a known token only reads);
+ * a store takes it alone.
+ */
+static pthread_rwlock_t cache_lock = PTHREAD_RWLOCK_INITIALIZER;
 
 static unsigned
 slot_of(const char *token)
@@ -62,7 +73,7 @@ cache_lookup(const char *token, auth_result *out)
     cached_token *c = &cache[slot_of(token)];
     bool        hit = false;
 
-    pthread_mutex_lock(&cache_lock);
+    pthread_rwlock_rdlock(&cache_lock);
     if (c->token && strcmp(c->token, token) == 0 && c->exp > (double) time(NULL))
     {
         out->claims = strdup(c->claims);
@@ -71,7 +82,7 @@ cache_lookup(const char *token, auth_result *out)
         out->ok = out->claims != NULL;
         hit = true;
     }
-    pthread_mutex_unlock(&cache_lock);
+    pthread_rwlock_unlock(&cache_lock);
     return hit;
 }
 
@@ -80,7 +91,7 @@ cache_store(const char *token, double exp, const auth_result *r)
 {
     cached_token *c = &cache[slot_of(token)];
 
-    pthread_mutex_lock(&cache_lock);
+    pthread_rwlock_wrlock(&cache_lock);
     free(c->token);
     free(c->claims);
     c->token = strdup(token);
@@ -88,20 +99,20 @@ cache_store(const char *token, double exp, const auth_result *r)
     c->exp = exp;
     memcpy(c->role, r->role, sizeof(c->role));
     memcpy(c->sub, r->sub, sizeof(c->sub));
-    pthread_mutex_unlock(&cache_lock);
+    pthread_rwlock_unlock(&cache_lock);
 }
 
 void
 auth_cache_free(void)
 {
-    pthread_mutex_lock(&cache_lock);
+    pthread_rwlock_wrlock(&cache_lock);
     for (int i = 0; i < CACHE_SLOTS; i++)
     {
         free(cache[i].token);
         free(cache[i].claims);
         cache[i].token = cache[i].claims = NULL;
     }
-    pthread_mutex_unlock(&cache_lock);
+    pthread_rwlock_unlock(&cache_lock);
 }
 
 /*
