@@ -5484,6 +5484,7 @@ GRANT SELECT ON booking.pickup_days, booking.hotel_pickup, booking.lead_time_buc
   TO booking_admin, booking_facility_manager, booking_auditor, booking_grafana;
 -- A view's reader needs EXECUTE on the functions it calls.
 GRANT EXECUTE ON FUNCTION booking.kpi_day(bigint, timestamptz), booking.checkout_time_zone(),
+    booking.local_date(timestamptz, text), booking.hotel_time_zone(bigint),
     booking.reservation_sells(text), booking.kpi_json(numeric, numeric, numeric, integer),
     booking.stay_rates_json(numeric, numeric, numeric, numeric, numeric)
   TO booking_api, booking_grafana;
