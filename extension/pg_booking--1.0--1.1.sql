@@ -4609,7 +4609,10 @@ COMMENT ON FUNCTION booking.local_date IS 'the calendar date of an instant in a 
 
 -- A hotel's zone; NULL (the site, meeting rooms) is the global setting.
 CREATE FUNCTION booking.hotel_time_zone(hotel_id bigint) RETURNS text
-LANGUAGE sql STABLE
+LANGUAGE sql STABLE SECURITY DEFINER
+-- (a hotel's zone is no secret: readers of the KPI views, Grafana's role
+-- among them, need it without reading booking.hotels)
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT coalesce((SELECT h.time_zone FROM booking.hotels h WHERE h.id = hotel_time_zone.hotel_id),
                     booking.checkout_time_zone())
