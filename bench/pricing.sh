@@ -2,9 +2,11 @@
 # The cost of pricing a stay (issue 15): reservations per second, 8 clients,
 # stays of 1-5 nights on 50 hotels x 2 room types x 365 nights, in three
 # variants measured in the same run, turns alternating round after round:
-#   priced     hotels with a currency and a rate on every night: the
-#              reservation's nightly prices and total are computed in the
-#              take (trigger reservations_price -> booking.price_stay)
+#   priced     hotels with a currency and a rate on every night, and
+#              extra-person charges on their doubles (parties of 1-3 adults
+#              and 0-1 child): the reservation's nightly prices and total
+#              are computed in the take (trigger reservations_price ->
+#              booking.price_stay)
 #   unpriced   the same take on hotels without a currency (the baseline:
 #              the pricing trigger still fires, finds no currency, and
 #              stores no price -- a hotel that does not sell with prices)
@@ -33,6 +35,9 @@ INSERT INTO booking.rates (hotel_id, room_type, night, amount)
 SELECT hotel_id, room_type, night,
        CASE WHEN extract(isodow FROM night) >= 5 THEN 140.50 ELSE 99.90 END + (hotel_id % 7)
   FROM booking.inventory WHERE hotel_id <= 50;
+-- Doubles charge a third adult and each child (issue 15); suites do not.
+INSERT INTO booking.extra_person_charges (hotel_id, room_type, base_adults, extra_adult_amount, child_amount)
+SELECT h, 'double', 2, 30, 12.50 FROM generate_series(1, 50) h;
 CREATE FUNCTION bench_reset() RETURNS void LANGUAGE sql AS $$
     TRUNCATE booking.reservations;
     UPDATE booking.inventory SET available = total WHERE available <> total;
@@ -40,9 +45,10 @@ $$;
 CREATE FUNCTION bench_reserve(hotel integer, type integer, arrival integer, len integer) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO booking.reservations (hotel_id, room_type, user_id, guest_name, arrival_date, stay_length, adults, held_until)
-    VALUES (hotel, CASE type WHEN 0 THEN 'double' ELSE 'suite' END, 1, 'Bench', date '2099-01-01' + arrival, len, 1,
-            date '2099-01-01' + arrival + len);
+    INSERT INTO booking.reservations (hotel_id, room_type, user_id, guest_name, arrival_date, stay_length,
+                                      adults, children, held_until)
+    VALUES (hotel, CASE type WHEN 0 THEN 'double' ELSE 'suite' END, 1, 'Bench', date '2099-01-01' + arrival, len,
+            1 + arrival % 3, (arrival + len) % 2, date '2099-01-01' + arrival + len);
 EXCEPTION WHEN SQLSTATE 'PT409' THEN
     NULL;
 END

@@ -5874,6 +5874,248 @@ INSERT INTO booking.http_results (function_name, schema)
 VALUES ('analytics_hotel_pickup', '{"$ref": "#/components/schemas/HotelPickup"}'),
        ('analytics_hotel_lead_time', '{"$ref": "#/components/schemas/HotelLeadTime"}');
 
+-- ==== extra-person charges: adults above a base occupancy, children (issue 15) ====
+--
+-- A rate is the price of a room for its base occupancy.  Per (hotel, room
+-- type) booking.extra_person_charges names how many adults the rate includes
+-- (base_adults, 2 when the room type has no row) and what each further adult
+-- (extra_adult_amount) and each child (child_amount) adds per night, in the
+-- hotel's currency.  The price of a night is its rate plus the extras of the
+-- stay's party, computed by booking.price_stay as before (one function for
+-- the trigger and the quote) and stored per night in nightly_prices: a later
+-- change of the charges, like a change of rates, does not touch a stay.
+-- A change of adults or children changes the party of every night, so it
+-- reprices every night of the stay at today's rates and charges (as a change
+-- of room type does); a change of dates alone keeps the stored price of the
+-- nights the stay already had.
+
+CREATE TABLE booking.extra_person_charges (
+    hotel_id           bigint NOT NULL REFERENCES booking.hotels,
+    room_type          text NOT NULL,
+    base_adults        integer NOT NULL DEFAULT 2,
+    extra_adult_amount numeric NOT NULL DEFAULT 0,
+    child_amount       numeric NOT NULL DEFAULT 0,
+    updated_at         timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (hotel_id, room_type),
+    CONSTRAINT extra_person_charges_base_adults CHECK (base_adults BETWEEN 1 AND 20),
+    CONSTRAINT extra_person_charges_amounts_nonnegative CHECK (extra_adult_amount >= 0 AND child_amount >= 0)
+);
+COMMENT ON TABLE booking.extra_person_charges IS 'per hotel and room type: adults included in the rate (base_adults) and the nightly charge of each further adult and of each child, in the hotel''s currency';
+SELECT pg_catalog.pg_extension_config_dump('booking.extra_person_charges', '');
+GRANT SELECT ON booking.extra_person_charges TO booking_api;
+GRANT INSERT, UPDATE ON booking.extra_person_charges TO booking_admin, booking_facility_manager;
+
+-- The price of a stay, as in section "hotel KPIs" (one generic plan, only
+-- the stay's nights read), plus the extras of the party on each night not
+-- kept.  The charges are one primary-key row read with the currency.  The
+-- party comes after keep so that callers of the former four- and
+-- five-argument forms keep working (defaults: one adult, no child, as
+-- api.create_reservation).
+DROP FUNCTION booking.price_stay(bigint, text, date, integer, jsonb);
+CREATE FUNCTION booking.price_stay(hotel_id bigint, room_type text, arrival date, nights integer,
+                                   keep jsonb DEFAULT NULL, adults integer DEFAULT 1, children integer DEFAULT 0)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    cur text;
+    extras numeric;
+    priced jsonb;
+    total numeric;
+    missing date;
+BEGIN
+    SELECT h.currency,
+           greatest(price_stay.adults - coalesce(x.base_adults, 2), 0) * coalesce(x.extra_adult_amount, 0)
+           + price_stay.children * coalesce(x.child_amount, 0)
+      INTO cur, extras
+      FROM booking.hotels h
+      LEFT JOIN booking.extra_person_charges x ON x.hotel_id = h.id AND x.room_type = price_stay.room_type
+     WHERE h.id = price_stay.hotel_id;
+    IF cur IS NULL THEN
+        RETURN jsonb_build_object('currency', NULL, 'nights', NULL, 'total', NULL);
+    END IF;
+    SELECT min(n.night) FILTER (WHERE n.amount IS NULL),
+           jsonb_object_agg(to_char(n.night, 'YYYY-MM-DD'), n.amount), sum(n.amount)
+      INTO missing, priced, total
+      FROM (SELECT d::date AS night,
+                   coalesce((keep ->> to_char(d, 'YYYY-MM-DD'))::numeric, r.amount + extras) AS amount
+              FROM generate_series(arrival, arrival + nights - 1, interval '1 day') d
+              LEFT JOIN booking.rates r ON r.hotel_id = price_stay.hotel_id AND r.room_type = price_stay.room_type
+                                       AND r.night = d::date
+                                       AND r.night BETWEEN arrival AND arrival + nights - 1) n;
+    IF missing IS NOT NULL THEN
+        PERFORM booking.raise_error(409, 'NO_RATE',
+            format('room type "%s" has no rate for the night of %s', room_type, to_char(missing, 'YYYY-MM-DD')),
+            jsonb_build_object('hotel_id', hotel_id, 'room_type', room_type, 'night', to_char(missing, 'YYYY-MM-DD')),
+            'A night without a rate cannot be sold; PUT /inventory/{hotel_id}/rates sets rates.');
+    END IF;
+    RETURN jsonb_build_object('currency', cur, 'nights', priced, 'total', total);
+END
+$$;
+COMMENT ON FUNCTION booking.price_stay IS 'the nightly prices and total of a stay for a party (kept prices first, else current rate plus extra-person charges); 409 NO_RATE naming the first night without a rate';
+
+-- The pricing trigger of section "revenue", with the party: a change of
+-- adults or children reprices every night (nothing kept).
+CREATE OR REPLACE FUNCTION booking.reservation_price() RETURNS trigger
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    keep jsonb;
+    p jsonb;
+BEGIN
+    IF TG_OP = 'UPDATE' THEN
+        NEW.currency := OLD.currency;
+        NEW.nightly_prices := OLD.nightly_prices;
+        NEW.total_amount := OLD.total_amount;
+        NEW.cancellation_fee := CASE WHEN NEW.status = 'cancelled' AND OLD.status <> 'cancelled'
+                                     THEN booking.cancellation_fee(OLD) ELSE OLD.cancellation_fee END;
+        IF NEW.arrival_date = OLD.arrival_date AND NEW.stay_length = OLD.stay_length
+           AND NEW.room_type = OLD.room_type AND NEW.adults = OLD.adults AND NEW.children = OLD.children THEN
+            RETURN NEW;
+        END IF;
+        IF NEW.room_type = OLD.room_type AND NEW.adults = OLD.adults AND NEW.children = OLD.children THEN
+            keep := OLD.nightly_prices;
+        END IF;
+    ELSE
+        NEW.cancellation_fee := NULL;
+    END IF;
+    p := booking.price_stay(NEW.hotel_id, NEW.room_type, NEW.arrival_date, NEW.stay_length, keep,
+                            NEW.adults, NEW.children);
+    NEW.currency := p ->> 'currency';
+    NEW.nightly_prices := p -> 'nights';
+    NEW.total_amount := (p ->> 'total')::numeric;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION booking.reservation_price IS 'trigger: price a stay when it is made or its dates, room type or party change (NO_RATE); the price columns are written here only';
+
+-- The update trigger now also fires on a change of party.
+DROP TRIGGER reservations_price_change ON booking.reservations;
+CREATE TRIGGER reservations_price_change
+    BEFORE UPDATE OF room_type, arrival_date, stay_length, adults, children, status,
+                     currency, nightly_prices, total_amount, cancellation_fee
+    ON booking.reservations
+    FOR EACH ROW
+    WHEN (NEW.room_type IS DISTINCT FROM OLD.room_type OR NEW.arrival_date IS DISTINCT FROM OLD.arrival_date
+          OR NEW.stay_length IS DISTINCT FROM OLD.stay_length
+          OR NEW.adults IS DISTINCT FROM OLD.adults OR NEW.children IS DISTINCT FROM OLD.children
+          OR (NEW.status = 'cancelled' AND OLD.status IS DISTINCT FROM 'cancelled')
+          OR NEW.currency IS DISTINCT FROM OLD.currency OR NEW.nightly_prices IS DISTINCT FROM OLD.nightly_prices
+          OR NEW.total_amount IS DISTINCT FROM OLD.total_amount
+          OR NEW.cancellation_fee IS DISTINCT FROM OLD.cancellation_fee)
+    EXECUTE FUNCTION booking.reservation_price();
+
+CREATE FUNCTION api.set_extra_person_charges(hotel_id bigint, room_type text, base_adults integer DEFAULT 2,
+                                             extra_adult_amount numeric DEFAULT 0, child_amount numeric DEFAULT 0)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    h booking.hotels;
+    before jsonb;
+    x booking.extra_person_charges;
+BEGIN
+    PERFORM booking.require_role('admin', 'facility_manager');
+    h := booking.find_hotel(hotel_id);
+    PERFORM booking.validate_room_type(room_type);
+    IF h.currency IS NULL THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR', format('hotel %s has no currency', hotel_id),
+            jsonb_build_object('field', 'currency', 'hotel_id', hotel_id), 'PUT /hotels/{hotel_id}/currency sets it.');
+    END IF;
+    IF base_adults IS NULL OR base_adults NOT BETWEEN 1 AND 20 THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR',
+            format('base_adults %s is out of range', coalesce(base_adults::text, 'NULL')),
+            jsonb_build_object('field', 'base_adults', 'min', 1, 'max', 20));
+    END IF;
+    PERFORM booking.validate_amount(extra_adult_amount, h.currency, 'extra_adult_amount');
+    PERFORM booking.validate_amount(child_amount, h.currency, 'child_amount');
+    IF NOT EXISTS (SELECT 1 FROM booking.inventory i
+                    WHERE i.hotel_id = set_extra_person_charges.hotel_id
+                      AND i.room_type = set_extra_person_charges.room_type) THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR',
+            format('hotel %s has no room type "%s"', hotel_id, room_type),
+            jsonb_build_object('field', 'room_type', 'hotel_id', hotel_id, 'room_type', room_type));
+    END IF;
+    SELECT to_jsonb(c) - 'updated_at' INTO before FROM booking.extra_person_charges c
+     WHERE c.hotel_id = set_extra_person_charges.hotel_id AND c.room_type = set_extra_person_charges.room_type;
+    INSERT INTO booking.extra_person_charges AS c (hotel_id, room_type, base_adults, extra_adult_amount, child_amount)
+    VALUES (hotel_id, room_type, base_adults, extra_adult_amount, child_amount)
+    ON CONFLICT ON CONSTRAINT extra_person_charges_pkey
+    DO UPDATE SET base_adults = EXCLUDED.base_adults, extra_adult_amount = EXCLUDED.extra_adult_amount,
+                  child_amount = EXCLUDED.child_amount, updated_at = now()
+    RETURNING * INTO x;
+    PERFORM booking.audit('inventory.extra_person_charges', 'inventory', format('%s/%s', hotel_id, room_type),
+        before, to_jsonb(x) - 'updated_at');
+    RETURN jsonb_build_object('hotel_id', x.hotel_id, 'room_type', x.room_type, 'currency', h.currency,
+                              'base_adults', x.base_adults, 'extra_adult_amount', x.extra_adult_amount,
+                              'child_amount', x.child_amount, 'updated_at', x.updated_at);
+END
+$$;
+COMMENT ON FUNCTION api.set_extra_person_charges IS 'admin, facility_manager: adults included in the rate of a room type (base_adults) and the nightly charge of each further adult and each child, for stays priced from now on (existing stays keep their prices); 404, 422';
+
+-- The quote takes the party, with the defaults of api.create_reservation.
+DROP FUNCTION api.quote_reservation(bigint, text, text, integer);
+CREATE FUNCTION api.quote_reservation(hotel_id bigint, room_type text, arrival_date text, stay_length integer,
+                                      adults integer DEFAULT 1, children integer DEFAULT 0)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    a date;
+    p jsonb;
+BEGIN
+    PERFORM booking.require_user();
+    a := booking.parse_date(arrival_date, 'arrival_date');
+    PERFORM booking.validate_room_type(room_type);
+    IF (booking.find_hotel(hotel_id)).currency IS NULL THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR', format('hotel %s has no prices', hotel_id),
+            jsonb_build_object('field', 'hotel_id', 'hotel_id', hotel_id));
+    END IF;
+    PERFORM booking.validate_stay(hotel_id, 'quote', a, stay_length, adults, children);
+    p := booking.price_stay(hotel_id, room_type, a, stay_length, NULL, adults, children);
+    RETURN jsonb_build_object('hotel_id', hotel_id, 'room_type', room_type, 'arrival_date', a,
+                              'stay_length', stay_length, 'adults', adults, 'children', children,
+                              'currency', p -> 'currency',
+                              'nightly_prices', p -> 'nights', 'total_amount', p -> 'total');
+END
+$$;
+COMMENT ON FUNCTION api.quote_reservation IS 'user+: the nightly prices (rate plus extra-person charges of the party) and total a reservation made now would get, writing nothing (availability is not promised); 404, 409 NO_RATE, 422';
+
+REVOKE EXECUTE ON FUNCTION booking.price_stay(bigint, text, date, integer, jsonb, integer, integer),
+    api.set_extra_person_charges(bigint, text, integer, numeric, numeric),
+    api.quote_reservation(bigint, text, text, integer, integer, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION booking.price_stay(bigint, text, date, integer, jsonb, integer, integer),
+    api.set_extra_person_charges(bigint, text, integer, numeric, numeric),
+    api.quote_reservation(bigint, text, text, integer, integer, integer) TO booking_api;
+
+INSERT INTO booking.http_routes (method, path, function_name, success_status, operation_id, body_argument, public, event_stream) VALUES
+    ('PUT', '/inventory/{hotel_id}/extra-person-charges', 'set_extra_person_charges', 200, NULL, NULL, false, false);
+
+WITH t(ts, id, n, num, str) AS (
+    SELECT '{"type": "string", "format": "date-time"}'::jsonb, '{"type": "integer", "format": "int64"}'::jsonb,
+           '{"type": "integer"}'::jsonb, '{"type": "number"}'::jsonb, '{"type": "string"}'::jsonb)
+INSERT INTO booking.http_schemas (name, schema)
+SELECT v.name, jsonb_build_object('type', 'object', 'description', v.description,
+                                  'required', (SELECT jsonb_agg(k ORDER BY k) FROM jsonb_object_keys(v.props) k),
+                                  'properties', v.props)
+  FROM t, LATERAL (VALUES
+    ('ExtraPersonCharges', 'the extra-person charges of a room type: adults included in the rate, the nightly charge of each further adult and of each child',
+     jsonb_build_object('hotel_id', t.id, 'room_type', t.str, 'currency', t.str, 'base_adults', t.n,
+                        'extra_adult_amount', t.num, 'child_amount', t.num, 'updated_at', t.ts))
+  ) AS v(name, description, props);
+INSERT INTO booking.http_results (function_name, schema)
+VALUES ('set_extra_person_charges', '{"$ref": "#/components/schemas/ExtraPersonCharges"}');
+
+-- The quote answers with its party.
+UPDATE booking.http_schemas s
+   SET schema = jsonb_set(jsonb_set(s.schema, '{properties}',
+                                    s.schema -> 'properties' || '{"adults": {"type": "integer"}, "children": {"type": "integer"}}'),
+                          '{required}',
+                          (SELECT jsonb_agg(k ORDER BY k)
+                             FROM jsonb_object_keys(s.schema -> 'properties' || '{"adults": 1, "children": 1}') k))
+ WHERE s.name = 'Quote';
+
 -- ==== routes of the sections above that come before booking.http_routes or after it (issues 9, 15) ====
 -- (booking.http_routes is declared in section "HTTP routes declared once".)
 INSERT INTO booking.http_routes (method, path, function_name, success_status, operation_id, body_argument, public, event_stream) VALUES

@@ -125,7 +125,10 @@ call(admin => 'PUT', '/inventory/{hotel_id}/restrictions', { hotel_id => $hotel 
 call(admin => 'PUT', '/hotels/{hotel_id}/currency', { hotel_id => $hotel }, { currency => 'EUR' });
 call(admin => 'PUT', '/hotels/{hotel_id}/cancellation-policy', { hotel_id => $hotel }, { free_days => 2, penalty => 'first_night' });
 call(admin => 'PUT', '/inventory/{hotel_id}/rates', { hotel_id => $hotel }, { room_type => 'double', from => $day->(30), to => $day->(31), amount => 110 });
-call(user => 'POST', '/reservations/quote', {}, { hotel_id => $hotel, room_type => 'double', arrival_date => $day->(30), stay_length => 2 });
+call(admin => 'PUT', '/inventory/{hotel_id}/extra-person-charges', { hotel_id => $hotel },
+	{ room_type => 'double', base_adults => 2, extra_adult_amount => 25, child_amount => 10.5 });
+call(user => 'POST', '/reservations/quote', {}, { hotel_id => $hotel, room_type => 'double', arrival_date => $day->(30), stay_length => 2,
+	adults => 3, children => 1 });
 call(admin => 'GET', '/admin/analytics/hotels/{hotel_id}/kpis', { hotel_id => $hotel }, { from => $day->(-7), to => $day->(7) });
 call(admin => 'GET', '/admin/analytics/hotels/{hotel_id}/pickup', { hotel_id => $hotel }, { from => $day->(-7), to => $day->(7) });
 call(admin => 'GET', '/admin/analytics/hotels/{hotel_id}/lead-time', { hotel_id => $hotel }, { from => $day->(-7), to => $day->(30) });
