@@ -26,7 +26,7 @@ use lib $FindBin::Bin;
 use PgBookingTest;
 
 my $clients = $ENV{PGB_HAMMER_CLIENTS} // 16;
-my $seconds = $ENV{PGB_HAMMER_SECONDS} // 8;
+my $seconds = $ENV{PGB_HAMMER_SECONDS} // 20;
 
 my $node = booking_node('allotment_concurrency', qq{
 pg_booking.checkout_database = 'none'
