@@ -67,7 +67,9 @@ if ! flock -w "$LOCK_WAIT" 9; then
     exit 1
 fi
 # The marker names the tarball and the patch the cache was built from.
-want="$CITUS_SHA256 $( [ -f "$patch_file" ] && sha256sum "$patch_file" | awk '{print $1}')"
+patch_sha=none
+[ -f "$patch_file" ] && patch_sha=$(sha256sum "$patch_file" | awk '{print $1}')
+want="$CITUS_SHA256 $patch_sha"
 if [ -f "$cache/complete" ] && [ "$(cat "$cache/complete")" = "$want" ]; then
     install_from_cache
     exit 0
