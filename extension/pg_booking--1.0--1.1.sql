@@ -2778,9 +2778,9 @@ BEGIN
     PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
     -- The rows already in the tables were checked, counted and announced
     -- when they were written; Citus copies them into the shards, which have
-    -- the triggers (and a trigger of a shard that writes another table
-    -- fails there: docs/citus.md, findings).  Session_replication_role =
-    -- replica would not do: the restore's own triggers fire then.  So each
+    -- the triggers (and the conflict check would not even find its rooms:
+    -- the foreign keys come back only at the end).  Session_replication_role
+    -- = replica would not do: the restore's own triggers fire then.  So each
     -- table's triggers are off while it is distributed (Citus creates the
     -- shards' triggers in the state of the table's) and come back as they
     -- were (ENABLE, ENABLE REPLICA, ENABLE ALWAYS) afterwards.
