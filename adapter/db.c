@@ -132,6 +132,7 @@ free_catalog(catalog *c)
                 free(f->routes[r].path);
                 free(f->routes[r].operation_id);
                 free(f->routes[r].body_argument);
+                free(f->routes[r].produces);
             }
             free(f->routes);
             free(f->argnames);
@@ -757,6 +758,9 @@ parse_routes(api_function *f, const char *text)
         r->success = (int) json_integer_value(json_object_get(o, "success"));
         r->is_public = json_is_true(json_object_get(o, "public"));
         r->event_stream = json_is_true(json_object_get(o, "event_stream"));
+        r->produces = json_strdup(o, "produces");
+        if (!r->produces)
+            r->produces = strdup("application/json");
         if (r->method && r->path && r->operation_id)
             f->nroutes++;
     }

@@ -19,6 +19,7 @@ typedef struct api_route {
     int         success;        /* HTTP status on success */
     bool        is_public;      /* no token needed */
     bool        event_stream;   /* GET with Accept: text/event-stream streams events */
+    char       *produces;       /* Content-Type of the success answer (application/json unless declared) */
 } api_route;
 
 /* One row of booking.http_functions. */

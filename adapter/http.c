@@ -998,6 +998,19 @@ open_event_stream(struct MHD_Connection *conn, const db_call *call, reply *r)
         fail_with(r, 503, "DATABASE_UNAVAILABLE", why, NULL);
 }
 
+/*
+ * The Content-Type of a success: what the route declares (its row's
+ * "produces"); through /rpc, what the function's routes declare, since the
+ * function's result is the same text whichever way it is called.
+ */
+static const char *
+answer_type(const target *t)
+{
+    const api_route *declared = t->m.route ? t->m.route : (t->fn->nroutes ? &t->fn->routes[0] : NULL);
+
+    return declared && declared->produces ? declared->produces : "application/json";
+}
+
 /* One transaction: the call, then its answer or its error mapped to HTTP. */
 static void
 call_and_answer(struct MHD_Connection *conn, const target *t, args *a, const auth_result *auth,
@@ -1025,6 +1038,7 @@ call_and_answer(struct MHD_Connection *conn, const target *t, args *a, const aut
             r->status = t->success;
             r->body = res.value ? res.value : strdup("null");
             res.value = NULL;
+            r->content_type = answer_type(t);
             if (res.headers)
                 r->headers = json_loads(res.headers, 0, NULL);
             if (is_get && t->m.route && t->m.route->event_stream && wants_event_stream(conn))

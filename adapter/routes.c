@@ -188,14 +188,25 @@ error_responses(json_t *responses)
  * (booking.http_results), else the generic "the function's jsonb result".
  */
 static json_t *
-success_response(int status, json_t *responses, const char *result_schema)
+success_response(int status, json_t *responses, const char *result_schema, const char *produces)
 {
     char        code[8];
     json_t     *schema = result_schema ? json_loads(result_schema, 0, NULL) : NULL;
+    size_t      type_len = produces ? strcspn(produces, "; ") : 0;
 
     snprintf(code, sizeof(code), "%d", status);
     if (status == 204)
         json_object_set_new(responses, code, json_pack("{s:s}", "description", "done, no body"));
+    else if (produces && !(type_len == strlen("application/json") && strncmp(produces, "application/json", type_len) == 0))
+    {
+        /* A text answer (booking.http_routes.produces): the function's text as it is. */
+        char        media_type[128];
+
+        snprintf(media_type, sizeof(media_type), "%.*s", (int) type_len, produces);
+        json_object_set_new(responses, code, json_pack("{s:s, s:{s:{s:{s:s}}}}", "description", "the function's text",
+                                                       "content", media_type, "schema", "type", "string"));
+        json_decref(schema);
+    }
     else if (schema)
         json_object_set_new(responses, code, json_pack("{s:s, s:{s:{s:o}}}", "description", "the function's result",
                                                        "content", "application/json", "schema", schema));
@@ -258,7 +269,7 @@ route_operation(const api_function *f, const api_route *r)
     json_object_set_new(op, "summary", summary_of(f->comment));
     json_object_set_new(op, "description", json_string(desc));
     json_object_set_new(op, "parameters", params);
-    json_object_set_new(op, "responses", success_response(r->success, json_object(), f->result_schema));
+    json_object_set_new(op, "responses", success_response(r->success, json_object(), f->result_schema, r->produces));
     if (r->is_public)
         json_object_set_new(op, "security", json_array());
     return op;
@@ -302,7 +313,7 @@ adapter_operations(json_t *paths)
                             "description", "The object's keys are the function's argument names.",
                             "parameters", fn_param,
                             "requestBody", "required", 0, "content", "application/json", "schema", "type", "object",
-                            "responses", success_response(200, json_object(), NULL)));
+                            "responses", success_response(200, json_object(), NULL, NULL)));
     set_operation(paths, "/rpc/{function}", "GET",
                   json_pack("{s:s, s:s, s:s, s:[O, {s:s, s:s, s:s, s:b, s:{s:s}}], s:o}",
                             "operationId", "call_read_only_function",
@@ -310,7 +321,7 @@ adapter_operations(json_t *paths)
                             "description", "Only functions declared STABLE or IMMUTABLE; a writing one answers 405.",
                             "parameters", fn_param, "name", "arguments", "in", "query", "style", "form", "explode", 1,
                             "schema", "type", "object",
-                            "responses", success_response(200, json_object(), NULL)));
+                            "responses", success_response(200, json_object(), NULL, NULL)));
     json_decref(fn_param);
     for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
     {

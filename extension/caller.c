@@ -325,6 +325,19 @@ pgb_current_user_id(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64(c->uid);
 }
 
+/*
+ * The same from C (the events triggers, events.c): false when anonymous.
+ * Errors as current_user_id() does when the token no longer stands.
+ */
+bool
+pgb_caller_user_id(int64 *uid)
+{
+	Caller	   *c = current_caller();
+
+	*uid = c->uid;
+	return c->has_uid;
+}
+
 PG_FUNCTION_INFO_V1(pgb_current_app_role);
 
 /* booking.current_app_role() -> text: the caller's application role. */

@@ -15,6 +15,8 @@
  *             minute (so clock, DST and setting changes are noticed) and runs
  *             every business date due and not yet run, oldest first: days
  *             missed while the server was down are caught up, each once.
+ *             The same minute tick expires holds and approval requests
+ *             past their expiry (booking.expire_holds(), issue 14).
  *
  * The work itself is SQL (the checkout section of extension/pg_booking--1.0.sql): start a run,
  * batches in their own transactions until none is left, finish.  A run that
@@ -492,6 +494,10 @@ run_day(DateADT day)
 			} while (n > 0);
 			exit_if_postmaster_gone();
 			(void) call_int8("SELECT 0::int8 FROM booking.checkout_finish($1)", 1, argtypes, values, activity);
+			/* Group blocks whose release date has come give back their unpicked rooms (issue 15). */
+			argtypes[0] = DATEOID;
+			values[0] = DateADTGetDatum(day);
+			(void) call_int8("SELECT booking.release_blocks($1)::int8", 1, argtypes, values, activity);
 			ereport(LOG,
 					(errmsg("pg_booking checkout: business date %s done (run %lld)",
 							date, (long long) run_id)));
@@ -523,6 +529,45 @@ run_day(DateADT day)
 		}
 		PG_END_TRY();
 		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+}
+
+/*
+ * The minute tick's other job: holds and requests past their expiry become
+ * "expired", with their events (booking.expire_holds(); the 1.0 SQL has no
+ * holds).  Nobody waits for it: an expired hold already blocks no one (the
+ * conflict check's rule), this only records it.  An error is logged and the
+ * worker goes on.
+ */
+static void
+expire_holds(MemoryContext cxt)
+{
+	PG_TRY();
+	{
+		bool		isnull;
+		int64		n = 0;
+
+		begin_work("pg_booking checkout: expiring holds");
+		if (SPI_execute("SELECT to_regprocedure('booking.expire_holds()') IS NOT NULL", true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "pg_booking checkout: could not look for booking.expire_holds()");
+		if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
+		{
+			if (SPI_execute("SELECT booking.expire_holds()::int8", false, 1) != SPI_OK_SELECT)
+				elog(ERROR, "pg_booking checkout: booking.expire_holds() failed");
+			n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		}
+		end_work();
+		if (n > 0)
+			ereport(LOG, (errmsg("pg_booking checkout: %lld holds or requests expired", (long long) n)));
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		EmitErrorReport();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		pgstat_report_activity(STATE_IDLE, NULL);
 	}
 	PG_END_TRY();
 }
@@ -614,6 +659,7 @@ pgb_checkout_worker_main(Datum main_arg)
 
 				for (day = first; day <= last; day++)
 					run_day(day);
+				expire_holds(loop_cxt);
 				sleep_ms = Max(Min(next_ms, MAX_SLEEP_MS), 1000);
 			}
 		}

@@ -1,21 +1,37 @@
 /*
  * conflicts.c — two bookings that occupy one meeting room never overlap.
  *
- * Which statuses occupy the room is written once, in SQL: the function
- * booking.status_occupies(status), which is the predicate of the partial
- * index this check scans (bookings_room_occupying_idx, 1.1).  A booking is
- * looked at when its new version satisfies that predicate (evaluated here on
- * the tuple, from the index's own definition), and every row the index holds
- * is one that occupies (a status change is never a HOT update, because the
- * predicate's column is indexed).  Under the 1.0 SQL, whose index holds
- * confirmed bookings only, the same code checks exactly what 1.0 did.
+ * Which bookings occupy the room is written once, in SQL (1.1, issue 14):
+ * booking.booking_occupies(status, hold_expires_at, at) -- the status may
+ * occupy (booking.status_occupies, the predicate of the partial index this
+ * check scans, bookings_room_occupying_idx) and, for a hold or a request
+ * (held, pending), its expiry has not passed at instant at.  This file does
+ * not restate the rule: it compiles a call of that SQL function once per
+ * backend (the planner inlines it into a plain expression) and evaluates it
+ * on tuples, with at as a parameter.  So an expired hold blocks nobody even
+ * before the worker marks it "expired", although it is still in the index:
+ * the scans below step over index rows that no longer occupy.  (A status
+ * change is never a HOT update, because the predicate's column is indexed.)
+ * Under the 1.0 SQL, which has no such function and whose index holds
+ * confirmed bookings only, the index's own predicate is the rule, and the
+ * same code checks exactly what 1.0 did.
+ *
+ * The instant: not the transaction's start (now()), but the clock read
+ * right after taking the room's lock (check_room).  Writers of a room hold
+ * that lock in turn, so their instants go in the same order: a hold that
+ * had expired for one writer is expired for every later one, and the
+ * bookings that occupy at a writer's instant never overlap each other
+ * (each was checked against all that occupied at its own, earlier,
+ * instant).  With now() a long transaction could still see a hold that a
+ * later writer had already booked over, and stop its backward scan at it.
+ * Readers in SQL (availability, schedules, suggestions) use now().
  *
  * How it stays correct under concurrency (READ COMMITTED or stronger, any
  * number of concurrent inserts and reschedules):
  *
  *   1. Before looking, the writer takes a transaction-scoped exclusive
  *      advisory lock on the room (class PGB_LOCK_ROOM).  Every path that
- *      places a confirmed booking in a room goes through the trigger below,
+ *      places an occupying booking in a room goes through the trigger below,
  *      so all such writers of one room are serialised until commit or abort;
  *      writers of different rooms never wait for each other.
  *   2. Only then does it look for clashes, with SnapshotSelf: every row
@@ -42,7 +58,8 @@
  * worker: everything it reads is found from the trigger's own relation (its
  * index, its foreign key to the co-located rooms shard; see BookingSchema),
  * and the room's lock is taken on the node that holds the room, where every
- * writer of that room's bookings meets.
+ * writer of that room's bookings meets.  The rule's SQL function is found by
+ * name: functions are not sharded, every node has booking.booking_occupies.
  */
 #include "postgres.h"
 
@@ -51,15 +68,21 @@
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "catalog/namespace.h"
-#include "executor/executor.h"
-#include "executor/spi.h"
-#include "catalog/pg_index.h"
 #include "catalog/pg_am.h"
+#include "catalog/pg_collation.h"
+#include "catalog/pg_index.h"
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_type.h"
+#include "common/int.h"
 #include "commands/trigger.h"
+#include "executor/executor.h"
+#include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "nodes/params.h"
+#include "optimizer/optimizer.h"
+#include "parser/parse_func.h"
 #include "storage/lock.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
@@ -69,6 +92,7 @@
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "pg_booking.h"
@@ -84,7 +108,7 @@ typedef struct RoomCheck
 	char	   *conflicts;		/* JSON array, or NULL when none */
 } RoomCheck;
 
-/* Serialise every writer of confirmed bookings of this room until commit. */
+/* Serialise every writer of occupying bookings of this room until commit. */
 static void
 lock_room(int64 room_id)
 {
@@ -127,11 +151,21 @@ typedef struct BookingSchema
 	AttrNumber	b_room_id;
 	AttrNumber	b_starts_at;
 	AttrNumber	b_ends_at;
-	/* The index's occupying predicate, ready to evaluate on a tuple. */
+	AttrNumber	b_status;
+	AttrNumber	b_hold_expires_at;	/* 1.1; InvalidAttrNumber under 1.0 */
+	Oid			booking_occupies;	/* booking.booking_occupies(text, timestamptz, timestamptz), 1.1 */
+
+	/*
+	 * The rule, booking.booking_occupies(status, hold_expires_at, $1) (or,
+	 * under 1.0, the index's predicate), ready to evaluate on a tuple of this
+	 * relation at the instant in params; built on first use, dropped with
+	 * the entry.
+	 */
 	MemoryContext cxt;
 	ExprState  *qual;
 	ExprContext *econtext;
 	TupleTableSlot *slot;
+	ParamListInfo params;		/* $1: the instant */
 } BookingSchema;
 
 static HTAB *schemas = NULL;
@@ -155,6 +189,13 @@ forget_schema(Datum arg, Oid relid)
 			bs->qual = NULL;
 		}
 	}
+}
+
+/* A function was changed: booking_occupies may have been replaced. */
+static void
+forget_rule(Datum arg, int cacheid, uint32 hashvalue)
+{
+	forget_schema(arg, InvalidOid);
 }
 
 /*
@@ -226,7 +267,8 @@ booking_schema(Relation rel)
 		ctl.entrysize = sizeof(BookingSchema);
 		schemas = hash_create("pg_booking conflict check relations", 16, &ctl,
 							  HASH_ELEM | HASH_BLOBS);
-		CacheRegisterRelcacheCallback(forget_schema, (Datum) 0);
+		pgb_register_relcache_callback(forget_schema);
+		CacheRegisterSyscacheCallback(PROCOID, forget_rule, (Datum) 0);
 	}
 	bs = hash_search(schemas, &relid, HASH_ENTER, &found);
 	if (!found)
@@ -242,6 +284,16 @@ booking_schema(Relation rel)
 	bs->b_room_id = pgb_attnum(relid, "room_id");
 	bs->b_starts_at = pgb_attnum(relid, "starts_at");
 	bs->b_ends_at = pgb_attnum(relid, "ends_at");
+	bs->b_status = pgb_attnum(relid, "status");
+	/* 1.1: absent under the 1.0 SQL (then the index's predicate is the rule) */
+	bs->b_hold_expires_at = get_attnum(relid, "hold_expires_at");
+	{
+		Oid			argtypes[3] = {TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+
+		bs->booking_occupies =
+			LookupFuncName(list_make2(makeString("booking"), makeString("booking_occupies")),
+						   3, argtypes, true);
+	}
 	bs->bookings_by_room = find_bookings_by_room(rel, bs->b_room_id, bs->b_starts_at);
 	bs->rooms = find_rooms(rel, bs->b_room_id);
 	rooms = table_open(bs->rooms, AccessShareLock);
@@ -257,38 +309,74 @@ booking_schema(Relation rel)
 	return bs;
 }
 
-/* Build the evaluator of the index's predicate for tuples of rel. */
+/*
+ * Build the evaluator of the rule for tuples of rel: a call of the SQL
+ * function on the tuple's columns and the instant $1, planned as any query
+ * would plan it (booking_occupies and status_occupies are inlined: no
+ * function call per tuple).
+ */
 static void
 prepare_occupies(Relation rel, BookingSchema *bs)
 {
-	Relation	index;
-	List	   *predicate;
+	List	   *rule;
 	MemoryContext old;
 
 	if (bs->cxt != NULL)
 		MemoryContextDelete(bs->cxt);
-	bs->cxt = AllocSetContextCreate(TopMemoryContext, "pg_booking occupies predicate",
+	bs->cxt = AllocSetContextCreate(TopMemoryContext, "pg_booking occupies rule",
 									ALLOCSET_SMALL_SIZES);
 	old = MemoryContextSwitchTo(bs->cxt);
-	index = index_open(bs->bookings_by_room, AccessShareLock);
-	predicate = RelationGetIndexPredicate(index);	/* a copy, already simplified */
-	index_close(index, AccessShareLock);
-	if (predicate == NIL)
-		elog(ERROR, "index of the conflict check has no predicate");
-	bs->qual = ExecInitQual(predicate, NULL);
+	if (OidIsValid(bs->booking_occupies) && bs->b_hold_expires_at != InvalidAttrNumber)
+	{
+		Param	   *at = makeNode(Param);
+		FuncExpr   *call;
+
+		at->paramkind = PARAM_EXTERN;
+		at->paramid = 1;
+		at->paramtype = TIMESTAMPTZOID;
+		at->paramtypmod = -1;
+		at->paramcollid = InvalidOid;
+		at->location = -1;
+		call = makeFuncExpr(bs->booking_occupies, BOOLOID,
+							list_make3(makeVar(1, bs->b_status, TEXTOID, -1, DEFAULT_COLLATION_OID, 0),
+									   makeVar(1, bs->b_hold_expires_at, TIMESTAMPTZOID, -1, InvalidOid, 0),
+									   at),
+							InvalidOid, DEFAULT_COLLATION_OID, COERCE_EXPLICIT_CALL);
+		rule = list_make1(expression_planner((Expr *) call));
+	}
+	else
+	{
+		/* 1.0: the index's predicate (status = 'confirmed') is the rule. */
+		Relation	index = index_open(bs->bookings_by_room, AccessShareLock);
+
+		rule = RelationGetIndexPredicate(index);	/* a copy, already simplified */
+		index_close(index, AccessShareLock);
+		if (rule == NIL)
+			elog(ERROR, "index of the conflict check has no predicate");
+	}
+	bs->params = makeParamList(1);
+	bs->params->params[0].ptype = TIMESTAMPTZOID;
+	bs->params->params[0].pflags = PARAM_FLAG_CONST;
+	bs->params->params[0].isnull = false;
+	bs->qual = ExecInitQual(rule, NULL);
 	bs->econtext = CreateStandaloneExprContext();
+	bs->econtext->ecxt_param_list_info = bs->params;
 	bs->slot = MakeSingleTupleTableSlot(CreateTupleDescCopy(RelationGetDescr(rel)), &TTSOpsHeapTuple);
 	MemoryContextSwitchTo(old);
 }
 
-/* Does this bookings tuple occupy its room (the index's predicate)? */
+/*
+ * Does this bookings tuple occupy its room at instant at (the rule)?  At
+ * DT_NOEND: does it occupy for good, with no expiry that will pass?
+ */
 static bool
-tuple_occupies(Relation rel, HeapTuple tuple, BookingSchema *bs)
+tuple_occupies(Relation rel, HeapTuple tuple, BookingSchema *bs, TimestampTz at)
 {
 	bool		result;
 
 	if (bs->qual == NULL)
 		prepare_occupies(rel, bs);
+	bs->params->params[0].value = TimestampTzGetDatum(at);
 	ExecStoreHeapTuple(tuple, bs->slot, false);
 	bs->econtext->ecxt_scantuple = bs->slot;
 	result = ExecQual(bs->qual, bs->econtext);
@@ -312,7 +400,7 @@ append_conflict(StringInfo buf, int64 id, Datum starts_at, Datum ends_at)
 /*
  * Lock the room, then look at it in the bookings relation given (the table
  * or the shard holding the room): does it exist, is it active, which
- * occupying bookings (other than exclude_id) clash with [start, end)?
+ * bookings occupying it (other than exclude_id) clash with [start, end)?
  */
 static void
 check_room(Relation bookings, int64 room_id, TimestampTz start, TimestampTz end,
@@ -326,9 +414,12 @@ check_room(Relation bookings, int64 room_id, TimestampTz start, TimestampTz end,
 	bool		isnull;
 	int64		gap = 0;
 	StringInfoData found;
-	const BookingSchema *bs;
+	BookingSchema *bs;
+	TimestampTz at;
 
 	lock_room(room_id);
+	/* The instant the rule is applied at: read under the lock (file header). */
+	at = GetCurrentTimestamp();
 	bs = booking_schema(bookings);
 
 	result->room_found = false;
@@ -365,61 +456,50 @@ check_room(Relation bookings, int64 room_id, TimestampTz start, TimestampTz end,
 
 	/*
 	 * A booking clashes when it starts before end + gap and ends after
-	 * start - gap.  Two ordered index scans find every such booking, each
-	 * reading only rows that clash (plus at most one that does not), so the
-	 * cost does not grow with the room's history:
+	 * start - gap.  No booking lasts longer than PGB_MAX_BOOKING_LENGTH (the
+	 * rule of booking_rules.c, which this trigger applies to every write), so
+	 * every booking that ends after start - gap starts after
+	 * start - gap - PGB_MAX_BOOKING_LENGTH: one forward index scan over
+	 * [start - gap - max length, end + gap) sees every candidate, in time
+	 * order, and stops at its upper bound.  It reads the room's bookings of
+	 * about a day, however long the room's history.  (A backward scan for
+	 * "the latest booking before start - gap" read every earlier entry of
+	 * the room on its index page: btree reads a page's matching entries at
+	 * once, and in that direction only the room bounds the read.)
 	 *
-	 *   forward   the bookings starting in [start - gap, end + gap): all clash;
-	 *   backward  the latest booking starting before start - gap: the only
-	 *             earlier one that can reach past start - gap, because the
-	 *             occupying bookings of a room never overlap, so their ends
-	 *             come in the order of their starts.
+	 * Rows that no longer occupy at the instant (expired holds not yet
+	 * marked, which may overlap a booking made over them) are skipped: the
+	 * index holds every booking whose status may occupy.
 	 */
 	index = index_open(bs->bookings_by_room, AccessShareLock);
 	initStringInfo(&found);
 	appendStringInfoChar(&found, '[');
 	{
 		TupleDesc	desc = RelationGetDescr(bookings);
+		TimestampTz from;
 
-		/*
-		 * Earlier first, so the clashes are listed in time order.  (Keys name
-		 * heap columns; the scan maps them to index columns in place, so each
-		 * scan gets fresh keys.)
-		 */
+		/* (-infinity and its neighbours: from the beginning) */
+		if (pg_sub_s64_overflow(start, gap + PGB_MAX_BOOKING_LENGTH, &from))
+			from = PG_INT64_MIN;
 		ScanKeyInit(&key[0], bs->b_room_id, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(room_id));
-		ScanKeyInit(&key[1], bs->b_starts_at, BTLessStrategyNumber, F_TIMESTAMPTZ_LT,
-					TimestampTzGetDatum(start - gap));
-		scan = systable_beginscan_ordered(bookings, index, SnapshotSelf, 2, key);
-		while (HeapTupleIsValid(tup = systable_getnext_ordered(scan, BackwardScanDirection)))
+		ScanKeyInit(&key[1], bs->b_starts_at, BTGreaterEqualStrategyNumber, F_TIMESTAMPTZ_GE,
+					TimestampTzGetDatum(from));
+		ScanKeyInit(&key[2], bs->b_starts_at, BTLessStrategyNumber, F_TIMESTAMPTZ_LT,
+					TimestampTzGetDatum(end + gap));
+		scan = systable_beginscan_ordered(bookings, index, SnapshotSelf, 3, key);
+		while (HeapTupleIsValid(tup = systable_getnext_ordered(scan, ForwardScanDirection)))
 		{
 			Datum		id = heap_getattr(tup, bs->b_id, desc, &isnull);
 			Datum		b_end = heap_getattr(tup, bs->b_ends_at, desc, &isnull);
 
 			if (has_exclude && DatumGetInt64(id) == exclude_id)
 				continue;
-			if (DatumGetTimestampTz(b_end) > start - gap)
-				append_conflict(&found, DatumGetInt64(id),
-								heap_getattr(tup, bs->b_starts_at, desc, &isnull), b_end);
-			break;
-		}
-		systable_endscan_ordered(scan);
-
-		ScanKeyInit(&key[0], bs->b_room_id, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(room_id));
-		ScanKeyInit(&key[1], bs->b_starts_at, BTGreaterEqualStrategyNumber, F_TIMESTAMPTZ_GE,
-					TimestampTzGetDatum(start - gap));
-		ScanKeyInit(&key[2], bs->b_starts_at, BTLessStrategyNumber, F_TIMESTAMPTZ_LT,
-					TimestampTzGetDatum(end + gap));
-		scan = systable_beginscan_ordered(bookings, index, SnapshotSelf, 3, key);
-		/* Every row of the index occupies the room (see the file header). */
-		while (HeapTupleIsValid(tup = systable_getnext_ordered(scan, ForwardScanDirection)))
-		{
-			Datum		id = heap_getattr(tup, bs->b_id, desc, &isnull);
-
-			if (has_exclude && DatumGetInt64(id) == exclude_id)
-				continue;
+			if (DatumGetTimestampTz(b_end) <= start - gap)
+				continue;		/* ended before */
+			if (!tuple_occupies(bookings, tup, bs, at))
+				continue;		/* an expired hold */
 			append_conflict(&found, DatumGetInt64(id),
-							heap_getattr(tup, bs->b_starts_at, desc, &isnull),
-							heap_getattr(tup, bs->b_ends_at, desc, &isnull));
+							heap_getattr(tup, bs->b_starts_at, desc, &isnull), b_end);
 		}
 		systable_endscan_ordered(scan);
 	}
@@ -503,7 +583,7 @@ room_bookings_relation(int64 room_id)
 
 /*
  * booking.booking_conflicts(room_id, starts_at, ends_at, exclude_id)
- *   -> jsonb array of the confirmed bookings that clash, or NULL.
+ *   -> jsonb array of the occupying bookings that clash, or NULL.
  *
  * Takes the room's lock (kept until the transaction ends), so a caller that
  * checks several occurrences and then inserts the free ones cannot be raced.
@@ -532,9 +612,10 @@ booking_conflicts(PG_FUNCTION_ARGS)
 }
 
 /*
- * BEFORE INSERT OR UPDATE trigger on booking.bookings: refuses a confirmed
- * booking that is malformed, in an unknown or inactive room, or that clashes
- * with another confirmed booking of its room (buffers included).
+ * BEFORE INSERT OR UPDATE trigger on booking.bookings: refuses a booking
+ * that is malformed, or that occupies its room and is in an unknown or
+ * inactive room or clashes with another booking occupying it (buffers
+ * included).
  */
 Datum
 check_booking_conflict(PG_FUNCTION_ARGS)
@@ -579,8 +660,12 @@ check_booking_conflict(PG_FUNCTION_ARGS)
 	 */
 	pgb_check_booking_times(start, end);
 
-	/* Only a booking that occupies its room can clash. */
-	if (!tuple_occupies(rel, newtup, bs))
+	/*
+	 * Only a booking that occupies its room can clash.  (Read before the
+	 * lock: a booking that does not occupy now never will, its expiry being
+	 * past; one that expires meanwhile is checked, which is on the safe side.)
+	 */
+	if (!tuple_occupies(rel, newtup, bs, GetCurrentTimestamp()))
 		return PointerGetDatum(newtup);
 
 	d = heap_getattr(newtup, bs->b_room_id, desc, &isnull);
@@ -590,12 +675,20 @@ check_booking_conflict(PG_FUNCTION_ARGS)
 	d = heap_getattr(newtup, bs->b_id, desc, &isnull);
 	booking_id = isnull ? 0 : DatumGetInt64(d);
 
-	/* A retitle, or any change that leaves the room and times alone, needs no look. */
+	/*
+	 * A retitle, or any change that leaves the room and times alone, needs no
+	 * look, when the booking occupied before and goes on occupying for good.
+	 * Not for a hold or a request with an expiry (confirming a hold, say):
+	 * it may have expired for a writer that booked over it, so it is looked
+	 * at again, under the lock.
+	 */
 	if (is_update)
 	{
 		HeapTuple	oldtup = trigdata->tg_trigtuple;
+		TimestampTz forever;
 
-		if (tuple_occupies(rel, oldtup, bs) &&
+		TIMESTAMP_NOEND(forever);
+		if (tuple_occupies(rel, oldtup, bs, forever) && tuple_occupies(rel, newtup, bs, forever) &&
 			DatumGetInt64(heap_getattr(oldtup, bs->b_room_id, desc, &isnull)) == room_id &&
 			DatumGetTimestampTz(heap_getattr(oldtup, bs->b_starts_at, desc, &isnull)) == start &&
 			DatumGetTimestampTz(heap_getattr(oldtup, bs->b_ends_at, desc, &isnull)) == end)

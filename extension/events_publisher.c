@@ -144,13 +144,20 @@ wake_publisher_at_commit(XactEvent event, void *arg)
 Datum
 pgb_wake_event_publisher(PG_FUNCTION_ARGS)
 {
+	pgb_wake_publisher_at_commit();
+	PG_RETURN_VOID();
+}
+
+/* The same, from C (the events triggers, events.c). */
+void
+pgb_wake_publisher_at_commit(void)
+{
 	if (!xact_callback_registered)
 	{
 		RegisterXactCallback(wake_publisher_at_commit, NULL);
 		xact_callback_registered = true;
 	}
 	wake_at_commit = true;
-	PG_RETURN_VOID();
 }
 
 static void

@@ -6,7 +6,7 @@
  * The BEFORE trigger below sees the old and the new holding of a row.  The
  * common cases are one statement each: a new stay takes its nights with one
  * UPDATE ... SET available = available - 1 WHERE <its nights> AND available
- * > 0 (rows locked in index order; a night it could not take, missing or
+ * > 0 (rows locked by night first; a night it could not take, missing or
  * full, aborts the statement and is named in the error), a cancel or early
  * departure gives nights back with one UPDATE.  A change that both gives and
  * takes (new dates, length or room type) moves the difference in one step:
@@ -23,6 +23,13 @@
  *      nights never needs a spare room).
  *   3. Apply both sides in one UPDATE while the locks are held; they are
  *      released at commit, when the reservation row is visible too.
+ *
+ * "Free" is available > 0, one rule for every room sold: available is
+ * total + allowance - held - blocked, so the overbooking allowance and the
+ * rooms held by group blocks are already in it (section "overbooking
+ * allowance and group allotments" of pg_booking--1.0--1.1.sql), and a stay
+ * drawn from a block has had its room handed back to available by the
+ * reservations_block trigger, which fires before this one.
  *
  * Any error aborts the statement, so the old nights stay held when the new
  * ones cannot be had.  The work runs as the table's owner: a guest may take a
@@ -90,19 +97,27 @@ NIGHTS_WHERE;
 
 /*
  * The common cases, one statement each: a new stay only takes nights, a
- * cancel or early departure only gives some back.  The UPDATE locks the rows
- * in index order (by night) and, under READ COMMITTED, re-checks
- * "available > 0" on the latest version of a row it had to wait for.
+ * cancel or early departure only gives some back.  A plain UPDATE locks rows
+ * in the order its plan meets them, which for a bitmap scan is the heap's
+ * order, not the nights' (seen: creates deadlocking each other in t/063), so
+ * an InitPlan locks the rows first, by night (the order of lock_sql), and
+ * the UPDATE then writes rows this transaction already holds.  Under READ
+ * COMMITTED the UPDATE re-checks "available > 0" on the latest version of a
+ * row it had to wait for.
  */
 #define RANGE_WHERE \
 	" WHERE hotel_id = $1 AND room_type = $2 AND night >= $3 AND night < $4"
+#define RANGE_LOCKED \
+	" WHERE hotel_id = $1 AND room_type = $2" \
+	"   AND night = ANY (ARRAY(SELECT night FROM booking.inventory" RANGE_WHERE \
+	"                          ORDER BY night FOR UPDATE))"
 
 static const char *take_sql =
-"UPDATE booking.inventory SET available = available - 1" RANGE_WHERE
+"UPDATE booking.inventory SET available = available - 1" RANGE_LOCKED
 "   AND available > 0 RETURNING night";
 
 static const char *give_sql =
-"UPDATE booking.inventory SET available = available + 1" RANGE_WHERE;
+"UPDATE booking.inventory SET available = available + 1" RANGE_LOCKED;
 
 static const char *night_sql =
 "SELECT 1 FROM booking.inventory WHERE hotel_id = $1 AND room_type = $2 AND night = $3";

@@ -2583,6 +2583,1934 @@ CREATE POLICY events_auditor_read ON booking.events FOR SELECT TO booking_audito
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA api, booking FROM PUBLIC;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA api TO booking_api;
 
+-- ==== overbooking allowance and group allotments (issue 15) ====
+--
+-- Why: hotels sell a few rooms beyond the physical total because some
+-- guests never come (the overbooking allowance), and hold rooms for groups
+-- until a release date (blocks, allotments).  Both are folded into the one
+-- number the take reads, so extension/inventory.c keeps its one rule (take a
+-- night when available > 0, under the night's row lock):
+--
+--     available = total + allowance - held - blocked
+--
+-- held: reservations holding the night; blocked: rooms of group blocks not
+-- picked up yet; allowance: the night's overbooking allowance.  The CHECK
+-- 0 <= available <= total + allowance therefore says held + blocked <=
+-- total + allowance, and every writer changes available under the row lock
+-- of the night, so no concurrency exceeds it (t/088_allotment_concurrency.pl).
+-- With no allowance and no block this is 1.0's available = total - held.
+--
+-- The allowance is set per (hotel, room type) as a number of rooms or a
+-- percentage of the night's total (rounded down) in booking.overbooking;
+-- each night's rooms are kept on its inventory row (inventory.allowance),
+-- since a percentage depends on that night's total.  A change applies from
+-- the hotels' today on (passed nights keep what they were sold with), and
+-- api.adjust_inventory recomputes it when a total changes.
+--
+-- A block holds `rooms` rooms of a type on each night from..to for a group
+-- code, until its release date.  Creating it takes the rooms from
+-- available in one UPDATE that needs available >= rooms on every night
+-- (all or nothing).  A reservation made with the group code draws from the
+-- block first: when its stay lies within the block and the block has a room
+-- left on each night, the reservations_block trigger (fires before
+-- reservations_nights) counts the room as picked up and hands it to the
+-- stay (available + 1), which the C take then holds (available - 1): the
+-- night's count is unchanged and the block never gives more than it has;
+-- otherwise the stay is sold from general inventory like any other.  A
+-- group stay keeps its dates and room type (it may be shortened or
+-- cancelled); the nights it gives back go back to the block until the block
+-- is released, then to general inventory.  The release (on the release
+-- date by the nightly checkout worker, booking.release_blocks, or by hand)
+-- returns the rooms not picked up, exactly once: booking.block_releases has
+-- one row per block.
+--
+-- Lock order, for every writer: the block's row (release only, FOR NO KEY
+-- UPDATE, which does not block the reservations' foreign-key checks), then
+-- inventory rows by night, then block_nights rows by night.
+
+CREATE TABLE booking.overbooking (
+    hotel_id   bigint NOT NULL REFERENCES booking.hotels,
+    room_type  text NOT NULL,
+    rooms      integer,
+    percent    numeric(5,2),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (hotel_id, room_type),
+    CONSTRAINT overbooking_rooms_or_percent CHECK ((rooms IS NULL) <> (percent IS NULL)),
+    CONSTRAINT overbooking_rooms_range CHECK (rooms IS NULL OR rooms BETWEEN 0 AND 10000),
+    CONSTRAINT overbooking_percent_range CHECK (percent IS NULL OR percent BETWEEN 0 AND 100)
+);
+COMMENT ON TABLE booking.overbooking IS 'overbooking allowance per hotel and room type: rooms, or percent of each night''s total (rounded down), sellable beyond the physical rooms';
+SELECT pg_catalog.pg_extension_config_dump('booking.overbooking', '');
+GRANT SELECT ON booking.overbooking TO booking_api;
+GRANT INSERT, UPDATE ON booking.overbooking TO booking_admin, booking_facility_manager;
+
+ALTER TABLE booking.inventory
+    ADD COLUMN allowance integer NOT NULL DEFAULT 0,
+    ADD CONSTRAINT inventory_allowance_range CHECK (allowance >= 0),
+    DROP CONSTRAINT inventory_available_range,
+    ADD CONSTRAINT inventory_available_range CHECK (available >= 0 AND available <= total + allowance);
+COMMENT ON COLUMN booking.inventory.allowance IS 'rooms of this night sellable beyond total (overbooking allowance, from booking.overbooking)';
+COMMENT ON COLUMN booking.inventory.available IS 'rooms still sellable: total + allowance - rooms held by reservations - rooms of group blocks not picked up';
+
+-- The allowance of a night of `total` rooms under a setting.
+CREATE FUNCTION booking.allowance_rooms(total integer, rooms integer, percent numeric) RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT coalesce(rooms, floor(total * percent / 100)::integer, 0) $$;
+COMMENT ON FUNCTION booking.allowance_rooms IS 'the overbooking allowance of a night with this total: rooms, or percent of total rounded down; 0 without a setting';
+
+CREATE TABLE booking.blocks (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    hotel_id     bigint NOT NULL REFERENCES booking.hotels,
+    room_type    text NOT NULL,
+    group_code   text NOT NULL,
+    first_night  date NOT NULL,
+    last_night   date NOT NULL,
+    rooms        integer NOT NULL,
+    release_date date NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT blocks_group_code UNIQUE (hotel_id, group_code),
+    CONSTRAINT blocks_group_code_form CHECK (group_code ~ '^[A-Za-z0-9][A-Za-z0-9_-]{0,49}$'),
+    CONSTRAINT blocks_rooms_range CHECK (rooms BETWEEN 1 AND 10000),
+    CONSTRAINT blocks_nights_order CHECK (first_night <= last_night),
+    CONSTRAINT blocks_release_first CHECK (release_date <= first_night)
+);
+COMMENT ON TABLE booking.blocks IS 'group allotments: rooms of a type held on nights first..last for a group code until release_date';
+
+CREATE TABLE booking.block_nights (
+    block_id bigint NOT NULL REFERENCES booking.blocks,
+    night    date NOT NULL,
+    rooms    integer NOT NULL,
+    picked   integer NOT NULL DEFAULT 0,
+    PRIMARY KEY (block_id, night),
+    CONSTRAINT block_nights_picked_range CHECK (picked >= 0 AND picked <= rooms)
+);
+CREATE INDEX block_nights_night_idx ON booking.block_nights (night);
+COMMENT ON TABLE booking.block_nights IS 'per block and night: rooms the block holds (after its release: those picked up) and rooms picked up by group stays';
+
+CREATE TABLE booking.block_releases (
+    block_id       bigint PRIMARY KEY REFERENCES booking.blocks,
+    released_at    timestamptz NOT NULL DEFAULT now(),
+    source         text NOT NULL CHECK (source IN ('worker', 'manual')),
+    as_of          date,
+    rooms_returned integer NOT NULL
+);
+COMMENT ON TABLE booking.block_releases IS 'the release of a block (at most one): room nights not picked up returned to general inventory';
+
+SELECT pg_catalog.pg_extension_config_dump('booking.blocks', '');
+SELECT pg_catalog.pg_extension_config_dump('booking.block_nights', '');
+SELECT pg_catalog.pg_extension_config_dump('booking.block_releases', '');
+GRANT SELECT ON booking.blocks, booking.block_nights, booking.block_releases TO booking_api;
+-- Creating a block writes as its caller; the release and the stays' triggers
+-- write as the owner (SECURITY DEFINER).
+GRANT INSERT ON booking.blocks, booking.block_nights TO booking_admin, booking_facility_manager;
+
+ALTER TABLE booking.reservations ADD COLUMN block_id bigint REFERENCES booking.blocks;
+CREATE INDEX reservations_block_idx ON booking.reservations (block_id) WHERE block_id IS NOT NULL;
+COMMENT ON COLUMN booking.reservations.block_id IS 'the group block the stay''s nights were drawn from (NULL: general inventory)';
+
+-- The rooms of group blocks not picked up on a night of (hotel, room type).
+-- Owner's rights: the occupancy view calls it for its readers (booking_grafana
+-- among them), who read no block table.
+CREATE FUNCTION booking.blocked_rooms(hotel_id bigint, room_type text, night date) RETURNS bigint
+LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(sum(n.rooms - n.picked), 0)
+      FROM booking.blocks b JOIN booking.block_nights n ON n.block_id = b.id
+     WHERE b.hotel_id = blocked_rooms.hotel_id AND b.room_type = blocked_rooms.room_type
+       AND n.night = blocked_rooms.night
+$$;
+COMMENT ON FUNCTION booking.blocked_rooms IS 'rooms of a night held by group blocks and not picked up yet';
+
+-- Stays drawn from a block: the pick-up when one is made, the refusal of
+-- moves, and (after the C trigger gave the nights back) their return.
+CREATE FUNCTION booking.reservation_block() RETURNS trigger
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    b booking.blocks;
+    nights integer;
+    free integer;
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        IF NEW.block_id IS NULL THEN
+            RETURN NEW;
+        END IF;
+        SELECT * INTO b FROM booking.blocks x WHERE x.id = NEW.block_id;
+        nights := NEW.held_until - NEW.arrival_date;
+        IF b.id IS NULL OR b.hotel_id <> NEW.hotel_id OR b.room_type <> NEW.room_type OR nights < 1
+           OR NEW.status <> 'confirmed' OR NEW.arrival_date < b.first_night OR NEW.held_until - 1 > b.last_night
+           OR EXISTS (SELECT 1 FROM booking.block_releases x WHERE x.block_id = b.id) THEN
+            NEW.block_id := NULL;       -- not the block's: general inventory
+            RETURN NEW;
+        END IF;
+        PERFORM 1 FROM booking.inventory i
+         WHERE i.hotel_id = NEW.hotel_id AND i.room_type = NEW.room_type
+           AND i.night >= NEW.arrival_date AND i.night < NEW.held_until
+         ORDER BY i.night FOR UPDATE;
+        PERFORM 1 FROM booking.block_nights n
+         WHERE n.block_id = b.id AND n.night >= NEW.arrival_date AND n.night < NEW.held_until
+         ORDER BY n.night FOR UPDATE;
+        SELECT count(*) INTO free FROM booking.block_nights n
+         WHERE n.block_id = b.id AND n.night >= NEW.arrival_date AND n.night < NEW.held_until AND n.picked < n.rooms;
+        IF free < nights THEN
+            NEW.block_id := NULL;       -- the block is full on a night: general inventory
+            RETURN NEW;
+        END IF;
+        UPDATE booking.block_nights n SET picked = n.picked + 1
+         WHERE n.block_id = b.id AND n.night >= NEW.arrival_date AND n.night < NEW.held_until;
+        -- The block hands its room to the stay; the take holds it right after.
+        UPDATE booking.inventory i SET available = i.available + 1
+         WHERE i.hotel_id = NEW.hotel_id AND i.room_type = NEW.room_type
+           AND i.night >= NEW.arrival_date AND i.night < NEW.held_until;
+        RETURN NEW;
+    END IF;
+    IF TG_OP = 'DELETE' THEN
+        RETURN OLD;
+    END IF;
+    IF NEW.block_id IS DISTINCT FROM OLD.block_id THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR', 'a stay is drawn from a block only when it is made',
+            jsonb_build_object('field', 'block_id', 'reservation_id', OLD.id));
+    END IF;
+    IF OLD.block_id IS NOT NULL AND (NEW.room_type <> OLD.room_type OR NEW.arrival_date <> OLD.arrival_date
+                                     OR NEW.stay_length > OLD.stay_length OR NEW.held_until > OLD.held_until) THEN
+        PERFORM booking.raise_error(409, 'INVALID_STATE',
+            format('the stay was drawn from group block %s: it keeps its arrival date and room type and cannot grow', OLD.block_id),
+            jsonb_build_object('reservation_id', OLD.id, 'block_id', OLD.block_id),
+            'Shorten or cancel the stay, then book the new dates (with the group code while the block has rooms).');
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION booking.reservation_block IS 'trigger (before reservations_nights): a stay made with a block draws its nights from it when the block has a room on each; a group stay keeps its dates and room type';
+
+CREATE FUNCTION booking.reservation_block_return() RETURNS trigger
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    kept date := CASE WHEN TG_OP = 'DELETE' THEN OLD.arrival_date ELSE NEW.held_until END;
+    released boolean;
+BEGIN
+    IF kept >= OLD.held_until THEN
+        RETURN NULL;
+    END IF;
+    -- The C trigger gave nights [kept, old held_until) back to available (rows
+    -- locked); before the release they go back into the block.
+    released := EXISTS (SELECT 1 FROM booking.block_releases x WHERE x.block_id = OLD.block_id);
+    UPDATE booking.block_nights n
+       SET picked = n.picked - 1, rooms = n.rooms - CASE WHEN released THEN 1 ELSE 0 END
+     WHERE n.block_id = OLD.block_id AND n.night >= kept AND n.night < OLD.held_until;
+    IF NOT released THEN
+        UPDATE booking.inventory i SET available = i.available - 1
+         WHERE i.hotel_id = OLD.hotel_id AND i.room_type = OLD.room_type
+           AND i.night >= kept AND i.night < OLD.held_until;
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION booking.reservation_block_return IS 'trigger: nights a group stay gives back return to its block until the block is released';
+
+-- The WHEN clauses keep the stays of no block (nearly all) from calling
+-- PL/pgSQL: the take of a plain stay costs what it did.
+CREATE TRIGGER reservations_block BEFORE INSERT ON booking.reservations
+    FOR EACH ROW WHEN (NEW.block_id IS NOT NULL) EXECUTE FUNCTION booking.reservation_block();
+CREATE TRIGGER reservations_block_change BEFORE UPDATE OF block_id, room_type, arrival_date, stay_length, held_until
+    ON booking.reservations
+    FOR EACH ROW WHEN (OLD.block_id IS NOT NULL OR NEW.block_id IS NOT NULL) EXECUTE FUNCTION booking.reservation_block();
+CREATE TRIGGER reservations_block_return AFTER UPDATE OF held_until OR DELETE ON booking.reservations
+    FOR EACH ROW WHEN (OLD.block_id IS NOT NULL) EXECUTE FUNCTION booking.reservation_block_return();
+
+-- The allowance, set for one room type of a hotel.
+CREATE FUNCTION api.set_overbooking(hotel_id bigint, room_type text, rooms integer DEFAULT NULL,
+                                    percent numeric DEFAULT NULL) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    today date := booking.hotel_today();
+    bad record;
+    before jsonb;
+    o booking.overbooking;
+    n integer;
+BEGIN
+    PERFORM booking.require_role('admin', 'facility_manager');
+    PERFORM booking.find_hotel(hotel_id);
+    PERFORM booking.validate_room_type(room_type);
+    IF (rooms IS NULL) = (percent IS NULL) THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR', 'give either rooms or percent',
+            jsonb_build_object('field', 'rooms'));
+    END IF;
+    IF rooms < 0 OR rooms > 10000 THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR', format('rooms %s is out of range', rooms),
+            jsonb_build_object('field', 'rooms', 'min', 0, 'max', 10000));
+    END IF;
+    IF percent < 0 OR percent > 100 OR scale(percent) > 2 THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR',
+            format('percent %s is out of range (0 to 100, two decimals at most)', percent),
+            jsonb_build_object('field', 'percent', 'min', 0, 'max', 100));
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM booking.inventory i
+                    WHERE i.hotel_id = set_overbooking.hotel_id AND i.room_type = set_overbooking.room_type) THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR',
+            format('hotel %s has no room type "%s"', hotel_id, room_type),
+            jsonb_build_object('field', 'room_type', 'hotel_id', hotel_id, 'room_type', room_type));
+    END IF;
+    -- Lock the nights in the take's order, then compare with what is sold.
+    PERFORM 1 FROM booking.inventory i
+      WHERE i.hotel_id = set_overbooking.hotel_id AND i.room_type = set_overbooking.room_type AND i.night >= today
+      ORDER BY i.night FOR UPDATE;
+    SELECT i.night, i.total, booking.allowance_rooms(i.total, rooms, percent) AS allowance,
+           i.total + i.allowance - i.available AS sold
+      INTO bad
+      FROM booking.inventory i
+     WHERE i.hotel_id = set_overbooking.hotel_id AND i.room_type = set_overbooking.room_type AND i.night >= today
+       AND i.available + booking.allowance_rooms(i.total, rooms, percent) - i.allowance < 0
+     ORDER BY i.night LIMIT 1;
+    IF FOUND THEN
+        PERFORM booking.raise_error(409, 'ALLOWANCE_BELOW_SOLD',
+            format('night %s has %s rooms sold (reservations and blocks) but %s rooms and an allowance of %s sell only %s',
+                   to_char(bad.night, 'YYYY-MM-DD'), bad.sold, bad.total, bad.allowance, bad.total + bad.allowance),
+            jsonb_build_object('hotel_id', hotel_id, 'room_type', room_type, 'night', bad.night,
+                               'total', bad.total, 'allowance', bad.allowance, 'sold', bad.sold),
+            'Cancel or move reservations first, or keep a larger allowance.');
+    END IF;
+    SELECT to_jsonb(x) - 'updated_at' INTO before FROM booking.overbooking x
+     WHERE x.hotel_id = set_overbooking.hotel_id AND x.room_type = set_overbooking.room_type;
+    INSERT INTO booking.overbooking AS x (hotel_id, room_type, rooms, percent)
+    VALUES (hotel_id, room_type, rooms, percent)
+    ON CONFLICT ON CONSTRAINT overbooking_pkey
+    DO UPDATE SET rooms = EXCLUDED.rooms, percent = EXCLUDED.percent, updated_at = now()
+    RETURNING * INTO o;
+    UPDATE booking.inventory i
+       SET allowance = booking.allowance_rooms(i.total, o.rooms, o.percent),
+           available = i.available + booking.allowance_rooms(i.total, o.rooms, o.percent) - i.allowance
+     WHERE i.hotel_id = set_overbooking.hotel_id AND i.room_type = set_overbooking.room_type AND i.night >= today;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    PERFORM booking.audit('inventory.overbooking', 'inventory', format('%s/%s', hotel_id, room_type),
+        before, to_jsonb(o) - 'updated_at');
+    RETURN jsonb_build_object('hotel_id', o.hotel_id, 'room_type', o.room_type, 'rooms', o.rooms,
+                              'percent', o.percent, 'applies_from', today, 'nights', n, 'updated_at', o.updated_at);
+END
+$$;
+COMMENT ON FUNCTION api.set_overbooking IS 'admin, facility_manager: the overbooking allowance of a room type (rooms, or percent of each night''s total rounded down) for the nights from today on; 404, 409 ALLOWANCE_BELOW_SOLD (first night sold beyond it), 422';
+
+-- Inventory adjustments keep the allowance: new nights get the room type's
+-- setting, and a percentage follows the night's new total.  The rooms sold
+-- (held and blocked) stay sold: a total that with its allowance sells fewer
+-- is refused with the first such night.
+CREATE OR REPLACE FUNCTION api.adjust_inventory(hotel_id bigint, room_type text, "from" text, "to" text,
+                                     delta integer DEFAULT NULL, total integer DEFAULT NULL) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    nights daterange;
+    bad record;
+    before_totals jsonb;
+    o booking.overbooking;
+BEGIN
+    PERFORM booking.require_role('admin', 'facility_manager');
+    PERFORM booking.find_hotel(hotel_id);
+    PERFORM booking.validate_room_type(room_type);
+    nights := booking.parse_nights("from", "to");
+    IF (delta IS NULL) = (total IS NULL) THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR', 'give either delta or total',
+            jsonb_build_object('field', 'delta'));
+    END IF;
+    IF total IS NOT NULL AND total < 0 THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR', format('total %s is negative', total),
+            jsonb_build_object('field', 'total'));
+    END IF;
+    SELECT * INTO o FROM booking.overbooking x
+     WHERE x.hotel_id = adjust_inventory.hotel_id AND x.room_type = adjust_inventory.room_type;
+    INSERT INTO booking.inventory (hotel_id, room_type, night, total, available)
+    SELECT adjust_inventory.hotel_id, adjust_inventory.room_type, n::date, 0, 0
+      FROM generate_series(lower(nights), upper(nights) - 1, interval '1 day') n
+    ON CONFLICT DO NOTHING;
+    -- Lock the nights in the order the reservation trigger does (by night),
+    -- then look at what is sold: nothing can take a room meanwhile.
+    PERFORM 1 FROM booking.inventory i
+      WHERE i.hotel_id = adjust_inventory.hotel_id AND i.room_type = adjust_inventory.room_type
+        AND i.night <@ nights
+      ORDER BY i.night FOR UPDATE;
+    SELECT i.night, coalesce(adjust_inventory.total, i.total + delta) AS total,
+           i.total + i.allowance - i.available AS held,
+           CASE WHEN o.hotel_id IS NULL OR i.night < booking.hotel_today() THEN i.allowance
+                ELSE booking.allowance_rooms(greatest(coalesce(adjust_inventory.total, i.total + delta), 0), o.rooms, o.percent)
+           END AS allowance
+      INTO bad
+      FROM booking.inventory i
+     WHERE i.hotel_id = adjust_inventory.hotel_id AND i.room_type = adjust_inventory.room_type
+       AND i.night <@ nights
+       AND coalesce(adjust_inventory.total, i.total + delta)
+           + CASE WHEN o.hotel_id IS NULL OR i.night < booking.hotel_today() THEN i.allowance
+                  ELSE booking.allowance_rooms(greatest(coalesce(adjust_inventory.total, i.total + delta), 0), o.rooms, o.percent)
+             END < i.total + i.allowance - i.available
+     ORDER BY i.night LIMIT 1;
+    IF FOUND AND bad.total < 0 THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR',
+            format('night %s would have %s rooms', to_char(bad.night, 'YYYY-MM-DD'), bad.total),
+            jsonb_build_object('field', 'delta', 'night', bad.night, 'total', bad.total));
+    END IF;
+    IF FOUND THEN
+        PERFORM booking.raise_error(409, 'INVENTORY_BELOW_HELD',
+            format('night %s would have %s rooms but %s are held by reservations', to_char(bad.night, 'YYYY-MM-DD'), bad.total, bad.held),
+            jsonb_build_object('hotel_id', hotel_id, 'room_type', room_type, 'night', bad.night,
+                               'total', bad.total, 'held', bad.held)
+            || CASE WHEN bad.allowance > 0 THEN jsonb_build_object('allowance', bad.allowance) ELSE '{}' END,
+            'Cancel or move reservations first, or adjust by a smaller amount.');
+    END IF;
+    IF EXISTS (SELECT 1 FROM booking.inventory i
+                WHERE i.hotel_id = adjust_inventory.hotel_id AND i.room_type = adjust_inventory.room_type
+                  AND i.night <@ nights AND coalesce(adjust_inventory.total, i.total + delta) < 0) THEN
+        SELECT i.night, coalesce(adjust_inventory.total, i.total + delta) AS total INTO bad
+          FROM booking.inventory i
+         WHERE i.hotel_id = adjust_inventory.hotel_id AND i.room_type = adjust_inventory.room_type
+           AND i.night <@ nights AND coalesce(adjust_inventory.total, i.total + delta) < 0
+         ORDER BY i.night LIMIT 1;
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR',
+            format('night %s would have %s rooms', to_char(bad.night, 'YYYY-MM-DD'), bad.total),
+            jsonb_build_object('field', 'delta', 'night', bad.night, 'total', bad.total));
+    END IF;
+    SELECT jsonb_object_agg(i.night, i.total) INTO before_totals
+      FROM booking.inventory i
+     WHERE i.hotel_id = adjust_inventory.hotel_id AND i.room_type = adjust_inventory.room_type
+       AND i.night <@ nights;
+    UPDATE booking.inventory i
+       SET total = x.total, allowance = x.allowance,
+           available = x.total + x.allowance - (i.total + i.allowance - i.available)
+      FROM (SELECT j.night, coalesce(adjust_inventory.total, j.total + delta) AS total,
+                   CASE WHEN o.hotel_id IS NULL OR j.night < booking.hotel_today() THEN j.allowance
+                        ELSE booking.allowance_rooms(coalesce(adjust_inventory.total, j.total + delta), o.rooms, o.percent)
+                   END AS allowance
+              FROM booking.inventory j
+             WHERE j.hotel_id = adjust_inventory.hotel_id AND j.room_type = adjust_inventory.room_type
+               AND j.night <@ nights) x
+     WHERE i.hotel_id = adjust_inventory.hotel_id AND i.room_type = adjust_inventory.room_type
+       AND i.night = x.night;
+    PERFORM booking.audit('inventory.adjust', 'inventory', format('%s/%s', hotel_id, room_type),
+        jsonb_build_object('totals', before_totals),
+        jsonb_build_object('delta', delta, 'total', total, 'from', lower(nights), 'to', upper(nights) - 1,
+                           'totals', (SELECT jsonb_object_agg(i.night, i.total) FROM booking.inventory i
+                                       WHERE i.hotel_id = adjust_inventory.hotel_id
+                                         AND i.room_type = adjust_inventory.room_type AND i.night <@ nights)));
+    RETURN api.list_inventory(hotel_id, to_char(lower(nights), 'YYYY-MM-DD'), to_char(upper(nights) - 1, 'YYYY-MM-DD'),
+                              room_type, lim => 500);
+END
+$$;
+
+-- A block as the api answers it.
+CREATE FUNCTION booking.block_json(b booking.blocks) RETURNS jsonb
+LANGUAGE sql STABLE
+AS $$
+    SELECT jsonb_build_object('id', b.id, 'hotel_id', b.hotel_id, 'room_type', b.room_type,
+                              'group_code', b.group_code, 'from', b.first_night, 'to', b.last_night,
+                              'rooms', b.rooms, 'release_date', b.release_date, 'created_at', b.created_at,
+                              'picked_up', (SELECT coalesce(max(n.picked), 0) FROM booking.block_nights n WHERE n.block_id = b.id),
+                              'released', (SELECT jsonb_build_object('released_at', r.released_at, 'source', r.source,
+                                                                     'as_of', r.as_of, 'rooms_returned', r.rooms_returned)
+                                             FROM booking.block_releases r WHERE r.block_id = b.id),
+                              'nights', (SELECT jsonb_agg(jsonb_build_object('night', n.night, 'rooms', n.rooms, 'picked', n.picked)
+                                                          ORDER BY n.night)
+                                           FROM booking.block_nights n WHERE n.block_id = b.id))
+$$;
+
+CREATE FUNCTION booking.find_block(hotel_id bigint, block_id bigint) RETURNS booking.blocks
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    b booking.blocks;
+BEGIN
+    PERFORM booking.find_hotel(hotel_id);
+    SELECT * INTO b FROM booking.blocks x WHERE x.id = block_id AND x.hotel_id = find_block.hotel_id;
+    IF b.id IS NULL THEN
+        PERFORM booking.raise_error(404, 'NOT_FOUND', format('block %s of hotel %s not found', coalesce(block_id::text, 'NULL'), hotel_id),
+            jsonb_build_object('hotel_id', hotel_id, 'block_id', block_id));
+    END IF;
+    RETURN b;
+END
+$$;
+
+CREATE FUNCTION api.create_block(hotel_id bigint, room_type text, group_code text, "from" text, "to" text,
+                                 rooms integer, release_date text) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    nights daterange;
+    rel date;
+    b booking.blocks;
+    n integer;
+    bad record;
+BEGIN
+    PERFORM booking.require_role('admin', 'facility_manager');
+    PERFORM booking.find_hotel(hotel_id);
+    PERFORM booking.validate_room_type(room_type);
+    IF group_code IS NULL OR group_code !~ '^[A-Za-z0-9][A-Za-z0-9_-]{0,49}$' THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR',
+            'group_code must have 1 to 50 letters, digits, "-" or "_", starting with a letter or digit',
+            jsonb_build_object('field', 'group_code'));
+    END IF;
+    nights := booking.parse_nights("from", "to", 366);
+    IF rooms IS NULL OR rooms NOT BETWEEN 1 AND 10000 THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR', format('rooms %s is out of range', coalesce(rooms::text, 'NULL')),
+            jsonb_build_object('field', 'rooms', 'min', 1, 'max', 10000));
+    END IF;
+    rel := booking.parse_date(release_date, 'release_date');
+    IF rel < booking.hotel_today() OR rel > lower(nights) THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR',
+            format('release_date %s must be between today and the block''s first night %s',
+                   to_char(rel, 'YYYY-MM-DD'), to_char(lower(nights), 'YYYY-MM-DD')),
+            jsonb_build_object('field', 'release_date'));
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM booking.inventory i
+                    WHERE i.hotel_id = create_block.hotel_id AND i.room_type = create_block.room_type) THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR',
+            format('hotel %s has no room type "%s"', hotel_id, room_type),
+            jsonb_build_object('field', 'room_type', 'hotel_id', hotel_id, 'room_type', room_type));
+    END IF;
+    IF EXISTS (SELECT 1 FROM booking.blocks x WHERE x.hotel_id = create_block.hotel_id AND x.group_code = create_block.group_code) THEN
+        PERFORM booking.raise_error(409, 'ALREADY_EXISTS',
+            format('hotel %s already has a block with group code "%s"', hotel_id, group_code),
+            jsonb_build_object('hotel_id', hotel_id, 'group_code', group_code));
+    END IF;
+    INSERT INTO booking.blocks (hotel_id, room_type, group_code, first_night, last_night, rooms, release_date)
+    VALUES (hotel_id, room_type, group_code, lower(nights), upper(nights) - 1, rooms, rel)
+    RETURNING * INTO b;
+    -- The take of the block: every night or none (the rows locked by night).
+    UPDATE booking.inventory i SET available = i.available - rooms
+     WHERE i.hotel_id = create_block.hotel_id AND i.room_type = create_block.room_type
+       AND i.night <@ nights AND i.available >= rooms;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF n < upper(nights) - lower(nights) THEN
+        SELECT d::date AS night, i.available INTO bad
+          FROM generate_series(lower(nights), upper(nights) - 1, interval '1 day') d
+          LEFT JOIN booking.inventory i ON i.hotel_id = create_block.hotel_id AND i.room_type = create_block.room_type
+                                       AND i.night = d::date
+         WHERE i.night IS NULL OR i.available < rooms
+         ORDER BY d LIMIT 1;
+        IF bad.available IS NULL THEN
+            PERFORM booking.raise_error(422, 'VALIDATION_ERROR',
+                format('no inventory of room type "%s" for the night of %s', room_type, to_char(bad.night, 'YYYY-MM-DD')),
+                jsonb_build_object('field', 'to', 'hotel_id', hotel_id, 'room_type', room_type,
+                                   'night', to_char(bad.night, 'YYYY-MM-DD')),
+                'POST /inventory/{hotel_id}/adjust makes the nights first.');
+        END IF;
+        PERFORM booking.raise_error(409, 'NO_AVAILABILITY',
+            format('the night of %s has %s rooms of type "%s" free; the block needs %s',
+                   to_char(bad.night, 'YYYY-MM-DD'), bad.available, room_type, rooms),
+            jsonb_build_object('hotel_id', hotel_id, 'room_type', room_type, 'night', to_char(bad.night, 'YYYY-MM-DD'),
+                               'available', bad.available, 'rooms', rooms),
+            'A block takes its rooms from the rooms still free on every night.');
+    END IF;
+    INSERT INTO booking.block_nights (block_id, night, rooms)
+    SELECT b.id, d::date, rooms FROM generate_series(lower(nights), upper(nights) - 1, interval '1 day') d;
+    PERFORM booking.audit('block.create', 'block', b.id::text, NULL, to_jsonb(b));
+    RETURN booking.block_json(b);
+END
+$$;
+COMMENT ON FUNCTION api.create_block IS 'admin, facility_manager: a group block of rooms of a type on nights from..to (included) for group_code, taken from the rooms free on every night, until release_date; 404, 409 NO_AVAILABILITY or ALREADY_EXISTS, 422';
+
+CREATE FUNCTION api.list_blocks(hotel_id bigint, lim integer DEFAULT 50, off integer DEFAULT 0) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    PERFORM booking.require_role('admin', 'facility_manager', 'auditor');
+    PERFORM booking.check_page(lim, off);
+    PERFORM booking.find_hotel(hotel_id);
+    RETURN coalesce((SELECT jsonb_agg(booking.block_json(x) ORDER BY x.first_night, x.id)
+                       FROM (SELECT b.* FROM booking.blocks b WHERE b.hotel_id = list_blocks.hotel_id
+                              ORDER BY b.first_night, b.id LIMIT lim OFFSET off) x), '[]');
+END
+$$;
+COMMENT ON FUNCTION api.list_blocks IS 'admin, facility_manager, auditor: the group blocks of a hotel with their pick-up per night; 404';
+
+CREATE FUNCTION api.get_block(hotel_id bigint, id bigint) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    PERFORM booking.require_role('admin', 'facility_manager', 'auditor');
+    RETURN booking.block_json(booking.find_block(hotel_id, id));
+END
+$$;
+COMMENT ON FUNCTION api.get_block IS 'admin, facility_manager, auditor: a group block with its pick-up per night and its release; 404';
+
+-- Release a block: the rooms not picked up go back to general inventory,
+-- once.  NULL when it was released already.
+CREATE FUNCTION booking.release_block(block_id bigint, source text, as_of date DEFAULT NULL)
+RETURNS booking.block_releases
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    b booking.blocks;
+    r booking.block_releases;
+    returned integer;
+BEGIN
+    SELECT * INTO b FROM booking.blocks x WHERE x.id = release_block.block_id FOR NO KEY UPDATE;
+    IF b.id IS NULL OR EXISTS (SELECT 1 FROM booking.block_releases x WHERE x.block_id = b.id) THEN
+        RETURN NULL;
+    END IF;
+    PERFORM 1 FROM booking.inventory i
+      WHERE i.hotel_id = b.hotel_id AND i.room_type = b.room_type AND i.night BETWEEN b.first_night AND b.last_night
+      ORDER BY i.night FOR UPDATE;
+    PERFORM 1 FROM booking.block_nights n WHERE n.block_id = b.id ORDER BY n.night FOR UPDATE;
+    SELECT coalesce(sum(n.rooms - n.picked), 0) INTO returned FROM booking.block_nights n WHERE n.block_id = b.id;
+    UPDATE booking.inventory i SET available = i.available + (n.rooms - n.picked)
+      FROM booking.block_nights n
+     WHERE n.block_id = b.id AND n.rooms > n.picked
+       AND i.hotel_id = b.hotel_id AND i.room_type = b.room_type AND i.night = n.night;
+    UPDATE booking.block_nights n SET rooms = n.picked WHERE n.block_id = b.id AND n.rooms > n.picked;
+    INSERT INTO booking.block_releases (block_id, source, as_of, rooms_returned)
+    VALUES (b.id, release_block.source, release_block.as_of, returned)
+    RETURNING * INTO r;
+    PERFORM booking.audit('block.release', 'block', b.id::text, NULL, to_jsonb(r));
+    RETURN r;
+END
+$$;
+COMMENT ON FUNCTION booking.release_block IS 'give the rooms of a block not picked up back to general inventory, exactly once (NULL when released already)';
+
+-- The nightly checkout worker calls this once per business date it runs.
+CREATE FUNCTION booking.release_blocks(as_of date) RETURNS integer
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    id bigint;
+    n integer := 0;
+BEGIN
+    FOR id IN SELECT b.id FROM booking.blocks b
+               WHERE b.release_date <= as_of
+                 AND NOT EXISTS (SELECT 1 FROM booking.block_releases r WHERE r.block_id = b.id)
+               ORDER BY b.id
+    LOOP
+        IF booking.release_block(id, 'worker', as_of) IS NOT NULL THEN
+            n := n + 1;
+        END IF;
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION booking.release_blocks IS 'release every block whose release date is on or before as_of (the checkout worker, once per business date); the number released';
+
+CREATE FUNCTION api.release_block(hotel_id bigint, id bigint) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    b booking.blocks;
+BEGIN
+    PERFORM booking.require_role('admin', 'facility_manager');
+    b := booking.find_block(hotel_id, id);
+    IF booking.release_block(b.id, 'manual', booking.hotel_today()) IS NULL THEN
+        PERFORM booking.raise_error(409, 'INVALID_STATE', format('block %s is released already', id),
+            jsonb_build_object('hotel_id', hotel_id, 'block_id', id));
+    END IF;
+    RETURN booking.block_json(b);
+END
+$$;
+COMMENT ON FUNCTION api.release_block IS 'admin, facility_manager: release a block now: its rooms not picked up go back to general inventory; 404, 409 INVALID_STATE (released already)';
+
+-- Reservations: an optional group code draws the stay from its block.
+DROP FUNCTION api.create_reservation(bigint, text, text, text, integer, integer, integer);
+CREATE FUNCTION api.create_reservation(hotel_id bigint, room_type text, guest_name text, arrival_date text,
+                                       stay_length integer, adults integer DEFAULT 1, children integer DEFAULT 0,
+                                       group_code text DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    uid bigint := booking.require_user();
+    a date;
+    r booking.reservations;
+    block bigint;
+BEGIN
+    PERFORM booking.require_role('user', 'admin', 'facility_manager', 'moderator', 'service_account');
+    a := booking.parse_date(arrival_date, 'arrival_date');
+    PERFORM booking.validate_room_type(room_type);
+    PERFORM booking.validate_stay(guest_name, a, stay_length, adults, children);
+    PERFORM booking.find_hotel(hotel_id);
+    IF group_code IS NOT NULL THEN
+        SELECT b.id INTO block FROM booking.blocks b
+         WHERE b.hotel_id = create_reservation.hotel_id AND b.group_code = create_reservation.group_code;
+        IF block IS NULL THEN
+            PERFORM booking.raise_error(422, 'VALIDATION_ERROR',
+                format('hotel %s has no group block "%s"', hotel_id, group_code),
+                jsonb_build_object('field', 'group_code', 'hotel_id', hotel_id));
+        END IF;
+    END IF;
+    PERFORM booking.rate_limit_hit('create_reservation');
+    -- The triggers draw from the block when it has the rooms (reservations_block),
+    -- then take the nights, all or nothing (NO_AVAILABILITY, restrictions).
+    INSERT INTO booking.reservations (hotel_id, room_type, user_id, guest_name, arrival_date, stay_length,
+                                      adults, children, held_until, block_id)
+    VALUES (hotel_id, room_type, uid, btrim(guest_name), a, stay_length, adults, children, a + stay_length, block)
+    RETURNING * INTO r;
+    RETURN booking.reservation_json(r);
+END
+$$;
+COMMENT ON FUNCTION api.create_reservation IS 'user+, rate-limited: a stay taking one room on each night, all or nothing; with group_code drawn from that group''s block when the block has a room on each night; 409 NO_AVAILABILITY (first sold-out night), 422 RESTRICTION_VIOLATION or VALIDATION_ERROR (unknown group_code), 404 hotel';
+
+CREATE OR REPLACE FUNCTION booking.reservation_json(r booking.reservations) RETURNS jsonb
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT jsonb_build_object('id', r.id, 'hotel_id', r.hotel_id, 'room_type', r.room_type,
+                              'user_id', r.user_id, 'guest_name', r.guest_name,
+                              'arrival_date', r.arrival_date, 'stay_length', r.stay_length,
+                              'departure_date', r.departure_date, 'adults', r.adults,
+                              'children', r.children, 'status', r.status,
+                              'nights_held', r.held_until - r.arrival_date,
+                              'checked_in_at', r.checked_in_at, 'checked_out_at', r.checked_out_at,
+                              'created_at', r.created_at, 'updated_at', r.updated_at)
+        -- Priced stays (hotels with a currency) answer with their price.
+        || CASE WHEN r.currency IS NULL THEN '{}'::jsonb
+                ELSE jsonb_build_object('currency', r.currency, 'nightly_prices', r.nightly_prices,
+                                        'total_amount', r.total_amount, 'cancellation_fee', r.cancellation_fee) END
+        -- Stays drawn from a group block name it.
+        || CASE WHEN r.block_id IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('block_id', r.block_id) END
+$$;
+
+-- The invariant over the whole database, with allowances and blocks:
+-- available = total + allowance - held - blocked and 0 <= available <=
+-- total + allowance on every night; a held night without an inventory row
+-- is a violation too.
+DROP FUNCTION booking.inventory_violations();
+CREATE FUNCTION booking.inventory_violations()
+RETURNS TABLE (hotel_id bigint, room_type text, night date, total integer, allowance integer, available integer,
+               held bigint, blocked bigint, problem text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH held AS (
+        SELECT r.hotel_id, r.room_type, n::date AS night, count(*) AS held
+          FROM booking.reservations r
+         CROSS JOIN LATERAL generate_series(r.arrival_date, r.held_until - 1, interval '1 day') n
+         WHERE r.held_until > r.arrival_date
+         GROUP BY 1, 2, 3),
+    blocked AS (
+        SELECT b.hotel_id, b.room_type, n.night, sum(n.rooms - n.picked) AS blocked
+          FROM booking.blocks b JOIN booking.block_nights n ON n.block_id = b.id
+         GROUP BY 1, 2, 3)
+    SELECT coalesce(i.hotel_id, h.hotel_id), coalesce(i.room_type, h.room_type), coalesce(i.night, h.night),
+           i.total, i.allowance, i.available, coalesce(h.held, 0), coalesce(k.blocked, 0),
+           CASE WHEN i.night IS NULL THEN 'held night has no inventory row'
+                WHEN i.available < 0 OR i.available > i.total + i.allowance THEN 'available out of range'
+                ELSE 'available is not total + allowance - held - blocked' END
+      FROM booking.inventory i
+      FULL JOIN held h ON h.hotel_id = i.hotel_id AND h.room_type = i.room_type AND h.night = i.night
+      LEFT JOIN blocked k ON k.hotel_id = coalesce(i.hotel_id, h.hotel_id) AND k.room_type = coalesce(i.room_type, h.room_type)
+                         AND k.night = coalesce(i.night, h.night)
+     WHERE i.night IS NULL OR i.available < 0 OR i.available > i.total + i.allowance
+        OR i.available <> i.total + i.allowance - coalesce(h.held, 0) - coalesce(k.blocked, 0)
+     ORDER BY 1, 2, 3
+$$;
+COMMENT ON FUNCTION booking.inventory_violations IS 'the hotel invariant checked over the whole database: rows where available <> total + allowance - held - blocked or out of range; empty when all is well';
+REVOKE EXECUTE ON FUNCTION booking.inventory_violations() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION booking.inventory_violations() TO booking_admin, booking_auditor;
+
+-- The blocks' own invariant: on every night a block's picked rooms are the
+-- group stays drawn from it that hold the night, within the block's rooms.
+CREATE FUNCTION booking.block_violations()
+RETURNS TABLE (block_id bigint, night date, rooms integer, picked integer, drawn bigint, problem text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT n.block_id, n.night, n.rooms, n.picked, d.drawn,
+           CASE WHEN n.picked < 0 OR n.picked > n.rooms OR n.rooms > b.rooms THEN 'picked or rooms out of range'
+                ELSE 'picked is not the group stays holding the night' END
+      FROM booking.block_nights n
+      JOIN booking.blocks b ON b.id = n.block_id
+     CROSS JOIN LATERAL (SELECT count(*) AS drawn FROM booking.reservations r
+                          WHERE r.block_id = n.block_id AND n.night >= r.arrival_date AND n.night < r.held_until) d
+     WHERE n.picked < 0 OR n.picked > n.rooms OR n.rooms > b.rooms OR n.picked <> d.drawn
+     ORDER BY 1, 2
+$$;
+COMMENT ON FUNCTION booking.block_violations IS 'the group blocks'' invariant: nights where picked <> group stays holding the night or picked > rooms; empty when all is well';
+
+-- Occupancy with the allowance and blocks: held stays the rooms held by
+-- reservations; allowance and blocked (not picked up) are shown beside the
+-- physical total.
+CREATE OR REPLACE VIEW booking.analytics_occupancy AS
+    SELECT i.hotel_id, h.name AS hotel_name, i.room_type, i.night,
+           i.total, (i.total + i.allowance - i.available - k.blocked)::integer AS held,
+           CASE WHEN i.total > 0 THEN round(100.0 * (i.total + i.allowance - i.available - k.blocked) / i.total, 1) END AS occupancy_percent,
+           i.allowance, k.blocked::integer AS blocked
+      FROM booking.inventory i JOIN booking.hotels h ON h.id = i.hotel_id
+     CROSS JOIN LATERAL (SELECT booking.blocked_rooms(i.hotel_id, i.room_type, i.night) AS blocked) k;
+COMMENT ON VIEW booking.analytics_occupancy IS 'per hotel, room type and night: physical rooms (total), rooms held by reservations (held, may pass total by the allowance), the overbooking allowance and block rooms not picked up';
+
+CREATE OR REPLACE FUNCTION api.analytics_occupancy(hotel_id bigint, "from" text, "to" text) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    nights daterange;
+    f date;
+    t date;
+BEGIN
+    PERFORM booking.require_role('admin', 'facility_manager', 'auditor');
+    nights := booking.parse_nights("from", "to", 366);
+    f := lower(nights);
+    t := upper(nights) - 1;
+    IF NOT EXISTS (SELECT 1 FROM booking.hotels h WHERE h.id = analytics_occupancy.hotel_id) THEN
+        PERFORM booking.raise_error(404, 'NOT_FOUND', format('hotel %s not found', hotel_id),
+            jsonb_build_object('hotel_id', hotel_id));
+    END IF;
+    RETURN coalesce((SELECT jsonb_agg(jsonb_build_object('night', o.night, 'room_type', o.room_type,
+                                                         'total', o.total, 'held', o.held,
+                                                         'occupancy_percent', o.occupancy_percent,
+                                                         'allowance', o.allowance, 'blocked', o.blocked)
+                                      ORDER BY o.night, o.room_type)
+                       FROM booking.analytics_occupancy o
+                      WHERE o.hotel_id = analytics_occupancy.hotel_id AND o.night BETWEEN f AND t), '[]');
+END
+$$;
+
+REVOKE EXECUTE ON FUNCTION booking.allowance_rooms(integer, integer, numeric),
+    booking.blocked_rooms(bigint, text, date), booking.reservation_block(), booking.reservation_block_return(),
+    api.set_overbooking(bigint, text, integer, numeric), booking.block_json(booking.blocks),
+    booking.find_block(bigint, bigint), api.create_block(bigint, text, text, text, text, integer, text),
+    api.list_blocks(bigint, integer, integer), api.get_block(bigint, bigint),
+    booking.release_block(bigint, text, date), booking.release_blocks(date), api.release_block(bigint, bigint),
+    api.create_reservation(bigint, text, text, text, integer, integer, integer, text),
+    booking.block_violations() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION booking.allowance_rooms(integer, integer, numeric),
+    booking.blocked_rooms(bigint, text, date), booking.block_json(booking.blocks), booking.find_block(bigint, bigint),
+    api.set_overbooking(bigint, text, integer, numeric), api.create_block(bigint, text, text, text, text, integer, text),
+    api.list_blocks(bigint, integer, integer), api.get_block(bigint, bigint), api.release_block(bigint, bigint),
+    api.create_reservation(bigint, text, text, text, integer, integer, integer, text)
+  TO booking_api;
+GRANT EXECUTE ON FUNCTION booking.block_violations() TO booking_admin, booking_auditor;
+GRANT EXECUTE ON FUNCTION booking.blocked_rooms(bigint, text, date) TO booking_grafana;
+-- The release writes as the owner: only the roles that may release call it.
+GRANT EXECUTE ON FUNCTION booking.release_block(bigint, text, date) TO booking_admin, booking_facility_manager;
+
+INSERT INTO booking.http_routes (method, path, function_name, success_status, operation_id, body_argument, public, event_stream) VALUES
+    ('PUT',  '/inventory/{hotel_id}/overbooking',          'set_overbooking', 200, NULL, NULL, false, false),
+    ('POST', '/inventory/{hotel_id}/blocks',               'create_block',    201, NULL, NULL, false, false),
+    ('GET',  '/inventory/{hotel_id}/blocks',               'list_blocks',     200, NULL, NULL, false, false),
+    ('GET',  '/inventory/{hotel_id}/blocks/{id}',          'get_block',       200, NULL, NULL, false, false),
+    ('POST', '/inventory/{hotel_id}/blocks/{id}/release',  'release_block',   200, NULL, NULL, false, false);
+
+WITH t(ts, day, id, n, str) AS (
+    SELECT '{"type": "string", "format": "date-time"}'::jsonb, '{"type": "string", "format": "date"}'::jsonb,
+           '{"type": "integer", "format": "int64"}'::jsonb, '{"type": "integer"}'::jsonb, '{"type": "string"}'::jsonb)
+INSERT INTO booking.http_schemas (name, schema)
+SELECT v.name, jsonb_build_object('type', 'object', 'description', v.description,
+                                  'required', (SELECT jsonb_agg(k ORDER BY k) FROM jsonb_object_keys(v.props) k),
+                                  'properties', v.props)
+  FROM t, LATERAL (VALUES
+    ('Overbooking', 'the overbooking allowance of a room type: rooms, or percent of each night''s total (rounded down), from applies_from on',
+     jsonb_build_object('hotel_id', t.id, 'room_type', t.str, 'rooms', t.n || '{"nullable": true}',
+                        'percent', '{"type": "number", "nullable": true}'::jsonb, 'applies_from', t.day,
+                        'nights', t.n || '{"description": "inventory nights the allowance was applied to"}',
+                        'updated_at', t.ts)),
+    ('Block', 'a group block (allotment): rooms of a type held on nights from..to for a group code until its release',
+     jsonb_build_object('id', t.id, 'hotel_id', t.id, 'room_type', t.str, 'group_code', t.str,
+                        'from', t.day, 'to', t.day, 'rooms', t.n, 'release_date', t.day, 'created_at', t.ts,
+                        'picked_up', t.n || '{"description": "most rooms picked up on any night"}',
+                        'released', jsonb_build_object('type', 'object', 'nullable', true,
+                            'required', '["released_at", "source", "as_of", "rooms_returned"]'::jsonb,
+                            'properties', jsonb_build_object('released_at', t.ts, 'source', t.str,
+                                                             'as_of', t.day || '{"nullable": true}', 'rooms_returned', t.n)),
+                        'nights', jsonb_build_object('type', 'array', 'items', jsonb_build_object('type', 'object',
+                            'required', '["night", "picked", "rooms"]'::jsonb,
+                            'properties', jsonb_build_object('night', t.day, 'rooms', t.n, 'picked', t.n)))))
+  ) AS v(name, description, props);
+INSERT INTO booking.http_results (function_name, schema)
+SELECT f, CASE WHEN many THEN jsonb_build_object('type', 'array', 'items', jsonb_build_object('$ref', '#/components/schemas/' || s))
+               ELSE jsonb_build_object('$ref', '#/components/schemas/' || s) END
+  FROM (VALUES ('set_overbooking', 'Overbooking', false), ('create_block', 'Block', false),
+               ('list_blocks', 'Block', true), ('get_block', 'Block', false), ('release_block', 'Block', false)) AS r(f, s, many);
+-- Occupancy nights show the allowance and the block rooms beside the physical total.
+UPDATE booking.http_schemas
+   SET schema = jsonb_set(jsonb_set(schema, '{properties}', schema -> 'properties'
+                          || '{"allowance": {"type": "integer"}, "blocked": {"type": "integer"}}'),
+                          '{required}', schema -> 'required' || '["allowance", "blocked"]')
+ WHERE name = 'OccupancyNight';
+
+-- ==== calendar feeds: iCalendar of a room and of a user (issue 14) ====
+--
+-- Any calendar app can show a room's bookings or a user's own, by URL:
+-- GET /rooms/{room_id}/calendar.ics and GET /users/me/calendar.ics (bearer
+-- token), and GET /calendar/{token}/calendar.ics, whose secret per-user
+-- token lets an app subscribe without a bearer header (a calendar app
+-- cannot send one).  The answer is RFC 5545 text (text/calendar): the
+-- route declares its media type (booking.http_routes.produces, below), the
+-- function returns the text, and the adapter sends it as it is.
+--
+-- One VEVENT per booking: UID booking-<id>@pg_booking, all times in UTC,
+-- SUMMARY the title where booking.shows_title lets the reader see it (else
+-- "Busy"), STATUS from booking.ics_status, SEQUENCE the booking's revision.
+-- A recurring series is one VEVENT (UID series-<uuid>@pg_booking) whose
+-- recurrence set is its DTSTART and one RDATE per further occurrence:
+-- the rule it was made with (frequency, interval, time zone) is not kept,
+-- and occurrences are moved, retitled and cancelled one by one, so the set
+-- of dates is the faithful description (RRULE would need the rule stored
+-- and a VTIMEZONE).  Cancelled occurrences are EXDATEs; an occurrence that
+-- differs from the first one (length, title, status, room) is an override
+-- VEVENT with RECURRENCE-ID.  Occurrences skipped at creation were never
+-- booked, so they are in no set.
+
+-- SEQUENCE must grow with every change of a booking, whatever writes it
+-- (api, psql, the checkout): a counter kept by a trigger, not by the
+-- writers.  Named to fire after the other BEFORE UPDATE triggers (they fire
+-- in name order), so it sees the row as they left it.
+ALTER TABLE booking.bookings ADD COLUMN revision integer NOT NULL DEFAULT 0;
+COMMENT ON COLUMN booking.bookings.revision IS 'how many times the row changed (kept by trigger bookings_zz_revision): the SEQUENCE of its calendar entry';
+
+CREATE FUNCTION booking.count_booking_revision() RETURNS trigger
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    -- Whatever the writer put in revision is ignored: only a real change counts.
+    NEW.revision := OLD.revision
+        + CASE WHEN to_jsonb(NEW) - 'revision' IS DISTINCT FROM to_jsonb(OLD) - 'revision' THEN 1 ELSE 0 END;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION booking.count_booking_revision IS 'trigger: a booking''s revision grows by one with every UPDATE that changes anything else';
+CREATE TRIGGER bookings_zz_revision BEFORE UPDATE ON booking.bookings
+    FOR EACH ROW EXECUTE FUNCTION booking.count_booking_revision();
+
+-- Who may read a booking's title: its owner, and staff (admin, facility
+-- manager, auditor; a superuser in psql).  The one rule of the room
+-- schedule and of the feeds; the viewer is an argument because a feed read
+-- with a feed token is read as the token's user, not as the anonymous
+-- caller.
+CREATE FUNCTION booking.shows_title(owner_id bigint, viewer_id bigint, viewer_role text) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT coalesce(viewer_role IN ('superuser', 'admin', 'facility_manager', 'auditor') OR owner_id = viewer_id, false) $$;
+COMMENT ON FUNCTION booking.shows_title IS 'whether a viewer (id, application role) may read the title of a booking of owner_id: the owner and staff may';
+
+CREATE OR REPLACE FUNCTION booking.room_schedule(room_id bigint, from_ts timestamptz, to_ts timestamptz) RETURNS jsonb
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'id', b.id, 'starts_at', b.starts_at, 'ends_at', b.ends_at, 'status', b.status,
+               'mine', b.user_id = booking.current_user_id(),
+               'title', CASE WHEN booking.shows_title(b.user_id, booking.current_user_id(), booking.current_app_role())
+                             THEN b.title END)
+             ORDER BY b.starts_at), '[]')
+      FROM booking.bookings b
+     WHERE b.room_id = room_schedule.room_id AND booking.status_occupies(b.status)
+       AND b.starts_at < to_ts AND b.ends_at > from_ts
+$$;
+
+-- STATUS of a booking's calendar entry.  Confirmed and completed bookings
+-- are CONFIRMED; a booking that occupies its room in any other status
+-- (a hold, a request awaiting approval) is TENTATIVE; one that does not
+-- occupy it (cancelled, and any status booking.status_occupies says frees
+-- the room) is CANCELLED.  The one mapping: statuses added later follow
+-- booking.status_occupies.
+CREATE FUNCTION booking.ics_status(status text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN status IN ('confirmed', 'completed') THEN 'CONFIRMED'
+                WHEN booking.status_occupies(status) THEN 'TENTATIVE'
+                ELSE 'CANCELLED' END
+$$;
+COMMENT ON FUNCTION booking.ics_status IS 'the iCalendar STATUS of a booking in this status: CONFIRMED, TENTATIVE (occupies, not confirmed) or CANCELLED (does not occupy)';
+
+-- RFC 5545 3.3.11 TEXT: backslash, semicolon and comma escaped, a line
+-- break written \n; other control characters are not allowed in TEXT and
+-- are dropped.
+CREATE FUNCTION booking.ics_text(value text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+    SELECT regexp_replace(
+               replace(replace(replace(replace(
+                   regexp_replace(value, E'\r\n?', E'\n', 'g'),
+                   '\', '\\'), ';', '\;'), ',', '\,'), E'\n', '\n'),
+               E'[\\x01-\\x08\\x0b-\\x1f\\x7f]', '', 'g')
+$$;
+COMMENT ON FUNCTION booking.ics_text IS 'a value as iCalendar TEXT (RFC 5545 3.3.11): \\ ; , escaped, line breaks as \n';
+
+-- RFC 5545 3.1: a content line longer than 75 octets is folded, CRLF and
+-- one space, never inside a UTF-8 character.
+CREATE FUNCTION booking.ics_fold(line text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+DECLARE
+    folded text := '';
+    rest text := line;
+    room_left integer := 75;
+    n integer;
+BEGIN
+    WHILE octet_length(rest) > room_left LOOP
+        -- At most room_left characters; fewer while they take more octets.
+        n := room_left;
+        WHILE octet_length(left(rest, n)) > room_left LOOP
+            n := n - greatest(1, (octet_length(left(rest, n)) - room_left) / 4);
+        END LOOP;
+        folded := folded || left(rest, n) || E'\r\n ';
+        rest := substr(rest, n + 1);
+        room_left := 74;            -- the leading space is one of the 75
+    END LOOP;
+    RETURN folded || rest;
+END
+$$;
+COMMENT ON FUNCTION booking.ics_fold IS 'an iCalendar content line folded at 75 octets (RFC 5545 3.1), CRLF between the parts';
+
+CREATE FUNCTION booking.ics_instant(t timestamptz) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$ SELECT to_char(t AT TIME ZONE 'UTC', 'YYYYMMDD"T"HH24MISS"Z"') $$;
+COMMENT ON FUNCTION booking.ics_instant IS 'an instant as an iCalendar UTC DATE-TIME (19970714T173000Z)';
+
+-- Content lines (NULL ones left out), folded, each ended by CRLF.
+CREATE FUNCTION booking.ics_lines(lines text[]) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    -- (Most lines are short: the fold function only for the long ones.)
+    SELECT coalesce(string_agg(CASE WHEN octet_length(l) <= 75 THEN l ELSE booking.ics_fold(l) END || E'\r\n', ''
+                               ORDER BY n), '')
+      FROM unnest(lines) WITH ORDINALITY AS u(l, n)
+     WHERE l IS NOT NULL
+$$;
+COMMENT ON FUNCTION booking.ics_lines IS 'iCalendar content lines, folded, CRLF after each; NULL lines left out';
+
+CREATE FUNCTION booking.ics_vevent(uid text, stamp timestamptz, starts_at timestamptz, ends_at timestamptz,
+                                   summary text, location text, status text, sequence integer,
+                                   recurrence_id timestamptz DEFAULT NULL, rdates timestamptz[] DEFAULT NULL,
+                                   exdates timestamptz[] DEFAULT NULL) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT booking.ics_lines(
+        ARRAY['BEGIN:VEVENT', 'UID:' || uid, 'DTSTAMP:' || booking.ics_instant(stamp),
+              'RECURRENCE-ID:' || booking.ics_instant(recurrence_id),
+              'DTSTART:' || booking.ics_instant(starts_at), 'DTEND:' || booking.ics_instant(ends_at),
+              'SUMMARY:' || booking.ics_text(summary), 'LOCATION:' || booking.ics_text(location),
+              'STATUS:' || status, 'SEQUENCE:' || sequence]
+        || ARRAY(SELECT 'RDATE:' || booking.ics_instant(d) FROM unnest(rdates) d ORDER BY d)
+        || ARRAY(SELECT 'EXDATE:' || booking.ics_instant(d) FROM unnest(exdates) d ORDER BY d)
+        || ARRAY['END:VEVENT'])
+$$;
+COMMENT ON FUNCTION booking.ics_vevent IS 'one VEVENT, times in UTC; a series master with RDATE/EXDATE, an override with RECURRENCE-ID';
+
+-- The window of a feed: [from, to), by default from 31 days ago for 400
+-- days; at most 400 days (booking.parse_window's rule).
+CREATE FUNCTION booking.calendar_window(from_text text, to_text text) RETURNS tstzrange
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    f timestamptz := CASE WHEN from_text IS NULL THEN date_trunc('day', now()) - interval '31 days'
+                          ELSE booking.parse_instant(from_text, 'from') END;
+BEGIN
+    RETURN booking.parse_window(to_json(f) #>> '{}',
+                                coalesce(to_text, to_json(f + interval '400 days') #>> '{}'), 400);
+END
+$$;
+COMMENT ON FUNCTION booking.calendar_window IS 'the window [from, to) of a calendar feed: by default 31 days back, 400 days long; at most 400 days; 422';
+
+-- The calendar: the bookings of a room or of a user (room or owner given)
+-- overlapping the window, each whole series any of whose occurrences does,
+-- as read by viewer (id and application role: whose titles show).  Reads
+-- every user's bookings, hence SECURITY DEFINER; granted to no one: only
+-- the api functions below call it, each naming the viewer it has checked.
+CREATE FUNCTION booking.calendar_ics(calendar_name text, room bigint, owner bigint,
+                                     viewer_id bigint, viewer_role text, w tstzrange) RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH hit AS (
+        SELECT b.id, b.series_id FROM booking.bookings b
+         WHERE (room IS NULL OR b.room_id = room) AND (owner IS NULL OR b.user_id = owner)
+           AND b.starts_at < upper(w) AND b.ends_at > lower(w)
+    ), picked AS (
+        SELECT b.* FROM booking.bookings b WHERE b.id IN (SELECT h.id FROM hit h)
+        UNION
+        SELECT b.* FROM booking.bookings b
+         WHERE b.series_id IN (SELECT h.series_id FROM hit h WHERE h.series_id IS NOT NULL)
+           AND (room IS NULL OR b.room_id = room) AND (owner IS NULL OR b.user_id = owner)
+    ), shown AS (
+        SELECT p.id, p.series_id, p.starts_at, p.ends_at, p.revision,
+               greatest(p.created_at, p.updated_at) AS stamp, booking.ics_status(p.status) AS st,
+               CASE WHEN booking.shows_title(p.user_id, viewer_id, viewer_role) THEN p.title ELSE 'Busy' END AS summary,
+               r.name AS place
+          FROM picked p JOIN booking.rooms r ON r.id = p.room_id
+    ), grouped AS (
+        -- The first occurrence that is not cancelled (or, all cancelled,
+        -- the first) gives the series its DTSTART and its common values;
+        -- the recurrence set is the occurrences not cancelled (all, when
+        -- every one is).
+        SELECT s.*,
+               first_value(s.id) OVER (PARTITION BY s.series_id ORDER BY s.st = 'CANCELLED', s.starts_at, s.id) AS first_id,
+               s.st <> 'CANCELLED' OR NOT bool_or(s.st <> 'CANCELLED') OVER (PARTITION BY s.series_id) AS member,
+               sum(s.revision) OVER (PARTITION BY s.series_id) AS series_revision,
+               max(s.stamp) OVER (PARTITION BY s.series_id) AS series_stamp
+          FROM shown s
+         WHERE s.series_id IS NOT NULL
+    ), masters AS (
+        SELECT g.* FROM grouped g WHERE g.id = g.first_id
+    ), components AS (
+        SELECT s.starts_at AS k1, s.id AS k2, NULL::timestamptz AS k3,
+               booking.ics_vevent('booking-' || s.id || '@pg_booking', s.stamp, s.starts_at, s.ends_at,
+                                  s.summary, s.place, s.st, s.revision) AS vevent
+          FROM shown s
+         WHERE s.series_id IS NULL
+        UNION ALL
+        -- SEQUENCE of a series: the sum of its occurrences' revisions,
+        -- which grows whenever any of them changes.
+        SELECT m.starts_at, m.id, NULL,
+               booking.ics_vevent('series-' || m.series_id || '@pg_booking', m.series_stamp, m.starts_at, m.ends_at,
+                                  m.summary, m.place, m.st, m.series_revision::integer, NULL,
+                                  ARRAY(SELECT g.starts_at FROM grouped g
+                                         WHERE g.series_id = m.series_id AND g.member AND g.id <> m.id),
+                                  ARRAY(SELECT DISTINCT g.starts_at FROM grouped g
+                                         WHERE g.series_id = m.series_id AND NOT g.member
+                                           AND NOT EXISTS (SELECT 1 FROM grouped o
+                                                            WHERE o.series_id = g.series_id AND o.member
+                                                              AND o.starts_at = g.starts_at)))
+          FROM masters m
+        UNION ALL
+        SELECT m.starts_at, m.id, g.starts_at,
+               booking.ics_vevent('series-' || m.series_id || '@pg_booking', m.series_stamp, g.starts_at, g.ends_at,
+                                  g.summary, g.place, g.st, m.series_revision::integer, g.starts_at)
+          FROM masters m
+          JOIN grouped g ON g.series_id = m.series_id AND g.member AND g.id <> m.id
+         WHERE (g.ends_at - g.starts_at, g.summary, g.st, g.place)
+               IS DISTINCT FROM (m.ends_at - m.starts_at, m.summary, m.st, m.place)
+    )
+    SELECT booking.ics_lines(ARRAY['BEGIN:VCALENDAR', 'VERSION:2.0', 'PRODID:-//pg_booking//pg_booking//EN',
+                                   'CALSCALE:GREGORIAN', 'NAME:' || booking.ics_text(calendar_name),
+                                   'X-WR-CALNAME:' || booking.ics_text(calendar_name),
+                                   'REFRESH-INTERVAL;VALUE=DURATION:PT15M', 'X-PUBLISHED-TTL:PT15M'])
+           || coalesce((SELECT string_agg(c.vevent, '' ORDER BY c.k1, c.k2, c.k3 NULLS FIRST) FROM components c), '')
+           || booking.ics_lines(ARRAY['END:VCALENDAR'])
+$$;
+COMMENT ON FUNCTION booking.calendar_ics IS 'the iCalendar text of a room''s or a user''s bookings in a window, as a given viewer may see them; called by the api functions only';
+
+-- The feed tokens: one per user at most, stored as its SHA-256 only (like
+-- refresh tokens), so the table never holds a usable secret.
+CREATE TABLE booking.calendar_tokens (
+    user_id    bigint PRIMARY KEY REFERENCES booking.users ON DELETE CASCADE,
+    token_hash bytea NOT NULL UNIQUE,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE booking.calendar_tokens IS 'each user''s secret calendar feed token, as its SHA-256; read and written only by the api functions';
+-- No policy and no grant: only the SECURITY DEFINER api functions touch it.
+ALTER TABLE booking.calendar_tokens ENABLE ROW LEVEL SECURITY;
+-- Dumped (a restore keeps subscriptions working; a revoked token, being
+-- deleted, stays revoked).  The key is the user's: no sequence.
+SELECT pg_catalog.pg_extension_config_dump('booking.calendar_tokens', '');
+
+CREATE FUNCTION api.room_calendar(room_id bigint, "from" text DEFAULT NULL, "to" text DEFAULT NULL) RETURNS text
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r booking.rooms;
+    w tstzrange;
+BEGIN
+    PERFORM booking.require_user();
+    r := booking.find_room(room_id);
+    w := booking.calendar_window("from", "to");
+    RETURN booking.calendar_ics(r.name, r.id, NULL, booking.current_user_id(), booking.current_app_role(), w);
+END
+$$;
+COMMENT ON FUNCTION api.room_calendar IS 'any user: the room''s bookings in [from, to) (default: 31 days back, 400 days) as iCalendar (RFC 5545); titles of others'' bookings hidden as in the schedule; 404, 422';
+
+CREATE FUNCTION api.my_calendar("from" text DEFAULT NULL, "to" text DEFAULT NULL) RETURNS text
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    uid bigint := booking.require_user();
+    w tstzrange := booking.calendar_window("from", "to");
+BEGIN
+    RETURN booking.calendar_ics('My bookings', NULL, uid, uid, booking.current_app_role(), w);
+END
+$$;
+COMMENT ON FUNCTION api.my_calendar IS 'self: the caller''s bookings in [from, to) (default: 31 days back, 400 days) as iCalendar (RFC 5545); 422';
+
+CREATE FUNCTION api.create_calendar_token() RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    uid bigint := booking.require_user();
+    token text := booking.random_token(32);
+    t booking.calendar_tokens;
+BEGIN
+    INSERT INTO booking.calendar_tokens AS c (user_id, token_hash)
+    VALUES (uid, sha256(convert_to(token, 'UTF8')))
+    ON CONFLICT (user_id) DO UPDATE SET token_hash = excluded.token_hash, created_at = now()
+    RETURNING * INTO t;
+    RETURN jsonb_build_object('token', token, 'path', format('/calendar/%s/calendar.ics', token),
+                              'created_at', t.created_at);
+END
+$$;
+COMMENT ON FUNCTION api.create_calendar_token IS 'self: a new secret calendar feed token (shown once; any earlier one stops working) and the path of the feed that needs no bearer token';
+
+CREATE FUNCTION api.revoke_calendar_token() RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    uid bigint := booking.require_user();
+BEGIN
+    DELETE FROM booking.calendar_tokens c WHERE c.user_id = uid;
+    IF NOT FOUND THEN
+        PERFORM booking.raise_error(404, 'NOT_FOUND', 'you have no calendar feed token');
+    END IF;
+    RETURN jsonb_build_object('revoked', true);
+END
+$$;
+COMMENT ON FUNCTION api.revoke_calendar_token IS 'self: the calendar feed token stops working at once; 404 NOT_FOUND when there is none';
+
+CREATE FUNCTION api.calendar_feed(token text, "from" text DEFAULT NULL, "to" text DEFAULT NULL) RETURNS text
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    u booking.users;
+    w tstzrange;
+BEGIN
+    SELECT us.* INTO u
+      FROM booking.calendar_tokens c JOIN booking.users us ON us.id = c.user_id
+     WHERE c.token_hash = sha256(convert_to(coalesce(token, ''), 'UTF8')) AND us.active;
+    IF u.id IS NULL THEN
+        -- The same answer for a token never made, revoked, rotated or of a
+        -- deactivated user: nothing to learn by trying.
+        PERFORM booking.raise_error(404, 'NOT_FOUND', 'calendar feed token is unknown, revoked, or its user is deactivated');
+    END IF;
+    w := booking.calendar_window("from", "to");
+    -- Read as the token's user: their own bookings, titles shown.
+    RETURN booking.calendar_ics('My bookings', NULL, u.id, u.id, u.role, w);
+END
+$$;
+COMMENT ON FUNCTION api.calendar_feed IS 'public, with the secret feed token in the path: its user''s bookings as iCalendar, like GET /users/me/calendar.ics; 404 NOT_FOUND for an unknown, revoked or deactivated user''s token';
+
+REVOKE EXECUTE ON FUNCTION booking.count_booking_revision(), booking.shows_title(bigint, bigint, text),
+    booking.ics_status(text), booking.ics_text(text), booking.ics_fold(text), booking.ics_instant(timestamptz),
+    booking.ics_lines(text[]),
+    booking.ics_vevent(text, timestamptz, timestamptz, timestamptz, text, text, text, integer, timestamptz, timestamptz[], timestamptz[]),
+    booking.calendar_window(text, text),
+    booking.calendar_ics(text, bigint, bigint, bigint, text, tstzrange),
+    api.room_calendar(bigint, text, text), api.my_calendar(text, text), api.create_calendar_token(),
+    api.revoke_calendar_token(), api.calendar_feed(text, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION booking.shows_title(bigint, bigint, text), booking.ics_status(text),
+    booking.calendar_window(text, text), booking.ics_text(text), booking.ics_fold(text)
+  TO booking_api;
+GRANT EXECUTE ON FUNCTION api.room_calendar(bigint, text, text), api.my_calendar(text, text),
+    api.create_calendar_token(), api.revoke_calendar_token(), api.calendar_feed(text, text, text) TO booking_api;
+GRANT EXECUTE ON FUNCTION api.calendar_feed(text, text, text) TO booking_anon;
+
+-- A route may answer something other than JSON: produces is the
+-- Content-Type of its success answer (the function then returns text,
+-- sent as it is).  Errors stay the JSON envelope.  The adapter reads it
+-- with the routes (booking.http_functions) and /openapi.json declares it.
+-- (The route checks still pending from the inserts above run first:
+-- ALTER TABLE waits for no deferred trigger.)
+SET CONSTRAINTS booking.http_route_check IMMEDIATE;
+SET CONSTRAINTS booking.http_route_check DEFERRED;
+ALTER TABLE booking.http_routes ADD COLUMN produces text NOT NULL DEFAULT 'application/json'
+    CHECK (produces ~ '^[a-z]+/[a-z0-9.+-]+(; *[a-z]+=[A-Za-z0-9.-]+)*$');
+COMMENT ON COLUMN booking.http_routes.produces IS 'Content-Type of the success answer: application/json (the function''s jsonb), or a text type the function''s text is sent as';
+
+CREATE OR REPLACE VIEW booking.http_functions AS
+SELECT p.proname::text AS name,
+       p.pronargs AS nargs,
+       p.pronargs - p.pronargdefaults AS nrequired,
+       coalesce(p.proargnames[1:p.pronargs], '{}') AS argnames,
+       coalesce((SELECT array_agg(CASE a.n WHEN 'lim' THEN 'limit' WHEN 'off' THEN 'offset' ELSE a.n END ORDER BY a.o)
+                   FROM unnest(p.proargnames[1:p.pronargs]) WITH ORDINALITY AS a(n, o)), '{}') AS http_names,
+       coalesce((SELECT array_agg(format_type(t, NULL) ORDER BY o)
+                   FROM unnest(p.proargtypes) WITH ORDINALITY AS a(t, o)), '{}') AS argtypes,
+       p.provolatile = 'v' AS writes,
+       coalesce(obj_description(p.oid, 'pg_proc'), '') AS comment,
+       coalesce((SELECT jsonb_agg(jsonb_build_object(
+                     'method', r.method, 'path', r.path, 'success', r.success_status,
+                     'operation_id', coalesce(r.operation_id, r.function_name::text),
+                     'body_argument', r.body_argument, 'public', r.public, 'event_stream', r.event_stream,
+                     'produces', r.produces)
+                   ORDER BY r.path, r.method)
+                   FROM booking.http_routes r WHERE r.function_name = p.proname), '[]') AS routes,
+       (SELECT x.schema FROM booking.http_results x WHERE x.function_name = p.proname) AS result_schema
+  FROM pg_proc p
+ WHERE p.pronamespace = (SELECT n.oid FROM pg_namespace n WHERE n.nspname = 'api') AND p.prokind = 'f';
+
+INSERT INTO booking.http_routes (method, path, function_name, success_status, public, produces) VALUES
+    ('GET',    '/rooms/{room_id}/calendar.ics',    'room_calendar',         200, false, 'text/calendar; charset=utf-8'),
+    ('GET',    '/users/me/calendar.ics',           'my_calendar',           200, false, 'text/calendar; charset=utf-8'),
+    ('GET',    '/calendar/{token}/calendar.ics',   'calendar_feed',         200, true,  'text/calendar; charset=utf-8'),
+    ('POST',   '/users/me/calendar-token',         'create_calendar_token', 201, false, 'application/json'),
+    ('DELETE', '/users/me/calendar-token',         'revoke_calendar_token', 200, false, 'application/json');
+
+INSERT INTO booking.http_schemas (name, schema) VALUES
+    ('CalendarToken', '{"type": "object", "description": "a calendar feed token, shown once, and the path of its feed",
+                        "required": ["created_at", "path", "token"],
+                        "properties": {"token": {"type": "string"}, "path": {"type": "string"},
+                                       "created_at": {"type": "string", "format": "date-time"}}}'),
+    ('Revoked', '{"type": "object", "description": "the token was revoked", "required": ["revoked"],
+                  "properties": {"revoked": {"type": "boolean"}}}');
+INSERT INTO booking.http_results (function_name, schema) VALUES
+    ('create_calendar_token', '{"$ref": "#/components/schemas/CalendarToken"}'),
+    ('revoke_calendar_token', '{"$ref": "#/components/schemas/Revoked"}');
+-- ==== the write path: events and counters from C (issue 11) ====
+-- A single-row booking insert cost about 3 to 5 times an insert without our
+-- triggers.  Most of it was the events trigger (PL/pgSQL, SECURITY DEFINER,
+-- and booking_event_payload(), a SQL function the planner cannot inline,
+-- called per row) and the counters' SPI UPDATE per statement.  Now:
+--   - booking.booking_events() is C (extension/events.c): it reads the
+--     transition table row by row, builds each payload as booking_event_payload()
+--     does and appends to booking.event_queue directly, in the writer's
+--     transaction; a statement of any size is queued without building
+--     anything of its size.  The same events, user_id and order as before.
+--   - the counter triggers keep their deltas until the end of the top-level
+--     statement (extension/analytics.c), so a loop or a batch updates each
+--     room's counter row once; they still run in the writer's transaction,
+--     follow its subtransactions, and are applied at the latest at commit.
+-- The triggers themselves are unchanged (names, events, transition tables).
+CREATE OR REPLACE FUNCTION booking.booking_events() RETURNS trigger
+AS 'MODULE_PATHNAME', 'pgb_booking_events'
+LANGUAGE C;
+COMMENT ON FUNCTION booking.booking_events IS 'statement trigger on booking.bookings: queue booking.created / booking.<status> / booking.rescheduled / booking.deleted events in booking.event_queue, in booking id order';
+
+-- ==== booking statuses, holds, approval rooms (issue 14) ====
+--
+-- A booking can now be tentative: a hold (status held, POST /bookings with
+-- hold_minutes) blocks its slot until it is confirmed or its
+-- hold_expires_at passes, and a request for a room that requires approval
+-- (status pending) blocks it until a facility manager approves or rejects
+-- it (or, when the room says so, until it expires the same way).  Each is a
+-- rule of the one conflict check, so it holds for every path that writes a
+-- booking.  Three definitions, each written once and called everywhere:
+--
+--   booking.booking_statuses()   every status a booking may have;
+--   booking.status_occupies(s)   whether a status may occupy the room: the
+--                                predicate of the index the C check scans
+--                                (held and pending are in it now);
+--   booking.booking_occupies(status, hold_expires_at, at)
+--                                whether a booking occupies its room at an
+--                                instant: its status may occupy, and it is
+--                                not a held or pending booking whose expiry
+--                                has passed.  An expired hold blocks nobody,
+--                                before any job marks it "expired".
+--
+-- Readers (availability, schedules, room search, meeting suggestions,
+-- people's free time) call booking_occupies with now(), the transaction's
+-- timestamp.  The C check (extension/conflicts.c) evaluates the same SQL
+-- function, compiled once per backend, at the instant it reads right after
+-- taking the room's lock: those instants go in the order of the room's
+-- writers, so a hold one writer saw expire is expired for every later one,
+-- and the bookings occupying at a writer's instant never overlap (the
+-- backward scan relies on that; it steps over bookings that no longer
+-- occupy instead of stopping at them).  The background worker marks
+-- expired holds and requests "expired" within a minute
+-- (booking.expire_holds(), from the checkout worker's minute tick), which
+-- writes their event and takes them out of the index.
+
+CREATE FUNCTION booking.booking_statuses() RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT ARRAY['confirmed', 'held', 'pending', 'completed', 'cancelled', 'released', 'expired', 'rejected'] $$;
+COMMENT ON FUNCTION booking.booking_statuses IS 'every status a booking may have (README, "Booking statuses")';
+
+CREATE OR REPLACE FUNCTION booking.status_occupies(status text) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT status IN ('confirmed', 'completed', 'held', 'pending') $$;
+COMMENT ON FUNCTION booking.status_occupies IS 'whether a booking in this status may occupy its room (confirmed, completed, held, pending); held and pending stop at their expiry: booking.booking_occupies';
+
+-- Which occupying statuses end by themselves at hold_expires_at.
+CREATE FUNCTION booking.status_expires(status text) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT status IN ('held', 'pending') $$;
+COMMENT ON FUNCTION booking.status_expires IS 'whether a booking in this status stops occupying at its hold_expires_at (held, pending)';
+
+CREATE FUNCTION booking.booking_occupies(status text, hold_expires_at timestamptz, at timestamptz) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT booking.status_occupies(status)
+             AND NOT coalesce(booking.status_expires(status) AND hold_expires_at <= at, false) $$;
+COMMENT ON FUNCTION booking.booking_occupies IS 'whether a booking occupies its room at instant at: its status may occupy and, held or pending, its expiry has not passed (the one rule of the conflict check and every reader)';
+
+ALTER TABLE booking.bookings ADD COLUMN hold_expires_at timestamptz;
+COMMENT ON COLUMN booking.bookings.hold_expires_at IS
+'held (always) or pending (when the room says so): the instant the booking stops occupying its room unless confirmed or approved';
+-- 1.0's CHECK named three statuses; the list is booking_statuses() now.
+ALTER TABLE booking.bookings DROP CONSTRAINT bookings_status_check,
+    ADD CONSTRAINT bookings_status_known CHECK (status = ANY (booking.booking_statuses())),
+    ADD CONSTRAINT bookings_hold_expires CHECK (status <> 'held' OR hold_expires_at IS NOT NULL);
+
+-- Every backend caches the index's predicate (inlined): after the function
+-- changed, the index is made again, so no backend keeps the old one, and it
+-- holds the rows the new predicate admits.  status and hold_expires_at ride
+-- along so readers decide booking_occupies from the index alone.
+DROP INDEX booking.bookings_room_occupying_idx;
+CREATE INDEX bookings_room_occupying_idx ON booking.bookings (room_id, starts_at)
+    INCLUDE (ends_at, status, hold_expires_at)
+    WHERE booking.status_occupies(status);
+-- The worker's look for expired holds and requests.
+CREATE INDEX bookings_expiring_idx ON booking.bookings (hold_expires_at) WHERE booking.status_expires(status);
+
+-- The trigger now also fires when only the expiry changes (a hold made to
+-- last longer must be checked again).
+DROP TRIGGER bookings_conflict_check ON booking.bookings;
+CREATE TRIGGER bookings_conflict_check
+    BEFORE INSERT OR UPDATE OF room_id, starts_at, ends_at, status, hold_expires_at ON booking.bookings
+    FOR EACH ROW EXECUTE FUNCTION booking.check_booking_conflict();
+COMMENT ON FUNCTION booking.check_booking_conflict IS 'trigger: refuse a booking that occupies its room (booking.booking_occupies) and clashes with another that does (BOOKING_CONFLICT), or is in an unknown or inactive room';
+COMMENT ON FUNCTION booking.booking_conflicts IS 'lock the room until commit and list the bookings occupying it (id, times) that [starts_at, ends_at) would clash with, buffers included; NULL when none';
+COMMENT ON TABLE booking.bookings IS 'meeting-room bookings, [starts_at, ends_at) half-open; the ones occupying a room (booking.booking_occupies) never overlap within it';
+
+-- Rooms that require approval, and how long a request waits (NULL: until
+-- a manager decides).
+ALTER TABLE booking.rooms ADD COLUMN requires_approval boolean NOT NULL DEFAULT false,
+    ADD COLUMN approval_expiry_minutes integer,
+    ADD CONSTRAINT rooms_approval_expiry_range CHECK (approval_expiry_minutes BETWEEN 1 AND 10080);
+COMMENT ON COLUMN booking.rooms.requires_approval IS 'a plain user''s booking of the room is a pending request until a facility manager approves it';
+COMMENT ON COLUMN booking.rooms.approval_expiry_minutes IS 'a pending request of the room expires this many minutes after it was made; NULL: it waits for a decision';
+
+CREATE OR REPLACE FUNCTION booking.room_json(r booking.rooms) RETURNS jsonb
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT jsonb_build_object('id', r.id, 'name', r.name, 'location', r.location,
+                              'capacity', r.capacity, 'amenities', to_jsonb(r.amenities),
+                              'buffer_before_minutes', r.buffer_before_minutes,
+                              'buffer_after_minutes', r.buffer_after_minutes,
+                              'requires_approval', r.requires_approval,
+                              'approval_expiry_minutes', r.approval_expiry_minutes,
+                              'active', r.active, 'created_at', r.created_at, 'updated_at', r.updated_at)
+$$;
+
+CREATE OR REPLACE FUNCTION booking.booking_json(b booking.bookings) RETURNS jsonb
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT jsonb_build_object('id', b.id, 'room_id', b.room_id, 'user_id', b.user_id, 'title', b.title,
+                              'starts_at', b.starts_at, 'ends_at', b.ends_at, 'status', b.status,
+                              'hold_expires_at', b.hold_expires_at,
+                              'series_id', b.series_id, 'created_at', b.created_at, 'updated_at', b.updated_at)
+$$;
+
+-- The readers, as the sections on occupying bookings, suggestions and
+-- calendar feeds (room_schedule: booking.shows_title) defined them, with
+-- booking_occupies at now() in place of status_occupies
+-- (the index still serves them: its predicate is the first half of the rule).
+CREATE OR REPLACE FUNCTION booking.rooms_busy(room_ids bigint[], from_ts timestamptz, to_ts timestamptz)
+RETURNS TABLE (room_id bigint, busy tstzmultirange)
+LANGUAGE sql STABLE
+AS $$
+    SELECT r.id,
+           coalesce((SELECT range_agg(tstzrange(b.starts_at - g.gap, b.ends_at + g.gap))
+                       FROM booking.bookings b
+                      WHERE b.room_id = r.id AND booking.booking_occupies(b.status, b.hold_expires_at, now())
+                        AND b.starts_at < to_ts + interval '480 minutes'
+                        AND b.starts_at > from_ts - interval '480 minutes' - booking.max_booking_length()
+                        AND b.starts_at < to_ts + g.gap
+                        AND b.starts_at > from_ts - g.gap - booking.max_booking_length()
+                        AND b.ends_at > from_ts - g.gap), '{}'::tstzmultirange)
+      FROM booking.rooms r
+     CROSS JOIN LATERAL (SELECT booking.clash_gap(r.buffer_before_minutes, r.buffer_after_minutes) AS gap) g
+     WHERE r.id = ANY (room_ids)
+$$;
+
+CREATE OR REPLACE FUNCTION booking.users_free(user_ids bigint[], win tstzrange)
+RETURNS TABLE (user_id bigint, free tstzmultirange)
+LANGUAGE sql STABLE
+AS $$
+    SELECT u.id,
+           coalesce((SELECT range_agg(a.during * win) FROM booking.user_availability a
+                      WHERE a.user_id = u.id AND a.during && win), '{}'::tstzmultirange)
+         - coalesce((SELECT range_agg(tstzrange(b.starts_at, b.ends_at)) FROM booking.bookings b
+                      WHERE b.user_id = u.id AND booking.booking_occupies(b.status, b.hold_expires_at, now())
+                        AND b.starts_at < upper(win) AND b.starts_at > lower(win) - booking.max_booking_length()
+                        AND b.ends_at > lower(win)), '{}'::tstzmultirange)
+      FROM unnest(user_ids) u(id)
+$$;
+
+CREATE OR REPLACE FUNCTION booking.room_schedule(room_id bigint, from_ts timestamptz, to_ts timestamptz) RETURNS jsonb
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'id', b.id, 'starts_at', b.starts_at, 'ends_at', b.ends_at, 'status', b.status,
+               'mine', b.user_id = booking.current_user_id(),
+               'title', CASE WHEN booking.shows_title(b.user_id, booking.current_user_id(), booking.current_app_role())
+                             THEN b.title END)
+             ORDER BY b.starts_at), '[]')
+      FROM booking.bookings b
+     WHERE b.room_id = room_schedule.room_id AND booking.booking_occupies(b.status, b.hold_expires_at, now())
+       AND b.starts_at < to_ts AND b.ends_at > from_ts
+$$;
+
+-- A booking the caller may change, locked until commit: 404 when the
+-- caller cannot see it (someone else's), 403 when they may only read it
+-- (auditors, service accounts), as booking.find_reservation does.
+CREATE FUNCTION booking.find_booking_for_update(booking_id bigint) RETURNS booking.bookings
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    b booking.bookings;
+BEGIN
+    SELECT * INTO b FROM booking.bookings WHERE id = booking_id FOR UPDATE;
+    IF b.id IS NULL THEN
+        PERFORM booking.find_booking(booking_id);       -- 404 when not even readable
+        PERFORM booking.raise_error(403, 'FORBIDDEN',
+            format('role "%s" may not change booking %s', booking.current_app_role(), booking_id),
+            jsonb_build_object('booking_id', booking_id));
+    END IF;
+    RETURN b;
+END
+$$;
+
+-- A decision on a tentative booking (confirm a hold; approve or reject a
+-- request) needs the booking still awaiting it: in that status, and not
+-- past its expiry (booking_occupies says so, as for everyone).
+CREATE FUNCTION booking.require_awaiting(b booking.bookings, awaited text, decision text) RETURNS void
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    IF b.status = 'expired' OR (b.status = awaited AND NOT booking.booking_occupies(b.status, b.hold_expires_at, now())) THEN
+        PERFORM booking.raise_error(409, 'HOLD_EXPIRED',
+            format('booking %s expired at %s and cannot be %s', b.id, to_json(b.hold_expires_at) #>> '{}', decision),
+            jsonb_build_object('booking_id', b.id, 'status', b.status, 'hold_expires_at', b.hold_expires_at),
+            'Its slot is free again: book it anew if it still is.');
+    END IF;
+    IF b.status <> awaited THEN
+        PERFORM booking.raise_error(409, 'INVALID_STATE',
+            format('booking %s is %s, not %s, and cannot be %s', b.id, b.status, awaited, decision),
+            jsonb_build_object('booking_id', b.id, 'status', b.status));
+    END IF;
+END
+$$;
+
+-- POST /bookings gains hold_minutes.  Everything else as before (section
+-- "limits that count the work"): a hold is a create like any other, so it
+-- is charged to the create_booking and booking_occurrences limits; its
+-- minutes are checked before any of that, so a bad value writes nothing and
+-- costs nothing.
+DROP FUNCTION api.create_booking(bigint, text, text, text, jsonb);
+CREATE FUNCTION api.create_booking(room_id bigint, starts_at text, ends_at text, title text,
+                                   recurrence jsonb DEFAULT NULL, hold_minutes integer DEFAULT NULL) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    uid bigint := booking.require_user();
+    s timestamptz;
+    e timestamptz;
+    duration interval;
+    room booking.rooms;
+    b booking.bookings;
+    st text := 'confirmed';
+    expires timestamptz;
+    occurrence timestamptz;
+    i integer := 0;
+    clash jsonb;
+    clashes jsonb := '[]';
+    created jsonb := '[]';
+    series uuid;
+    recurring boolean := recurrence IS NOT NULL AND recurrence <> 'null'::jsonb;
+BEGIN
+    PERFORM booking.require_role('user', 'admin', 'facility_manager', 'moderator', 'service_account');
+    PERFORM booking.validate_title(title);
+    s := booking.parse_instant(starts_at, 'starts_at');
+    e := booking.parse_instant(ends_at, 'ends_at');
+    PERFORM booking.validate_booking_times(s, e);
+    room := booking.bookable_room(room_id);
+    IF hold_minutes IS NOT NULL THEN
+        IF hold_minutes NOT BETWEEN 1 AND 60 THEN
+            PERFORM booking.raise_error(422, 'VALIDATION_ERROR',
+                format('hold_minutes %s is not between 1 and 60', hold_minutes),
+                jsonb_build_object('field', 'hold_minutes', 'min', 1, 'max', 60));
+        END IF;
+        IF recurring THEN
+            PERFORM booking.raise_error(422, 'VALIDATION_ERROR', 'a hold is one booking: hold_minutes and recurrence do not go together',
+                jsonb_build_object('field', 'hold_minutes'));
+        END IF;
+        IF room.requires_approval THEN
+            PERFORM booking.raise_error(422, 'VALIDATION_ERROR',
+                format('room %s requires approval: book it without hold_minutes to request it', room_id),
+                jsonb_build_object('field', 'hold_minutes', 'room_id', room_id));
+        END IF;
+        st := 'held';
+        expires := now() + make_interval(mins => hold_minutes);
+    ELSIF room.requires_approval AND NOT booking.caller_is('admin', 'facility_manager') THEN
+        -- Those who approve requests book such a room directly.
+        st := 'pending';
+        expires := now() + make_interval(mins => room.approval_expiry_minutes);
+    END IF;
+    PERFORM booking.rate_limit_hit('create_booking');
+    -- The work is counted too: every occurrence of a series is one unit of
+    -- booking_occurrences, all charged before anything is written.
+    PERFORM booking.rate_limit_hit('booking_occurrences',
+        CASE WHEN NOT recurring THEN 1
+             ELSE (SELECT count(*)::integer FROM booking.recurrence_starts(s, recurrence)) END);
+
+    IF NOT recurring THEN
+        -- The trigger checks for clashes and raises BOOKING_CONFLICT.
+        INSERT INTO booking.bookings (room_id, user_id, title, starts_at, ends_at, status, hold_expires_at)
+        VALUES (room_id, uid, btrim(title), s, e, st, expires) RETURNING * INTO b;
+        RETURN booking.booking_json(b);
+    END IF;
+
+    -- Recurring: look at every occurrence (the first look locks the room
+    -- until commit), book the free ones, and either fail with every clash
+    -- listed or report the skipped ones.
+    duration := e - s;
+    series := gen_random_uuid();
+    FOR occurrence IN SELECT * FROM booking.recurrence_starts(s, recurrence) LOOP
+        i := i + 1;
+        clash := booking.booking_conflicts(room_id, occurrence, occurrence + duration);
+        IF clash IS NOT NULL THEN
+            clashes := clashes || jsonb_build_object('occurrence', i, 'starts_at', occurrence,
+                                                     'ends_at', occurrence + duration, 'conflicts', clash);
+        ELSE
+            INSERT INTO booking.bookings (room_id, user_id, title, starts_at, ends_at, series_id, status, hold_expires_at)
+            VALUES (room_id, uid, btrim(title), occurrence, occurrence + duration, series, st, expires) RETURNING * INTO b;
+            created := created || booking.booking_json(b);
+        END IF;
+    END LOOP;
+
+    IF jsonb_array_length(clashes) > 0
+       AND (coalesce(recurrence ->> 'on_conflict', 'fail') = 'fail' OR jsonb_array_length(created) = 0) THEN
+        PERFORM booking.raise_error(409, 'BOOKING_CONFLICT',
+            format('%s of %s occurrences clash with existing bookings of room %s',
+                   jsonb_array_length(clashes), i, room_id),
+            jsonb_build_object('room_id', room_id, 'conflicting_occurrences', clashes),
+            CASE WHEN coalesce(recurrence ->> 'on_conflict', 'fail') = 'fail'
+                 THEN 'Nothing was booked.  Use "on_conflict": "skip" to book the free occurrences.'
+                 ELSE 'Nothing was booked: every occurrence clashes.' END);
+    END IF;
+    RETURN jsonb_build_object('series_id', series, 'bookings', created, 'skipped', clashes);
+END
+$$;
+COMMENT ON FUNCTION api.create_booking IS 'user+, rate-limited: one booking, or a recurring series (all-or-nothing, or "on_conflict": "skip"); hold_minutes 1..60 makes a hold (status held) to confirm before it expires; in a room that requires approval a plain user''s booking is a pending request; 409 BOOKING_CONFLICT lists every clash, 422 VALIDATION_ERROR';
+
+CREATE FUNCTION api.confirm_booking(id bigint) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    b booking.bookings;
+BEGIN
+    PERFORM booking.require_user();
+    b := booking.find_booking_for_update(id);
+    PERFORM booking.require_awaiting(b, 'held', 'confirmed');
+    -- The trigger checks the slot again (at its own instant, see above).
+    UPDATE booking.bookings x SET status = 'confirmed', hold_expires_at = NULL, updated_at = now()
+     WHERE x.id = confirm_booking.id RETURNING * INTO b;
+    RETURN booking.booking_json(b);
+END
+$$;
+COMMENT ON FUNCTION api.confirm_booking IS 'owner, admin, facility_manager: a hold becomes confirmed; 409 HOLD_EXPIRED once its hold_expires_at has passed, 409 INVALID_STATE when not held, 404';
+
+-- Approving and rejecting are staff decisions: recorded in the audit trail.
+CREATE FUNCTION booking.decide_request(booking_id bigint, new_status text) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    b booking.bookings;
+BEGIN
+    PERFORM booking.require_role('admin', 'facility_manager');
+    b := booking.find_booking_for_update(booking_id);
+    PERFORM booking.require_awaiting(b, 'pending', CASE new_status WHEN 'confirmed' THEN 'approved' ELSE 'rejected' END);
+    UPDATE booking.bookings x SET status = new_status, hold_expires_at = NULL, updated_at = now()
+     WHERE x.id = booking_id RETURNING * INTO b;
+    PERFORM booking.audit(CASE new_status WHEN 'confirmed' THEN 'booking.approve' ELSE 'booking.reject' END,
+                          'booking', booking_id::text,
+                          jsonb_build_object('status', 'pending'), jsonb_build_object('status', new_status));
+    RETURN booking.booking_json(b);
+END
+$$;
+
+CREATE FUNCTION api.approve_booking(id bigint) RETURNS jsonb
+LANGUAGE sql VOLATILE
+AS $$ SELECT booking.decide_request(id, 'confirmed') $$;
+COMMENT ON FUNCTION api.approve_booking IS 'admin, facility_manager: a pending request becomes confirmed (checked for clashes again); 403 for other roles, 409 HOLD_EXPIRED or INVALID_STATE, 404';
+
+CREATE FUNCTION api.reject_booking(id bigint) RETURNS jsonb
+LANGUAGE sql VOLATILE
+AS $$ SELECT booking.decide_request(id, 'rejected') $$;
+COMMENT ON FUNCTION api.reject_booking IS 'admin, facility_manager: a pending request becomes rejected and frees its slot; 403 for other roles, 409 HOLD_EXPIRED or INVALID_STATE, 404';
+
+CREATE FUNCTION api.list_pending_bookings(room_id bigint DEFAULT NULL, lim integer DEFAULT 50, off integer DEFAULT 0)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    PERFORM booking.require_role('admin', 'facility_manager');
+    PERFORM booking.check_page(lim, off);
+    IF list_pending_bookings.room_id IS NOT NULL THEN
+        PERFORM booking.find_room(list_pending_bookings.room_id);
+    END IF;
+    RETURN coalesce((
+        SELECT jsonb_agg(booking.booking_json(x) ORDER BY x.created_at, x.id)
+          FROM (SELECT b.* FROM booking.bookings b
+                 WHERE b.status = 'pending' AND booking.booking_occupies(b.status, b.hold_expires_at, now())
+                   AND (list_pending_bookings.room_id IS NULL OR b.room_id = list_pending_bookings.room_id)
+                 ORDER BY b.created_at, b.id LIMIT lim OFFSET off) x), '[]');
+END
+$$;
+COMMENT ON FUNCTION api.list_pending_bookings IS 'admin, facility_manager: the requests awaiting a decision (pending, not expired), oldest first, optionally of one room; 403 for other roles';
+
+CREATE FUNCTION api.set_room_approval(id bigint, requires_approval boolean,
+                                      approval_expiry_minutes integer DEFAULT NULL) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    r booking.rooms;
+BEGIN
+    PERFORM booking.require_role('admin', 'facility_manager');
+    PERFORM booking.find_room(id);
+    IF requires_approval IS NULL THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR', 'requires_approval is required',
+            jsonb_build_object('field', 'requires_approval'));
+    END IF;
+    IF approval_expiry_minutes IS NOT NULL AND approval_expiry_minutes NOT BETWEEN 1 AND 10080 THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR',
+            format('approval_expiry_minutes %s is not between 1 and 10080 (a week)', approval_expiry_minutes),
+            jsonb_build_object('field', 'approval_expiry_minutes', 'min', 1, 'max', 10080));
+    END IF;
+    UPDATE booking.rooms x
+       SET requires_approval = set_room_approval.requires_approval,
+           approval_expiry_minutes = set_room_approval.approval_expiry_minutes, updated_at = now()
+     WHERE x.id = set_room_approval.id
+    RETURNING * INTO r;
+    RETURN booking.room_json(r);
+END
+$$;
+COMMENT ON FUNCTION api.set_room_approval IS 'admin, facility_manager: whether plain users'' bookings of the room are requests awaiting approval, and after how many minutes (1..10080, none: never) a request expires; applies to requests made from now on; 404, 422';
+
+-- A hold or a request may be withdrawn like a confirmed booking.
+CREATE OR REPLACE FUNCTION api.cancel_booking(id bigint) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    b booking.bookings;
+BEGIN
+    PERFORM booking.require_user();
+    b := booking.find_booking_for_update(id);
+    IF b.status IN ('held', 'pending', 'expired') THEN
+        PERFORM booking.require_awaiting(b, b.status, 'cancelled');
+    ELSIF b.status <> 'confirmed' THEN
+        PERFORM booking.raise_error(409, 'INVALID_STATE', format('booking %s is already %s', id, b.status),
+            jsonb_build_object('booking_id', id, 'status', b.status));
+    END IF;
+    UPDATE booking.bookings x SET status = 'cancelled', updated_at = now()
+     WHERE x.id = cancel_booking.id RETURNING * INTO b;
+    RETURN booking.booking_json(b);
+END
+$$;
+COMMENT ON FUNCTION api.cancel_booking IS 'owner, admin, facility_manager: a confirmed booking, a hold or a request becomes cancelled; 404, 409 INVALID_STATE or HOLD_EXPIRED';
+
+CREATE OR REPLACE FUNCTION api.list_bookings("from" text DEFAULT NULL, "to" text DEFAULT NULL, status text DEFAULT NULL,
+                                  room_id bigint DEFAULT NULL, lim integer DEFAULT 50, off integer DEFAULT 0)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    f timestamptz;
+    t timestamptz;
+BEGIN
+    PERFORM booking.require_user();
+    PERFORM booking.check_page(lim, off);
+    IF "from" IS NOT NULL THEN f := booking.parse_instant("from", 'from'); END IF;
+    IF "to" IS NOT NULL THEN t := booking.parse_instant("to", 'to'); END IF;
+    IF status IS NOT NULL AND NOT status = ANY (booking.booking_statuses()) THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR', format('status "%s" is not a booking status', status),
+            jsonb_build_object('field', 'status'));
+    END IF;
+    RETURN coalesce((
+        SELECT jsonb_agg(booking.booking_json(x) ORDER BY x.starts_at, x.id)
+          FROM (SELECT b.* FROM booking.bookings b
+                 WHERE (f IS NULL OR b.ends_at > f) AND (t IS NULL OR b.starts_at < t)
+                   AND (list_bookings.status IS NULL OR b.status = list_bookings.status)
+                   AND (list_bookings.room_id IS NULL OR b.room_id = list_bookings.room_id)
+                 ORDER BY b.starts_at, b.id LIMIT lim OFFSET off) x), '[]');
+END
+$$;
+
+-- The worker's minute tick: every hold and request past its expiry becomes
+-- expired (event booking.expired, by the events trigger).  It changes
+-- nothing about who may book (booking_occupies already says they are
+-- free); it keeps the index small and says so to listeners.  The first two
+-- conditions find the candidates on bookings_expiring_idx; the rule decides.
+CREATE FUNCTION booking.expire_holds() RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n integer;
+BEGIN
+    UPDATE booking.bookings b SET status = 'expired', updated_at = now()
+     WHERE booking.status_expires(b.status) AND b.hold_expires_at <= now()
+       AND NOT booking.booking_occupies(b.status, b.hold_expires_at, now());
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION booking.expire_holds IS 'mark every held or pending booking past its hold_expires_at expired (the background worker calls it every minute); returns how many';
+
+-- Analytics count every status.  The summary's total was the sum of three
+-- counters, so a hold or a request was counted nowhere.  Each status of
+-- booking.booking_statuses() now has a counter column of its own, named
+-- after it (extension/analytics.c builds its statements from these
+-- columns), and the views, the recount and the rebuild read the statuses
+-- from booking_statuses().  Existing bookings have none of the new
+-- statuses, so the new counters start right at zero.
+ALTER TABLE booking.room_booking_counts
+    ADD COLUMN held bigint NOT NULL DEFAULT 0, ADD COLUMN pending bigint NOT NULL DEFAULT 0,
+    ADD COLUMN released bigint NOT NULL DEFAULT 0, ADD COLUMN expired bigint NOT NULL DEFAULT 0,
+    ADD COLUMN rejected bigint NOT NULL DEFAULT 0,
+    ADD CONSTRAINT room_booking_counts_statuses_not_negative
+        CHECK (held >= 0 AND pending >= 0 AND released >= 0 AND expired >= 0 AND rejected >= 0);
+COMMENT ON TABLE booking.room_booking_counts IS 'bookings per room and status (one counter column per status of booking.booking_statuses()), kept exact by the count_bookings triggers; compare with booking.analytics_check()';
+
+CREATE OR REPLACE VIEW booking.analytics_bookings_summary AS
+    SELECT coalesce(sum(confirmed + cancelled + completed + held + pending + released + expired + rejected), 0)::bigint AS total,
+           coalesce(sum(confirmed), 0)::bigint AS confirmed,
+           coalesce(sum(cancelled), 0)::bigint AS cancelled,
+           coalesce(sum(completed), 0)::bigint AS completed,
+           coalesce(sum(held), 0)::bigint AS held,
+           coalesce(sum(pending), 0)::bigint AS pending,
+           coalesce(sum(released), 0)::bigint AS released,
+           coalesce(sum(expired), 0)::bigint AS expired,
+           coalesce(sum(rejected), 0)::bigint AS rejected
+      FROM booking.room_booking_counts;
+
+CREATE OR REPLACE VIEW booking.analytics_bookings_by_room AS
+    SELECT r.id AS room_id, r.name AS room_name,
+           (c.confirmed + c.cancelled + c.completed + c.held + c.pending + c.released + c.expired + c.rejected) AS total,
+           c.confirmed, c.cancelled, c.completed, c.held, c.pending, c.released, c.expired, c.rejected
+      FROM booking.rooms r JOIN booking.room_booking_counts c ON c.room_id = r.id;
+
+CREATE OR REPLACE VIEW booking.analytics_bookings_per_day AS
+    SELECT (b.starts_at AT TIME ZONE 'UTC')::date AS day,
+           count(*) AS total,
+           count(*) FILTER (WHERE b.status = 'confirmed') AS confirmed,
+           count(*) FILTER (WHERE b.status = 'cancelled') AS cancelled,
+           count(*) FILTER (WHERE b.status = 'completed') AS completed,
+           count(*) FILTER (WHERE b.status = 'held') AS held,
+           count(*) FILTER (WHERE b.status = 'pending') AS pending,
+           count(*) FILTER (WHERE b.status = 'released') AS released,
+           count(*) FILTER (WHERE b.status = 'expired') AS expired,
+           count(*) FILTER (WHERE b.status = 'rejected') AS rejected
+      FROM booking.bookings b
+     GROUP BY 1;
+
+CREATE OR REPLACE FUNCTION booking.analytics_check()
+RETURNS TABLE (summary text, room_id bigint, counter text, kept bigint, recounted bigint)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH kept AS (
+        SELECT c.room_id, k.key AS counter, k.value::bigint AS n
+          FROM booking.room_booking_counts c
+         CROSS JOIN LATERAL jsonb_each_text(to_jsonb(c) - 'room_id') k
+    ), recount AS (
+        SELECT r.id AS room_id, s.counter, count(b.id) AS n
+          FROM booking.rooms r
+         CROSS JOIN unnest(booking.booking_statuses()) s(counter)
+          LEFT JOIN booking.bookings b ON b.room_id = r.id AND b.status = s.counter
+         GROUP BY 1, 2
+    ), kept_ratings AS (
+        SELECT c.room_id, k.counter, k.n
+          FROM booking.room_rating_counts c
+         CROSS JOIN LATERAL (VALUES ('review_count', c.review_count), ('rating_sum', c.rating_sum)) k(counter, n)
+    ), recount_ratings AS (
+        SELECT r.id AS room_id, k.counter, k.n
+          FROM booking.rooms r
+          LEFT JOIN LATERAL (SELECT count(*) AS review_count, coalesce(sum(v.rating), 0) AS rating_sum
+                               FROM booking.reviews v WHERE v.room_id = r.id AND v.status <> 'hidden') a ON true
+         CROSS JOIN LATERAL (VALUES ('review_count', a.review_count), ('rating_sum', a.rating_sum)) k(counter, n)
+    )
+    SELECT 'room_booking_counts', coalesce(k.room_id, r.room_id), coalesce(k.counter, r.counter), k.n, r.n
+      FROM kept k FULL JOIN recount r ON r.room_id = k.room_id AND r.counter = k.counter
+     WHERE k.n IS DISTINCT FROM r.n
+    UNION ALL
+    SELECT 'room_rating_counts', coalesce(k.room_id, r.room_id), coalesce(k.counter, r.counter), k.n, r.n
+      FROM kept_ratings k FULL JOIN recount_ratings r ON r.room_id = k.room_id AND r.counter = k.counter
+     WHERE k.n IS DISTINCT FROM r.n
+     ORDER BY 1, 2, 3
+$$;
+
+CREATE OR REPLACE FUNCTION booking.analytics_rebuild() RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    LOCK TABLE booking.bookings, booking.reviews IN SHARE MODE;
+    DELETE FROM booking.room_booking_counts;
+    INSERT INTO booking.room_booking_counts
+    SELECT (jsonb_populate_record(NULL::booking.room_booking_counts,
+                jsonb_build_object('room_id', r.id)
+                || (SELECT jsonb_object_agg(s, (SELECT count(*) FROM booking.bookings b WHERE b.room_id = r.id AND b.status = s))
+                      FROM unnest(booking.booking_statuses()) s))).*
+      FROM booking.rooms r;
+    DELETE FROM booking.room_rating_counts;
+    INSERT INTO booking.room_rating_counts (room_id, review_count, rating_sum)
+    SELECT r.id, count(v.id), coalesce(sum(v.rating), 0)
+      FROM booking.rooms r LEFT JOIN booking.reviews v ON v.room_id = r.id AND v.status <> 'hidden' GROUP BY r.id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION api.analytics_bookings_per_day("from" text, "to" text) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    days daterange;
+    f date;
+    t date;
+BEGIN
+    PERFORM booking.require_role('admin', 'facility_manager', 'auditor', 'service_account');
+    days := booking.parse_nights("from", "to", 366);
+    f := lower(days);
+    t := upper(days) - 1;
+    -- Every day of [from, to], zeros included, so charts have no gaps.
+    RETURN (SELECT jsonb_agg(jsonb_build_object('day', d.day, 'total', coalesce(v.total, 0))
+                             || (SELECT jsonb_object_agg(s, coalesce((to_jsonb(v) ->> s)::bigint, 0))
+                                   FROM unnest(booking.booking_statuses()) s)
+                             ORDER BY d.day)
+              FROM (SELECT g::date AS day FROM generate_series(f, t, interval '1 day') g) d
+              LEFT JOIN (SELECT * FROM booking.analytics_bookings_per_day p WHERE p.day BETWEEN f AND t) v
+                     ON v.day = d.day);
+END
+$$;
+COMMENT ON FUNCTION api.analytics_bookings_summary IS 'admin, facility_manager, auditor, service_account: {total, and a count per status: confirmed, cancelled, completed, held, pending, released, expired, rejected}';
+COMMENT ON FUNCTION api.analytics_bookings_by_room IS 'admin, facility_manager, auditor, service_account: [{room_id, room_name, total, and a count per status}]';
+COMMENT ON FUNCTION api.analytics_bookings_per_day IS 'admin, facility_manager, auditor, service_account: bookings by UTC start day, total and per status, both dates included, at most 366 days';
+UPDATE booking.http_schemas s
+   SET schema = jsonb_set(jsonb_set(s.schema, '{properties}', s.schema -> 'properties' || v.props),
+                          '{required}', (SELECT jsonb_agg(k ORDER BY k)
+                                           FROM jsonb_object_keys(s.schema -> 'properties' || v.props) k))
+  FROM (SELECT jsonb_object_agg(st, '{"type": "integer"}'::jsonb) AS props
+          FROM unnest(booking.booking_statuses()) st) v
+ WHERE s.name IN ('BookingCounts', 'RoomBookingCounts');
+
+INSERT INTO booking.http_routes (method, path, function_name, success_status, operation_id, body_argument, public, event_stream) VALUES
+    ('POST', '/bookings/{id}/confirm',  'confirm_booking',       200, NULL, NULL, false, false),
+    ('POST', '/bookings/{id}/approve',  'approve_booking',       200, NULL, NULL, false, false),
+    ('POST', '/bookings/{id}/reject',   'reject_booking',        200, NULL, NULL, false, false),
+    ('GET',  '/bookings/pending',       'list_pending_bookings', 200, NULL, NULL, false, false),
+    ('PUT',  '/rooms/{id}/approval',    'set_room_approval',     200, NULL, NULL, false, false);
+INSERT INTO booking.http_results (function_name, schema) VALUES
+    ('confirm_booking', '{"$ref": "#/components/schemas/Booking"}'),
+    ('approve_booking', '{"$ref": "#/components/schemas/Booking"}'),
+    ('reject_booking', '{"$ref": "#/components/schemas/Booking"}'),
+    ('list_pending_bookings', '{"type": "array", "items": {"$ref": "#/components/schemas/Booking"}}'),
+    ('set_room_approval', '{"$ref": "#/components/schemas/Room"}');
+-- The answers' new members.
+UPDATE booking.http_schemas s
+   SET schema = jsonb_set(jsonb_set(s.schema, '{properties}', s.schema -> 'properties' || v.props),
+                          '{required}', (SELECT jsonb_agg(k ORDER BY k)
+                                           FROM jsonb_object_keys(s.schema -> 'properties' || v.props) k))
+  FROM (VALUES
+    ('Booking', '{"hold_expires_at": {"type": "string", "format": "date-time", "nullable": true,
+                  "description": "held or pending: when it stops occupying the room unless confirmed or approved"}}'::jsonb),
+    ('Room', '{"requires_approval": {"type": "boolean"},
+               "approval_expiry_minutes": {"type": "integer", "nullable": true}}'::jsonb)) AS v(name, props)
+ WHERE s.name = v.name;
+
+REVOKE EXECUTE ON FUNCTION booking.booking_statuses(), booking.status_expires(text),
+    booking.booking_occupies(text, timestamptz, timestamptz), booking.find_booking_for_update(bigint),
+    booking.require_awaiting(booking.bookings, text, text), booking.decide_request(bigint, text),
+    booking.expire_holds(),
+    api.create_booking(bigint, text, text, text, jsonb, integer), api.confirm_booking(bigint),
+    api.approve_booking(bigint), api.reject_booking(bigint), api.list_pending_bookings(bigint, integer, integer),
+    api.set_room_approval(bigint, boolean, integer)
+  FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION booking.booking_statuses(), booking.status_expires(text),
+    booking.booking_occupies(text, timestamptz, timestamptz), booking.find_booking_for_update(bigint),
+    booking.require_awaiting(booking.bookings, text, text), booking.decide_request(bigint, text),
+    api.create_booking(bigint, text, text, text, jsonb, integer), api.confirm_booking(bigint),
+    api.approve_booking(bigint), api.reject_booking(bigint), api.list_pending_bookings(bigint, integer, integer),
+    api.set_room_approval(bigint, boolean, integer)
+  TO booking_api;
 -- ==== Citus: the distributed layout (issue 16) ====
 -- pg_booking past one primary: booking.distribute() turns an installed
 -- single-node database on a Citus coordinator into the layout of
@@ -2609,6 +4537,10 @@ AS $$
         -- write's foreign key, currencies by hotels, limiter rules and the
         -- route table by every request)
         ('booking.users',               'reference', NULL,        NULL),
+        -- a user's feed token: looked up by its hash alone (GET of a feed
+        -- carries only the token), so every node needs every row; one write
+        -- per user and rotation
+        ('booking.calendar_tokens',     'reference', NULL,        NULL),
         ('booking.currencies',          'reference', NULL,        NULL),
         ('booking.sessions',            'reference', NULL,        NULL),
         ('booking.refresh_tokens',      'reference', NULL,        NULL),
@@ -2636,6 +4568,14 @@ AS $$
         ('booking.stay_restrictions',   'hash',      'hotel_id',  'booking.hotels'),
         ('booking.rates',               'hash',      'hotel_id',  'booking.hotels'),
         ('booking.reservations',        'hash',      'hotel_id',  'booking.hotels'),
+        ('booking.overbooking',         'hash',      'hotel_id',  'booking.hotels'),
+        -- group blocks: block_nights and block_releases name their block by
+        -- id only (no hotel id), so the three form a group of their own, by
+        -- block id (docs/citus.md: a hotel id on them would let them join
+        -- the hotel group)
+        ('booking.blocks',              'hash',      'id',        'none'),
+        ('booking.block_nights',        'hash',      'block_id',  'booking.blocks'),
+        ('booking.block_releases',      'hash',      'block_id',  'booking.blocks'),
         -- written by triggers of distributed tables: stay on each node
         ('booking.events',              'local',     NULL,        NULL),
         ('booking.event_queue',         'local',     NULL,        NULL),
@@ -2706,6 +4646,18 @@ BEGIN
     ALTER TABLE booking.review_flags DROP CONSTRAINT IF EXISTS review_flags_review_id_fkey;
     PERFORM booking.citus_widen_key('booking.reviews', 'reviews_pkey', 'room_id');
     PERFORM booking.citus_widen_key('booking.reservations', 'reservations_pkey', 'hotel_id');
+    -- A group stay names its block by id, and a block its hotel; blocks are
+    -- by block id, stays and hotels by hotel: not co-located, so both keys
+    -- go (docs/citus.md, missing).
+    ALTER TABLE booking.reservations DROP CONSTRAINT IF EXISTS reservations_block_id_fkey;
+    ALTER TABLE booking.blocks DROP CONSTRAINT IF EXISTS blocks_hotel_id_fkey;
+    -- A group code is unique per hotel: a unique constraint without the
+    -- block id cannot be kept on blocks by id.  It becomes a plain index,
+    -- enforced by no one (docs/citus.md, missing).
+    IF EXISTS (SELECT FROM pg_constraint WHERE conrelid = 'booking.blocks'::regclass AND conname = 'blocks_group_code') THEN
+        ALTER TABLE booking.blocks DROP CONSTRAINT blocks_group_code;
+        CREATE INDEX blocks_group_code ON booking.blocks (hotel_id, group_code);
+    END IF;
     -- A room's name is unique whatever its case: a unique index over an
     -- expression that does not include the distribution column cannot be
     -- kept on a distributed table.  It becomes a plain index; the rule is
@@ -2761,7 +4713,7 @@ BEGIN
     SELECT c.conrelid::regclass, c.conname, pg_get_constraintdef(c.oid)
       FROM pg_constraint c
      WHERE c.contype = 'f' AND c.conrelid::regclass::text IN (SELECT d.table_name FROM booking.distribution_plan() d WHERE d.method <> 'local')
-       AND c.conname NOT IN ('review_votes_review_id_fkey', 'review_flags_review_id_fkey')
+       AND c.conname NOT IN ('review_votes_review_id_fkey', 'review_flags_review_id_fkey', 'reservations_block_id_fkey', 'blocks_hotel_id_fkey')
        AND NOT EXISTS (SELECT FROM pg_dist_partition d WHERE d.logicalrelid = c.conrelid);
     -- 2. What Citus cannot keep as it is, here and on every worker: each
     -- node has the extension's own tables, and those are the tables Citus

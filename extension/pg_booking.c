@@ -33,6 +33,9 @@ _PG_init(void)
 	/* business errors stay out of the server log (log_hygiene.c) */
 	pgb_log_hygiene_init();
 
+	/* counters applied at the end of each top-level statement (analytics.c) */
+	pgb_analytics_init();
+
 	/*
 	 * The secret that signs access tokens.  Only superusers may read or set
 	 * it, so SECURITY DEFINER functions owned by the extension's owner can

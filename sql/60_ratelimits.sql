@@ -109,9 +109,11 @@ UPDATE booking.rate_limits SET max_requests = 2 WHERE endpoint = 'create_booking
 SELECT t_as('limits@example.com', 'booking_user');
 SELECT booking.rate_limit_key('user') = t_id('limits@example.com')::text AS keyed_by_user;
 SET ROLE booking_user;
-SELECT pg_temp.try(format($$SELECT api.create_booking(%s, '2099-03-0%sT09:00:00Z', '2099-03-0%sT10:00:00Z', 'Limited')$$,
-                          t_room('Cupboard'), d, d)) AS create_booking
-  FROM generate_series(1, 3) d;
+-- A hold (the third) is a create like any other and counts; a hold_minutes
+-- out of range (the first) is refused before anything is counted.
+SELECT pg_temp.try(format($$SELECT api.create_booking(%s, '2099-03-0%sT09:00:00Z', '2099-03-0%sT10:00:00Z', 'Limited', hold_minutes => %s)$$,
+                          t_room('Cupboard'), d, d, CASE d WHEN 1 THEN '0' WHEN 3 THEN '5' ELSE 'NULL' END)) AS create_booking
+  FROM generate_series(1, 4) d;
 -- the refused one wrote nothing
 SELECT count(*) AS my_bookings FROM booking.bookings WHERE title = 'Limited';
 RESET ROLE;

@@ -60,6 +60,22 @@ SELECT api.update_booking(:booking, title => 'Planning (moved)', room_id => 1);
 SELECT api.cancel_booking(:booking);
 SELECT set_config('request.jwt.claims', '', false);
 -- README example 5
+SELECT set_config('request.jwt.claims', '{"sub": "1", "role": "booking_user"}', false);
+-- a hold: blocks the slot for 10 minutes (1..60), then frees it unless confirmed
+SELECT api.create_booking(1, '2030-01-08T09:00:00+01:00', '2030-01-08T10:00:00+01:00', 'Maybe',
+                          hold_minutes => 10) ->> 'id' AS hold \gset
+SELECT api.confirm_booking(:hold) ->> 'status';           -- confirmed
+SELECT set_config('request.jwt.claims', '', false);
+-- a room that requires approval (requests expire after 2 days; omit for never)
+SELECT api.set_room_approval(2, true, approval_expiry_minutes => 2880);
+SELECT set_config('request.jwt.claims', '{"sub": "1", "role": "booking_user"}', false);
+-- a plain user's booking of it is a pending request
+SELECT api.create_booking(2, '2030-01-09T09:00:00+01:00', '2030-01-09T10:00:00+01:00', 'Board review')
+       ->> 'id' AS request \gset
+SELECT set_config('request.jwt.claims', '', false);
+SELECT api.list_pending_bookings(room_id => 2);           -- admin, facility_manager
+SELECT api.approve_booking(:request) ->> 'status';        -- confirmed (api.reject_booking: rejected)
+-- README example 6
 -- one's own availability: act as user 1, then 2
 SELECT set_config('request.jwt.claims', '{"sub": "1", "role": "booking_user"}', false);
 SELECT api.set_my_availability('[{"starts_at": "2030-01-07T09:00:00+01:00", "ends_at": "2030-01-07T17:00:00+01:00"}]');
@@ -71,7 +87,7 @@ SELECT api.common_availability(ARRAY[1, 2], '2030-01-07T00:00:00Z', '2030-01-14T
 SELECT api.suggest_meetings(attendees => ARRAY[1, 2], duration_minutes => 60,
                             "from" => '2030-01-07T00:00:00Z', "to" => '2030-01-14T00:00:00Z',
                             min_capacity => 4, lim => 5);
--- README example 6
+-- README example 7
 SELECT api.create_hotel('Grand Lisbon', 'Lisbon');                                   -- admin
 SELECT api.adjust_inventory(1, 'double', '2030-03-01', '2030-03-31', total => 20);   -- admin, FM
 SELECT api.adjust_inventory(1, 'double', '2030-03-10', '2030-03-12', delta => -2);
@@ -86,14 +102,14 @@ SELECT api.create_reservation(1, 'double', 'Rui Costa', '2030-03-20', 2, adults 
 SELECT api.cancel_reservation(:'other');
 SELECT set_config('request.jwt.claims', '', false);
 SELECT api.check_in(:'stay');  SELECT api.check_out(:'stay');                        -- admin, FM
--- README example 7
+-- README example 8
 SELECT api.set_hotel_currency(1, 'EUR');                                             -- admin, once
 SELECT api.set_rates(1, 'double', '2030-03-01', '2030-03-31', amount => 100,         -- admin, FM
                      weekday_amounts => '{"fri": 120.50, "sat": 140}');
 SELECT api.quote_reservation(1, 'double', '2030-03-05', 3);          -- same total, writes nothing
 SELECT api.set_cancellation_policy(1, 7, 'first_night');             -- or 7, 'percent', 15 (admin)
 SELECT api.analytics_hotel_kpis(1, '2030-03-01', '2030-03-31');      -- admin, FM, auditor
--- README example 8
+-- README example 9
 ALTER EXTENSION pg_booking UPDATE;             -- to the default version of the control file
 SELECT extversion FROM pg_extension WHERE extname = 'pg_booking';
 \o

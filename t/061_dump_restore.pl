@@ -28,6 +28,25 @@ my $src = booking_node('source', 'timezone = UTC');
 $src->safe_psql('postgres', 'CREATE DATABASE shop');
 $src->safe_psql('shop', 'CREATE EXTENSION pg_booking CASCADE');
 load_realistic_data($src, 'shop');
+# An overbooking allowance and group blocks (1.1 only, so not in the shared
+# data the upgrade test loads into 1.0): one block with a group stay drawn
+# from it, one released.
+$src->safe_psql('shop', q{
+SELECT api.set_overbooking((SELECT id FROM booking.hotels WHERE name = 'Seaside'), 'double', percent => 34);
+SELECT api.create_block((SELECT id FROM booking.hotels WHERE name = 'Seaside'), 'double', 'ACME', to_char(current_date + 20, 'YYYY-MM-DD'),
+                        to_char(current_date + 22, 'YYYY-MM-DD'), 2, to_char(current_date + 15, 'YYYY-MM-DD'));
+SELECT api.create_block((SELECT id FROM booking.hotels WHERE name = 'Alpine'), 'single', 'TOUR', to_char(current_date + 3, 'YYYY-MM-DD'),
+                        to_char(current_date + 4, 'YYYY-MM-DD'), 1, to_char(current_date + 1, 'YYYY-MM-DD'));
+SELECT set_config('request.jwt.claims', json_build_object('sub', (SELECT id FROM booking.users WHERE email = 'uma@example.org')::text,
+                                                          'role', 'booking_user')::text, false);
+SELECT api.create_reservation((SELECT id FROM booking.hotels WHERE name = 'Seaside'), 'double', 'Acme delegate',
+                              to_char(current_date + 20, 'YYYY-MM-DD'), 2, group_code => 'ACME') ? 'block_id';
+SELECT set_config('request.jwt.claims', '', false);
+SELECT booking.release_blocks(current_date + 1);
+});
+is($src->safe_psql('shop', q{SELECT (SELECT count(*) FROM booking.reservations WHERE block_id IS NOT NULL) || ' '
+  || (SELECT count(*) FROM booking.block_releases) || ' ' || (SELECT count(*) FROM booking.inventory WHERE allowance > 0)}),
+	'1 1 31', 'source: a group stay drawn from a block, a released block, nights with an allowance');
 my $src_fp = table_fingerprints($src, 'shop');
 
 # The triggers that would fire during a restore (session_replication_role =

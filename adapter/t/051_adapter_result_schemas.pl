@@ -139,6 +139,30 @@ call(admin => 'DELETE', '/rooms/{id}', { id => $r->{id} });
 my $login = http($a, 'POST', '/users/login', { email => 'user@demo.pg-booking.test', password => 'user-demo-pw' })->{json};
 call(user => 'POST', '/users/refresh', {}, { refresh_token => $login->{refresh_token} });
 
+call(admin => 'PUT', '/inventory/{hotel_id}/overbooking', { hotel_id => $hotel }, { room_type => 'suite', percent => 34 });
+my $blk = call(admin => 'POST', '/inventory/{hotel_id}/blocks', { hotel_id => $hotel },
+	{ room_type => 'double', group_code => 'SCHEMA-1', from => $day->(50), to => $day->(52), rooms => 2, release_date => $day->(45) });
+call(admin => 'POST', '/reservations', {},
+	{ hotel_id => $hotel, room_type => 'double', guest_name => 'Schema Group', arrival_date => $day->(50), stay_length => 2, group_code => 'SCHEMA-1' });
+call(admin => 'GET', '/inventory/{hotel_id}/blocks', { hotel_id => $hotel });
+call(admin => 'GET', '/inventory/{hotel_id}/blocks/{id}', { hotel_id => $hotel, id => $blk->{id} });
+call(admin => 'POST', '/inventory/{hotel_id}/blocks/{id}/release', { hotel_id => $hotel, id => $blk->{id} });
+call(user => 'POST', '/users/me/calendar-token', {});
+call(user => 'DELETE', '/users/me/calendar-token', {});
+
+# Holds and approval rooms (issue 14).
+my $hold = call(user => 'POST', '/bookings', {},
+	{ room_id => $room, title => 'Schema hold', starts_at => $day->(63) . 'T10:00:00Z', ends_at => $day->(63) . 'T10:30:00Z',
+	  hold_minutes => 10 });
+call(user => 'POST', '/bookings/{id}/confirm', { id => $hold->{id} });
+my $ar = call(admin => 'POST', '/rooms', {}, { name => 'Schema approval room', location => 'HQ', capacity => 3 });
+call(admin => 'PUT', '/rooms/{id}/approval', { id => $ar->{id} }, { requires_approval => JSON::PP::true, approval_expiry_minutes => 60 });
+my @req = map { call(user => 'POST', '/bookings', {},
+	{ room_id => $ar->{id}, title => "Schema request $_", starts_at => $day->(63) . "T1${_}:00:00Z", ends_at => $day->(63) . "T1${_}:30:00Z" }) } 1, 2;
+call(admin => 'GET', '/bookings/pending', {}, { room_id => $ar->{id} });
+call(admin => 'POST', '/bookings/{id}/approve', { id => $req[0]{id} });
+call(admin => 'POST', '/bookings/{id}/reject', { id => $req[1]{id} });
+
 my %success = map { my ($m, $p, $s) = split /\|/; ("$m $p" => $s) } split /\n/, $q->(q{SELECT method, path, success_status FROM booking.http_routes});
 is_deeply([ grep { $calls{$_} != $success{$_} } sort keys %calls ], [], 'every call succeeded (its route\'s success status)')
   or diag explain { map { ($_ => $calls{$_}) } grep { $calls{$_} != $success{$_} } keys %calls };
@@ -175,7 +199,7 @@ usleep(1_100_000);
 http($a, 'POST', '/rpc/no_such_function_here', {});
 $v = check(\@samples, 'Room requires no_such_member');
 is_deeply([ sort map { $_->{sample} } @{ $v->{failures} } ],
-	[ sort map { "$_->{method} $_->{path} $_->{status}" } grep { $_->{path} =~ m{^/rooms(/\{id\})?$} && $_->{method} ne 'DELETE' } @samples ],
+	[ sort map { "$_->{method} $_->{path} $_->{status}" } grep { $_->{path} =~ m{^/rooms(/\{id\}(/approval)?)?$} && $_->{method} ne 'DELETE' } @samples ],
 	'negative control: a schema changed in SQL is what the document declares, and every room answer now fails it');
 
 stop_adapter($a);

@@ -51,10 +51,16 @@ for (const { path, method, op } of ops) {
     say('|---|---|---|---|');
     for (const p of params) say(`| ${p.map(cell).join(' | ')} |`);
   }
-  const answer = Object.entries(op.responses).find(([c]) => /^2/.test(c))?.[1]?.content?.['application/json']?.schema;
+  const content = Object.entries(op.responses).find(([c]) => /^2/.test(c))?.[1]?.content ?? {};
+  const answer = content['application/json']?.schema;
   if (answer) {
     say();
     say(`Answers: ${type(answer)} (see [schemas](#schemas)).`);
+  }
+  // A route that answers text (booking.http_routes.produces): its media type.
+  for (const media of Object.keys(content).filter(m => m !== 'application/json')) {
+    say();
+    say(`Answers: \`${media}\` text.`);
   }
 }
 const schemas = Object.entries(doc.components?.schemas ?? {}).filter(([n]) => !['Error', 'Result'].includes(n));
