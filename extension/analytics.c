@@ -58,6 +58,7 @@
 #include "access/genam.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "catalog/pg_namespace.h"
 #include "catalog/pg_type.h"
 #include "common/int.h"
 #include "commands/trigger.h"
@@ -209,7 +210,7 @@ prepare_booking_counts(CounterTable *table)
 		return;
 	if (!booking_counts_callback)
 	{
-		CacheRegisterRelcacheCallback(forget_booking_counts, (Datum) 0);
+		pgb_register_relcache_callback(forget_booking_counts);
 		booking_counts_callback = true;
 	}
 	relid = get_relname_relid("room_booking_counts", get_namespace_oid("booking", false));
@@ -404,7 +405,7 @@ cached_checks(CounterTable *table, Relation rel)
 		return cc->exprs;
 	if (!check_callback_registered)
 	{
-		CacheRegisterRelcacheCallback(forget_checks, (Datum) 0);
+		pgb_register_relcache_callback(forget_checks);
 		check_callback_registered = true;
 	}
 	if (check_cxt == NULL)
@@ -429,11 +430,87 @@ cached_checks(CounterTable *table, Relation rel)
 	return cc->exprs;
 }
 
+/*
+ * The counters relation a statement on rel adds to: InvalidOid for
+ * booking.<summary> itself (looked up by name when written), or, when rel is
+ * a Citus shard of the counted table (docs/citus.md: the trigger fires on
+ * booking.bookings_102008 on a worker), the co-located shard of the counters
+ * on this node.  Not the counters table by name: on a worker that is Citus's
+ * empty shell, whose heap the C writer would write (and SQL on it from a
+ * shard is a nested distributed query, which Citus refuses).  Found as the
+ * relation named <summary>_<digits> whose foreign key references the same
+ * rooms relation (the co-located rooms shard) as rel's key on room_id.
+ */
+static bool
+is_shard_name(const char *name)
+{
+	const char *p = strrchr(name, '_');
+
+	if (p == NULL || p[1] == '\0')
+		return false;
+	for (p++; *p; p++)
+		if (*p < '0' || *p > '9')
+			return false;
+	return true;
+}
+
+static Oid
+counters_relation(Relation rel, CounterTable *table)
+{
+	List	   *fkeys;
+	ListCell   *lc;
+	Oid			rooms = InvalidOid;
+	AttrNumber	room_att;
+	Oid			found = InvalidOid;
+	Oid			argtypes[3] = {OIDOID, OIDOID, TEXTOID};
+	Datum		values[3];
+	int			rc;
+
+	if (!is_shard_name(RelationGetRelationName(rel)) ||
+		!OidIsValid(get_relname_relid("pg_dist_partition", PG_CATALOG_NAMESPACE)))
+		return InvalidOid;
+	room_att = pgb_attnum(RelationGetRelid(rel), "room_id");
+	fkeys = RelationGetFKeyList(rel);
+	foreach(lc, fkeys)
+	{
+		ForeignKeyCacheInfo *fk = lfirst_node(ForeignKeyCacheInfo, lc);
+
+		if (fk->nkeys == 1 && fk->conkey[0] == room_att)
+			rooms = fk->confrelid;
+	}
+	if (!OidIsValid(rooms))
+		elog(ERROR, "shard \"%s\" has no foreign key on room_id to find its counters by",
+			 RelationGetRelationName(rel));
+	values[0] = ObjectIdGetDatum(rooms);
+	values[1] = ObjectIdGetDatum(RelationGetNamespace(rel));
+	values[2] = CStringGetTextDatum(psprintf("^%s_[0-9]+$", table->summary));
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	rc = SPI_execute_with_args("SELECT c.conrelid FROM pg_catalog.pg_constraint c"
+							   " JOIN pg_catalog.pg_class k ON k.oid = c.conrelid"
+							   " WHERE c.contype = 'f' AND c.confrelid = $1 AND k.relnamespace = $2"
+							   "   AND k.relname ~ $3",
+							   3, argtypes, values, NULL, true, 2);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "looking up the counters shard failed: %s", SPI_result_code_string(rc));
+	if (SPI_processed == 1)
+	{
+		bool		isnull;
+
+		found = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	SPI_finish();
+	if (!OidIsValid(found))
+		elog(ERROR, "no single shard of booking.%s is co-located with \"%s\" on this node",
+			 table->summary, RelationGetRelationName(rel));
+	return found;
+}
+
 static void
-counter_writer_open(CounterWriter *w, CounterTable *table)
+counter_writer_open(CounterWriter *w, CounterTable *table, Oid summary)
 {
 	Oid			nsp = get_namespace_oid("booking", false);
-	Oid			relid = get_relname_relid(table->summary, nsp);
+	Oid			relid = OidIsValid(summary) ? summary : get_relname_relid(table->summary, nsp);
 	Oid			pkey;
 	RangeTblEntry *rte;
 
@@ -644,6 +721,7 @@ stop_being_owner(OwnerContext *ctx)
 typedef struct PendingKey
 {
 	int32		table;			/* counter_tables[] */
+	Oid			summary;		/* counters_relation(): InvalidOid, or a shard */
 	int32		level;			/* GetCurrentTransactionNestLevel() */
 	int64		room_id;
 } PendingKey;
@@ -670,7 +748,7 @@ static void pending_subxact_callback(SubXactEvent event, SubTransactionId mySubi
 									 SubTransactionId parentSubid, void *arg);
 
 static PendingDelta *
-pending_entry(int table, int level, int64 room_id)
+pending_entry(int table, Oid summary, int level, int64 room_id)
 {
 	PendingKey	key;
 	PendingDelta *e;
@@ -695,6 +773,7 @@ pending_entry(int table, int level, int64 room_id)
 	}
 	memset(&key, 0, sizeof(key));
 	key.table = table;
+	key.summary = summary;
 	key.level = level;
 	key.room_id = room_id;
 	e = hash_search(pending, &key, HASH_ENTER, &found);
@@ -706,9 +785,9 @@ pending_entry(int table, int level, int64 room_id)
 }
 
 static void
-add_pending(CounterTable *table, const Contribution *c)
+add_pending(CounterTable *table, Oid summary, const Contribution *c)
 {
-	PendingDelta *e = pending_entry(table->number, GetCurrentTransactionNestLevel(), c->room_id);
+	PendingDelta *e = pending_entry(table->number, summary, GetCurrentTransactionNestLevel(), c->room_id);
 
 	for (int i = 0; i < table->ncounters; i++)
 		e->delta[i] += c->delta[i];
@@ -722,6 +801,8 @@ by_table_and_room(const void *a, const void *b)
 
 	if (x->table != y->table)
 		return x->table - y->table;
+	if (x->summary != y->summary)
+		return x->summary < y->summary ? -1 : 1;
 	return (x->room_id > y->room_id) - (x->room_id < y->room_id);
 }
 
@@ -766,6 +847,7 @@ flush_pending(CounterTable *only)
 	PG_TRY();
 	{
 		int			current = -1;
+		Oid			current_summary = InvalidOid;
 		bool		pushed = false;
 		CounterWriter w;
 
@@ -788,15 +870,20 @@ flush_pending(CounterTable *only)
 			memcpy(c.delta, batch[i].delta, sizeof(c.delta));
 			if (!moves_something(table, &c))
 				continue;
-			if (batch[i].key.table != current)
+			if (batch[i].key.table != current || batch[i].key.summary != current_summary)
 			{
 				if (current >= 0)
 					counter_writer_close(&w);
-				counter_writer_open(&w, table);
+				counter_writer_open(&w, table, batch[i].key.summary);
 				current = batch[i].key.table;
+				current_summary = batch[i].key.summary;
 			}
 			if (!counter_writer_add(&w, table, &c))
 			{
+				/* (the SQL below names the table, not a shard: docs/citus.md) */
+				if (OidIsValid(batch[i].key.summary))
+					elog(ERROR, "the counter row of room %lld is missing from \"%s\"",
+						 (long long) c.room_id, get_rel_name(batch[i].key.summary));
 				become_owner(table->owner, &ctx);
 				add_to_room(table, &c);
 				stop_being_owner(&ctx);
@@ -885,7 +972,8 @@ pending_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 	pending_deepest = level - 1;
 	for (int i = 0; i < n; i++)
 	{
-		PendingDelta *to = pending_entry(moved[i].key.table, level - 1, moved[i].key.room_id);
+		PendingDelta *to = pending_entry(moved[i].key.table, moved[i].key.summary, level - 1,
+											  moved[i].key.room_id);
 
 		for (int k = 0; k < MAX_COUNTERS; k++)
 			to->delta[k] += moved[i].delta[k];
@@ -1108,6 +1196,7 @@ apply_statement(TriggerData *trigdata, CounterTable *table)
 	RoomChanges changes = {0};
 	Contribution *moved;
 	int			n;
+	Oid			summary;
 
 	if (trigdata->tg_newtable != NULL)
 		sum_rows(trigdata->tg_newtable, rel, table, 1, &changes);
@@ -1131,8 +1220,9 @@ apply_statement(TriggerData *trigdata, CounterTable *table)
 		stop_being_owner(&ctx);
 		return;
 	}
+	summary = counters_relation(rel, table);
 	for (int i = 0; i < n; i++)
-		add_pending(table, &moved[i]);
+		add_pending(table, summary, &moved[i]);
 }
 
 static void

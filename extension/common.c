@@ -1,7 +1,7 @@
 /*
  * common.c — helpers the concerns share, written once: saved SPI plans,
  * columns looked up by name, and the extension's own advisory lock on a
- * checkout date.
+ * checkout date, and the extension's one relcache callback.
  */
 #include "postgres.h"
 
@@ -11,6 +11,7 @@
 #include "miscadmin.h"
 #include "storage/lock.h"
 #include "utils/date.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 
@@ -74,4 +75,34 @@ pgb_checkout_date_lock(PG_FUNCTION_ARGS)
 	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) d, 0, PGB_LOCK_CHECKOUT_DATE);
 	(void) LockAcquire(&tag, ExclusiveLock, false, false);
 	PG_RETURN_VOID();
+}
+
+/*
+ * One relcache callback slot for the whole extension.  PostgreSQL has ten
+ * per backend (MAX_RELCACHE_CALLBACKS), shared with every other library:
+ * Citus alone takes most of them, and a backend that loads both ran out
+ * ("out of relcache_callback_list slots", FATAL) once each of our caches
+ * registered its own.  So our caches register here, and one callback calls
+ * them all.
+ */
+#define PGB_MAX_RELCACHE_CALLBACKS 16
+
+static RelcacheCallbackFunction pgb_relcache_callbacks[PGB_MAX_RELCACHE_CALLBACKS];
+static int	pgb_nrelcache_callbacks = 0;
+
+static void
+pgb_relcache_dispatch(Datum arg, Oid relid)
+{
+	for (int i = 0; i < pgb_nrelcache_callbacks; i++)
+		pgb_relcache_callbacks[i] ((Datum) 0, relid);
+}
+
+void
+pgb_register_relcache_callback(RelcacheCallbackFunction func)
+{
+	if (pgb_nrelcache_callbacks == PGB_MAX_RELCACHE_CALLBACKS)
+		elog(FATAL, "pg_booking: out of relcache callback slots");
+	if (pgb_nrelcache_callbacks == 0)
+		CacheRegisterRelcacheCallback(pgb_relcache_dispatch, (Datum) 0);
+	pgb_relcache_callbacks[pgb_nrelcache_callbacks++] = func;
 }

@@ -53,6 +53,13 @@
  * being active is checked here only: every write that places a booking
  * passes this trigger.
  * The look reads only the bookings that can clash: see check_room.
+ *
+ * Under Citus (docs/citus.md) the trigger runs on a shard of bookings on a
+ * worker: everything it reads is found from the trigger's own relation (its
+ * index, its foreign key to the co-located rooms shard; see BookingSchema),
+ * and the room's lock is taken on the node that holds the room, where every
+ * writer of that room's bookings meets.  The rule's SQL function is found by
+ * name: functions are not sharded, every node has booking.booking_occupies.
  */
 #include "postgres.h"
 
@@ -61,17 +68,21 @@
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_am.h"
 #include "catalog/pg_collation.h"
-#include "executor/executor.h"
+#include "catalog/pg_index.h"
+#include "catalog/pg_namespace.h"
 #include "catalog/pg_type.h"
+#include "common/int.h"
+#include "commands/trigger.h"
+#include "executor/executor.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "nodes/params.h"
 #include "optimizer/optimizer.h"
 #include "parser/parse_func.h"
-#include "common/int.h"
-#include "commands/trigger.h"
-#include "fmgr.h"
-#include "miscadmin.h"
 #include "storage/lock.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
@@ -110,15 +121,27 @@ lock_room(int64 room_id)
 }
 
 /*
- * Where things are: the OIDs and column numbers the check needs, looked up
- * once per backend and forgotten when any of these relations changes.
+ * Where things are, for one bookings relation: booking.bookings itself, or
+ * one of its shards when Citus has distributed it (booking.bookings_102008
+ * on a worker; see docs/citus.md).  Everything is found from that relation,
+ * never by name in booking, because a shard's neighbours have names of their
+ * own: the index the check scans is the relation's own btree index on
+ * (room_id, starts_at) with a predicate, the rooms relation is the one its
+ * foreign key on room_id references (Citus creates the shard's key against
+ * the co-located rooms shard, or the local copy of a reference table), and
+ * the room is read through that relation's primary key.  Column numbers are
+ * the relation's own too: a shard is created from the table's definition, so
+ * a column dropped from the table is not a hole in the shard.
+ *
+ * Looked up once per relation and backend, and forgotten when any of the
+ * relations involved changes.
  */
 typedef struct BookingSchema
 {
+	Oid			bookings;		/* hash key */
 	bool		valid;
 	Oid			rooms;
 	Oid			rooms_pkey;
-	Oid			bookings;
 	Oid			bookings_by_room;	/* (room_id, starts_at) WHERE it occupies */
 	AttrNumber	room_id;
 	AttrNumber	room_active;
@@ -131,36 +154,40 @@ typedef struct BookingSchema
 	AttrNumber	b_status;
 	AttrNumber	b_hold_expires_at;	/* 1.1; InvalidAttrNumber under 1.0 */
 	Oid			booking_occupies;	/* booking.booking_occupies(text, timestamptz, timestamptz), 1.1 */
-} BookingSchema;
 
-static BookingSchema schema;
-static bool schema_callback_registered = false;
-
-/*
- * The rule, booking.booking_occupies(status, hold_expires_at, $1) (or, under
- * 1.0, the index's predicate), ready to evaluate on a bookings tuple at the
- * instant in params; built on first use, dropped with the schema.
- */
-typedef struct OccupiesRule
-{
+	/*
+	 * The rule, booking.booking_occupies(status, hold_expires_at, $1) (or,
+	 * under 1.0, the index's predicate), ready to evaluate on a tuple of this
+	 * relation at the instant in params; built on first use, dropped with
+	 * the entry.
+	 */
 	MemoryContext cxt;
 	ExprState  *qual;
 	ExprContext *econtext;
 	TupleTableSlot *slot;
 	ParamListInfo params;		/* $1: the instant */
-} OccupiesRule;
+} BookingSchema;
 
-static OccupiesRule occupies = {NULL, NULL, NULL, NULL, NULL};
+static HTAB *schemas = NULL;
 
 static void
 forget_schema(Datum arg, Oid relid)
 {
-	if (!OidIsValid(relid) || relid == schema.rooms || relid == schema.bookings ||
-		relid == schema.rooms_pkey || relid == schema.bookings_by_room)
+	HASH_SEQ_STATUS status;
+	BookingSchema *bs;
+
+	if (schemas == NULL)
+		return;
+	hash_seq_init(&status, schemas);
+	while ((bs = hash_seq_search(&status)) != NULL)
 	{
-		schema.valid = false;
-		/* Rebuilt on next use; memory freed then (not inside a callback). */
-		occupies.qual = NULL;
+		if (!OidIsValid(relid) || relid == bs->bookings || relid == bs->rooms ||
+			relid == bs->rooms_pkey || relid == bs->bookings_by_room)
+		{
+			/* Rebuilt on next use; memory freed then (not inside a callback). */
+			bs->valid = false;
+			bs->qual = NULL;
+		}
 	}
 }
 
@@ -168,61 +195,118 @@ forget_schema(Datum arg, Oid relid)
 static void
 forget_rule(Datum arg, int cacheid, uint32 hashvalue)
 {
-	schema.valid = false;
-	occupies.qual = NULL;
+	forget_schema(arg, InvalidOid);
 }
 
+/*
+ * The index the check scans: a valid btree index of rel whose first two key
+ * columns are room_id and starts_at and which has a predicate (the 1.1
+ * occupying index, or the 1.0 confirmed-only one; never both at once).
+ */
 static Oid
-booking_relid(Oid nsp, const char *name)
+find_bookings_by_room(Relation rel, AttrNumber room_id, AttrNumber starts_at)
 {
-	Oid			relid = get_relname_relid(name, nsp);
+	List	   *indexes = RelationGetIndexList(rel);
+	ListCell   *lc;
+	Oid			found = InvalidOid;
 
-	if (!OidIsValid(relid))
-		elog(ERROR, "relation booking.%s does not exist", name);
-	return relid;
+	foreach(lc, indexes)
+	{
+		Relation	index = index_open(lfirst_oid(lc), AccessShareLock);
+		Form_pg_index form = index->rd_index;
+
+		if (index->rd_rel->relam == BTREE_AM_OID && form->indisvalid &&
+			form->indnkeyatts >= 2 &&
+			form->indkey.values[0] == room_id && form->indkey.values[1] == starts_at &&
+			!heap_attisnull(index->rd_indextuple, Anum_pg_index_indpred, NULL))
+			found = RelationGetRelid(index);
+		index_close(index, AccessShareLock);
+		if (OidIsValid(found))
+			break;
+	}
+	list_free(indexes);
+	if (!OidIsValid(found))
+		elog(ERROR, "relation \"%s\" has no partial index on (room_id, starts_at) for the conflict check",
+			 RelationGetRelationName(rel));
+	return found;
 }
 
-static const BookingSchema *
-booking_schema(void)
+/* The relation rel's single-column foreign key on room_id references. */
+static Oid
+find_rooms(Relation rel, AttrNumber room_id)
 {
-	Oid			nsp;
+	List	   *fkeys = RelationGetFKeyList(rel);
+	ListCell   *lc;
 
-	if (schema.valid)
-		return &schema;
-	if (!schema_callback_registered)
+	foreach(lc, fkeys)
 	{
-		CacheRegisterRelcacheCallback(forget_schema, (Datum) 0);
-		CacheRegisterSyscacheCallback(PROCOID, forget_rule, (Datum) 0);
-		schema_callback_registered = true;
+		ForeignKeyCacheInfo *fk = lfirst_node(ForeignKeyCacheInfo, lc);
+
+		if (fk->nkeys == 1 && fk->conkey[0] == room_id)
+			return fk->confrelid;
 	}
-	nsp = get_namespace_oid("booking", false);
-	schema.rooms = booking_relid(nsp, "rooms");
-	schema.rooms_pkey = booking_relid(nsp, "rooms_pkey");
-	schema.bookings = booking_relid(nsp, "bookings");
-	/* 1.1 and later; the 1.0 index held confirmed bookings only. */
-	schema.bookings_by_room = get_relname_relid("bookings_room_occupying_idx", nsp);
-	if (!OidIsValid(schema.bookings_by_room))
-		schema.bookings_by_room = booking_relid(nsp, "bookings_room_confirmed_idx");
-	schema.room_id = pgb_attnum(schema.rooms, "id");
-	schema.room_active = pgb_attnum(schema.rooms, "active");
-	schema.room_buffer_before = pgb_attnum(schema.rooms, "buffer_before_minutes");
-	schema.room_buffer_after = pgb_attnum(schema.rooms, "buffer_after_minutes");
-	schema.b_id = pgb_attnum(schema.bookings, "id");
-	schema.b_room_id = pgb_attnum(schema.bookings, "room_id");
-	schema.b_starts_at = pgb_attnum(schema.bookings, "starts_at");
-	schema.b_ends_at = pgb_attnum(schema.bookings, "ends_at");
-	schema.b_status = pgb_attnum(schema.bookings, "status");
+	elog(ERROR, "relation \"%s\" has no foreign key on room_id for the conflict check to find its rooms",
+		 RelationGetRelationName(rel));
+	return InvalidOid;			/* keep the compiler quiet */
+}
+
+/* The schema of the bookings relation rel (booking.bookings or a shard). */
+static BookingSchema *
+booking_schema(Relation rel)
+{
+	Oid			relid = RelationGetRelid(rel);
+	BookingSchema *bs;
+	bool		found;
+	Relation	rooms;
+
+	if (schemas == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(BookingSchema);
+		schemas = hash_create("pg_booking conflict check relations", 16, &ctl,
+							  HASH_ELEM | HASH_BLOBS);
+		pgb_register_relcache_callback(forget_schema);
+		CacheRegisterSyscacheCallback(PROCOID, forget_rule, (Datum) 0);
+	}
+	bs = hash_search(schemas, &relid, HASH_ENTER, &found);
+	if (!found)
+	{
+		bs->valid = false;
+		bs->cxt = NULL;
+		bs->qual = NULL;
+	}
+	if (bs->valid)
+		return bs;
+
+	bs->b_id = pgb_attnum(relid, "id");
+	bs->b_room_id = pgb_attnum(relid, "room_id");
+	bs->b_starts_at = pgb_attnum(relid, "starts_at");
+	bs->b_ends_at = pgb_attnum(relid, "ends_at");
+	bs->b_status = pgb_attnum(relid, "status");
 	/* 1.1: absent under the 1.0 SQL (then the index's predicate is the rule) */
-	schema.b_hold_expires_at = get_attnum(schema.bookings, "hold_expires_at");
+	bs->b_hold_expires_at = get_attnum(relid, "hold_expires_at");
 	{
 		Oid			argtypes[3] = {TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
 
-		schema.booking_occupies =
+		bs->booking_occupies =
 			LookupFuncName(list_make2(makeString("booking"), makeString("booking_occupies")),
 						   3, argtypes, true);
 	}
-	schema.valid = true;
-	return &schema;
+	bs->bookings_by_room = find_bookings_by_room(rel, bs->b_room_id, bs->b_starts_at);
+	bs->rooms = find_rooms(rel, bs->b_room_id);
+	rooms = table_open(bs->rooms, AccessShareLock);
+	bs->rooms_pkey = RelationGetPrimaryKeyIndex(rooms);
+	table_close(rooms, AccessShareLock);
+	if (!OidIsValid(bs->rooms_pkey))
+		elog(ERROR, "relation \"%s\" has no primary key for the conflict check", get_rel_name(bs->rooms));
+	bs->room_id = pgb_attnum(bs->rooms, "id");
+	bs->room_active = pgb_attnum(bs->rooms, "active");
+	bs->room_buffer_before = pgb_attnum(bs->rooms, "buffer_before_minutes");
+	bs->room_buffer_after = pgb_attnum(bs->rooms, "buffer_after_minutes");
+	bs->valid = true;
+	return bs;
 }
 
 /*
@@ -232,16 +316,16 @@ booking_schema(void)
  * function call per tuple).
  */
 static void
-prepare_occupies(Relation rel, const BookingSchema *bs)
+prepare_occupies(Relation rel, BookingSchema *bs)
 {
 	List	   *rule;
 	MemoryContext old;
 
-	if (occupies.cxt != NULL)
-		MemoryContextDelete(occupies.cxt);
-	occupies.cxt = AllocSetContextCreate(TopMemoryContext, "pg_booking occupies rule",
-										 ALLOCSET_SMALL_SIZES);
-	old = MemoryContextSwitchTo(occupies.cxt);
+	if (bs->cxt != NULL)
+		MemoryContextDelete(bs->cxt);
+	bs->cxt = AllocSetContextCreate(TopMemoryContext, "pg_booking occupies rule",
+									ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(bs->cxt);
 	if (OidIsValid(bs->booking_occupies) && bs->b_hold_expires_at != InvalidAttrNumber)
 	{
 		Param	   *at = makeNode(Param);
@@ -270,14 +354,14 @@ prepare_occupies(Relation rel, const BookingSchema *bs)
 		if (rule == NIL)
 			elog(ERROR, "index of the conflict check has no predicate");
 	}
-	occupies.params = makeParamList(1);
-	occupies.params->params[0].ptype = TIMESTAMPTZOID;
-	occupies.params->params[0].pflags = PARAM_FLAG_CONST;
-	occupies.params->params[0].isnull = false;
-	occupies.qual = ExecInitQual(rule, NULL);
-	occupies.econtext = CreateStandaloneExprContext();
-	occupies.econtext->ecxt_param_list_info = occupies.params;
-	occupies.slot = MakeSingleTupleTableSlot(CreateTupleDescCopy(RelationGetDescr(rel)), &TTSOpsHeapTuple);
+	bs->params = makeParamList(1);
+	bs->params->params[0].ptype = TIMESTAMPTZOID;
+	bs->params->params[0].pflags = PARAM_FLAG_CONST;
+	bs->params->params[0].isnull = false;
+	bs->qual = ExecInitQual(rule, NULL);
+	bs->econtext = CreateStandaloneExprContext();
+	bs->econtext->ecxt_param_list_info = bs->params;
+	bs->slot = MakeSingleTupleTableSlot(CreateTupleDescCopy(RelationGetDescr(rel)), &TTSOpsHeapTuple);
 	MemoryContextSwitchTo(old);
 }
 
@@ -286,18 +370,18 @@ prepare_occupies(Relation rel, const BookingSchema *bs)
  * DT_NOEND: does it occupy for good, with no expiry that will pass?
  */
 static bool
-tuple_occupies(Relation rel, HeapTuple tuple, const BookingSchema *bs, TimestampTz at)
+tuple_occupies(Relation rel, HeapTuple tuple, BookingSchema *bs, TimestampTz at)
 {
 	bool		result;
 
-	if (occupies.qual == NULL)
+	if (bs->qual == NULL)
 		prepare_occupies(rel, bs);
-	occupies.params->params[0].value = TimestampTzGetDatum(at);
-	ExecStoreHeapTuple(tuple, occupies.slot, false);
-	occupies.econtext->ecxt_scantuple = occupies.slot;
-	result = ExecQual(occupies.qual, occupies.econtext);
-	ExecClearTuple(occupies.slot);
-	ResetExprContext(occupies.econtext);
+	bs->params->params[0].value = TimestampTzGetDatum(at);
+	ExecStoreHeapTuple(tuple, bs->slot, false);
+	bs->econtext->ecxt_scantuple = bs->slot;
+	result = ExecQual(bs->qual, bs->econtext);
+	ExecClearTuple(bs->slot);
+	ResetExprContext(bs->econtext);
 	return result;
 }
 
@@ -314,15 +398,15 @@ append_conflict(StringInfo buf, int64 id, Datum starts_at, Datum ends_at)
 }
 
 /*
- * Lock the room, then look at it: does it exist, is it active, which
+ * Lock the room, then look at it in the bookings relation given (the table
+ * or the shard holding the room): does it exist, is it active, which
  * bookings occupying it (other than exclude_id) clash with [start, end)?
  */
 static void
-check_room(int64 room_id, TimestampTz start, TimestampTz end,
-		   int64 exclude_id, bool has_exclude, Relation bookings_rel, RoomCheck *result)
+check_room(Relation bookings, int64 room_id, TimestampTz start, TimestampTz end,
+		   int64 exclude_id, bool has_exclude, RoomCheck *result)
 {
 	Relation	rooms;
-	Relation	bookings;
 	Relation	index;
 	SysScanDesc scan;
 	ScanKeyData key[3];
@@ -330,13 +414,13 @@ check_room(int64 room_id, TimestampTz start, TimestampTz end,
 	bool		isnull;
 	int64		gap = 0;
 	StringInfoData found;
-	const BookingSchema *bs;
+	BookingSchema *bs;
 	TimestampTz at;
 
 	lock_room(room_id);
 	/* The instant the rule is applied at: read under the lock (file header). */
 	at = GetCurrentTimestamp();
-	bs = booking_schema();
+	bs = booking_schema(bookings);
 
 	result->room_found = false;
 	result->room_active = false;
@@ -387,8 +471,6 @@ check_room(int64 room_id, TimestampTz start, TimestampTz end,
 	 * marked, which may overlap a booking made over them) are skipped: the
 	 * index holds every booking whose status may occupy.
 	 */
-	/* (the trigger passes the relation it fires on, already open) */
-	bookings = bookings_rel != NULL ? bookings_rel : table_open(bs->bookings, AccessShareLock);
 	index = index_open(bs->bookings_by_room, AccessShareLock);
 	initStringInfo(&found);
 	appendStringInfoChar(&found, '[');
@@ -427,8 +509,76 @@ check_room(int64 room_id, TimestampTz start, TimestampTz end,
 		result->conflicts = found.data;
 	}
 	index_close(index, AccessShareLock);
-	if (bookings_rel == NULL)
-		table_close(bookings, AccessShareLock);
+}
+
+/*
+ * The relation that holds room_id's bookings on this node, for the SQL entry
+ * point below (a trigger has its relation).  Single node: booking.bookings.
+ * When Citus has distributed booking.bookings, the table here is a shell
+ * without the rows; the room's shard is, when this node holds it (a call
+ * delegated to the room's node, see docs/citus.md).  Elsewhere (the
+ * coordinator) no answer read here would be right: refuse clearly rather
+ * than report a free room.
+ */
+static Oid
+room_bookings_relation(int64 room_id)
+{
+	Oid			nsp = get_namespace_oid("booking", false);
+	Oid			relid = get_relname_relid("bookings", nsp);
+	Oid			shard = InvalidOid;
+	bool		distributed = false;
+	char	   *shard_name = NULL;
+
+	if (!OidIsValid(relid))
+		elog(ERROR, "relation booking.bookings does not exist");
+	if (!OidIsValid(get_relname_relid("pg_dist_partition", PG_CATALOG_NAMESPACE)))
+		return relid;			/* no Citus in this database */
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	{
+		Oid			argtypes[2] = {OIDOID, INT8OID};
+		Datum		values[2] = {ObjectIdGetDatum(relid), Int64GetDatum(room_id)};
+		int			rc;
+
+		rc = SPI_execute_with_args("SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_partition"
+								   " WHERE logicalrelid = $1 AND partmethod = 'h')",
+								   1, argtypes, values, NULL, true, 1);
+		if (rc != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "could not read pg_dist_partition");
+		distributed = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &(bool){false}));
+		if (distributed)
+		{
+			rc = SPI_execute_with_args("SELECT pg_catalog.to_regclass(pg_catalog.shard_name($1::regclass,"
+									   " pg_catalog.get_shard_id_for_distribution_column($1::regclass, $2)))::oid,"
+									   " pg_catalog.shard_name($1::regclass,"
+									   " pg_catalog.get_shard_id_for_distribution_column($1::regclass, $2))",
+									   2, argtypes, values, NULL, true, 1);
+			if (rc != SPI_OK_SELECT || SPI_processed != 1)
+				elog(ERROR, "could not find the shard of room %lld", (long long) room_id);
+			{
+				bool		isnull;
+				Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+				if (!isnull)
+					shard = DatumGetObjectId(d);
+				shard_name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+				if (shard_name != NULL)
+					shard_name = MemoryContextStrdup(TopTransactionContext, shard_name);
+			}
+		}
+	}
+	SPI_finish();
+	if (!distributed)
+		return relid;
+	if (!OidIsValid(shard))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("the bookings of room %lld are not on this node", (long long) room_id),
+				 errdetail("booking.bookings is distributed by Citus; its shard %s is on another node.",
+						   shard_name ? shard_name : "?"),
+				 errhint("Call booking.booking_conflicts() where the room's shard is (a function distributed by room_id), see docs/citus.md.")));
+	return shard;
 }
 
 /*
@@ -444,14 +594,17 @@ Datum
 booking_conflicts(PG_FUNCTION_ARGS)
 {
 	RoomCheck	check;
+	Relation	bookings;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
 		PG_RETURN_NULL();
 
-	check_room(PG_GETARG_INT64(0),
+	bookings = table_open(room_bookings_relation(PG_GETARG_INT64(0)), AccessShareLock);
+	check_room(bookings, PG_GETARG_INT64(0),
 			   PG_GETARG_TIMESTAMPTZ(1), PG_GETARG_TIMESTAMPTZ(2),
 			   PG_ARGISNULL(3) ? 0 : PG_GETARG_INT64(3), !PG_ARGISNULL(3),
-			   NULL, &check);
+			   &check);
+	table_close(bookings, AccessShareLock);
 
 	if (check.conflicts == NULL)
 		PG_RETURN_NULL();
@@ -479,7 +632,7 @@ check_booking_conflict(PG_FUNCTION_ARGS)
 	TimestampTz end;
 	Datum		d;
 	RoomCheck	check;
-	const BookingSchema *bs;
+	BookingSchema *bs;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		elog(ERROR, "check_booking_conflict: not called by trigger manager");
@@ -490,7 +643,7 @@ check_booking_conflict(PG_FUNCTION_ARGS)
 	desc = RelationGetDescr(rel);
 	is_update = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event);
 	newtup = is_update ? trigdata->tg_newtuple : trigdata->tg_trigtuple;
-	bs = booking_schema();
+	bs = booking_schema(rel);
 
 	d = heap_getattr(newtup, bs->b_starts_at, desc, &isnull);
 	if (isnull)
@@ -542,8 +695,7 @@ check_booking_conflict(PG_FUNCTION_ARGS)
 			return PointerGetDatum(newtup);
 	}
 
-	check_room(room_id, start, end, booking_id, true,
-			   RelationGetRelid(rel) == bs->bookings ? rel : NULL, &check);
+	check_room(rel, room_id, start, end, booking_id, true, &check);
 
 	if (!check.room_found)
 		ereport(ERROR,

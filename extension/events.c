@@ -42,6 +42,7 @@
 #include "catalog/dependency.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/sequence.h"
 #include "commands/trigger.h"
@@ -93,6 +94,16 @@ typedef struct EventsSchema
 
 static EventsSchema schema;
 static bool schema_callback_registered = false;
+
+/*
+ * Under Citus (docs/citus.md) the trigger fires on a shard of bookings
+ * (booking.bookings_102008 on a worker), not on booking.bookings: the same
+ * queue (each node's own booking.event_queue, a plain table there), with the
+ * shard's own column numbers (a shard is created from the table's
+ * definition, so a column dropped from the table is no hole in the shard).
+ * Kept for the last shard seen, forgotten with the schema.
+ */
+static EventsSchema shard_schema;
 static bool kept_writer_stale = false;	/* the queue's relcache entry changed (below) */
 
 static void
@@ -100,6 +111,8 @@ forget_schema(Datum arg, Oid relid)
 {
 	if (!OidIsValid(relid) || relid == schema.queue || relid == schema.bookings)
 		schema.valid = false;
+	if (!OidIsValid(relid) || relid == schema.queue || relid == shard_schema.bookings)
+		shard_schema.valid = false;
 	/* (the kept queue writer, below, is reopened on its next use) */
 	if (!OidIsValid(relid) || relid == schema.queue)
 		kept_writer_stale = true;
@@ -114,7 +127,7 @@ events_schema(void)
 		return &schema;
 	if (!schema_callback_registered)
 	{
-		CacheRegisterRelcacheCallback(forget_schema, (Datum) 0);
+		pgb_register_relcache_callback(forget_schema);
 		schema_callback_registered = true;
 	}
 	nsp = get_namespace_oid("booking", false);
@@ -139,6 +152,52 @@ events_schema(void)
 	schema.b_series_id = pgb_attnum(schema.bookings, "series_id");
 	schema.valid = true;
 	return &schema;
+}
+
+/*
+ * Is rel a shard of booking.bookings (Citus names shards <table>_<shard id>,
+ * in the table's schema)?  Only a database with Citus's catalog has shards.
+ */
+static bool
+is_bookings_shard(Relation rel)
+{
+	const char *name = RelationGetRelationName(rel);
+	const char *p;
+
+	if (strncmp(name, "bookings_", 9) != 0 || name[9] == '\0')
+		return false;
+	for (p = name + 9; *p; p++)
+		if (*p < '0' || *p > '9')
+			return false;
+	return RelationGetNamespace(rel) == get_namespace_oid("booking", false) &&
+		OidIsValid(get_relname_relid("pg_dist_partition", PG_CATALOG_NAMESPACE));
+}
+
+/* The schema for the relation the trigger fired on: the table, or a shard. */
+static const EventsSchema *
+events_schema_for(Relation rel)
+{
+	const EventsSchema *s = events_schema();
+	Oid			relid = RelationGetRelid(rel);
+
+	if (relid == s->bookings)
+		return s;
+	if (shard_schema.valid && shard_schema.bookings == relid)
+		return &shard_schema;
+	if (!is_bookings_shard(rel))
+		elog(ERROR, "booking_events: fired on \"%s\", not on booking.bookings",
+			 RelationGetRelationName(rel));
+	shard_schema = *s;
+	shard_schema.bookings = relid;
+	shard_schema.b_id = pgb_attnum(relid, "id");
+	shard_schema.b_room_id = pgb_attnum(relid, "room_id");
+	shard_schema.b_user_id = pgb_attnum(relid, "user_id");
+	shard_schema.b_status = pgb_attnum(relid, "status");
+	shard_schema.b_starts_at = pgb_attnum(relid, "starts_at");
+	shard_schema.b_ends_at = pgb_attnum(relid, "ends_at");
+	shard_schema.b_series_id = pgb_attnum(relid, "series_id");
+	shard_schema.valid = true;
+	return &shard_schema;
 }
 
 /*
@@ -652,10 +711,7 @@ pgb_booking_events(PG_FUNCTION_ARGS)
 	if (rows == NULL || (is_update && pairs == NULL))
 		elog(ERROR, "booking_events: needs REFERENCING OLD TABLE AS old_rows / NEW TABLE AS new_rows");
 
-	s = events_schema();
-	if (RelationGetRelid(trigdata->tg_relation) != s->bookings)
-		elog(ERROR, "booking_events: fired on \"%s\", not on booking.bookings",
-			 RelationGetRelationName(trigdata->tg_relation));
+	s = events_schema_for(trigdata->tg_relation);
 	desc = RelationGetDescr(trigdata->tg_relation);
 	slot = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
 	if (pairs != NULL)

@@ -4511,6 +4511,304 @@ GRANT EXECUTE ON FUNCTION booking.booking_statuses(), booking.status_expires(tex
     api.approve_booking(bigint), api.reject_booking(bigint), api.list_pending_bookings(bigint, integer, integer),
     api.set_room_approval(bigint, boolean, integer)
   TO booking_api;
+-- ==== Citus: the distributed layout (issue 16) ====
+-- pg_booking past one primary: booking.distribute() turns an installed
+-- single-node database on a Citus coordinator into the layout of
+-- docs/citus.md (rooms and what hangs off one room by room id, hotels and
+-- their nights by hotel id, small shared tables as reference tables),
+-- idempotently and with the data in place.  It lives in the extension, not
+-- in a script, because the plan is part of the schema: every release that
+-- adds a table says here where it goes (booking.distribution_plan), and
+-- t/100_citus.pl distributes the very SQL it tests.  Nothing in it needs
+-- Citus at install time (PL/pgSQL resolves Citus's functions when called),
+-- so a single-node installation is unchanged; called without Citus it says so.
+
+-- Where every table goes.  method: 'reference' (a full copy on every node),
+-- 'hash' (sharded by distribution_column, co-located with colocate_with;
+-- 'none' starts a co-location group), or 'local' (stays a plain table on each
+-- node: see docs/citus.md for why events, the queue and the audit trail do).
+-- Order matters: a table comes after the tables its foreign keys reference.
+CREATE FUNCTION booking.distribution_plan()
+RETURNS TABLE (step integer, table_name text, method text, distribution_column text, colocate_with text)
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT row_number() OVER ()::integer, * FROM (VALUES
+        -- reference tables: small, shared, read everywhere (users by every
+        -- write's foreign key, currencies by hotels, limiter rules and the
+        -- route table by every request)
+        ('booking.users',               'reference', NULL,        NULL),
+        -- a user's feed token: looked up by its hash alone (GET of a feed
+        -- carries only the token), so every node needs every row; one write
+        -- per user and rotation
+        ('booking.calendar_tokens',     'reference', NULL,        NULL),
+        ('booking.currencies',          'reference', NULL,        NULL),
+        ('booking.sessions',            'reference', NULL,        NULL),
+        ('booking.refresh_tokens',      'reference', NULL,        NULL),
+        ('booking.token_cutoffs',       'reference', NULL,        NULL),
+        ('booking.user_availability',   'reference', NULL,        NULL),
+        ('booking.rate_limits',         'reference', NULL,        NULL),
+        ('booking.rate_limits_deleted', 'reference', NULL,        NULL),
+        ('booking.checkout_runs',       'reference', NULL,        NULL),
+        ('booking.http_routes',         'reference', NULL,        NULL),
+        ('booking.http_schemas',        'reference', NULL,        NULL),
+        ('booking.http_results',        'reference', NULL,        NULL),
+        -- one room and everything that is only about that room
+        ('booking.rooms',               'hash',      'id',        'none'),
+        ('booking.room_booking_counts', 'hash',      'room_id',   'booking.rooms'),
+        ('booking.room_rating_counts',  'hash',      'room_id',   'booking.rooms'),
+        ('booking.bookings',            'hash',      'room_id',   'booking.rooms'),
+        ('booking.reviews',             'hash',      'room_id',   'booking.rooms'),
+        -- a review's votes and flags name the review only (no room id):
+        -- their own group, by review id
+        ('booking.review_votes',        'hash',      'review_id', 'none'),
+        ('booking.review_flags',        'hash',      'review_id', 'booking.review_votes'),
+        -- one hotel and its nights
+        ('booking.hotels',              'hash',      'id',        'none'),
+        ('booking.inventory',           'hash',      'hotel_id',  'booking.hotels'),
+        ('booking.stay_restrictions',   'hash',      'hotel_id',  'booking.hotels'),
+        ('booking.rates',               'hash',      'hotel_id',  'booking.hotels'),
+        ('booking.reservations',        'hash',      'hotel_id',  'booking.hotels'),
+        ('booking.overbooking',         'hash',      'hotel_id',  'booking.hotels'),
+        ('booking.revenue_night_counts', 'hash',     'hotel_id',  'booking.hotels'),
+        ('booking.extra_person_charges', 'hash',     'hotel_id',  'booking.hotels'),
+        -- group blocks: block_nights and block_releases name their block by
+        -- id only (no hotel id), so the three form a group of their own, by
+        -- block id (docs/citus.md: a hotel id on them would let them join
+        -- the hotel group)
+        ('booking.blocks',              'hash',      'id',        'none'),
+        ('booking.block_nights',        'hash',      'block_id',  'booking.blocks'),
+        ('booking.block_releases',      'hash',      'block_id',  'booking.blocks'),
+        -- written by triggers of distributed tables: stay on each node
+        ('booking.events',              'local',     NULL,        NULL),
+        ('booking.event_queue',         'local',     NULL,        NULL),
+        ('booking.audit_log',           'local',     NULL,        NULL)
+    ) AS plan(table_name, method, distribution_column, colocate_with)
+$$;
+COMMENT ON FUNCTION booking.distribution_plan IS 'where each table goes under Citus (docs/citus.md): reference, hash by a column co-located with a group, or local; in the order booking.distribute() takes them';
+
+-- Replace a unique constraint (or primary key) by one over the same columns
+-- plus the distribution column, which Citus requires of every unique
+-- constraint of a distributed table.  Idempotent: a key that already has the
+-- column is left alone.
+CREATE FUNCTION booking.citus_widen_key(tbl regclass, constraint_name text, dist_column text)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    con record;
+    cols text;
+BEGIN
+    SELECT c.contype, c.conkey,
+           (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY k.ord)
+              FROM unnest(c.conkey) WITH ORDINALITY k(attnum, ord)
+              JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum) AS columns
+      INTO con
+      FROM pg_constraint c WHERE c.conrelid = tbl AND c.conname = constraint_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'constraint % of % not found', constraint_name, tbl;
+    END IF;
+    IF (SELECT attnum FROM pg_attribute WHERE attrelid = tbl AND attname = dist_column) = ANY (con.conkey) THEN
+        RETURN false;
+    END IF;
+    cols := con.columns || ', ' || quote_ident(dist_column);
+    EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I, ADD CONSTRAINT %I %s (%s)', tbl, constraint_name,
+                   constraint_name, CASE con.contype WHEN 'p' THEN 'PRIMARY KEY' ELSE 'UNIQUE' END, cols);
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION booking.citus_widen_key IS 'booking.distribute(): add the distribution column to a primary key or unique constraint (Citus requires it); false when it is there already';
+
+-- What Citus cannot keep as it is (docs/citus.md, findings), changed the
+-- same way on the coordinator and on each worker (booking.distribute calls
+-- it on every node); idempotent.
+CREATE FUNCTION booking.citus_prepare()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    k record;
+BEGIN
+    -- Only before the tables are distributed: DDL on a distributed table
+    -- goes to its shards, and would wait for the coordinator's transaction
+    -- that called this on a worker.
+    IF EXISTS (SELECT FROM pg_dist_partition d
+                WHERE d.logicalrelid::text IN (SELECT p.table_name FROM booking.distribution_plan() p)) THEN
+        RETURN;
+    END IF;
+    -- Unique constraints must include the distribution column.
+    PERFORM booking.citus_widen_key('booking.bookings', 'bookings_pkey', 'room_id');
+    -- Votes and flags reference a review by id alone; a foreign key between
+    -- distributed tables must be between co-located ones on the distribution
+    -- column, and these cannot carry the review's room.  So the keys go,
+    -- and with them ON DELETE CASCADE: deleting a review leaves its votes
+    -- and flags behind (docs/citus.md, missing).
+    ALTER TABLE booking.review_votes DROP CONSTRAINT IF EXISTS review_votes_review_id_fkey;
+    ALTER TABLE booking.review_flags DROP CONSTRAINT IF EXISTS review_flags_review_id_fkey;
+    PERFORM booking.citus_widen_key('booking.reviews', 'reviews_pkey', 'room_id');
+    PERFORM booking.citus_widen_key('booking.reservations', 'reservations_pkey', 'hotel_id');
+    -- A group stay names its block by id, and a block its hotel; blocks are
+    -- by block id, stays and hotels by hotel: not co-located, so both keys
+    -- go (docs/citus.md, missing).
+    ALTER TABLE booking.reservations DROP CONSTRAINT IF EXISTS reservations_block_id_fkey;
+    ALTER TABLE booking.blocks DROP CONSTRAINT IF EXISTS blocks_hotel_id_fkey;
+    -- The checkout history (a reference table) names the hotel of a run
+    -- (section "hotels in several time zones"); a reference table cannot
+    -- reference a distributed one, so that key goes too.
+    ALTER TABLE booking.checkout_runs DROP CONSTRAINT IF EXISTS checkout_runs_hotel_id_fkey;
+    -- A group code is unique per hotel: a unique constraint without the
+    -- block id cannot be kept on blocks by id.  It becomes a plain index,
+    -- enforced by no one (docs/citus.md, missing).
+    IF EXISTS (SELECT FROM pg_constraint WHERE conrelid = 'booking.blocks'::regclass AND conname = 'blocks_group_code') THEN
+        ALTER TABLE booking.blocks DROP CONSTRAINT blocks_group_code;
+        CREATE INDEX blocks_group_code ON booking.blocks (hotel_id, group_code);
+    END IF;
+    -- A room's name is unique whatever its case: a unique index over an
+    -- expression that does not include the distribution column cannot be
+    -- kept on a distributed table.  It becomes a plain index; the rule is
+    -- then enforced by no one (docs/citus.md, missing).
+    IF EXISTS (SELECT FROM pg_index WHERE indexrelid = 'booking.rooms_name_key'::regclass AND indisunique) THEN
+        DROP INDEX booking.rooms_name_key;
+        CREATE INDEX rooms_name_key ON booking.rooms (lower(name));
+    END IF;
+
+    -- The foreign keys between the tables of the plan go first
+    -- (booking.distribute re-adds them once every table is distributed,
+    -- and then Citus creates each on the shards too).  Distributing a table
+    -- that a plain table still references makes Citus convert the
+    -- referencing one (and every table connected to it) into a "Citus local
+    -- table", which recreates its identity sequence; an extension's
+    -- sequence cannot be dropped, so the conversion fails (docs/citus.md).
+    FOR k IN
+        SELECT c.conrelid::regclass AS tbl, c.conname AS name
+          FROM pg_constraint c
+         WHERE c.contype = 'f' AND c.conrelid::regclass::text IN (SELECT d.table_name FROM booking.distribution_plan() d WHERE d.method <> 'local')
+           AND NOT EXISTS (SELECT FROM pg_dist_partition d WHERE d.logicalrelid = c.conrelid)
+    LOOP
+        EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', k.tbl, k.name);
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION booking.citus_prepare IS 'booking.distribute() on every node: widen the keys Citus needs, drop what it cannot keep (docs/citus.md)';
+
+CREATE FUNCTION booking.distribute()
+RETURNS TABLE (table_name text, method text, distribution_column text, colocate_with text, action text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p record;
+    t regclass;
+    already text;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
+        RAISE EXCEPTION USING ERRCODE = 'feature_not_supported',
+            MESSAGE = 'booking.distribute() needs the citus extension in this database',
+            HINT = 'On a Citus coordinator (shared_preload_libraries = ''citus,pg_booking''): CREATE EXTENSION citus, add the workers, then call it; see docs/citus.md.';
+    END IF;
+    -- The business triggers (conflict check, counters, events, inventory)
+    -- run on the shards; Citus refuses to distribute a table with triggers
+    -- unless told the triggers are meant to (docs/citus.md, findings).
+    PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
+
+    -- 1. The foreign keys between the tables of the plan go first and come
+    -- back at the end (booking.citus_prepare says why); remember them.
+    CREATE TEMPORARY TABLE IF NOT EXISTS citus_fkeys (tbl regclass, name text, def text) ON COMMIT DROP;
+    INSERT INTO citus_fkeys
+    SELECT c.conrelid::regclass, c.conname, pg_get_constraintdef(c.oid)
+      FROM pg_constraint c
+     WHERE c.contype = 'f' AND c.conrelid::regclass::text IN (SELECT d.table_name FROM booking.distribution_plan() d WHERE d.method <> 'local')
+       AND c.conname NOT IN ('review_votes_review_id_fkey', 'review_flags_review_id_fkey', 'reservations_block_id_fkey', 'blocks_hotel_id_fkey')
+       AND NOT EXISTS (SELECT FROM pg_dist_partition d WHERE d.logicalrelid = c.conrelid);
+    -- 2. What Citus cannot keep as it is, here and on every worker: each
+    -- node has the extension's own tables, and those are the tables Citus
+    -- makes the workers' shells of, so their definitions must match.
+    -- (The workers first: their connections are not this transaction's.)
+    FOR p IN SELECT * FROM run_command_on_workers('SELECT booking.citus_prepare()') LOOP
+        IF NOT p.success THEN
+            RAISE EXCEPTION 'booking.citus_prepare() failed on worker %:%: %', p.nodename, p.nodeport, p.result;
+        END IF;
+    END LOOP;
+    PERFORM booking.citus_prepare();
+    -- One transaction creates every shard: sequential, so no statement
+    -- meets the parallel connections of an earlier one.
+    PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
+    -- The rows already in the tables were checked, counted and announced
+    -- when they were written; Citus copies them into the shards, which have
+    -- the triggers (and the conflict check would not even find its rooms:
+    -- the foreign keys come back only at the end).  Session_replication_role
+    -- = replica would not do: the restore's own triggers fire then.  So each
+    -- table's triggers are off while it is distributed (Citus creates the
+    -- shards' triggers in the state of the table's) and come back as they
+    -- were (ENABLE, ENABLE REPLICA, ENABLE ALWAYS) afterwards.
+    CREATE TEMPORARY TABLE IF NOT EXISTS citus_triggers (tbl regclass, name text, state "char") ON COMMIT DROP;
+
+    -- 3. The tables, in the plan's order.
+    FOR p IN SELECT * FROM booking.distribution_plan() ORDER BY step LOOP
+        t := to_regclass(p.table_name);
+        table_name := p.table_name;
+        method := p.method;
+        distribution_column := p.distribution_column;
+        colocate_with := p.colocate_with;
+        IF t IS NULL THEN
+            action := 'missing';
+        ELSIF p.method = 'local' THEN
+            action := 'local';
+        ELSE
+            SELECT CASE d.partmethod WHEN 'n' THEN 'reference' WHEN 'h' THEN 'hash' ELSE d.partmethod::text END
+              INTO already FROM pg_dist_partition d WHERE d.logicalrelid = t;
+            IF already IS NOT NULL THEN
+                action := 'already ' || already;
+            ELSE
+                INSERT INTO citus_triggers
+                SELECT t, g.tgname, g.tgenabled FROM pg_trigger g
+                 WHERE g.tgrelid = t AND NOT g.tgisinternal AND g.tgenabled <> 'D';
+                IF FOUND THEN
+                    EXECUTE format('ALTER TABLE %s DISABLE TRIGGER USER', t);
+                END IF;
+                IF p.method = 'reference' THEN
+                    PERFORM create_reference_table(t);
+                ELSE
+                    PERFORM create_distributed_table(t, p.distribution_column, colocate_with => p.colocate_with);
+                END IF;
+                action := 'distributed';
+            END IF;
+            IF action = 'distributed' THEN
+                -- The rows are in the shards now; the coordinator's own copy
+                -- would only mislead a reader of the local heap.
+                PERFORM truncate_local_data_after_distributing_table(t);
+            END IF;
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+    FOR p IN SELECT * FROM citus_triggers LOOP
+        EXECUTE format('ALTER TABLE %s ENABLE %s TRIGGER %I', p.tbl,
+                       CASE p.state WHEN 'R' THEN 'REPLICA' WHEN 'A' THEN 'ALWAYS' ELSE '' END, p.name);
+    END LOOP;
+    DROP TABLE citus_triggers;
+    FOR p IN SELECT * FROM citus_fkeys LOOP
+        EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I %s', p.tbl, p.name, p.def);
+    END LOOP;
+    DROP TABLE citus_fkeys;
+    -- 4. Tables the plan does not name stay local: say so.
+    FOR table_name IN
+        SELECT c.oid::regclass::text FROM pg_class c
+         WHERE c.relnamespace = 'booking'::regnamespace AND c.relkind IN ('r', 'p')
+           AND c.oid::regclass::text NOT IN (SELECT d.table_name FROM booking.distribution_plan() d)
+         ORDER BY 1
+    LOOP
+        method := 'local'; distribution_column := NULL; colocate_with := NULL;
+        action := 'not in the plan';
+        RAISE WARNING 'booking.distribute(): % is not in booking.distribution_plan(); it stays a local table of this node', table_name;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION booking.distribute IS 'on a Citus coordinator with its workers added: distribute the tables as booking.distribution_plan() says, keys widened where Citus needs it; idempotent, data kept (docs/citus.md)';
+-- An operator's act (a superuser's, like CREATE EXTENSION citus): nobody else.
+REVOKE ALL ON FUNCTION booking.distribution_plan(), booking.citus_widen_key(regclass, text, text),
+    booking.citus_prepare(), booking.distribute() FROM PUBLIC;
 
 -- ==== hotels in several time zones (issue 15) ====
 --

@@ -47,6 +47,8 @@ extern int64 pgb_clash_gap(int32 buffer_before_minutes, int32 buffer_after_minut
 /* shared helpers, common.c */
 extern SPIPlanPtr pgb_keep_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes);
 extern AttrNumber pgb_attnum(Oid relid, const char *name);
+/* Our caches' relcache callbacks share one of PostgreSQL's slots (common.c). */
+extern void pgb_register_relcache_callback(void (*func) (Datum arg, Oid relid));
 extern Datum pgb_column(Relation rel, HeapTuple tup, const char *name, bool *isnull);
 
 /* rate limits, ratelimit.c */

@@ -8,6 +8,8 @@ packages=(make gcc postgresql-15 postgresql-client-15 postgresql-server-dev-15 p
           libpq-dev libjansson-dev libmicrohttpd-dev libjwt-dev libssl-dev libipc-run-perl jq curl
           valgrind  # adapter: the memcheck run of make test
           prometheus prometheus-postgres-exporter libyaml-libyaml-perl  # observability tests (adapter/t/036, 041)
+          # Citus built from CITUS_TARBALL for t/100_citus.pl (scripts/citus.sh)
+          libcurl4-openssl-dev liblz4-dev libzstd-dev libkrb5-dev libselinux1-dev libxslt1-dev libpam0g-dev libreadline-dev
           python3-icalendar python3-recurring-ical-events  # calendar feeds checked by real parsers (adapter/t/052)
           ${EXTRA_PACKAGES:-})
 # make compose-test (scripts/compose-test.sh): podman with runc, both compose
