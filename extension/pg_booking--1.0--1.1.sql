@@ -4719,7 +4719,8 @@ BEGIN
     SELECT c.conrelid::regclass, c.conname, pg_get_constraintdef(c.oid)
       FROM pg_constraint c
      WHERE c.contype = 'f' AND c.conrelid::regclass::text IN (SELECT d.table_name FROM booking.distribution_plan() d WHERE d.method <> 'local')
-       AND c.conname NOT IN ('review_votes_review_id_fkey', 'review_flags_review_id_fkey', 'reservations_block_id_fkey', 'blocks_hotel_id_fkey')
+       AND c.conname NOT IN ('review_votes_review_id_fkey', 'review_flags_review_id_fkey', 'reservations_block_id_fkey', 'blocks_hotel_id_fkey',
+                           'checkout_runs_hotel_id_fkey')
        AND NOT EXISTS (SELECT FROM pg_dist_partition d WHERE d.logicalrelid = c.conrelid);
     -- 2. What Citus cannot keep as it is, here and on every worker: each
     -- node has the extension's own tables, and those are the tables Citus
