@@ -68,6 +68,7 @@
 #include "pg_booking.h"
 
 PG_FUNCTION_INFO_V1(pgb_booking_events);
+PG_FUNCTION_INFO_V1(pgb_reservation_events);
 
 /* The queue and the bookings' columns, looked up once per backend. */
 typedef struct EventsSchema
@@ -90,6 +91,14 @@ typedef struct EventsSchema
 	AttrNumber	b_starts_at;
 	AttrNumber	b_ends_at;
 	AttrNumber	b_series_id;
+	Oid			reservations;
+	AttrNumber	r_id;
+	AttrNumber	r_hotel_id;
+	AttrNumber	r_room_type;
+	AttrNumber	r_user_id;
+	AttrNumber	r_status;
+	AttrNumber	r_arrival_date;
+	AttrNumber	r_stay_length;
 } EventsSchema;
 
 static EventsSchema schema;
@@ -109,7 +118,8 @@ static bool kept_writer_stale = false;	/* the queue's relcache entry changed (be
 static void
 forget_schema(Datum arg, Oid relid)
 {
-	if (!OidIsValid(relid) || relid == schema.queue || relid == schema.bookings)
+	if (!OidIsValid(relid) || relid == schema.queue || relid == schema.bookings ||
+		relid == schema.reservations)
 		schema.valid = false;
 	if (!OidIsValid(relid) || relid == schema.queue || relid == shard_schema.bookings)
 		shard_schema.valid = false;
@@ -133,8 +143,9 @@ events_schema(void)
 	nsp = get_namespace_oid("booking", false);
 	schema.queue = get_relname_relid("event_queue", nsp);
 	schema.bookings = get_relname_relid("bookings", nsp);
-	if (!OidIsValid(schema.queue) || !OidIsValid(schema.bookings))
-		elog(ERROR, "booking.event_queue or booking.bookings does not exist");
+	schema.reservations = get_relname_relid("reservations", nsp);
+	if (!OidIsValid(schema.queue) || !OidIsValid(schema.bookings) || !OidIsValid(schema.reservations))
+		elog(ERROR, "booking.event_queue, booking.bookings or booking.reservations does not exist");
 	schema.q_qid = pgb_attnum(schema.queue, "qid");
 	schema.q_at = pgb_attnum(schema.queue, "at");
 	schema.q_kind = pgb_attnum(schema.queue, "kind");
@@ -150,6 +161,13 @@ events_schema(void)
 	schema.b_starts_at = pgb_attnum(schema.bookings, "starts_at");
 	schema.b_ends_at = pgb_attnum(schema.bookings, "ends_at");
 	schema.b_series_id = pgb_attnum(schema.bookings, "series_id");
+	schema.r_id = pgb_attnum(schema.reservations, "id");
+	schema.r_hotel_id = pgb_attnum(schema.reservations, "hotel_id");
+	schema.r_room_type = pgb_attnum(schema.reservations, "room_type");
+	schema.r_user_id = pgb_attnum(schema.reservations, "user_id");
+	schema.r_status = pgb_attnum(schema.reservations, "status");
+	schema.r_arrival_date = pgb_attnum(schema.reservations, "arrival_date");
+	schema.r_stay_length = pgb_attnum(schema.reservations, "stay_length");
 	schema.valid = true;
 	return &schema;
 }
@@ -361,19 +379,17 @@ queue_close(QueueWriter *w)
 
 /* One queue row; the caller resets the memory it was built in. */
 static void
-queue_event(QueueWriter *w, const char *kind, int64 booking_id, Jsonb *payload)
+queue_event(QueueWriter *w, const char *kind, const char *entity, const char *id, Jsonb *payload)
 {
 	const EventsSchema *s = w->s;
 	TupleTableSlot *slot = w->slot;
-	char		id[MAXINT8LEN + 1];
 
 	ExecClearTuple(slot);
 	memset(slot->tts_isnull, false, slot->tts_tupleDescriptor->natts * sizeof(bool));
-	pg_lltoa(booking_id, id);
 	slot->tts_values[s->q_qid - 1] = Int64GetDatum(nextval_internal(s->queue_seq, false));
 	slot->tts_values[s->q_at - 1] = TimestampTzGetDatum(GetCurrentTimestamp());
 	slot->tts_values[s->q_kind - 1] = CStringGetTextDatum(kind);
-	slot->tts_values[s->q_entity - 1] = CStringGetTextDatum("booking");
+	slot->tts_values[s->q_entity - 1] = CStringGetTextDatum(entity);
 	slot->tts_values[s->q_entity_id - 1] = CStringGetTextDatum(id);
 	slot->tts_values[s->q_user_id - 1] = Int64GetDatum(w->user_id);
 	slot->tts_isnull[s->q_user_id - 1] = !w->has_user;
@@ -764,7 +780,327 @@ pgb_booking_events(PG_FUNCTION_ARGS)
 				kind = NULL;	/* a retitle is no event */
 		}
 		if (kind != NULL)
-			queue_event(w, kind, booking_id_of(slot, s, &isnull), booking_payload(s, slot, previous));
+		{
+			char		id[MAXINT8LEN + 1];
+
+			pg_lltoa(booking_id_of(slot, s, &isnull), id);
+			queue_event(w, kind, "booking", id, booking_payload(s, slot, previous));
+		}
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(rowcxt);
+	}
+	MemoryContextDelete(rowcxt);
+	queue_close(w);
+	ExecDropSingleTupleTableSlot(slot);
+	if (pslot != NULL)
+		ExecDropSingleTupleTableSlot(pslot);
+	return PointerGetDatum(NULL);
+}
+
+/* --- reservations */
+
+static void
+push_int4(JsonbParseState **st, const char *key, TupleTableSlot *slot, AttrNumber att)
+{
+	bool		isnull;
+	Datum		d = slot_getattr(slot, att, &isnull);
+	JsonbValue	v;
+
+	push_key(st, key);
+	if (isnull)
+		return push_null(st);
+	v.type = jbvNumeric;
+	v.val.numeric = int64_to_numeric(DatumGetInt32(d));
+	(void) pushJsonbValue(st, WJB_VALUE, &v);
+}
+
+/* a date as to_jsonb() writes it ("2099-06-01", "infinity") */
+static void
+push_date(JsonbParseState **st, const char *key, TupleTableSlot *slot, AttrNumber att)
+{
+	bool		isnull;
+	Datum		d = slot_getattr(slot, att, &isnull);
+	char		buf[MAXDATELEN + 1];
+
+	push_key(st, key);
+	if (isnull)
+		return push_null(st);
+	JsonEncodeDateTime(buf, d, DATEOID, NULL);
+	push_string(st, pstrdup(buf), strlen(buf));
+}
+
+/*
+ * booking.reservation_event_payload(): {"hotel_id", "room_type",
+ * "owner_id", "status", "arrival_date", "stay_length"}, plus "previous"
+ * {room_type, arrival_date, stay_length} of the old row when given (a
+ * change).  Never the guest name.
+ */
+static Jsonb *
+reservation_payload(const EventsSchema *s, TupleTableSlot *row, TupleTableSlot *previous)
+{
+	JsonbParseState *st = NULL;
+	JsonbValue *res;
+
+	(void) pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+	push_int8(&st, "hotel_id", row, s->r_hotel_id);
+	push_text(&st, "room_type", row, s->r_room_type);
+	push_int8(&st, "owner_id", row, s->r_user_id);
+	push_text(&st, "status", row, s->r_status);
+	push_date(&st, "arrival_date", row, s->r_arrival_date);
+	push_int4(&st, "stay_length", row, s->r_stay_length);
+	if (previous != NULL)
+	{
+		push_key(&st, "previous");
+		(void) pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+		push_text(&st, "room_type", previous, s->r_room_type);
+		push_date(&st, "arrival_date", previous, s->r_arrival_date);
+		push_int4(&st, "stay_length", previous, s->r_stay_length);
+		(void) pushJsonbValue(&st, WJB_END_OBJECT, NULL);
+	}
+	res = pushJsonbValue(&st, WJB_END_OBJECT, NULL);
+	return JsonbValueToJsonb(res);
+}
+
+/* NOT DISTINCT, for date and integer (4-byte values compared by value). */
+static bool
+same_int4(TupleTableSlot *a, TupleTableSlot *b, AttrNumber att)
+{
+	bool		na;
+	bool		nb;
+	Datum		da = slot_getattr(a, att, &na);
+	Datum		db = slot_getattr(b, att, &nb);
+
+	if (na || nb)
+		return na == nb;
+	return DatumGetInt32(da) == DatumGetInt32(db);
+}
+
+/* NOT DISTINCT, for text (deterministic collation: bytes). */
+static bool
+same_text(TupleTableSlot *a, TupleTableSlot *b, AttrNumber att)
+{
+	bool		na;
+	bool		nb;
+
+	(void) slot_getattr(a, att, &na);
+	(void) slot_getattr(b, att, &nb);
+	if (na || nb)
+		return na == nb;
+	return !text_differs(a, b, att);
+}
+
+/* The reservation's id (uuid), NULL when it has none. */
+static pg_uuid_t *
+reservation_id_of(TupleTableSlot *slot, const EventsSchema *s)
+{
+	bool		isnull;
+	Datum		d = slot_getattr(slot, s->r_id, &isnull);
+
+	return isnull ? NULL : DatumGetUUIDP(d);
+}
+
+/*
+ * UPDATE: is each old row the previous version of the new row at the same
+ * place?  (What the SQL's join on id finds; the executor captures them
+ * pairwise, so this holds unless something unforeseen wrote the tables.)
+ */
+static bool
+reservations_paired(Tuplestorestate *rows, Tuplestorestate *pairs, TupleTableSlot *slot,
+					TupleTableSlot *pslot, int *readptr, int *preadptr, const EventsSchema *s)
+{
+	bool		ok = true;
+
+	rows_rewind(rows, readptr);
+	rows_rewind(pairs, preadptr);
+	for (;;)
+	{
+		bool		more;
+		bool		pmore;
+		pg_uuid_t  *id;
+		pg_uuid_t  *pid;
+
+		tuplestore_select_read_pointer(rows, *readptr);
+		more = tuplestore_gettupleslot(rows, true, false, slot);
+		tuplestore_select_read_pointer(pairs, *preadptr);
+		pmore = tuplestore_gettupleslot(pairs, true, false, pslot);
+		if (!more || !pmore)
+		{
+			ok = (more == pmore);
+			break;
+		}
+		id = reservation_id_of(slot, s);
+		pid = reservation_id_of(pslot, s);
+		if (id == NULL || pid == NULL || memcmp(id, pid, UUID_LEN) != 0)
+		{
+			ok = false;
+			break;
+		}
+	}
+	ExecClearTuple(slot);
+	ExecClearTuple(pslot);
+	return ok;
+}
+
+/* The 1.1 SQL, for an UPDATE whose transition tables are not pairwise. */
+static void
+queue_reservations_by_sql(TriggerData *trigdata, const EventsSchema *s)
+{
+	const char *sql =
+		"INSERT INTO booking.event_queue (kind, entity, entity_id, user_id, payload)"
+		" SELECT c.kind, 'reservation', c.id::text, booking.current_user_id(),"
+		"        c.payload || CASE WHEN c.kind = 'reservation.changed'"
+		"                          THEN jsonb_build_object('previous', jsonb_build_object('room_type', c.old_room_type,"
+		"                               'arrival_date', c.old_arrival_date, 'stay_length', c.old_stay_length))"
+		"                          ELSE '{}' END"
+		"   FROM (SELECT n.id, booking.reservation_event_payload(n) AS payload, o.room_type AS old_room_type,"
+		"                o.arrival_date AS old_arrival_date, o.stay_length AS old_stay_length,"
+		"                CASE WHEN n.status <> o.status THEN 'reservation.' || n.status"
+		"                     WHEN (n.arrival_date, n.stay_length, n.room_type) IS DISTINCT FROM"
+		"                          (o.arrival_date, o.stay_length, o.room_type)"
+		"                     THEN 'reservation.changed' END AS kind"
+		"           FROM new_rows n JOIN old_rows o ON o.id = n.id) c"
+		"  WHERE c.kind IS NOT NULL";
+	Oid			save_userid;
+	int			save_sec_context;
+	int			rc;
+	HeapTuple	tup;
+	Oid			owner;
+
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(s->queue));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "booking.event_queue not found");
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_register_trigger_data(trigdata) != SPI_OK_TD_REGISTER)
+		elog(ERROR, "SPI_register_trigger_data failed");
+	rc = SPI_execute(sql, false, 0);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "queueing the events failed: %s", SPI_result_code_string(rc));
+	if (SPI_processed > 0)
+		pgb_wake_publisher_at_commit();
+	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+}
+
+/*
+ * booking.reservation_events(): AFTER INSERT / UPDATE / DELETE, FOR EACH
+ * STATEMENT, on booking.reservations, REFERENCING NEW TABLE AS new_rows /
+ * OLD TABLE AS old_rows.  The events the 1.1 SQL wrote (it had no order:
+ * they are queued in the order of the transition table):
+ *   INSERT   reservation.created        payload of the new row
+ *   DELETE   reservation.deleted        payload of the old row
+ *   UPDATE   reservation.<new status>   when the status changed
+ *            reservation.changed        else when arrival, length or room
+ *                                       type changed, with "previous":
+ *                                       {room_type, arrival_date, stay_length}
+ *            (nothing for any other change: a check-in time, a price)
+ * each with the caller as user_id, written row by row as for bookings (no
+ * statement size limit; the nightly checkout's batches pay no SQL per row).
+ */
+Datum
+pgb_reservation_events(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	TriggerEvent event;
+	const EventsSchema *s;
+	Tuplestorestate *rows;
+	Tuplestorestate *pairs = NULL;
+	TupleDesc	desc;
+	TupleTableSlot *slot;
+	TupleTableSlot *pslot = NULL;
+	int			readptr = -1;
+	int			preadptr = -1;
+	bool		is_insert;
+	bool		is_update;
+	QueueWriter *w;
+	MemoryContext rowcxt;
+	MemoryContext old;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "reservation_events: not called by trigger manager");
+	event = trigdata->tg_event;
+	if (!TRIGGER_FIRED_AFTER(event) || TRIGGER_FIRED_FOR_ROW(event))
+		elog(ERROR, "reservation_events: must be fired after the statement");
+	is_insert = TRIGGER_FIRED_BY_INSERT(event);
+	is_update = TRIGGER_FIRED_BY_UPDATE(event);
+	if (!is_insert && !is_update && !TRIGGER_FIRED_BY_DELETE(event))
+		elog(ERROR, "reservation_events: fired for INSERT, UPDATE or DELETE only");
+	rows = (is_insert || is_update) ? trigdata->tg_newtable : trigdata->tg_oldtable;
+	if (is_update)
+		pairs = trigdata->tg_oldtable;
+	if (rows == NULL || (is_update && pairs == NULL))
+		elog(ERROR, "reservation_events: needs REFERENCING OLD TABLE AS old_rows / NEW TABLE AS new_rows");
+
+	s = events_schema();
+	if (RelationGetRelid(trigdata->tg_relation) != s->reservations)
+		elog(ERROR, "reservation_events: fired on \"%s\", not on booking.reservations",
+			 RelationGetRelationName(trigdata->tg_relation));
+	desc = RelationGetDescr(trigdata->tg_relation);
+	slot = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
+	if (pairs != NULL)
+	{
+		pslot = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
+		if (!reservations_paired(rows, pairs, slot, pslot, &readptr, &preadptr, s))
+		{
+			ExecDropSingleTupleTableSlot(slot);
+			ExecDropSingleTupleTableSlot(pslot);
+			queue_reservations_by_sql(trigdata, s);
+			return PointerGetDatum(NULL);
+		}
+	}
+
+	w = queue_open(s);
+	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "pg_booking event row", ALLOCSET_SMALL_SIZES);
+	rows_rewind(rows, &readptr);
+	if (pairs != NULL)
+		rows_rewind(pairs, &preadptr);
+	for (;;)
+	{
+		bool		isnull;
+		const char *kind;
+		TupleTableSlot *previous = NULL;
+		pg_uuid_t  *id;
+
+		tuplestore_select_read_pointer(rows, readptr);
+		if (!tuplestore_gettupleslot(rows, true, false, slot))
+			break;
+		old = MemoryContextSwitchTo(rowcxt);
+		if (is_insert)
+			kind = "reservation.created";
+		else if (!is_update)
+			kind = "reservation.deleted";
+		else
+		{
+			tuplestore_select_read_pointer(pairs, preadptr);
+			if (!tuplestore_gettupleslot(pairs, true, false, pslot))
+				elog(ERROR, "reservation_events: fewer old rows than new ones");
+			if (text_differs(slot, pslot, s->r_status))
+				kind = psprintf("reservation.%s",
+								TextDatumGetCString(slot_getattr(slot, s->r_status, &isnull)));
+			else if (!same_int4(slot, pslot, s->r_arrival_date) ||
+					 !same_int4(slot, pslot, s->r_stay_length) ||
+					 !same_text(slot, pslot, s->r_room_type))
+			{
+				kind = "reservation.changed";
+				previous = pslot;
+			}
+			else
+				kind = NULL;
+		}
+		if (kind != NULL)
+		{
+			id = reservation_id_of(slot, s);
+			if (id == NULL)
+				elog(ERROR, "reservation_events: a reservation without an id");
+			queue_event(w, kind, "reservation",
+						DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id))),
+						reservation_payload(s, slot, previous));
+		}
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(rowcxt);
 	}
