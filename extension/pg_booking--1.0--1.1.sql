@@ -4907,14 +4907,18 @@ AS $$ SELECT (at AT TIME ZONE time_zone)::date $$;
 COMMENT ON FUNCTION booking.local_date IS 'the calendar date of an instant in a time zone';
 
 -- A hotel's zone; NULL (the site, meeting rooms) is the global setting.
+-- As its owner: a hotel's zone is no secret, and readers of the KPI views
+-- (Grafana's role among them) need it without reading booking.hotels.
+-- PL/pgSQL, not SQL: a SQL function that is not inlined passes its
+-- argument as a parameter, which Citus cannot plan on a distributed table.
 CREATE FUNCTION booking.hotel_time_zone(hotel_id bigint) RETURNS text
-LANGUAGE sql STABLE SECURITY DEFINER
--- (a hotel's zone is no secret: readers of the KPI views, Grafana's role
--- among them, need it without reading booking.hotels)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT coalesce((SELECT h.time_zone FROM booking.hotels h WHERE h.id = hotel_time_zone.hotel_id),
-                    booking.checkout_time_zone())
+BEGIN
+    RETURN coalesce((SELECT h.time_zone FROM booking.hotels h WHERE h.id = hotel_time_zone.hotel_id),
+                    booking.checkout_time_zone());
+END
 $$;
 COMMENT ON FUNCTION booking.hotel_time_zone IS 'the time zone of a hotel (NULL: the site''s, pg_booking.checkout_time_zone)';
 
