@@ -16,11 +16,13 @@ BEGIN;
 SELECT booking.check_in_window('2099-01-01 10:00+00', 10) AS check_in_window;
 SELECT booking.series_no_show_limit() AS default_series_no_show_limit;
 
--- Rooms: one that requires check-in, one that does not.
+-- Rooms: two that require check-in, one that does not.
 SELECT t_as('admin@example.com', 'booking_admin');
 SET ROLE booking_admin;
 SELECT t_strip(api.create_room('Check-in Room', 'HQ 3rd floor', 6)) ->> 'check_in_required' AS check_in_required_by_default;
 SELECT t_strip(api.create_room('Walk-in Room', 'HQ 3rd floor', 6)) ->> 'check_in_window_minutes' AS window_by_default;
+SELECT t_strip(api.create_room('Panel Room', 'HQ 3rd floor', 6)) IS NOT NULL AS created;
+SELECT api.set_room_check_in(t_room('Panel Room'), true) ->> 'check_in_required' AS panel_room_check_in;
 SELECT x ->> 'check_in_required' AS check_in_required, x ->> 'check_in_window_minutes' AS window_minutes
   FROM api.set_room_check_in(t_room('Check-in Room'), true, 15) x;
 SELECT x ->> 'check_in_window_minutes' AS window_minutes
@@ -37,15 +39,15 @@ SET ROLE booking_user;
 SELECT api.set_room_check_in(t_room('Walk-in Room'), true);       -- plain user: 403
 RESET ROLE;
 SELECT name, check_in_required, check_in_window_minutes FROM booking.rooms
- WHERE name IN ('Check-in Room', 'Walk-in Room') ORDER BY name;
+ WHERE name IN ('Check-in Room', 'Panel Room', 'Walk-in Room') ORDER BY name;
 
 -- Bookings around now (written directly: some have started already).
 INSERT INTO booking.bookings (room_id, user_id, title, starts_at, ends_at)
 SELECT t_room(v.room), t_id(v.email), v.title, now() + v.s::interval, now() + v.e::interval
   FROM (VALUES ('Check-in Room', 'alice@example.com', 'Alice soon',     '5 minutes',   '65 minutes'),
                ('Check-in Room', 'alice@example.com', 'Alice tomorrow', '1 day',       '1 day 1 hour'),
-               ('Check-in Room', 'alice@example.com', 'Alice late',     '-20 minutes', '40 minutes'),
-               ('Check-in Room', 'carol@example.com', 'Carol at the panel', '70 minutes', '80 minutes'),
+               ('Check-in Room', 'alice@example.com', 'Alice late',     '-25 minutes', '-11 minutes'),
+               ('Panel Room',    'carol@example.com', 'Carol at the panel', '8 minutes', '68 minutes'),
                ('Check-in Room', 'carol@example.com', 'Carol by the manager', '-10 minutes', '-5 minutes'),
                ('Check-in Room', 'carol@example.com', 'Carol no-show', '90 minutes',  '150 minutes'),
                ('Walk-in Room',  'alice@example.com', 'Alice walks in', '5 minutes',   '65 minutes')) v(room, email, title, s, e);
@@ -96,7 +98,6 @@ SELECT api.check_in_booking(:soon);
 RESET ROLE;
 -- The room's panel checks in Carol's (a service account may, for anyone);
 -- a facility manager checks in the one started 10 minutes ago (the window's end).
-UPDATE booking.bookings SET starts_at = now() + interval '10 minutes', ends_at = now() + interval '20 minutes' WHERE id = :panel;
 SELECT t_as('svc@example.com', 'booking_service_account');
 SET ROLE booking_service_account;
 SELECT (api.check_in_booking(:panel) ->> 'checked_in_at') IS NOT NULL AS panel_checked_in;
@@ -106,17 +107,20 @@ SET ROLE booking_facility_manager;
 SELECT (api.check_in_booking(:by_fm) ->> 'checked_in_at') IS NOT NULL AS manager_checked_in;
 RESET ROLE;
 
--- Release.  At the window's end nothing is released yet (check-in is still
--- allowed at that instant); one microsecond later Alice's late booking is.
-SELECT booking.release_no_shows(now() + interval '10 minutes') AS released_at_minus_10;
+-- Release.  Alice's late booking (started 25 minutes ago, 10 minutes'
+-- window): at its window's end nothing is released yet (check-in is still
+-- allowed at that instant); one microsecond later it is.
+SELECT booking.release_no_shows(now() - interval '15 minutes') AS released_at_window_end;
 SELECT status FROM booking.bookings WHERE id = :late;
-SELECT booking.release_no_shows(now() - interval '10 minutes' + interval '20 minutes') AS released_late_at_window_end;
-SELECT booking.release_no_shows(now() + interval '1 microsecond') AS released_now;
--- Now, 100 minutes on (Carol's no-show is 10 minutes past its start):
--- checked-in bookings, one of a room without check-in, and one not yet
--- started stay; a bad instant is refused.
-SELECT booking.release_no_shows(now() + interval '100 minutes') AS released_at_100;
-SELECT booking.release_no_shows(now() + interval '100 minutes 1 microsecond') AS released_at_100_and_a_bit;
+SELECT booking.release_no_shows(now() - interval '15 minutes' + interval '1 microsecond') AS released_just_after;
+SELECT status FROM booking.bookings WHERE id = :late;
+-- 20 minutes on: the checked-in bookings (windows over), the one of a room
+-- without check-in, and those not yet started stay.
+SELECT booking.release_no_shows(now() + interval '20 minutes') AS released_at_plus_20;
+-- 100 minutes on, Carol's no-show (at 90) is at its window's end; just after, released.
+SELECT booking.release_no_shows(now() + interval '100 minutes') AS released_at_plus_100;
+SELECT booking.release_no_shows(now() + interval '100 minutes 1 microsecond') AS released_just_after;
+-- A bad instant is refused.
 SELECT booking.release_no_shows(NULL);
 SELECT title, status, checked_in_at IS NOT NULL AS checked_in FROM booking.bookings
  WHERE id IN (:soon, :tomorrow, :late, :panel, :by_fm, :noshow, :walkin) ORDER BY id;
@@ -169,8 +173,8 @@ SELECT booking.release_no_shows(t) FROM (VALUES (timestamptz '2099-03-04 10:11+0
 SELECT * FROM t_series;
 SELECT kind FROM booking.event_queue e JOIN booking.bookings b ON e.entity = 'booking' AND e.entity_id = b.id::text
  WHERE b.title = 'never comes' AND b.starts_at = '2099-03-05 10:00+00';
--- With the limit at 2, "comes once"'s next no-show... it has had two: the
--- next release of anything in it cancels the fifth day.
+-- With the limit at 2, the fourth no-show of "no limit" cancels its fifth
+-- day (a series is looked at when it has a new no-show).
 SET pg_booking.series_no_show_limit = 2;
 SELECT booking.release_no_shows('2099-03-04 14:11+00');
 SELECT * FROM t_series;
