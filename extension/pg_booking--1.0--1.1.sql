@@ -6518,6 +6518,13 @@ DECLARE
     win tstzrange;
 BEGIN
     SELECT * INTO b FROM booking.bookings x WHERE x.id = booking_id FOR UPDATE;
+    -- The api function has answered 404/403 by the caller's own view (RLS);
+    -- this guards a direct call: only the owner, staff and panels get on.
+    IF b.id IS NULL OR NOT (b.user_id = booking.current_user_id()
+                            OR booking.caller_is('admin', 'facility_manager', 'service_account')) THEN
+        PERFORM booking.raise_error(404, 'NOT_FOUND', format('booking %s not found', coalesce(booking_id::text, 'NULL')),
+            jsonb_build_object('booking_id', booking_id));
+    END IF;
     SELECT * INTO r FROM booking.rooms x WHERE x.id = b.room_id;
     IF NOT r.check_in_required THEN
         PERFORM booking.raise_error(409, 'CHECK_IN_NOT_REQUIRED',
