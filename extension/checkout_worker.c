@@ -75,6 +75,7 @@ char	   *pgb_checkout_time_zone = NULL;
 bool		pgb_checkout_release_no_shows = false;
 int			pgb_checkout_test_clock_offset = 0;
 char	   *pgb_checkout_test_clock = NULL;
+int			pgb_series_no_show_limit = 3;
 
 #define CHECKOUT_BATCH_SIZE		5000
 #define MAX_SLEEP_MS			(60 * 1000)
@@ -170,6 +171,19 @@ pgb_checkout_define_settings(void)
 							 PGC_SUSET,
 							 0,
 							 NULL, NULL, NULL);
+	/*
+	 * Read by booking.series_no_show_limit() (booking.release_no_shows(), on
+	 * the minute tick); defined here so a wrong value is refused when set,
+	 * not when the worker meets it.
+	 */
+	DefineCustomIntVariable("pg_booking.series_no_show_limit",
+							"Consecutive no-shows of a recurring series that cancel its future occurrences (0: never).",
+							NULL,
+							&pgb_series_no_show_limit,
+							3, 0, 1000,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
 	/*
 	 * For tests only: the instant a session's checkout goes by
 	 * (booking.checkout_clock(): which business dates are due), so the
@@ -615,32 +629,38 @@ run_day(const DueRun *due)
 }
 
 /*
- * The minute tick's other job: holds and requests past their expiry become
- * "expired", with their events (booking.expire_holds(); the 1.0 SQL has no
- * holds).  Nobody waits for it: an expired hold already blocks no one (the
- * conflict check's rule), this only records it.  An error is logged and the
- * worker goes on.
+ * The minute tick's other jobs, each a function of the SQL that returns how
+ * many bookings it changed (probed first: an older SQL may not have it):
+ * holds and requests past their expiry become "expired"
+ * (booking.expire_holds()), and no-shows of rooms that require check-in
+ * become "released" (booking.release_no_shows(), at the checkout's clock so
+ * the tests' offset moves it too).  Nobody waits for the first (an expired
+ * hold already blocks no one); the second frees the room.  Each runs in a
+ * transaction of its own, so one failing does not keep the other from
+ * running; an error is logged and the worker goes on.
  */
 static void
-expire_holds(MemoryContext cxt)
+run_tick_job(MemoryContext cxt, const char *signature, const char *sql, const char *activity, const char *done)
 {
 	PG_TRY();
 	{
 		bool		isnull;
 		int64		n = 0;
+		Datum		sig = CStringGetTextDatum(signature);
+		Oid			argtypes[1] = {TEXTOID};
 
-		begin_work("pg_booking checkout: expiring holds");
-		if (SPI_execute("SELECT to_regprocedure('booking.expire_holds()') IS NOT NULL", true, 1) != SPI_OK_SELECT)
-			elog(ERROR, "pg_booking checkout: could not look for booking.expire_holds()");
+		begin_work(activity);
+		if (SPI_execute_with_args("SELECT to_regprocedure($1) IS NOT NULL", 1, argtypes, &sig, NULL, true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "pg_booking checkout: could not look for %s", signature);
 		if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
 		{
-			if (SPI_execute("SELECT booking.expire_holds()::int8", false, 1) != SPI_OK_SELECT)
-				elog(ERROR, "pg_booking checkout: booking.expire_holds() failed");
+			if (SPI_execute(sql, false, 1) != SPI_OK_SELECT)
+				elog(ERROR, "pg_booking checkout: %s failed", signature);
 			n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 		}
 		end_work();
 		if (n > 0)
-			ereport(LOG, (errmsg("pg_booking checkout: %lld holds or requests expired", (long long) n)));
+			ereport(LOG, (errmsg("pg_booking checkout: %lld %s", (long long) n, done)));
 	}
 	PG_CATCH();
 	{
@@ -743,7 +763,12 @@ pgb_checkout_worker_main(Datum main_arg)
 			{
 				for (int i = 0; i < n; i++)
 					run_day(&runs[i]);
-				expire_holds(loop_cxt);
+				run_tick_job(loop_cxt, "booking.expire_holds()",
+							 "SELECT booking.expire_holds()::int8",
+							 "pg_booking checkout: expiring holds", "holds or requests expired");
+				run_tick_job(loop_cxt, "booking.release_no_shows(timestamptz)",
+							 "SELECT booking.release_no_shows(booking.checkout_clock())::int8",
+							 "pg_booking checkout: releasing no-shows", "no-shows released");
 				sleep_ms = Max(Min(next_ms, MAX_SLEEP_MS), 1000);
 			}
 		}

@@ -6464,6 +6464,238 @@ CREATE TRIGGER reservations_count_revenue_delete AFTER DELETE ON booking.reserva
 CREATE TRIGGER reservations_count_revenue_truncate AFTER TRUNCATE ON booking.reservations
     FOR EACH STATEMENT EXECUTE FUNCTION booking.count_revenue_nights();
 
+-- ==== check-in and automatic release of no-shows (issue 14) ====
+--
+-- A room may require check-in (rooms.check_in_required): whoever booked it,
+-- a facility manager, or the room's panel (a service account) checks the
+-- booking in within [start - window, start + window]
+-- (rooms.check_in_window_minutes, default 10).  A confirmed booking of such
+-- a room not checked in by start + window is a no-show: the checkout
+-- worker's minute tick (booking.release_no_shows()) makes it "released",
+-- which does not occupy the room (booking.status_occupies()), so its time
+-- is bookable at once; the events trigger writes booking.released and the
+-- counters count it like any status.  A released occurrence of a series
+-- leaves the rest alone, but pg_booking.series_no_show_limit (default 3;
+-- 0: never) consecutive no-shows of one series cancel its future
+-- occurrences: the room is evidently not used.  The window is one
+-- definition (booking.check_in_window) for both the check-in and the
+-- release, so a booking can never be both too late to check in and not yet
+-- released, or the reverse.
+
+ALTER TABLE booking.rooms ADD COLUMN check_in_required boolean NOT NULL DEFAULT false,
+    ADD COLUMN check_in_window_minutes integer NOT NULL DEFAULT 10,
+    ADD CONSTRAINT rooms_check_in_window_range CHECK (check_in_window_minutes BETWEEN 1 AND 120);
+COMMENT ON COLUMN booking.rooms.check_in_required IS 'a confirmed booking of the room not checked in by its start + check_in_window_minutes is released';
+COMMENT ON COLUMN booking.rooms.check_in_window_minutes IS 'check-in is open from this many minutes before a booking''s start to as many after it (1..120)';
+ALTER TABLE booking.bookings ADD COLUMN checked_in_at timestamptz;
+COMMENT ON COLUMN booking.bookings.checked_in_at IS 'when the booking was checked in (POST /bookings/{id}/check-in); NULL: not (yet)';
+
+CREATE FUNCTION booking.check_in_window(starts_at timestamptz, window_minutes integer) RETURNS tstzrange
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT tstzrange(starts_at - make_interval(mins => window_minutes), starts_at + make_interval(mins => window_minutes), '[]') $$;
+COMMENT ON FUNCTION booking.check_in_window IS 'the instants a booking starting at starts_at may be checked in, both ends included; after its upper end an unchecked booking is a no-show';
+
+-- The setting, read where it is used; without the library loaded (pg_dump,
+-- plain psql on a server without it) the default.
+CREATE FUNCTION booking.series_no_show_limit() RETURNS integer
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$ SELECT coalesce(nullif(current_setting('pg_booking.series_no_show_limit', true), '')::integer, 3) $$;
+COMMENT ON FUNCTION booking.series_no_show_limit IS 'pg_booking.series_no_show_limit: this many consecutive no-shows of a series cancel its future occurrences (0: never; default 3)';
+
+CREATE OR REPLACE FUNCTION booking.room_json(r booking.rooms) RETURNS jsonb
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT jsonb_build_object('id', r.id, 'name', r.name, 'location', r.location,
+                              'capacity', r.capacity, 'amenities', to_jsonb(r.amenities),
+                              'buffer_before_minutes', r.buffer_before_minutes,
+                              'buffer_after_minutes', r.buffer_after_minutes,
+                              'requires_approval', r.requires_approval,
+                              'approval_expiry_minutes', r.approval_expiry_minutes,
+                              'check_in_required', r.check_in_required,
+                              'check_in_window_minutes', r.check_in_window_minutes,
+                              'active', r.active, 'created_at', r.created_at, 'updated_at', r.updated_at)
+$$;
+
+CREATE OR REPLACE FUNCTION booking.booking_json(b booking.bookings) RETURNS jsonb
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT jsonb_build_object('id', b.id, 'room_id', b.room_id, 'user_id', b.user_id, 'title', b.title,
+                              'starts_at', b.starts_at, 'ends_at', b.ends_at, 'status', b.status,
+                              'hold_expires_at', b.hold_expires_at, 'checked_in_at', b.checked_in_at,
+                              'series_id', b.series_id, 'created_at', b.created_at, 'updated_at', b.updated_at)
+$$;
+
+CREATE FUNCTION api.set_room_check_in(id bigint, check_in_required boolean,
+                                      check_in_window_minutes integer DEFAULT 10) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    r booking.rooms;
+BEGIN
+    PERFORM booking.require_role('admin', 'facility_manager');
+    PERFORM booking.find_room(id);
+    IF check_in_required IS NULL THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR', 'check_in_required is required',
+            jsonb_build_object('field', 'check_in_required'));
+    END IF;
+    IF check_in_window_minutes IS NULL OR check_in_window_minutes NOT BETWEEN 1 AND 120 THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR',
+            format('check_in_window_minutes %s is not between 1 and 120', coalesce(check_in_window_minutes::text, 'NULL')),
+            jsonb_build_object('field', 'check_in_window_minutes', 'min', 1, 'max', 120));
+    END IF;
+    UPDATE booking.rooms x
+       SET check_in_required = set_room_check_in.check_in_required,
+           check_in_window_minutes = set_room_check_in.check_in_window_minutes, updated_at = now()
+     WHERE x.id = set_room_check_in.id
+    RETURNING * INTO r;
+    RETURN booking.room_json(r);
+END
+$$;
+COMMENT ON FUNCTION api.set_room_check_in IS 'admin, facility_manager: whether bookings of the room must be checked in, and the window in minutes either side of the start (1..120, default 10); applies to bookings not yet released; 404, 422';
+
+-- The check-in itself.  SECURITY DEFINER because a room panel (a service
+-- account) may read every booking but change none (RLS): api.check_in_booking
+-- decides who may check in, this records it.  The booking is locked, so a
+-- check-in and the worker's release of the same booking go one after the
+-- other, and the later sees what the earlier did.
+CREATE FUNCTION booking.record_check_in(booking_id bigint) RETURNS booking.bookings
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    b booking.bookings;
+    r booking.rooms;
+    win tstzrange;
+BEGIN
+    SELECT * INTO b FROM booking.bookings x WHERE x.id = booking_id FOR UPDATE;
+    -- The api function has answered 404/403 by the caller's own view (RLS);
+    -- this guards a direct call: only the owner, staff and panels get on.
+    IF b.id IS NULL OR NOT (b.user_id = booking.current_user_id()
+                            OR booking.caller_is('admin', 'facility_manager', 'service_account')) THEN
+        PERFORM booking.raise_error(404, 'NOT_FOUND', format('booking %s not found', coalesce(booking_id::text, 'NULL')),
+            jsonb_build_object('booking_id', booking_id));
+    END IF;
+    SELECT * INTO r FROM booking.rooms x WHERE x.id = b.room_id;
+    IF NOT r.check_in_required THEN
+        PERFORM booking.raise_error(409, 'CHECK_IN_NOT_REQUIRED',
+            format('room %s does not require check-in', r.id),
+            jsonb_build_object('booking_id', b.id, 'room_id', r.id));
+    END IF;
+    IF b.checked_in_at IS NOT NULL THEN
+        PERFORM booking.raise_error(409, 'ALREADY_CHECKED_IN',
+            format('booking %s was checked in at %s', b.id, to_json(b.checked_in_at) #>> '{}'),
+            jsonb_build_object('booking_id', b.id, 'checked_in_at', b.checked_in_at));
+    END IF;
+    IF b.status <> 'confirmed' THEN
+        PERFORM booking.raise_error(409, 'INVALID_STATE',
+            format('booking %s is %s, not confirmed, and cannot be checked in', b.id, b.status),
+            jsonb_build_object('booking_id', b.id, 'status', b.status));
+    END IF;
+    win := booking.check_in_window(b.starts_at, r.check_in_window_minutes);
+    IF NOT now() <@ win THEN
+        PERFORM booking.raise_error(409, 'CHECK_IN_WINDOW',
+            format('booking %s can be checked in from %s to %s', b.id,
+                   to_json(lower(win)) #>> '{}', to_json(upper(win)) #>> '{}'),
+            jsonb_build_object('booking_id', b.id, 'opens_at', lower(win), 'closes_at', upper(win),
+                               'too', CASE WHEN now() < lower(win) THEN 'early' ELSE 'late' END));
+    END IF;
+    UPDATE booking.bookings x SET checked_in_at = now(), updated_at = now()
+     WHERE x.id = booking_id RETURNING * INTO b;
+    RETURN b;
+END
+$$;
+COMMENT ON FUNCTION booking.record_check_in IS 'record the check-in of a confirmed booking of a check-in room within its window (booking.check_in_window); 409 CHECK_IN_NOT_REQUIRED, ALREADY_CHECKED_IN, INVALID_STATE, CHECK_IN_WINDOW; the caller decides who may';
+
+CREATE FUNCTION api.check_in_booking(id bigint) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+AS $$
+BEGIN
+    PERFORM booking.require_user();
+    IF booking.caller_is('service_account') THEN
+        -- A room panel checks in whoever stands at the door: it may read
+        -- every booking (404 for none), and change no other part of one.
+        PERFORM booking.find_booking(id);
+    ELSE
+        -- 404 for someone else's booking, 403 for those who may only read
+        -- it (auditors), as for every other change of a booking.
+        PERFORM booking.find_booking_for_update(id);
+    END IF;
+    RETURN booking.booking_json(booking.record_check_in(id));
+END
+$$;
+COMMENT ON FUNCTION api.check_in_booking IS 'owner, admin, facility_manager, service_account (a room panel): check in a confirmed booking of a room that requires it, within [start - window, start + window]; 404, 403, 409 CHECK_IN_WINDOW, CHECK_IN_NOT_REQUIRED, ALREADY_CHECKED_IN, INVALID_STATE';
+
+-- The worker's minute tick (at: its clock, booking.checkout_clock()).  The
+-- candidates come from the occupying index per check-in room (a booking
+-- started at most max_booking_length() ago); only bookings with time left
+-- are released (a no-show noticed after its end frees nothing; the
+-- checkout completes it).  Then each series with a new no-show is looked at:
+-- if its latest series_no_show_limit occurrences that have started (those
+-- cancelled by their owner not counted) were all released, its occurrences
+-- still to start are cancelled.  Returns the bookings released.
+CREATE FUNCTION booking.release_no_shows(at timestamptz DEFAULT now()) RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n integer;
+    series uuid[];
+    lim integer := booking.series_no_show_limit();
+BEGIN
+    IF at IS NULL THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR', 'at is required', jsonb_build_object('field', 'at'));
+    END IF;
+    WITH released AS (
+        UPDATE booking.bookings b SET status = 'released', updated_at = now()
+          FROM booking.rooms r
+         WHERE r.check_in_required AND b.room_id = r.id
+           AND booking.status_occupies(b.status) AND b.status = 'confirmed'
+           AND b.starts_at > at - booking.max_booking_length() AND b.starts_at < at
+           AND b.ends_at > at AND b.checked_in_at IS NULL
+           AND at > upper(booking.check_in_window(b.starts_at, r.check_in_window_minutes))
+        RETURNING b.series_id
+    )
+    SELECT count(*), array_agg(DISTINCT x.series_id) FILTER (WHERE x.series_id IS NOT NULL)
+      INTO n, series FROM released x;
+    IF lim > 0 AND series IS NOT NULL THEN
+        UPDATE booking.bookings b SET status = 'cancelled', updated_at = now()
+         WHERE b.series_id = ANY (series) AND b.starts_at > at AND b.status IN ('confirmed', 'held', 'pending')
+           AND (SELECT count(*) = lim AND bool_and(l.status = 'released')
+                  FROM (SELECT p.status FROM booking.bookings p
+                         WHERE p.series_id = b.series_id AND p.starts_at <= at AND p.status <> 'cancelled'
+                         ORDER BY p.starts_at DESC LIMIT lim) l);
+    END IF;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION booking.release_no_shows IS 'release every confirmed booking of a check-in room not checked in by start + window at instant at and not yet ended, and cancel the future occurrences of a series whose last pg_booking.series_no_show_limit occurrences were all released (the background worker calls it every minute); returns how many were released';
+
+INSERT INTO booking.http_routes (method, path, function_name, success_status, operation_id, body_argument, public, event_stream) VALUES
+    ('POST', '/bookings/{id}/check-in', 'check_in_booking',  200, NULL, NULL, false, false),
+    ('PUT',  '/rooms/{id}/check-in',    'set_room_check_in', 200, NULL, NULL, false, false);
+INSERT INTO booking.http_results (function_name, schema) VALUES
+    ('check_in_booking', '{"$ref": "#/components/schemas/Booking"}'),
+    ('set_room_check_in', '{"$ref": "#/components/schemas/Room"}');
+UPDATE booking.http_schemas s
+   SET schema = jsonb_set(jsonb_set(s.schema, '{properties}', s.schema -> 'properties' || v.props),
+                          '{required}', (SELECT jsonb_agg(k ORDER BY k)
+                                           FROM jsonb_object_keys(s.schema -> 'properties' || v.props) k))
+  FROM (VALUES
+    ('Booking', '{"checked_in_at": {"type": "string", "format": "date-time", "nullable": true,
+                  "description": "when it was checked in (rooms that require check-in)"}}'::jsonb),
+    ('Room', '{"check_in_required": {"type": "boolean"},
+               "check_in_window_minutes": {"type": "integer", "minimum": 1, "maximum": 120}}'::jsonb)) AS v(name, props)
+ WHERE s.name = v.name;
+
+REVOKE EXECUTE ON FUNCTION booking.check_in_window(timestamptz, integer), booking.series_no_show_limit(),
+    booking.record_check_in(bigint), booking.release_no_shows(timestamptz),
+    api.set_room_check_in(bigint, boolean, integer), api.check_in_booking(bigint)
+  FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION booking.check_in_window(timestamptz, integer), booking.series_no_show_limit(),
+    booking.record_check_in(bigint),
+    api.set_room_check_in(bigint, boolean, integer), api.check_in_booking(bigint)
+  TO booking_api;
+
 -- ==== routes of the sections above that come before booking.http_routes or after it (issues 9, 15) ====
 -- (booking.http_routes is declared in section "HTTP routes declared once".)
 INSERT INTO booking.http_routes (method, path, function_name, success_status, operation_id, body_argument, public, event_stream) VALUES

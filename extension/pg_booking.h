@@ -72,6 +72,7 @@ extern char *pgb_checkout_time_zone;
 extern bool pgb_checkout_release_no_shows;
 extern int	pgb_checkout_test_clock_offset;
 extern char *pgb_checkout_test_clock;
+extern int	pgb_series_no_show_limit;
 extern bool pgb_time_zone_known(const char *name);
 extern void pgb_checkout_define_settings(void);
 extern void pgb_checkout_register_worker(void);

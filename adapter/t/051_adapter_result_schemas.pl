@@ -8,6 +8,7 @@
 # changed in SQL to require a member no answer has.
 use strict;
 use warnings;
+use POSIX ();
 use lib 't';
 use AdapterTest;
 use PostgreSQL::Test::Utils;
@@ -169,6 +170,14 @@ call(admin => 'GET', '/bookings/pending', {}, { room_id => $ar->{id} });
 call(admin => 'POST', '/bookings/{id}/approve', { id => $req[0]{id} });
 call(admin => 'POST', '/bookings/{id}/reject', { id => $req[1]{id} });
 
+# Check-in (issue 14): a booking starting in 5 minutes, inside its window.
+my $cr = call(admin => 'POST', '/rooms', {}, { name => 'Schema check-in room', location => 'HQ', capacity => 3 });
+call(admin => 'PUT', '/rooms/{id}/check-in', { id => $cr->{id} }, { check_in_required => JSON::PP::true, check_in_window_minutes => 10 });
+my $soon = sub { POSIX::strftime('%Y-%m-%dT%H:%M:%SZ', gmtime(time() + shift)) };
+my $cb = call(user => 'POST', '/bookings', {},
+	{ room_id => $cr->{id}, title => 'Schema check-in', starts_at => $soon->(300), ends_at => $soon->(2100) });
+call(user => 'POST', '/bookings/{id}/check-in', { id => $cb->{id} });
+
 my %success = map { my ($m, $p, $s) = split /\|/; ("$m $p" => $s) } split /\n/, $q->(q{SELECT method, path, success_status FROM booking.http_routes});
 is_deeply([ grep { $calls{$_} != $success{$_} } sort keys %calls ], [], 'every call succeeded (its route\'s success status)')
   or diag explain { map { ($_ => $calls{$_}) } grep { $calls{$_} != $success{$_} } keys %calls };
@@ -205,7 +214,7 @@ usleep(1_100_000);
 http($a, 'POST', '/rpc/no_such_function_here', {});
 $v = check(\@samples, 'Room requires no_such_member');
 is_deeply([ sort map { $_->{sample} } @{ $v->{failures} } ],
-	[ sort map { "$_->{method} $_->{path} $_->{status}" } grep { $_->{path} =~ m{^/rooms(/\{id\}(/approval)?)?$} && $_->{method} ne 'DELETE' } @samples ],
+	[ sort map { "$_->{method} $_->{path} $_->{status}" } grep { $_->{path} =~ m{^/rooms(/\{id\}(/approval|/check-in)?)?$} && $_->{method} ne 'DELETE' } @samples ],
 	'negative control: a schema changed in SQL is what the document declares, and every room answer now fails it');
 
 stop_adapter($a);
