@@ -51,10 +51,12 @@ export PATH="$BENCH_BINDIR:$PATH"
 settings=()
 for v in $(compgen -e | grep -E '^(BENCH_|CHECKOUT_WINDOW$)'); do settings+=("$v=${!v}"); done
 failed=()
-for b in "$ROOT_DIR"/bench/${BENCH:-}*.sh; do
+# The scripts run as postgres, from the copy of the tree it owns (the
+# checkout may sit where that user cannot go, such as /root).
+for b in "$work/src"/bench/${BENCH:-}*.sh; do
     [ -e "$b" ] || continue
     say "bench: $(basename "$b")"
-    as_pg env PATH="$PATH" PGHOST="$PGHOST" PGPORT="$PGPORT" PGUSER="$PGUSER" ROOT_DIR="$ROOT_DIR" "${settings[@]}" \
+    as_pg env PATH="$PATH" PGHOST="$PGHOST" PGPORT="$PGPORT" PGUSER="$PGUSER" ROOT_DIR="$work/src" "${settings[@]}" \
         bash "$b" || failed+=("$(basename "$b")")
 done
 say "summary${BENCH_SIZE:+ (BENCH_SIZE=$BENCH_SIZE: the figures prove the scripts run, nothing more)}"
