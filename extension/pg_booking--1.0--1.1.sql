@@ -4673,6 +4673,13 @@ BEGIN
         CREATE INDEX rooms_name_key ON booking.rooms (lower(name));
     END IF;
 
+    -- Citus plans a query on a distributed table only with its parameters'
+    -- values: the price of a stay keeps one generic plan on a single node
+    -- (section "extra-person charges", for speed), not under Citus.
+    IF to_regprocedure('booking.price_stay(bigint, text, date, integer, jsonb, integer, integer)') IS NOT NULL THEN
+        ALTER FUNCTION booking.price_stay(bigint, text, date, integer, jsonb, integer, integer) RESET plan_cache_mode;
+    END IF;
+
     -- The foreign keys between the tables of the plan go first
     -- (booking.distribute re-adds them once every table is distributed,
     -- and then Citus creates each on the shards too).  Distributing a table
