@@ -4383,61 +4383,9 @@ CREATE OR REPLACE VIEW booking.analytics_bookings_per_day AS
       FROM booking.bookings b
      GROUP BY 1;
 
-CREATE OR REPLACE FUNCTION booking.analytics_check()
-RETURNS TABLE (summary text, room_id bigint, counter text, kept bigint, recounted bigint)
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    WITH kept AS (
-        SELECT c.room_id, k.key AS counter, k.value::bigint AS n
-          FROM booking.room_booking_counts c
-         CROSS JOIN LATERAL jsonb_each_text(to_jsonb(c) - 'room_id') k
-    ), recount AS (
-        SELECT r.id AS room_id, s.counter, count(b.id) AS n
-          FROM booking.rooms r
-         CROSS JOIN unnest(booking.booking_statuses()) s(counter)
-          LEFT JOIN booking.bookings b ON b.room_id = r.id AND b.status = s.counter
-         GROUP BY 1, 2
-    ), kept_ratings AS (
-        SELECT c.room_id, k.counter, k.n
-          FROM booking.room_rating_counts c
-         CROSS JOIN LATERAL (VALUES ('review_count', c.review_count), ('rating_sum', c.rating_sum)) k(counter, n)
-    ), recount_ratings AS (
-        SELECT r.id AS room_id, k.counter, k.n
-          FROM booking.rooms r
-          LEFT JOIN LATERAL (SELECT count(*) AS review_count, coalesce(sum(v.rating), 0) AS rating_sum
-                               FROM booking.reviews v WHERE v.room_id = r.id AND v.status <> 'hidden') a ON true
-         CROSS JOIN LATERAL (VALUES ('review_count', a.review_count), ('rating_sum', a.rating_sum)) k(counter, n)
-    )
-    SELECT 'room_booking_counts', coalesce(k.room_id, r.room_id), coalesce(k.counter, r.counter), k.n, r.n
-      FROM kept k FULL JOIN recount r ON r.room_id = k.room_id AND r.counter = k.counter
-     WHERE k.n IS DISTINCT FROM r.n
-    UNION ALL
-    SELECT 'room_rating_counts', coalesce(k.room_id, r.room_id), coalesce(k.counter, r.counter), k.n, r.n
-      FROM kept_ratings k FULL JOIN recount_ratings r ON r.room_id = k.room_id AND r.counter = k.counter
-     WHERE k.n IS DISTINCT FROM r.n
-     ORDER BY 1, 2, 3
-$$;
-
-CREATE OR REPLACE FUNCTION booking.analytics_rebuild() RETURNS void
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    LOCK TABLE booking.bookings, booking.reviews IN SHARE MODE;
-    DELETE FROM booking.room_booking_counts;
-    INSERT INTO booking.room_booking_counts
-    SELECT (jsonb_populate_record(NULL::booking.room_booking_counts,
-                jsonb_build_object('room_id', r.id)
-                || (SELECT jsonb_object_agg(s, (SELECT count(*) FROM booking.bookings b WHERE b.room_id = r.id AND b.status = s))
-                      FROM unnest(booking.booking_statuses()) s))).*
-      FROM booking.rooms r;
-    DELETE FROM booking.room_rating_counts;
-    INSERT INTO booking.room_rating_counts (room_id, review_count, rating_sum)
-    SELECT r.id, count(v.id), coalesce(sum(v.rating), 0)
-      FROM booking.rooms r LEFT JOIN booking.reviews v ON v.room_id = r.id AND v.status <> 'hidden' GROUP BY r.id;
-END
-$$;
+-- booking.analytics_check() and booking.analytics_rebuild() count every status
+-- of booking.booking_statuses(): they are defined once, in section "hotel KPIs"
+-- (which adds the revenue counters to them).
 
 CREATE OR REPLACE FUNCTION api.analytics_bookings_per_day("from" text, "to" text) RETURNS jsonb
 LANGUAGE plpgsql STABLE
