@@ -441,19 +441,6 @@ cached_checks(CounterTable *table, Relation rel)
  * relation named <summary>_<digits> whose foreign key references the same
  * rooms relation (the co-located rooms shard) as rel's key on room_id.
  */
-static bool
-is_shard_name(const char *name)
-{
-	const char *p = strrchr(name, '_');
-
-	if (p == NULL || p[1] == '\0')
-		return false;
-	for (p++; *p; p++)
-		if (*p < '0' || *p > '9')
-			return false;
-	return true;
-}
-
 static Oid
 counters_relation(Relation rel, CounterTable *table)
 {
@@ -466,8 +453,7 @@ counters_relation(Relation rel, CounterTable *table)
 	Datum		values[3];
 	int			rc;
 
-	if (!is_shard_name(RelationGetRelationName(rel)) ||
-		!OidIsValid(get_relname_relid("pg_dist_partition", PG_CATALOG_NAMESPACE)))
+	if (!pgb_is_citus_shard(rel, NULL))
 		return InvalidOid;
 	room_att = pgb_attnum(RelationGetRelid(rel), "room_id");
 	fkeys = RelationGetFKeyList(rel);

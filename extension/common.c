@@ -6,6 +6,8 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_namespace.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -49,6 +51,42 @@ pgb_attnum(Oid relid, const char *name)
 	if (attnum == InvalidAttrNumber)
 		elog(ERROR, "column \"%s\" not found in \"%s\"", name, get_rel_name(relid));
 	return attnum;
+}
+
+/*
+ * Is rel a Citus shard of booking.<table> (Citus names a shard
+ * <table>_<shard id>, in the table's schema; docs/citus.md)?  table NULL:
+ * a shard of any of our tables.  Only a database with Citus's catalog has
+ * shards, so a table of ours that merely ends in digits is none.
+ */
+bool
+pgb_is_citus_shard(Relation rel, const char *table)
+{
+	const char *name = RelationGetRelationName(rel);
+	const char *digits;
+
+	if (table != NULL)
+	{
+		size_t		len = strlen(table);
+
+		if (strncmp(name, table, len) != 0 || name[len] != '_')
+			return false;
+		digits = name + len + 1;
+	}
+	else
+	{
+		digits = strrchr(name, '_');
+		if (digits == NULL)
+			return false;
+		digits++;
+	}
+	if (*digits == '\0')
+		return false;
+	for (; *digits; digits++)
+		if (*digits < '0' || *digits > '9')
+			return false;
+	return RelationGetNamespace(rel) == get_namespace_oid("booking", false) &&
+		OidIsValid(get_relname_relid("pg_dist_partition", PG_CATALOG_NAMESPACE));
 }
 
 /* A column of a row version of rel, by name. */

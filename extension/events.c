@@ -113,6 +113,7 @@ static bool schema_callback_registered = false;
  * Kept for the last shard seen, forgotten with the schema.
  */
 static EventsSchema shard_schema;
+static EventsSchema reservations_shard_schema;	/* the same, for reservations */
 static bool kept_writer_stale = false;	/* the queue's relcache entry changed (below) */
 
 static void
@@ -123,6 +124,8 @@ forget_schema(Datum arg, Oid relid)
 		schema.valid = false;
 	if (!OidIsValid(relid) || relid == schema.queue || relid == shard_schema.bookings)
 		shard_schema.valid = false;
+	if (!OidIsValid(relid) || relid == schema.queue || relid == reservations_shard_schema.reservations)
+		reservations_shard_schema.valid = false;
 	/* (the kept queue writer, below, is reopened on its next use) */
 	if (!OidIsValid(relid) || relid == schema.queue)
 		kept_writer_stale = true;
@@ -172,25 +175,6 @@ events_schema(void)
 	return &schema;
 }
 
-/*
- * Is rel a shard of booking.bookings (Citus names shards <table>_<shard id>,
- * in the table's schema)?  Only a database with Citus's catalog has shards.
- */
-static bool
-is_bookings_shard(Relation rel)
-{
-	const char *name = RelationGetRelationName(rel);
-	const char *p;
-
-	if (strncmp(name, "bookings_", 9) != 0 || name[9] == '\0')
-		return false;
-	for (p = name + 9; *p; p++)
-		if (*p < '0' || *p > '9')
-			return false;
-	return RelationGetNamespace(rel) == get_namespace_oid("booking", false) &&
-		OidIsValid(get_relname_relid("pg_dist_partition", PG_CATALOG_NAMESPACE));
-}
-
 /* The schema for the relation the trigger fired on: the table, or a shard. */
 static const EventsSchema *
 events_schema_for(Relation rel)
@@ -202,7 +186,7 @@ events_schema_for(Relation rel)
 		return s;
 	if (shard_schema.valid && shard_schema.bookings == relid)
 		return &shard_schema;
-	if (!is_bookings_shard(rel))
+	if (!pgb_is_citus_shard(rel, "bookings"))
 		elog(ERROR, "booking_events: fired on \"%s\", not on booking.bookings",
 			 RelationGetRelationName(rel));
 	shard_schema = *s;
@@ -216,6 +200,33 @@ events_schema_for(Relation rel)
 	shard_schema.b_series_id = pgb_attnum(relid, "series_id");
 	shard_schema.valid = true;
 	return &shard_schema;
+}
+
+/* The same for the reservations trigger: the table, or a shard of it. */
+static const EventsSchema *
+reservation_events_schema_for(Relation rel)
+{
+	const EventsSchema *s = events_schema();
+	Oid			relid = RelationGetRelid(rel);
+
+	if (relid == s->reservations)
+		return s;
+	if (reservations_shard_schema.valid && reservations_shard_schema.reservations == relid)
+		return &reservations_shard_schema;
+	if (!pgb_is_citus_shard(rel, "reservations"))
+		elog(ERROR, "reservation_events: fired on \"%s\", not on booking.reservations",
+			 RelationGetRelationName(rel));
+	reservations_shard_schema = *s;
+	reservations_shard_schema.reservations = relid;
+	reservations_shard_schema.r_id = pgb_attnum(relid, "id");
+	reservations_shard_schema.r_hotel_id = pgb_attnum(relid, "hotel_id");
+	reservations_shard_schema.r_room_type = pgb_attnum(relid, "room_type");
+	reservations_shard_schema.r_user_id = pgb_attnum(relid, "user_id");
+	reservations_shard_schema.r_status = pgb_attnum(relid, "status");
+	reservations_shard_schema.r_arrival_date = pgb_attnum(relid, "arrival_date");
+	reservations_shard_schema.r_stay_length = pgb_attnum(relid, "stay_length");
+	reservations_shard_schema.valid = true;
+	return &reservations_shard_schema;
 }
 
 /*
@@ -1036,10 +1047,7 @@ pgb_reservation_events(PG_FUNCTION_ARGS)
 	if (rows == NULL || (is_update && pairs == NULL))
 		elog(ERROR, "reservation_events: needs REFERENCING OLD TABLE AS old_rows / NEW TABLE AS new_rows");
 
-	s = events_schema();
-	if (RelationGetRelid(trigdata->tg_relation) != s->reservations)
-		elog(ERROR, "reservation_events: fired on \"%s\", not on booking.reservations",
-			 RelationGetRelationName(trigdata->tg_relation));
+	s = reservation_events_schema_for(trigdata->tg_relation);
 	desc = RelationGetDescr(trigdata->tg_relation);
 	slot = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
 	if (pairs != NULL)

@@ -1637,9 +1637,15 @@ LANGUAGE plpgsql VOLATILE
 AS $$
 DECLARE
     r booking.reservations;
+    hotel bigint;
 BEGIN
     IF for_update THEN
-        SELECT * INTO r FROM booking.reservations WHERE id = reservation_id FOR UPDATE;
+        -- By id and hotel: on Citus a row lock must name the shard, and
+        -- reservations are distributed by hotel_id (docs/citus.md); a
+        -- reservation never changes hotel.
+        SELECT y.hotel_id INTO hotel FROM booking.reservations y WHERE y.id = reservation_id;
+        SELECT * INTO r FROM booking.reservations x
+         WHERE x.id = reservation_id AND x.hotel_id = hotel FOR UPDATE;
         IF r.id IS NULL AND EXISTS (SELECT 1 FROM booking.reservations WHERE id = reservation_id) THEN
             PERFORM booking.raise_error(403, 'FORBIDDEN',
                 format('role "%s" may not change reservation %s', booking.current_app_role(), reservation_id),
@@ -3494,21 +3500,6 @@ AS $$
        AND b.starts_at < to_ts AND b.ends_at > from_ts
 $$;
 
--- STATUS of a booking's calendar entry.  Confirmed and completed bookings
--- are CONFIRMED; a booking that occupies its room in any other status
--- (a hold, a request awaiting approval) is TENTATIVE; one that does not
--- occupy it (cancelled, and any status booking.status_occupies says frees
--- the room) is CANCELLED.  The one mapping: statuses added later follow
--- booking.status_occupies.
-CREATE FUNCTION booking.ics_status(status text) RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$
-    SELECT CASE WHEN status IN ('confirmed', 'completed') THEN 'CONFIRMED'
-                WHEN booking.status_occupies(status) THEN 'TENTATIVE'
-                ELSE 'CANCELLED' END
-$$;
-COMMENT ON FUNCTION booking.ics_status IS 'the iCalendar STATUS of a booking in this status: CONFIRMED, TENTATIVE (occupies, not confirmed) or CANCELLED (does not occupy)';
-
 -- RFC 5545 3.3.11 TEXT: backslash, semicolon and comma escaped, a line
 -- break written \n; other control characters are not allowed in TEXT and
 -- are dropped.
@@ -3598,84 +3589,6 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION booking.calendar_window IS 'the window [from, to) of a calendar feed: by default 31 days back, 400 days long; at most 400 days; 422';
-
--- The calendar: the bookings of a room or of a user (room or owner given)
--- overlapping the window, each whole series any of whose occurrences does,
--- as read by viewer (id and application role: whose titles show).  Reads
--- every user's bookings, hence SECURITY DEFINER; granted to no one: only
--- the api functions below call it, each naming the viewer it has checked.
-CREATE FUNCTION booking.calendar_ics(calendar_name text, room bigint, owner bigint,
-                                     viewer_id bigint, viewer_role text, w tstzrange) RETURNS text
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-    WITH hit AS (
-        SELECT b.id, b.series_id FROM booking.bookings b
-         WHERE (room IS NULL OR b.room_id = room) AND (owner IS NULL OR b.user_id = owner)
-           AND b.starts_at < upper(w) AND b.ends_at > lower(w)
-    ), picked AS (
-        SELECT b.* FROM booking.bookings b WHERE b.id IN (SELECT h.id FROM hit h)
-        UNION
-        SELECT b.* FROM booking.bookings b
-         WHERE b.series_id IN (SELECT h.series_id FROM hit h WHERE h.series_id IS NOT NULL)
-           AND (room IS NULL OR b.room_id = room) AND (owner IS NULL OR b.user_id = owner)
-    ), shown AS (
-        SELECT p.id, p.series_id, p.starts_at, p.ends_at, p.revision,
-               greatest(p.created_at, p.updated_at) AS stamp, booking.ics_status(p.status) AS st,
-               CASE WHEN booking.shows_title(p.user_id, viewer_id, viewer_role) THEN p.title ELSE 'Busy' END AS summary,
-               r.name AS place
-          FROM picked p JOIN booking.rooms r ON r.id = p.room_id
-    ), grouped AS (
-        -- The first occurrence that is not cancelled (or, all cancelled,
-        -- the first) gives the series its DTSTART and its common values;
-        -- the recurrence set is the occurrences not cancelled (all, when
-        -- every one is).
-        SELECT s.*,
-               first_value(s.id) OVER (PARTITION BY s.series_id ORDER BY s.st = 'CANCELLED', s.starts_at, s.id) AS first_id,
-               s.st <> 'CANCELLED' OR NOT bool_or(s.st <> 'CANCELLED') OVER (PARTITION BY s.series_id) AS member,
-               sum(s.revision) OVER (PARTITION BY s.series_id) AS series_revision,
-               max(s.stamp) OVER (PARTITION BY s.series_id) AS series_stamp
-          FROM shown s
-         WHERE s.series_id IS NOT NULL
-    ), masters AS (
-        SELECT g.* FROM grouped g WHERE g.id = g.first_id
-    ), components AS (
-        SELECT s.starts_at AS k1, s.id AS k2, NULL::timestamptz AS k3,
-               booking.ics_vevent('booking-' || s.id || '@pg_booking', s.stamp, s.starts_at, s.ends_at,
-                                  s.summary, s.place, s.st, s.revision) AS vevent
-          FROM shown s
-         WHERE s.series_id IS NULL
-        UNION ALL
-        -- SEQUENCE of a series: the sum of its occurrences' revisions,
-        -- which grows whenever any of them changes.
-        SELECT m.starts_at, m.id, NULL,
-               booking.ics_vevent('series-' || m.series_id || '@pg_booking', m.series_stamp, m.starts_at, m.ends_at,
-                                  m.summary, m.place, m.st, m.series_revision::integer, NULL,
-                                  ARRAY(SELECT g.starts_at FROM grouped g
-                                         WHERE g.series_id = m.series_id AND g.member AND g.id <> m.id),
-                                  ARRAY(SELECT DISTINCT g.starts_at FROM grouped g
-                                         WHERE g.series_id = m.series_id AND NOT g.member
-                                           AND NOT EXISTS (SELECT 1 FROM grouped o
-                                                            WHERE o.series_id = g.series_id AND o.member
-                                                              AND o.starts_at = g.starts_at)))
-          FROM masters m
-        UNION ALL
-        SELECT m.starts_at, m.id, g.starts_at,
-               booking.ics_vevent('series-' || m.series_id || '@pg_booking', m.series_stamp, g.starts_at, g.ends_at,
-                                  g.summary, g.place, g.st, m.series_revision::integer, g.starts_at)
-          FROM masters m
-          JOIN grouped g ON g.series_id = m.series_id AND g.member AND g.id <> m.id
-         WHERE (g.ends_at - g.starts_at, g.summary, g.st, g.place)
-               IS DISTINCT FROM (m.ends_at - m.starts_at, m.summary, m.st, m.place)
-    )
-    SELECT booking.ics_lines(ARRAY['BEGIN:VCALENDAR', 'VERSION:2.0', 'PRODID:-//pg_booking//pg_booking//EN',
-                                   'CALSCALE:GREGORIAN', 'NAME:' || booking.ics_text(calendar_name),
-                                   'X-WR-CALNAME:' || booking.ics_text(calendar_name),
-                                   'REFRESH-INTERVAL;VALUE=DURATION:PT15M', 'X-PUBLISHED-TTL:PT15M'])
-           || coalesce((SELECT string_agg(c.vevent, '' ORDER BY c.k1, c.k2, c.k3 NULLS FIRST) FROM components c), '')
-           || booking.ics_lines(ARRAY['END:VCALENDAR'])
-$$;
-COMMENT ON FUNCTION booking.calendar_ics IS 'the iCalendar text of a room''s or a user''s bookings in a window, as a given viewer may see them; called by the api functions only';
 
 -- The feed tokens: one per user at most, stored as its SHA-256 only (like
 -- refresh tokens), so the table never holds a usable secret.
@@ -3779,14 +3692,13 @@ $$;
 COMMENT ON FUNCTION api.calendar_feed IS 'public, with the secret feed token in the path: its user''s bookings as iCalendar, like GET /users/me/calendar.ics; 404 NOT_FOUND for an unknown, revoked or deactivated user''s token';
 
 REVOKE EXECUTE ON FUNCTION booking.count_booking_revision(), booking.shows_title(bigint, bigint, text),
-    booking.ics_status(text), booking.ics_text(text), booking.ics_fold(text), booking.ics_instant(timestamptz),
+    booking.ics_text(text), booking.ics_fold(text), booking.ics_instant(timestamptz),
     booking.ics_lines(text[]),
     booking.ics_vevent(text, timestamptz, timestamptz, timestamptz, text, text, text, integer, timestamptz, timestamptz[], timestamptz[]),
     booking.calendar_window(text, text),
-    booking.calendar_ics(text, bigint, bigint, bigint, text, tstzrange),
     api.room_calendar(bigint, text, text), api.my_calendar(text, text), api.create_calendar_token(),
     api.revoke_calendar_token(), api.calendar_feed(text, text, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION booking.shows_title(bigint, bigint, text), booking.ics_status(text),
+GRANT EXECUTE ON FUNCTION booking.shows_title(bigint, bigint, text),
     booking.calendar_window(text, text), booking.ics_text(text), booking.ics_fold(text)
   TO booking_api;
 GRANT EXECUTE ON FUNCTION api.room_calendar(bigint, text, text), api.my_calendar(text, text),
@@ -4032,13 +3944,38 @@ $$;
 -- A booking the caller may change, locked until commit: 404 when the
 -- caller cannot see it (someone else's), 403 when they may only read it
 -- (auditors, service accounts), as booking.find_reservation does.
+--
+-- The row lock names the distribution column too: on Citus (docs/citus.md)
+-- a FOR UPDATE must be routed to one shard, and bookings are distributed by
+-- room_id.  So the room is read first; should a concurrent move change it
+-- before the lock is granted, the locking read finds nothing and the room is
+-- read again.  The caller's rights (RLS) apply to both reads.
+CREATE FUNCTION booking.lock_booking_row(booking_id bigint) RETURNS booking.bookings
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    b booking.bookings;
+    room bigint;
+BEGIN
+    FOR attempt IN 1..3 LOOP
+        SELECT x.room_id INTO room FROM booking.bookings x WHERE x.id = booking_id;
+        EXIT WHEN room IS NULL;
+        SELECT * INTO b FROM booking.bookings x WHERE x.id = booking_id AND x.room_id = room FOR UPDATE;
+        EXIT WHEN b.id IS NOT NULL
+               OR NOT EXISTS (SELECT 1 FROM booking.bookings x WHERE x.id = booking_id AND x.room_id <> room);
+    END LOOP;
+    RETURN b;
+END
+$$;
+COMMENT ON FUNCTION booking.lock_booking_row IS 'the booking, locked FOR UPDATE by id and room (the distribution column on Citus), as the caller may change it; NULL when the caller cannot';
+
 CREATE FUNCTION booking.find_booking_for_update(booking_id bigint) RETURNS booking.bookings
 LANGUAGE plpgsql VOLATILE
 AS $$
 DECLARE
     b booking.bookings;
 BEGIN
-    SELECT * INTO b FROM booking.bookings WHERE id = booking_id FOR UPDATE;
+    b := booking.lock_booking_row(booking_id);
     IF b.id IS NULL THEN
         PERFORM booking.find_booking(booking_id);       -- 404 when not even readable
         PERFORM booking.raise_error(403, 'FORBIDDEN',
@@ -4446,6 +4383,7 @@ UPDATE booking.http_schemas s
 
 REVOKE EXECUTE ON FUNCTION booking.booking_statuses(), booking.status_expires(text),
     booking.booking_occupies(text, timestamptz, timestamptz), booking.find_booking_for_update(bigint),
+    booking.lock_booking_row(bigint),
     booking.require_awaiting(booking.bookings, text, text), booking.decide_request(bigint, text),
     booking.expire_holds(),
     api.create_booking(bigint, text, text, text, jsonb, integer), api.confirm_booking(bigint),
@@ -4454,6 +4392,7 @@ REVOKE EXECUTE ON FUNCTION booking.booking_statuses(), booking.status_expires(te
   FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION booking.booking_statuses(), booking.status_expires(text),
     booking.booking_occupies(text, timestamptz, timestamptz), booking.find_booking_for_update(bigint),
+    booking.lock_booking_row(bigint),
     booking.require_awaiting(booking.bookings, text, text), booking.decide_request(bigint, text),
     api.create_booking(bigint, text, text, text, jsonb, integer), api.confirm_booking(bigint),
     api.approve_booking(bigint), api.reject_booking(bigint), api.list_pending_bookings(bigint, integer, integer),
@@ -5091,7 +5030,7 @@ BEGIN
            adults = coalesce(update_reservation.adults, x.adults),
            children = coalesce(update_reservation.children, x.children),
            updated_at = now()
-     WHERE x.id = update_reservation.id
+     WHERE x.id = update_reservation.id AND x.hotel_id = r.hotel_id
     RETURNING * INTO r;
     RETURN booking.reservation_json(r);
 END
@@ -5110,11 +5049,14 @@ BEGIN
         PERFORM booking.raise_error(409, 'INVALID_STATE', format('reservation %s is %s and cannot be cancelled', id, r.status),
             jsonb_build_object('reservation_id', id, 'status', r.status));
     END IF;
-    -- Nights already passed at the hotel stay held; the others go back to the inventory.
+    -- Nights already passed at the hotel stay held; the others go back to the
+    -- inventory.  (The hotel's day and the hotel named from the locked row:
+    -- Citus routes the UPDATE to the hotel's shard, and refuses a STABLE
+    -- function of a column in an UPDATE.)
     UPDATE booking.reservations x
        SET status = 'cancelled', updated_at = now(),
-           held_until = greatest(x.arrival_date, least(x.held_until, booking.hotel_today(x.hotel_id)))
-     WHERE x.id = cancel_reservation.id
+           held_until = greatest(x.arrival_date, least(x.held_until, booking.hotel_today(r.hotel_id)))
+     WHERE x.id = cancel_reservation.id AND x.hotel_id = r.hotel_id
     RETURNING * INTO r;
     RETURN booking.reservation_json(r);
 END
@@ -5137,8 +5079,8 @@ BEGIN
     -- An early departure gives back tonight (the hotel's) and every later night at once.
     UPDATE booking.reservations x
        SET status = 'completed', checked_out_at = now(), updated_at = now(),
-           held_until = greatest(x.arrival_date, least(x.held_until, booking.hotel_today(x.hotel_id)))
-     WHERE x.id = check_out.id RETURNING * INTO r;
+           held_until = greatest(x.arrival_date, least(x.held_until, booking.hotel_today(r.hotel_id)))
+     WHERE x.id = check_out.id AND x.hotel_id = r.hotel_id RETURNING * INTO r;
     RETURN booking.reservation_json(r);
 END
 $$;
@@ -5166,17 +5108,22 @@ BEGIN
 END
 $$;
 
--- Days before arrival count from the hotel's today.
+-- Days before arrival count from the hotel's today.  (PL/pgSQL: Citus
+-- cannot plan a SQL function's parameter on a distributed table, here the
+-- hotels, when the cancellation trigger runs on a reservations shard.)
 CREATE OR REPLACE FUNCTION booking.cancellation_fee(r booking.reservations) RETURNS numeric
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 AS $$
+BEGIN
+    RETURN (
     SELECT CASE WHEN r.total_amount IS NULL OR h.cancel_free_days IS NULL
                   OR r.arrival_date - booking.hotel_today(r.hotel_id) >= h.cancel_free_days THEN
                     CASE WHEN r.total_amount IS NULL THEN NULL ELSE 0 END
                 WHEN h.cancel_penalty = 'first_night' THEN (r.nightly_prices ->> to_char(r.arrival_date, 'YYYY-MM-DD'))::numeric
                 ELSE round(r.total_amount * h.cancel_percent / 100, c.minor_units) END
       FROM booking.hotels h LEFT JOIN booking.currencies c ON c.code = r.currency
-     WHERE h.id = r.hotel_id
+     WHERE h.id = r.hotel_id);
+END
 $$;
 
 -- The checkout's history per hotel: hotel_id NULL is the site's run
@@ -5785,21 +5732,25 @@ REVOKE ALL ON booking.revenue_night_counts FROM PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('booking.revenue_night_counts', '');
 
 -- The nights a reservation sells and their stored prices (none unless its
--- status sells: booking.reservation_sells), one row per night held.
-CREATE FUNCTION booking.revenue_nights_of(r booking.reservations)
+-- status sells: booking.reservation_sells), one row per night held.  Of the
+-- stay's columns, not of a booking.reservations row: on Citus the recount
+-- runs on each shard, whose rows are of the shard's own row type.
+CREATE FUNCTION booking.revenue_nights_of(stay_hotel_id bigint, stay_room_type text, arrival date,
+                                          held_until date, status text, prices jsonb)
 RETURNS TABLE (hotel_id bigint, room_type text, night date, price numeric)
-LANGUAGE sql STABLE PARALLEL SAFE
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
-    SELECT r.hotel_id, r.room_type, d::date, coalesce((r.nightly_prices ->> to_char(d, 'YYYY-MM-DD'))::numeric, 0)
-      FROM generate_series(r.arrival_date, r.held_until - 1, interval '1 day') d
-     WHERE booking.reservation_sells(r.status)
+    SELECT stay_hotel_id, stay_room_type, d::date, coalesce((prices ->> to_char(d, 'YYYY-MM-DD'))::numeric, 0)
+      FROM generate_series(arrival, held_until - 1, interval '1 day') d
+     WHERE booking.reservation_sells(status)
 $$;
-COMMENT ON FUNCTION booking.revenue_nights_of IS 'the nights a reservation sells (held nights of a selling status) with their stored prices (0 when unpriced)';
+COMMENT ON FUNCTION booking.revenue_nights_of IS 'the nights a reservation sells (held nights of a selling status) with their stored prices (0 when unpriced), from the stay''s hotel_id, room_type, arrival_date, held_until, status and nightly_prices';
 
 -- The full recount, from every reservation: what the counters must hold.
 CREATE VIEW booking.revenue_nights_recount AS
 SELECT n.hotel_id, n.room_type, n.night, count(*) AS rooms_sold, sum(n.price) AS revenue
-  FROM booking.reservations r CROSS JOIN LATERAL booking.revenue_nights_of(r) n
+  FROM booking.reservations r
+ CROSS JOIN LATERAL booking.revenue_nights_of(r.hotel_id, r.room_type, r.arrival_date, r.held_until, r.status, r.nightly_prices) n
  GROUP BY n.hotel_id, n.room_type, n.night;
 COMMENT ON VIEW booking.revenue_nights_recount IS 'rooms sold and room revenue per hotel, room type and night recounted from every reservation (O(reservations)): what booking.revenue_night_counts holds';
 REVOKE ALL ON booking.revenue_nights_recount FROM PUBLIC;
@@ -5814,14 +5765,14 @@ BEGIN
     ELSIF TG_OP = 'INSERT' THEN
         INSERT INTO booking.revenue_night_counts AS c (hotel_id, room_type, night, rooms_sold, revenue)
         SELECT n.hotel_id, n.room_type, n.night, count(*), sum(n.price)
-          FROM new_rows x CROSS JOIN LATERAL booking.revenue_nights_of(x::booking.reservations) n
+          FROM new_rows x CROSS JOIN LATERAL booking.revenue_nights_of(x.hotel_id, x.room_type, x.arrival_date, x.held_until, x.status, x.nightly_prices) n
          GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
         ON CONFLICT (hotel_id, room_type, night) DO UPDATE
            SET rooms_sold = c.rooms_sold + excluded.rooms_sold, revenue = c.revenue + excluded.revenue;
     ELSIF TG_OP = 'DELETE' THEN
         INSERT INTO booking.revenue_night_counts AS c (hotel_id, room_type, night, rooms_sold, revenue)
         SELECT n.hotel_id, n.room_type, n.night, -count(*), -sum(n.price)
-          FROM old_rows x CROSS JOIN LATERAL booking.revenue_nights_of(x::booking.reservations) n
+          FROM old_rows x CROSS JOIN LATERAL booking.revenue_nights_of(x.hotel_id, x.room_type, x.arrival_date, x.held_until, x.status, x.nightly_prices) n
          GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
         ON CONFLICT (hotel_id, room_type, night) DO UPDATE
            SET rooms_sold = c.rooms_sold + excluded.rooms_sold, revenue = c.revenue + excluded.revenue;
@@ -5836,11 +5787,11 @@ BEGIN
                AND n.nightly_prices IS NOT DISTINCT FROM o.nightly_prices),
         deltas AS (
             SELECT n.hotel_id, n.room_type, n.night, 1 AS sold, n.price
-              FROM new_rows x CROSS JOIN LATERAL booking.revenue_nights_of(x::booking.reservations) n
+              FROM new_rows x CROSS JOIN LATERAL booking.revenue_nights_of(x.hotel_id, x.room_type, x.arrival_date, x.held_until, x.status, x.nightly_prices) n
              WHERE x.id NOT IN (SELECT s.id FROM same s)
             UNION ALL
             SELECT n.hotel_id, n.room_type, n.night, -1, -n.price
-              FROM old_rows x CROSS JOIN LATERAL booking.revenue_nights_of(x::booking.reservations) n
+              FROM old_rows x CROSS JOIN LATERAL booking.revenue_nights_of(x.hotel_id, x.room_type, x.arrival_date, x.held_until, x.status, x.nightly_prices) n
              WHERE x.id NOT IN (SELECT s.id FROM same s))
         INSERT INTO booking.revenue_night_counts AS c (hotel_id, room_type, night, rooms_sold, revenue)
         SELECT d.hotel_id, d.room_type, d.night, sum(d.sold), sum(d.price)
@@ -5955,8 +5906,8 @@ END
 $$;
 COMMENT ON FUNCTION booking.analytics_rebuild IS 'recompute the summary tables (bookings, reviews, revenue nights) from the counted tables (superuser; blocks writers meanwhile)';
 
-REVOKE EXECUTE ON FUNCTION booking.revenue_nights_of(booking.reservations), booking.count_revenue_nights() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION booking.revenue_nights_of(booking.reservations) TO booking_api;
+REVOKE EXECUTE ON FUNCTION booking.revenue_nights_of(bigint, text, date, date, text, jsonb), booking.count_revenue_nights() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION booking.revenue_nights_of(bigint, text, date, date, text, jsonb) TO booking_api;
 
 -- The price of a stay, as in section "revenue", reading only the rates of
 -- the stay's nights.  bench/pricing.sh found a priced reservation costing
@@ -6221,13 +6172,20 @@ AS $$
 DECLARE
     keep jsonb;
     p jsonb;
+    stay booking.reservations;
 BEGIN
     IF TG_OP = 'UPDATE' THEN
         NEW.currency := OLD.currency;
         NEW.nightly_prices := OLD.nightly_prices;
         NEW.total_amount := OLD.total_amount;
-        NEW.cancellation_fee := CASE WHEN NEW.status = 'cancelled' AND OLD.status <> 'cancelled'
-                                     THEN booking.cancellation_fee(OLD) ELSE OLD.cancellation_fee END;
+        -- (On Citus the trigger fires on a shard, whose rows are of the
+        -- shard's row type: assigned column by column to the table's.)
+        IF NEW.status = 'cancelled' AND OLD.status <> 'cancelled' THEN
+            stay := OLD;
+            NEW.cancellation_fee := booking.cancellation_fee(stay);
+        ELSE
+            NEW.cancellation_fee := OLD.cancellation_fee;
+        END IF;
         IF NEW.arrival_date = OLD.arrival_date AND NEW.stay_length = OLD.stay_length
            AND NEW.room_type = OLD.room_type AND NEW.adults = OLD.adults AND NEW.children = OLD.children THEN
             RETURN NEW;
@@ -6522,7 +6480,7 @@ DECLARE
     r booking.rooms;
     win tstzrange;
 BEGIN
-    SELECT * INTO b FROM booking.bookings x WHERE x.id = booking_id FOR UPDATE;
+    b := booking.lock_booking_row(booking_id);
     -- The api function has answered 404/403 by the caller's own view (RLS);
     -- this guards a direct call: only the owner, staff and panels get on.
     IF b.id IS NULL OR NOT (b.user_id = booking.current_user_id()
@@ -6555,7 +6513,7 @@ BEGIN
                                'too', CASE WHEN now() < lower(win) THEN 'early' ELSE 'late' END));
     END IF;
     UPDATE booking.bookings x SET checked_in_at = now(), updated_at = now()
-     WHERE x.id = booking_id RETURNING * INTO b;
+     WHERE x.id = booking_id AND x.room_id = b.room_id RETURNING * INTO b;
     RETURN b;
 END
 $$;
@@ -6650,6 +6608,230 @@ GRANT EXECUTE ON FUNCTION booking.check_in_window(timestamptz, integer), booking
     booking.record_check_in(bigint),
     api.set_room_check_in(bigint, boolean, integer), api.check_in_booking(bigint)
   TO booking_api;
+
+-- ==== Citus: the revenue counters leave the transition table first (issue 16) ====
+-- On a Citus worker the reservations trigger fires on a shard, and its
+-- INSERT INTO booking.revenue_night_counts (a distributed table there too)
+-- is planned by Citus, which cannot read the trigger's transition tables
+-- ("executor could not find named tuplestore").  So the net change per
+-- (hotel, room type, night) is first computed from new_rows/old_rows alone,
+-- a query PostgreSQL plans locally, into arrays; then one INSERT applies
+-- them in key order.  On a single node that is one more short query per
+-- statement; the rule (what a reservation sells, booking.revenue_nights_of)
+-- is unchanged.
+CREATE OR REPLACE FUNCTION booking.count_revenue_nights_sql() RETURNS trigger
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    hotels bigint[];
+    types text[];
+    nights date[];
+    sold bigint[];
+    revenue numeric[];
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        DELETE FROM booking.revenue_night_counts;
+        RETURN NULL;
+    ELSIF TG_OP = 'INSERT' THEN
+        SELECT array_agg(d.hotel_id), array_agg(d.room_type), array_agg(d.night), array_agg(d.sold), array_agg(d.price)
+          INTO hotels, types, nights, sold, revenue
+          FROM (SELECT n.hotel_id, n.room_type, n.night, count(*) AS sold, sum(n.price) AS price
+                  FROM new_rows x CROSS JOIN LATERAL booking.revenue_nights_of(x.hotel_id, x.room_type, x.arrival_date, x.held_until, x.status, x.nightly_prices) n
+                 GROUP BY 1, 2, 3) d;
+    ELSIF TG_OP = 'DELETE' THEN
+        SELECT array_agg(d.hotel_id), array_agg(d.room_type), array_agg(d.night), array_agg(d.sold), array_agg(d.price)
+          INTO hotels, types, nights, sold, revenue
+          FROM (SELECT n.hotel_id, n.room_type, n.night, -count(*) AS sold, -sum(n.price) AS price
+                  FROM old_rows x CROSS JOIN LATERAL booking.revenue_nights_of(x.hotel_id, x.room_type, x.arrival_date, x.held_until, x.status, x.nightly_prices) n
+                 GROUP BY 1, 2, 3) d;
+    ELSE
+        -- Rows whose sold nights cannot have moved are left out first (a row
+        -- whose id changed is not among them: it counts out and back in).
+        WITH same AS (
+            SELECT n.id FROM new_rows n JOIN old_rows o ON o.id = n.id
+             WHERE n.hotel_id = o.hotel_id AND n.room_type = o.room_type AND n.arrival_date = o.arrival_date
+               AND n.held_until = o.held_until
+               AND booking.reservation_sells(n.status) = booking.reservation_sells(o.status)
+               AND n.nightly_prices IS NOT DISTINCT FROM o.nightly_prices),
+        deltas AS (
+            SELECT n.hotel_id, n.room_type, n.night, 1 AS sold, n.price
+              FROM new_rows x CROSS JOIN LATERAL booking.revenue_nights_of(x.hotel_id, x.room_type, x.arrival_date, x.held_until, x.status, x.nightly_prices) n
+             WHERE x.id NOT IN (SELECT s.id FROM same s)
+            UNION ALL
+            SELECT n.hotel_id, n.room_type, n.night, -1, -n.price
+              FROM old_rows x CROSS JOIN LATERAL booking.revenue_nights_of(x.hotel_id, x.room_type, x.arrival_date, x.held_until, x.status, x.nightly_prices) n
+             WHERE x.id NOT IN (SELECT s.id FROM same s))
+        SELECT array_agg(g.hotel_id), array_agg(g.room_type), array_agg(g.night), array_agg(g.sold), array_agg(g.price)
+          INTO hotels, types, nights, sold, revenue
+          FROM (SELECT d.hotel_id, d.room_type, d.night, sum(d.sold) AS sold, sum(d.price) AS price
+                  FROM deltas d
+                 GROUP BY 1, 2, 3 HAVING sum(d.sold) <> 0 OR sum(d.price) <> 0) g;
+    END IF;
+    IF hotels IS NOT NULL THEN
+        INSERT INTO booking.revenue_night_counts AS c (hotel_id, room_type, night, rooms_sold, revenue)
+        SELECT * FROM unnest(hotels, types, nights, sold, revenue) AS d(hotel_id, room_type, night, sold, price)
+         ORDER BY 1, 2, 3
+        ON CONFLICT (hotel_id, room_type, night) DO UPDATE
+           SET rooms_sold = c.rooms_sold + excluded.rooms_sold, revenue = c.revenue + excluded.revenue;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+-- ==== Citus: a reschedule names the room's shard (issue 16) ====
+-- api.update_booking assigned room_id on every change, and Citus refuses an
+-- UPDATE that assigns the distribution column even to the value it has.  A
+-- reschedule or retitle in the same room now leaves room_id out and names it
+-- in the WHERE clause (routed to the room's shard); only a move to another
+-- room assigns it, which stays refused on Citus (the row would change shard;
+-- docs/citus.md).  Everything else as before.
+CREATE OR REPLACE FUNCTION api.update_booking(id bigint, starts_at text DEFAULT NULL, ends_at text DEFAULT NULL,
+                                              title text DEFAULT NULL, room_id bigint DEFAULT NULL) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    b booking.bookings;
+    s timestamptz;
+    e timestamptz;
+BEGIN
+    PERFORM booking.require_user();
+    -- Locked first (404, or 403 for those who may only read it), so the
+    -- room the UPDATE names is the room the row is in.
+    b := booking.find_booking_for_update(id);
+    IF b.status <> 'confirmed' THEN
+        PERFORM booking.raise_error(409, 'INVALID_STATE', format('booking %s is %s and cannot be changed', id, b.status),
+            jsonb_build_object('booking_id', id, 'status', b.status));
+    END IF;
+    IF title IS NOT NULL THEN
+        PERFORM booking.validate_title(title);
+    END IF;
+    s := CASE WHEN starts_at IS NULL THEN b.starts_at ELSE booking.parse_instant(starts_at, 'starts_at') END;
+    e := CASE WHEN ends_at IS NULL THEN b.ends_at ELSE booking.parse_instant(ends_at, 'ends_at') END;
+    IF s <> b.starts_at OR e <> b.ends_at OR coalesce(room_id, b.room_id) <> b.room_id THEN
+        PERFORM booking.validate_booking_times(s, e);
+        PERFORM booking.bookable_room(coalesce(room_id, b.room_id));
+    END IF;
+    IF coalesce(room_id, b.room_id) = b.room_id THEN
+        UPDATE booking.bookings x
+           SET starts_at = s, ends_at = e, title = coalesce(btrim(update_booking.title), x.title), updated_at = now()
+         WHERE x.id = update_booking.id AND x.room_id = b.room_id
+        RETURNING * INTO b;
+    ELSE
+        UPDATE booking.bookings x
+           SET starts_at = s, ends_at = e, title = coalesce(btrim(update_booking.title), x.title),
+               room_id = update_booking.room_id, updated_at = now()
+         WHERE x.id = update_booking.id AND x.room_id = b.room_id
+        RETURNING * INTO b;
+    END IF;
+    PERFORM booking.require_changed(FOUND, 'booking', id);
+    RETURN booking.booking_json(b);
+END
+$$;
+
+-- ==== calendar feeds follow the occupancy rule, expiry included (issue 14) ====
+-- The feed (section "calendar feeds") came before holds, so its STATUS
+-- followed the status alone: a hold past its expiry that the worker had not
+-- yet marked "expired" showed as TENTATIVE, though it blocks nobody.  The
+-- STATUS mapping and the feed are defined here, after
+-- booking.booking_occupies, and follow it.
+-- STATUS of a booking's calendar entry.  Confirmed and completed bookings
+-- are CONFIRMED; a booking that occupies its room in any other status
+-- (a live hold, a request awaiting approval) is TENTATIVE; one that does
+-- not occupy it now (cancelled, any status booking.status_occupies says
+-- frees the room, and a hold or request past its expiry that the worker
+-- has not marked yet) is CANCELLED.  The one mapping: it follows
+-- booking.booking_occupies, the rule of the conflict check.
+CREATE FUNCTION booking.ics_status(status text, hold_expires_at timestamptz DEFAULT NULL) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN status IN ('confirmed', 'completed') THEN 'CONFIRMED'
+                WHEN booking.booking_occupies(status, hold_expires_at, now()) THEN 'TENTATIVE'
+                ELSE 'CANCELLED' END
+$$;
+COMMENT ON FUNCTION booking.ics_status IS 'the iCalendar STATUS of a booking: CONFIRMED, TENTATIVE (occupies now, not confirmed) or CANCELLED (does not occupy now: booking.booking_occupies)';
+
+-- The calendar: the bookings of a room or of a user (room or owner given)
+-- overlapping the window, each whole series any of whose occurrences does,
+-- as read by viewer (id and application role: whose titles show).  Reads
+-- every user's bookings, hence SECURITY DEFINER; granted to no one: only
+-- the api functions below call it, each naming the viewer it has checked.
+CREATE FUNCTION booking.calendar_ics(calendar_name text, room bigint, owner bigint,
+                                     viewer_id bigint, viewer_role text, w tstzrange) RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH hit AS (
+        SELECT b.id, b.series_id FROM booking.bookings b
+         WHERE (room IS NULL OR b.room_id = room) AND (owner IS NULL OR b.user_id = owner)
+           AND b.starts_at < upper(w) AND b.ends_at > lower(w)
+    ), picked AS (
+        SELECT b.* FROM booking.bookings b WHERE b.id IN (SELECT h.id FROM hit h)
+        UNION
+        SELECT b.* FROM booking.bookings b
+         WHERE b.series_id IN (SELECT h.series_id FROM hit h WHERE h.series_id IS NOT NULL)
+           AND (room IS NULL OR b.room_id = room) AND (owner IS NULL OR b.user_id = owner)
+    ), shown AS (
+        SELECT p.id, p.series_id, p.starts_at, p.ends_at, p.revision,
+               greatest(p.created_at, p.updated_at) AS stamp, booking.ics_status(p.status, p.hold_expires_at) AS st,
+               CASE WHEN booking.shows_title(p.user_id, viewer_id, viewer_role) THEN p.title ELSE 'Busy' END AS summary,
+               r.name AS place
+          FROM picked p JOIN booking.rooms r ON r.id = p.room_id
+    ), grouped AS (
+        -- The first occurrence that is not cancelled (or, all cancelled,
+        -- the first) gives the series its DTSTART and its common values;
+        -- the recurrence set is the occurrences not cancelled (all, when
+        -- every one is).
+        SELECT s.*,
+               first_value(s.id) OVER (PARTITION BY s.series_id ORDER BY s.st = 'CANCELLED', s.starts_at, s.id) AS first_id,
+               s.st <> 'CANCELLED' OR NOT bool_or(s.st <> 'CANCELLED') OVER (PARTITION BY s.series_id) AS member,
+               sum(s.revision) OVER (PARTITION BY s.series_id) AS series_revision,
+               max(s.stamp) OVER (PARTITION BY s.series_id) AS series_stamp
+          FROM shown s
+         WHERE s.series_id IS NOT NULL
+    ), masters AS (
+        SELECT g.* FROM grouped g WHERE g.id = g.first_id
+    ), components AS (
+        SELECT s.starts_at AS k1, s.id AS k2, NULL::timestamptz AS k3,
+               booking.ics_vevent('booking-' || s.id || '@pg_booking', s.stamp, s.starts_at, s.ends_at,
+                                  s.summary, s.place, s.st, s.revision) AS vevent
+          FROM shown s
+         WHERE s.series_id IS NULL
+        UNION ALL
+        -- SEQUENCE of a series: the sum of its occurrences' revisions,
+        -- which grows whenever any of them changes.
+        SELECT m.starts_at, m.id, NULL,
+               booking.ics_vevent('series-' || m.series_id || '@pg_booking', m.series_stamp, m.starts_at, m.ends_at,
+                                  m.summary, m.place, m.st, m.series_revision::integer, NULL,
+                                  ARRAY(SELECT g.starts_at FROM grouped g
+                                         WHERE g.series_id = m.series_id AND g.member AND g.id <> m.id),
+                                  ARRAY(SELECT DISTINCT g.starts_at FROM grouped g
+                                         WHERE g.series_id = m.series_id AND NOT g.member
+                                           AND NOT EXISTS (SELECT 1 FROM grouped o
+                                                            WHERE o.series_id = g.series_id AND o.member
+                                                              AND o.starts_at = g.starts_at)))
+          FROM masters m
+        UNION ALL
+        SELECT m.starts_at, m.id, g.starts_at,
+               booking.ics_vevent('series-' || m.series_id || '@pg_booking', m.series_stamp, g.starts_at, g.ends_at,
+                                  g.summary, g.place, g.st, m.series_revision::integer, g.starts_at)
+          FROM masters m
+          JOIN grouped g ON g.series_id = m.series_id AND g.member AND g.id <> m.id
+         WHERE (g.ends_at - g.starts_at, g.summary, g.st, g.place)
+               IS DISTINCT FROM (m.ends_at - m.starts_at, m.summary, m.st, m.place)
+    )
+    SELECT booking.ics_lines(ARRAY['BEGIN:VCALENDAR', 'VERSION:2.0', 'PRODID:-//pg_booking//pg_booking//EN',
+                                   'CALSCALE:GREGORIAN', 'NAME:' || booking.ics_text(calendar_name),
+                                   'X-WR-CALNAME:' || booking.ics_text(calendar_name),
+                                   'REFRESH-INTERVAL;VALUE=DURATION:PT15M', 'X-PUBLISHED-TTL:PT15M'])
+           || coalesce((SELECT string_agg(c.vevent, '' ORDER BY c.k1, c.k2, c.k3 NULLS FIRST) FROM components c), '')
+           || booking.ics_lines(ARRAY['END:VCALENDAR'])
+$$;
+COMMENT ON FUNCTION booking.calendar_ics IS 'the iCalendar text of a room''s or a user''s bookings in a window, as a given viewer may see them; called by the api functions only';
+
+REVOKE EXECUTE ON FUNCTION booking.ics_status(text, timestamptz),
+    booking.calendar_ics(text, bigint, bigint, bigint, text, tstzrange) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION booking.ics_status(text, timestamptz) TO booking_api;
 
 -- ==== routes of the sections above that come before booking.http_routes or after it (issues 9, 15) ====
 -- (booking.http_routes is declared in section "HTTP routes declared once".)

@@ -50,6 +50,7 @@ extern AttrNumber pgb_attnum(Oid relid, const char *name);
 /* Our caches' relcache callbacks share one of PostgreSQL's slots (common.c). */
 extern void pgb_register_relcache_callback(void (*func) (Datum arg, Oid relid));
 extern Datum pgb_column(Relation rel, HeapTuple tup, const char *name, bool *isnull);
+extern bool pgb_is_citus_shard(Relation rel, const char *table);
 
 /* rate limits, ratelimit.c */
 extern bool pgb_rate_limit_enabled;

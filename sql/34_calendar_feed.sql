@@ -100,6 +100,12 @@ SELECT s, booking.ics_status(s) FROM unnest(ARRAY['confirmed', 'completed', 'can
 SELECT bool_and(booking.ics_status(s) = CASE WHEN booking.status_occupies(s) THEN 'TENTATIVE' ELSE 'CANCELLED' END)
        AS others_follow_status_occupies
   FROM unnest(ARRAY['held', 'pending', 'released', 'expired', 'rejected']) s;
+-- A hold or request past its expiry blocks nobody, even before the worker
+-- marks it: CANCELLED, as the conflict check sees it (booking_occupies).
+SELECT booking.ics_status('held', now() + interval '1 hour') AS live_hold,
+       booking.ics_status('held', now() - interval '1 minute') AS unmarked_expired_hold,
+       booking.ics_status('pending', now() - interval '1 minute') AS unmarked_expired_request,
+       booking.ics_status('pending') AS request_without_expiry;
 
 -- TEXT escaping and folding (RFC 5545 3.3.11, 3.1).
 SELECT booking.ics_text(E'a\\b;c,d\ne\r\nf\rg\x01h');
