@@ -6671,7 +6671,11 @@ GRANT EXECUTE ON FUNCTION booking.check_in_window(timestamptz, integer), booking
 --     booking is placed (inserted, moved, or confirmed from an expired
 --     hold) the waiting entries its time touches are promoted first: a
 --     newcomer never jumps the queue, it meets the promoted booking in the
---     conflict check.
+--     conflict check.  (Its BOOKING_CONFLICT undoes its statement, the
+--     promotion included: no transaction of its own has freed the slot.
+--     The slot stays reserved for the queue, every newcomer being refused
+--     the same way, until the worker's tick marks the hold expired, which
+--     promotes for good, within a minute.)
 --   * booking.expire_waitlist(at), on the worker's minute tick: entries
 --     whose slot has started expire, and every room's queue is offered its
 --     free slots once more (a sweep that catches what the two triggers
@@ -6699,8 +6703,10 @@ CREATE TABLE booking.waitlist (
     starts_at  timestamptz NOT NULL,
     ends_at    timestamptz NOT NULL,
     status     text NOT NULL DEFAULT 'waiting',
-    -- The booking a promotion made (kept NULL if that booking is deleted).
-    booking_id bigint REFERENCES booking.bookings (id) ON DELETE SET NULL,
+    -- The booking a promotion made.  Not a foreign key (as events name
+    -- their entity): the entry stays as history when that booking is
+    -- deleted, and TRUNCATE booking.bookings still works.
+    booking_id bigint,
     -- The clock under the room's lock (not now(), the transaction's start):
     -- the queue's order is the order of the room's writers.
     created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
