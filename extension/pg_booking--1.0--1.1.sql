@@ -6905,16 +6905,20 @@ BEGIN
     IF at IS NULL THEN
         PERFORM booking.raise_error(422, 'VALIDATION_ERROR', 'at is required', jsonb_build_object('field', 'at'));
     END IF;
-    FOR w IN UPDATE booking.waitlist x SET status = 'expired', updated_at = clock_timestamp()
-              WHERE x.status = 'waiting' AND x.starts_at <= at RETURNING x.*
+    -- Room by room, each room's lock before its entries' (the order a
+    -- promotion and a withdrawal take them in, so none waits for another
+    -- in turn).
+    FOR q IN SELECT x.room_id FROM booking.waitlist x WHERE x.status = 'waiting'
+              GROUP BY x.room_id ORDER BY x.room_id
     LOOP
-        PERFORM booking.waitlist_event('waitlist.expired', w);
-        n := n + 1;
-    END LOOP;
-    FOR q IN SELECT x.room_id, min(x.starts_at) AS s, max(x.ends_at) AS e FROM booking.waitlist x
-              WHERE x.status = 'waiting' GROUP BY x.room_id ORDER BY x.room_id
-    LOOP
-        n := n + booking.promote_waitlist(q.room_id, q.s, q.e);
+        PERFORM booking.lock_room(q.room_id);
+        FOR w IN UPDATE booking.waitlist x SET status = 'expired', updated_at = clock_timestamp()
+                  WHERE x.room_id = q.room_id AND x.status = 'waiting' AND x.starts_at <= at RETURNING x.*
+        LOOP
+            PERFORM booking.waitlist_event('waitlist.expired', w);
+            n := n + 1;
+        END LOOP;
+        n := n + booking.promote_waitlist(q.room_id, '-infinity', 'infinity');
     END LOOP;
     RETURN n;
 END
@@ -7003,6 +7007,9 @@ DECLARE
     w booking.waitlist;
 BEGIN
     PERFORM booking.require_user();
+    -- The room's lock before the entry's (as a promotion takes them), so
+    -- the two never wait for each other in turn.
+    PERFORM booking.lock_room(x.room_id) FROM booking.waitlist x WHERE x.id = withdraw_waitlist.id;
     SELECT * INTO w FROM booking.waitlist x WHERE x.id = withdraw_waitlist.id FOR UPDATE;
     IF w.id IS NULL THEN
         IF EXISTS (SELECT 1 FROM booking.waitlist x WHERE x.id = withdraw_waitlist.id) THEN
