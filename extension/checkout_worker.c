@@ -19,7 +19,10 @@
  *             15); days missed while the server was down are caught up,
  *             each once per hotel.
  *             The same minute tick expires holds and approval requests
- *             past their expiry (booking.expire_holds(), issue 14).
+ *             past their expiry (booking.expire_holds(), issue 14), releases
+ *             no-shows (booking.release_no_shows()) and expires waitlist
+ *             entries whose slot has started (booking.expire_waitlist(),
+ *             which also offers every queue its free slots once more).
  *
  * The work itself is SQL (the checkout section of extension/pg_booking--1.0.sql): start a run,
  * batches in their own transactions until none is left, finish.  A run that
@@ -635,7 +638,11 @@ run_day(const DueRun *due)
  * (booking.expire_holds()), and no-shows of rooms that require check-in
  * become "released" (booking.release_no_shows(), at the checkout's clock so
  * the tests' offset moves it too).  Nobody waits for the first (an expired
- * hold already blocks no one); the second frees the room.  Each runs in a
+ * hold already blocks no one); the second frees the room.  Both promote the
+ * waitlist entries their freed slots fit, in their own transaction (the
+ * triggers on booking.bookings).  The third expires the waitlist entries
+ * whose slot has started by the checkout's clock and sweeps every queue
+ * (booking.expire_waitlist()).  Each runs in a
  * transaction of its own, so one failing does not keep the other from
  * running; an error is logged and the worker goes on.
  */
@@ -769,6 +776,10 @@ pgb_checkout_worker_main(Datum main_arg)
 				run_tick_job(loop_cxt, "booking.release_no_shows(timestamptz)",
 							 "SELECT booking.release_no_shows(booking.checkout_clock())::int8",
 							 "pg_booking checkout: releasing no-shows", "no-shows released");
+				run_tick_job(loop_cxt, "booking.expire_waitlist(timestamptz)",
+							 "SELECT booking.expire_waitlist(booking.checkout_clock())::int8",
+							 "pg_booking checkout: expiring and promoting waitlist entries",
+							 "waitlist entries expired or promoted");
 				sleep_ms = Max(Min(next_ms, MAX_SLEEP_MS), 1000);
 			}
 		}

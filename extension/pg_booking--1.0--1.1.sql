@@ -4445,6 +4445,8 @@ AS $$
         ('booking.room_rating_counts',  'hash',      'room_id',   'booking.rooms'),
         ('booking.bookings',            'hash',      'room_id',   'booking.rooms'),
         ('booking.reviews',             'hash',      'room_id',   'booking.rooms'),
+        -- a room's queue (section "the waitlist"), next to its bookings
+        ('booking.waitlist',            'hash',      'room_id',   'booking.rooms'),
         -- a review's votes and flags name the review only (no room id):
         -- their own group, by review id
         ('booking.review_votes',        'hash',      'review_id', 'none'),
@@ -4534,6 +4536,13 @@ BEGIN
     ALTER TABLE booking.review_votes DROP CONSTRAINT IF EXISTS review_votes_review_id_fkey;
     ALTER TABLE booking.review_flags DROP CONSTRAINT IF EXISTS review_flags_review_id_fkey;
     PERFORM booking.citus_widen_key('booking.reviews', 'reviews_pkey', 'room_id');
+    -- The waitlist (a later section): its key, and "one entry per booking
+    -- made", which becomes one per (room, booking): a booking has one room.
+    IF to_regclass('booking.waitlist') IS NOT NULL THEN
+        PERFORM booking.citus_widen_key('booking.waitlist', 'waitlist_pkey', 'room_id');
+        DROP INDEX IF EXISTS booking.waitlist_booking_key;
+        CREATE UNIQUE INDEX waitlist_booking_key ON booking.waitlist (room_id, booking_id) WHERE booking_id IS NOT NULL;
+    END IF;
     PERFORM booking.citus_widen_key('booking.reservations', 'reservations_pkey', 'hotel_id');
     -- A group stay names its block by id, and a block its hotel; blocks are
     -- by block id, stays and hotels by hotel: not co-located, so both keys
@@ -6832,6 +6841,427 @@ COMMENT ON FUNCTION booking.calendar_ics IS 'the iCalendar text of a room''s or 
 REVOKE EXECUTE ON FUNCTION booking.ics_status(text, timestamptz),
     booking.calendar_ics(text, bigint, bigint, bigint, text, tstzrange) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION booking.ics_status(text, timestamptz) TO booking_api;
+
+-- ==== the waitlist: queued for a taken slot, promoted in the freeing transaction (issue 14) ====
+--
+-- POST /rooms/{room_id}/waitlist queues the caller for a slot that is
+-- taken right now (a free slot is booked, not waited for).  When the slot
+-- frees, the oldest waiting entries it fits (FIFO by created_at, id) become
+-- bookings IN THE TRANSACTION THAT FREES IT, so nobody can take the slot in
+-- between.  The rule, in one place (booking.promote_waitlist), reached from:
+--
+--   * bookings_waitlist_freed, AFTER UPDATE OR DELETE on booking.bookings:
+--     a booking that may occupy its room stops doing so (cancelled,
+--     released, expired, rejected), is deleted, or moves (times or room):
+--     its old time is offered to the queue of its old room.  psql, the
+--     adapter, the worker's release of no-shows and its marking of expired
+--     holds all go through it.
+--   * bookings_before_check_waitlist, BEFORE INSERT OR UPDATE, fired before
+--     bookings_conflict_check (triggers fire in name order): a hold that
+--     expires frees its slot with no transaction at all, so before a
+--     booking is placed (inserted, moved, or confirmed from an expired
+--     hold) the waiting entries its time touches are promoted first: a
+--     newcomer never jumps the queue, it meets the promoted booking in the
+--     conflict check.  (Its BOOKING_CONFLICT undoes its statement, the
+--     promotion included: no transaction of its own has freed the slot.
+--     The slot stays reserved for the queue, every newcomer being refused
+--     the same way, until the worker's tick marks the hold expired, which
+--     promotes for good, within a minute.)
+--   * booking.expire_waitlist(at), on the worker's minute tick: entries
+--     whose slot has started expire, and every room's queue is offered its
+--     free slots once more (a sweep that catches what the two triggers
+--     cannot see, e.g. a freeing transaction in REPEATABLE READ whose
+--     snapshot predates a join).
+--
+-- "Fits" is decided by the one conflict check: a promotion is a plain
+-- INSERT into booking.bookings, and a clash (BOOKING_CONFLICT) just moves
+-- on to the next entry.  Joins, promotions and new bookings of a room are
+-- serialised by the room's lock, the one the conflict check takes
+-- (booking.lock_room, extension/conflicts.c), taken before the queue is
+-- read; an entry's created_at is the clock read under that lock, so the
+-- queue's order is the order in which the room's writers came.  A
+-- promotion is a confirmed booking of the entry's user (a pending request
+-- in a room that requires approval, unless the user is staff), with the
+-- usual booking.created event and a waitlist.promoted one; joins,
+-- withdrawals and expiries have their events too (waitlist.joined,
+-- waitlist.withdrawn, waitlist.expired).
+
+CREATE TABLE booking.waitlist (
+    id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    room_id    bigint NOT NULL REFERENCES booking.rooms (id),
+    user_id    bigint NOT NULL REFERENCES booking.users (id),
+    title      text NOT NULL,
+    starts_at  timestamptz NOT NULL,
+    ends_at    timestamptz NOT NULL,
+    status     text NOT NULL DEFAULT 'waiting',
+    -- The booking a promotion made.  Not a foreign key (as events name
+    -- their entity): the entry stays as history when that booking is
+    -- deleted, and TRUNCATE booking.bookings still works.
+    booking_id bigint,
+    -- The clock under the room's lock (not now(), the transaction's start):
+    -- the queue's order is the order of the room's writers.
+    created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    updated_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    CONSTRAINT waitlist_status_known CHECK (status IN ('waiting', 'promoted', 'expired', 'withdrawn')),
+    CONSTRAINT waitlist_booking_if_promoted CHECK (booking_id IS NULL OR status = 'promoted'),
+    CONSTRAINT waitlist_title_length CHECK (length(btrim(title)) BETWEEN 1 AND 200),
+    CONSTRAINT waitlist_times_order CHECK (starts_at < ends_at)
+);
+COMMENT ON TABLE booking.waitlist IS 'people queued for a taken slot of a room, FIFO by (created_at, id); a waiting entry becomes a booking (promoted) in the transaction that frees its slot (booking.promote_waitlist)';
+COMMENT ON COLUMN booking.waitlist.status IS 'waiting; promoted (booking_id: the booking made); expired (its slot started first); withdrawn (by its owner or staff)';
+-- A room's queue in order, and a user waits once for a slot.
+CREATE INDEX waitlist_room_waiting_idx ON booking.waitlist (room_id, starts_at) INCLUDE (ends_at) WHERE status = 'waiting';
+CREATE UNIQUE INDEX waitlist_one_wait_per_slot ON booking.waitlist (room_id, user_id, starts_at, ends_at) WHERE status = 'waiting';
+-- One booking per promotion, never two entries for one booking.
+CREATE UNIQUE INDEX waitlist_booking_key ON booking.waitlist (booking_id) WHERE booking_id IS NOT NULL;
+CREATE INDEX waitlist_user_idx ON booking.waitlist (user_id, starts_at);
+CREATE INDEX waitlist_expiring_idx ON booking.waitlist (starts_at) WHERE status = 'waiting';
+
+-- As bookings: a user sees and changes their own entries, staff all,
+-- auditors and service accounts read all.
+ALTER TABLE booking.waitlist ENABLE ROW LEVEL SECURITY;
+CREATE POLICY waitlist_own ON booking.waitlist TO booking_api
+    USING (user_id = booking.current_user_id()) WITH CHECK (user_id = booking.current_user_id());
+CREATE POLICY waitlist_staff ON booking.waitlist TO booking_admin, booking_facility_manager USING (true);
+CREATE POLICY waitlist_read_all ON booking.waitlist FOR SELECT TO booking_auditor, booking_service_account USING (true);
+GRANT SELECT, INSERT, UPDATE ON booking.waitlist TO booking_api;
+-- What users wrote: dumped, with its identity sequence (the backup
+-- section registers the sequences of every table registered above it).
+SELECT pg_catalog.pg_extension_config_dump('booking.waitlist', '');
+
+CREATE FUNCTION booking.lock_room(room_id bigint) RETURNS void
+AS 'MODULE_PATHNAME', 'pgb_lock_room'
+LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION booking.lock_room IS 'take the room''s lock until the transaction ends: the lock the conflict check takes, which serialises a room''s bookings, joins of its waitlist and promotions';
+
+-- An entry's place in its queue: 1 + the waiting entries of the same room
+-- ahead of it whose slot overlaps its own (those it waits behind).  Reads
+-- everyone's entries (times only), hence SECURITY DEFINER.
+CREATE FUNCTION booking.waitlist_position(entry_id bigint) RETURNS integer
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN w.status = 'waiting' THEN
+               1 + (SELECT count(*)::integer FROM booking.waitlist o
+                     WHERE o.room_id = w.room_id AND o.status = 'waiting'
+                       AND o.starts_at < w.ends_at AND o.ends_at > w.starts_at
+                       AND (o.created_at, o.id) < (w.created_at, w.id)) END
+      FROM booking.waitlist w WHERE w.id = entry_id
+$$;
+COMMENT ON FUNCTION booking.waitlist_position IS 'a waiting entry''s place in its room''s queue (1: next), counting the older waiting entries whose slots overlap its own; NULL when not waiting';
+
+CREATE FUNCTION booking.waitlist_json(w booking.waitlist) RETURNS jsonb
+LANGUAGE sql STABLE
+AS $$
+    SELECT jsonb_build_object('id', w.id, 'room_id', w.room_id, 'user_id', w.user_id, 'title', w.title,
+                              'starts_at', w.starts_at, 'ends_at', w.ends_at, 'status', w.status,
+                              'position', booking.waitlist_position(w.id), 'booking_id', w.booking_id,
+                              'created_at', w.created_at, 'updated_at', w.updated_at)
+$$;
+
+-- The event of a change of an entry, queued like every other (emit_events).
+CREATE FUNCTION booking.waitlist_event(kind text, w booking.waitlist) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM booking.emit_events(jsonb_build_array(jsonb_build_object(
+        'kind', kind, 'entity', 'waitlist', 'entity_id', w.id::text,
+        'payload', jsonb_build_object('id', w.id, 'room_id', w.room_id, 'user_id', w.user_id,
+                                      'starts_at', w.starts_at, 'ends_at', w.ends_at,
+                                      'status', w.status, 'booking_id', w.booking_id))));
+END
+$$;
+
+-- The promotion.  Offers the time [s, e) of a room (widened by the room's
+-- buffers: a freed booking also frees the gap around it) to the room's
+-- waiting entries that touch it, oldest first; each becomes a booking if
+-- the conflict check lets its INSERT through, else it waits on.  Entries
+-- whose slot has started, or of deactivated users, are passed over (the
+-- tick expires the former).  Takes the room's lock first (see above);
+-- SECURITY DEFINER: the freeing transaction is usually someone else's, and
+-- the booking is the entry owner's.  The bookings it inserts pass
+-- bookings_before_check_waitlist without promoting again
+-- (booking.waitlist_promoting, set for the INSERT only).
+CREATE FUNCTION booking.promote_waitlist(room_id bigint, s timestamptz, e timestamptz) RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r booking.rooms;
+    w booking.waitlist;
+    b booking.bookings;
+    gap interval;
+    st text;
+    expires timestamptz;
+    n integer := 0;
+BEGIN
+    SELECT * INTO r FROM booking.rooms x WHERE x.id = promote_waitlist.room_id;
+    IF r.id IS NULL THEN
+        RETURN 0;
+    END IF;
+    gap := booking.clash_gap(r.buffer_before_minutes, r.buffer_after_minutes);
+    PERFORM booking.lock_room(r.id);
+    -- Each statement below sees every entry committed before the lock was granted.
+    FOR w IN SELECT x.* FROM booking.waitlist x JOIN booking.users u ON u.id = x.user_id AND u.active
+              WHERE x.room_id = r.id AND x.status = 'waiting' AND x.starts_at > now()
+                AND x.starts_at < e + gap AND x.ends_at > s - gap
+              ORDER BY x.created_at, x.id
+                FOR UPDATE OF x
+    LOOP
+        -- The conflict check's own look, to spare a subtransaction for a
+        -- slot plainly still taken; the INSERT's check decides.
+        CONTINUE WHEN booking.booking_conflicts(r.id, w.starts_at, w.ends_at) IS NOT NULL;
+        st := 'confirmed';
+        expires := NULL;
+        IF r.requires_approval
+           AND (SELECT u.role::text FROM booking.users u WHERE u.id = w.user_id) NOT IN ('admin', 'facility_manager') THEN
+            st := 'pending';
+            expires := now() + make_interval(mins => r.approval_expiry_minutes);
+        END IF;
+        BEGIN
+            PERFORM set_config('booking.waitlist_promoting', 'on', true);
+            INSERT INTO booking.bookings (room_id, user_id, title, starts_at, ends_at, status, hold_expires_at)
+            VALUES (r.id, w.user_id, w.title, w.starts_at, w.ends_at, st, expires) RETURNING * INTO b;
+            PERFORM set_config('booking.waitlist_promoting', 'off', true);
+        EXCEPTION WHEN SQLSTATE 'PT409' OR SQLSTATE 'PT422' THEN
+            -- BOOKING_CONFLICT: does not fit; 422: the room is inactive.
+            CONTINUE;
+        END;
+        UPDATE booking.waitlist x SET status = 'promoted', booking_id = b.id, updated_at = clock_timestamp()
+         WHERE x.id = w.id RETURNING * INTO w;
+        PERFORM booking.waitlist_event('waitlist.promoted', w);
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION booking.promote_waitlist IS 'offer [s, e) of a room (buffers included) to its waiting entries, oldest first: each whose INSERT the conflict check lets through becomes a booking (confirmed, or pending in an approval room), with a waitlist.promoted event; returns how many';
+
+CREATE FUNCTION booking.waitlist_freed() RETURNS trigger
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- On a Citus shard (docs/citus.md) the promotion would run distributed
+    -- queries from inside the shard's statement, which Citus refuses: the
+    -- waitlist is not promoted there (docs/citus.md, missing).
+    IF TG_TABLE_NAME <> 'bookings' THEN
+        RETURN NULL;
+    END IF;
+    -- (WHEN: the old row's status may occupy the room.)
+    IF TG_OP = 'DELETE' OR NOT booking.status_occupies(NEW.status)
+       OR (NEW.room_id, NEW.starts_at, NEW.ends_at) IS DISTINCT FROM (OLD.room_id, OLD.starts_at, OLD.ends_at) THEN
+        PERFORM booking.promote_waitlist(OLD.room_id, OLD.starts_at, OLD.ends_at);
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION booking.waitlist_freed IS 'trigger: a booking that stops occupying its room, is deleted or moves offers its old time to the room''s waitlist, in the same transaction (booking.promote_waitlist)';
+CREATE TRIGGER bookings_waitlist_freed
+    AFTER UPDATE OF room_id, starts_at, ends_at, status OR DELETE ON booking.bookings
+    FOR EACH ROW WHEN (booking.status_occupies(OLD.status))
+    EXECUTE FUNCTION booking.waitlist_freed();
+
+CREATE FUNCTION booking.waitlist_first() RETURNS trigger
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- (WHEN: the new row's status may occupy the room.  A Citus shard: see
+    -- booking.waitlist_freed.)
+    IF TG_TABLE_NAME <> 'bookings' OR current_setting('booking.waitlist_promoting', true) = 'on'
+       OR NOT booking.booking_occupies(NEW.status, NEW.hold_expires_at, now()) THEN
+        RETURN NEW;
+    END IF;
+    -- A booking staying where it occupied already takes nothing new.
+    IF TG_OP = 'UPDATE' AND (NEW.room_id, NEW.starts_at, NEW.ends_at) = (OLD.room_id, OLD.starts_at, OLD.ends_at)
+       AND booking.booking_occupies(OLD.status, OLD.hold_expires_at, now()) THEN
+        RETURN NEW;
+    END IF;
+    PERFORM booking.promote_waitlist(NEW.room_id, NEW.starts_at, NEW.ends_at);
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION booking.waitlist_first IS 'trigger, before the conflict check: the waiting entries a booking''s time touches are promoted first when their slot is free (an expired hold frees it without a transaction), so no newcomer jumps the queue';
+-- The name sorts before bookings_conflict_check: BEFORE triggers fire in name order.
+CREATE TRIGGER bookings_before_check_waitlist
+    BEFORE INSERT OR UPDATE OF room_id, starts_at, ends_at, status, hold_expires_at ON booking.bookings
+    FOR EACH ROW WHEN (booking.status_occupies(NEW.status))
+    EXECUTE FUNCTION booking.waitlist_first();
+
+-- The worker's minute tick (at: its clock, booking.checkout_clock()).
+CREATE FUNCTION booking.expire_waitlist(at timestamptz DEFAULT now()) RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    w booking.waitlist;
+    q record;
+    n integer := 0;
+BEGIN
+    IF at IS NULL THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR', 'at is required', jsonb_build_object('field', 'at'));
+    END IF;
+    -- Room by room, each room's lock before its entries' (the order a
+    -- promotion and a withdrawal take them in, so none waits for another
+    -- in turn).
+    FOR q IN SELECT x.room_id FROM booking.waitlist x WHERE x.status = 'waiting'
+              GROUP BY x.room_id ORDER BY x.room_id
+    LOOP
+        PERFORM booking.lock_room(q.room_id);
+        FOR w IN UPDATE booking.waitlist x SET status = 'expired', updated_at = clock_timestamp()
+                  WHERE x.room_id = q.room_id AND x.status = 'waiting' AND x.starts_at <= at RETURNING x.*
+        LOOP
+            PERFORM booking.waitlist_event('waitlist.expired', w);
+            n := n + 1;
+        END LOOP;
+        n := n + booking.promote_waitlist(q.room_id, '-infinity', 'infinity');
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION booking.expire_waitlist IS 'expire the waiting entries whose slot has started by instant at, then offer every room''s free slots to its queue once more (the background worker calls it every minute); returns how many entries expired or were promoted';
+
+-- POST /rooms/{room_id}/waitlist.  The slot must be taken right now: the
+-- conflict check says so on a trial booking that is rolled back (so a free
+-- slot, an inactive room and bad times are refused exactly as a booking
+-- would be), after the queue ahead has been given its chance (promoted
+-- entries may be what takes the slot).  Under the room's lock throughout.
+CREATE FUNCTION api.join_waitlist(room_id bigint, starts_at text, ends_at text, title text) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    uid bigint := booking.require_user();
+    s timestamptz;
+    e timestamptz;
+    w booking.waitlist;
+    free boolean;
+    mine bigint;
+BEGIN
+    PERFORM booking.require_role('user', 'admin', 'facility_manager', 'moderator');
+    PERFORM booking.validate_title(title);
+    s := booking.parse_instant(starts_at, 'starts_at');
+    e := booking.parse_instant(ends_at, 'ends_at');
+    PERFORM booking.check_booking_times(s, e);
+    IF s <= now() THEN
+        PERFORM booking.raise_error(422, 'VALIDATION_ERROR',
+            format('the slot started at %s: a waitlist entry waits for a slot still to come', to_json(s) #>> '{}'),
+            jsonb_build_object('field', 'starts_at'));
+    END IF;
+    PERFORM booking.find_room(room_id);
+    PERFORM booking.lock_room(room_id);
+    PERFORM booking.promote_waitlist(room_id, s, e);
+    SELECT x.id INTO mine FROM booking.waitlist x
+     WHERE x.room_id = join_waitlist.room_id AND x.user_id = uid AND x.status = 'waiting'
+       AND x.starts_at = s AND x.ends_at = e;
+    IF mine IS NOT NULL THEN
+        PERFORM booking.raise_error(409, 'WAITLIST_DUPLICATE',
+            format('you are already waiting for room %s at that time (entry %s)', room_id, mine),
+            jsonb_build_object('room_id', room_id, 'waitlist_id', mine));
+    END IF;
+    BEGIN
+        PERFORM set_config('booking.waitlist_promoting', 'on', true);
+        INSERT INTO booking.bookings (room_id, user_id, title, starts_at, ends_at)
+        VALUES (room_id, uid, btrim(title), s, e);
+        RAISE EXCEPTION USING ERRCODE = 'PTW01';    -- roll the trial back (never escapes)
+    EXCEPTION
+        WHEN SQLSTATE 'PTW01' THEN free := true;
+        WHEN SQLSTATE 'PT409' THEN free := false;   -- BOOKING_CONFLICT: taken
+    END;
+    IF free THEN
+        PERFORM booking.raise_error(409, 'WAITLIST_SLOT_FREE',
+            format('room %s is free at that time: book it instead of waiting', room_id),
+            jsonb_build_object('room_id', room_id, 'starts_at', s, 'ends_at', e),
+            'POST /bookings books a free slot.');
+    END IF;
+    INSERT INTO booking.waitlist (room_id, user_id, title, starts_at, ends_at)
+    VALUES (room_id, uid, btrim(title), s, e) RETURNING * INTO w;
+    PERFORM booking.waitlist_event('waitlist.joined', w);
+    RETURN booking.waitlist_json(w);
+END
+$$;
+COMMENT ON FUNCTION api.join_waitlist IS 'user+: queue for a slot of a room that is taken right now; the answer has the entry''s position (1: next); when the slot frees the entry becomes a booking in that same transaction; 409 WAITLIST_SLOT_FREE (book it instead), 409 WAITLIST_DUPLICATE, 422 VALIDATION_ERROR (times, a slot that has started, an inactive room), 404';
+
+CREATE FUNCTION api.list_my_waitlist(lim integer DEFAULT 50, off integer DEFAULT 0) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    uid bigint := booking.require_user();
+BEGIN
+    PERFORM booking.check_page(lim, off);
+    RETURN coalesce((
+        SELECT jsonb_agg(booking.waitlist_json(x) ORDER BY x.starts_at, x.id)
+          FROM (SELECT w.* FROM booking.waitlist w WHERE w.user_id = uid
+                 ORDER BY w.starts_at, w.id LIMIT lim OFFSET off) x), '[]');
+END
+$$;
+COMMENT ON FUNCTION api.list_my_waitlist IS 'user+: my waitlist entries by slot, each with its status and, while waiting, its position';
+
+CREATE FUNCTION api.withdraw_waitlist(id bigint) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    w booking.waitlist;
+BEGIN
+    PERFORM booking.require_user();
+    -- The room's lock before the entry's (as a promotion takes them), so
+    -- the two never wait for each other in turn.
+    PERFORM booking.lock_room(x.room_id) FROM booking.waitlist x WHERE x.id = withdraw_waitlist.id;
+    SELECT * INTO w FROM booking.waitlist x WHERE x.id = withdraw_waitlist.id FOR UPDATE;
+    IF w.id IS NULL THEN
+        IF EXISTS (SELECT 1 FROM booking.waitlist x WHERE x.id = withdraw_waitlist.id) THEN
+            PERFORM booking.raise_error(403, 'FORBIDDEN',
+                format('role "%s" may not change waitlist entry %s', booking.current_app_role(), id),
+                jsonb_build_object('waitlist_id', id));
+        END IF;
+        PERFORM booking.raise_error(404, 'NOT_FOUND', format('waitlist entry %s not found', coalesce(id::text, 'NULL')),
+            jsonb_build_object('waitlist_id', id));
+    END IF;
+    IF w.status <> 'waiting' THEN
+        PERFORM booking.raise_error(409, 'INVALID_STATE', format('waitlist entry %s is %s, not waiting', id, w.status),
+            jsonb_build_object('waitlist_id', id, 'status', w.status, 'booking_id', w.booking_id));
+    END IF;
+    UPDATE booking.waitlist x SET status = 'withdrawn', updated_at = clock_timestamp()
+     WHERE x.id = withdraw_waitlist.id RETURNING * INTO w;
+    PERFORM booking.waitlist_event('waitlist.withdrawn', w);
+    RETURN booking.waitlist_json(w);
+END
+$$;
+COMMENT ON FUNCTION api.withdraw_waitlist IS 'owner, admin, facility_manager: leave the queue (status withdrawn); a promoted entry is a booking: cancel that instead; 404, 403, 409 INVALID_STATE';
+
+INSERT INTO booking.http_routes (method, path, function_name, success_status, operation_id, body_argument, public, event_stream) VALUES
+    ('POST',   '/rooms/{room_id}/waitlist', 'join_waitlist',     201, NULL, NULL, false, false),
+    ('GET',    '/users/me/waitlist',        'list_my_waitlist',  200, NULL, NULL, false, false),
+    ('DELETE', '/waitlist/{id}',            'withdraw_waitlist', 200, NULL, NULL, false, false);
+INSERT INTO booking.http_schemas (name, schema) VALUES
+    ('WaitlistEntry', '{"type": "object", "description": "a place in a room''s queue for a slot; promoted: booking_id is the booking it became",
+                        "required": ["booking_id", "created_at", "ends_at", "id", "position", "room_id", "starts_at", "status", "title", "updated_at", "user_id"],
+                        "properties": {"id": {"type": "integer", "format": "int64"}, "room_id": {"type": "integer", "format": "int64"},
+                                       "user_id": {"type": "integer", "format": "int64"}, "title": {"type": "string"},
+                                       "starts_at": {"type": "string", "format": "date-time"},
+                                       "ends_at": {"type": "string", "format": "date-time"},
+                                       "status": {"type": "string", "enum": ["waiting", "promoted", "expired", "withdrawn"]},
+                                       "position": {"type": "integer", "nullable": true, "description": "while waiting: 1 + the older waiting entries of the room whose slots overlap this one"},
+                                       "booking_id": {"type": "integer", "format": "int64", "nullable": true},
+                                       "created_at": {"type": "string", "format": "date-time"},
+                                       "updated_at": {"type": "string", "format": "date-time"}}}');
+INSERT INTO booking.http_results (function_name, schema) VALUES
+    ('join_waitlist', '{"$ref": "#/components/schemas/WaitlistEntry"}'),
+    ('list_my_waitlist', '{"type": "array", "items": {"$ref": "#/components/schemas/WaitlistEntry"}}'),
+    ('withdraw_waitlist', '{"$ref": "#/components/schemas/WaitlistEntry"}');
+
+REVOKE EXECUTE ON FUNCTION booking.lock_room(bigint), booking.waitlist_position(bigint),
+    booking.waitlist_json(booking.waitlist), booking.waitlist_event(text, booking.waitlist),
+    booking.promote_waitlist(bigint, timestamptz, timestamptz), booking.waitlist_freed(), booking.waitlist_first(),
+    booking.expire_waitlist(timestamptz),
+    api.join_waitlist(bigint, text, text, text), api.list_my_waitlist(integer, integer), api.withdraw_waitlist(bigint)
+  FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION booking.lock_room(bigint), booking.waitlist_position(bigint),
+    booking.waitlist_json(booking.waitlist), booking.waitlist_event(text, booking.waitlist),
+    booking.promote_waitlist(bigint, timestamptz, timestamptz),
+    api.join_waitlist(bigint, text, text, text), api.list_my_waitlist(integer, integer), api.withdraw_waitlist(bigint)
+  TO booking_api;
 
 -- ==== routes of the sections above that come before booking.http_routes or after it (issues 9, 15) ====
 -- (booking.http_routes is declared in section "HTTP routes declared once".)

@@ -79,6 +79,19 @@ SELECT api.approve_booking(:request) ->> 'status';        -- confirmed (api.reje
 -- room 2 requires check-in, within 10 minutes either side of a booking's start (1..120)
 SELECT api.set_room_check_in(2, true, check_in_window_minutes => 10);
 -- README example 7
+-- user 1 books a slot of room 1; user 2 queues for it
+SELECT set_config('request.jwt.claims', '{"sub": "1", "role": "booking_user"}', false);
+SELECT api.create_booking(1, '2030-01-11T15:00:00+01:00', '2030-01-11T16:00:00+01:00', 'Planning')
+       ->> 'id' AS taken \gset
+SELECT set_config('request.jwt.claims', '{"sub": "2", "role": "booking_facility_manager"}', false);
+SELECT api.join_waitlist(1, '2030-01-11T15:00:00+01:00', '2030-01-11T16:00:00+01:00', 'Planning too')
+       ->> 'position';                                    -- 1: next in line
+SELECT api.list_my_waitlist();
+-- user 1 cancels: in that same transaction user 2's entry becomes a confirmed booking
+SELECT set_config('request.jwt.claims', '{"sub": "1", "role": "booking_user"}', false);
+SELECT api.cancel_booking(:taken) ->> 'status';           -- cancelled
+SELECT set_config('request.jwt.claims', '', false);
+-- README example 8
 -- one's own availability: act as user 1, then 2
 SELECT set_config('request.jwt.claims', '{"sub": "1", "role": "booking_user"}', false);
 SELECT api.set_my_availability('[{"starts_at": "2030-01-07T09:00:00+01:00", "ends_at": "2030-01-07T17:00:00+01:00"}]');
@@ -90,7 +103,7 @@ SELECT api.common_availability(ARRAY[1, 2], '2030-01-07T00:00:00Z', '2030-01-14T
 SELECT api.suggest_meetings(attendees => ARRAY[1, 2], duration_minutes => 60,
                             "from" => '2030-01-07T00:00:00Z', "to" => '2030-01-14T00:00:00Z',
                             min_capacity => 4, lim => 5);
--- README example 8
+-- README example 9
 SELECT api.create_hotel('Grand Lisbon', 'Lisbon');                                   -- admin
 SELECT api.adjust_inventory(1, 'double', '2030-03-01', '2030-03-31', total => 20);   -- admin, FM
 SELECT api.adjust_inventory(1, 'double', '2030-03-10', '2030-03-12', delta => -2);
@@ -105,14 +118,14 @@ SELECT api.create_reservation(1, 'double', 'Rui Costa', '2030-03-20', 2, adults 
 SELECT api.cancel_reservation(:'other');
 SELECT set_config('request.jwt.claims', '', false);
 SELECT api.check_in(:'stay');  SELECT api.check_out(:'stay');                        -- admin, FM
--- README example 9
+-- README example 10
 SELECT api.set_hotel_currency(1, 'EUR');                                             -- admin, once
 SELECT api.set_rates(1, 'double', '2030-03-01', '2030-03-31', amount => 100,         -- admin, FM
                      weekday_amounts => '{"fri": 120.50, "sat": 140}');
 SELECT api.quote_reservation(1, 'double', '2030-03-05', 3);          -- same total, writes nothing
 SELECT api.set_cancellation_policy(1, 7, 'first_night');             -- or 7, 'percent', 15 (admin)
 SELECT api.analytics_hotel_kpis(1, '2030-03-01', '2030-03-31');      -- admin, FM, auditor
--- README example 10
+-- README example 11
 ALTER EXTENSION pg_booking UPDATE;             -- to the default version of the control file
 SELECT extversion FROM pg_extension WHERE extname = 'pg_booking';
 \o

@@ -178,6 +178,14 @@ my $cb = call(user => 'POST', '/bookings', {},
 	{ room_id => $cr->{id}, title => 'Schema check-in', starts_at => $soon->(300), ends_at => $soon->(2100) });
 call(user => 'POST', '/bookings/{id}/check-in', { id => $cb->{id} });
 
+# The waitlist (issue 14): the user queues for a slot the admin has taken.
+call(admin => 'POST', '/bookings', {},
+	{ room_id => $room, title => 'Schema taken', starts_at => $day->(64) . 'T10:00:00Z', ends_at => $day->(64) . 'T11:00:00Z' });
+my $wl = call(user => 'POST', '/rooms/{room_id}/waitlist', { room_id => $room },
+	{ title => 'Schema wait', starts_at => $day->(64) . 'T10:00:00Z', ends_at => $day->(64) . 'T11:00:00Z' });
+call(user => 'GET', '/users/me/waitlist', {});
+call(user => 'DELETE', '/waitlist/{id}', { id => $wl->{id} });
+
 my %success = map { my ($m, $p, $s) = split /\|/; ("$m $p" => $s) } split /\n/, $q->(q{SELECT method, path, success_status FROM booking.http_routes});
 is_deeply([ grep { $calls{$_} != $success{$_} } sort keys %calls ], [], 'every call succeeded (its route\'s success status)')
   or diag explain { map { ($_ => $calls{$_}) } grep { $calls{$_} != $success{$_} } keys %calls };
