@@ -99,7 +99,6 @@
 
 PG_FUNCTION_INFO_V1(booking_conflicts);
 PG_FUNCTION_INFO_V1(check_booking_conflict);
-PG_FUNCTION_INFO_V1(pgb_lock_room);
 
 /* What one look at a room found. */
 typedef struct RoomCheck
@@ -109,9 +108,12 @@ typedef struct RoomCheck
 	char	   *conflicts;		/* JSON array, or NULL when none */
 } RoomCheck;
 
-/* Serialise every writer of occupying bookings of this room until commit. */
-static void
-lock_room(int64 room_id)
+/*
+ * Serialise every writer of occupying bookings of this room until commit
+ * (also the waitlist's joins and promotions, waitlist.c).
+ */
+void
+pgb_lock_room_until_commit(int64 room_id)
 {
 	LOCKTAG		tag;
 
@@ -418,7 +420,7 @@ check_room(Relation bookings, int64 room_id, TimestampTz start, TimestampTz end,
 	BookingSchema *bs;
 	TimestampTz at;
 
-	lock_room(room_id);
+	pgb_lock_room_until_commit(room_id);
 	/* The instant the rule is applied at: read under the lock (file header). */
 	at = GetCurrentTimestamp();
 	bs = booking_schema(bookings);
@@ -722,18 +724,4 @@ check_booking_conflict(PG_FUNCTION_ARGS)
 						 (long long) room_id)));
 
 	return PointerGetDatum(newtup);
-}
-
-/*
- * booking.lock_room(room_id): take the room's lock until the transaction
- * ends, the very lock the check above takes.  The waitlist (1.1, issue 14)
- * takes it before it reads a room's queue, so a join, a promotion and a new
- * booking of one room go one after the other, in the same order as the
- * room's bookings.  Taking it again later (the check does) costs nothing.
- */
-Datum
-pgb_lock_room(PG_FUNCTION_ARGS)
-{
-	lock_room(PG_GETARG_INT64(0));
-	PG_RETURN_VOID();
 }

@@ -6934,6 +6934,15 @@ AS 'MODULE_PATHNAME', 'pgb_lock_room'
 LANGUAGE C VOLATILE STRICT;
 COMMENT ON FUNCTION booking.lock_room IS 'take the room''s lock until the transaction ends: the lock the conflict check takes, which serialises a room''s bookings, joins of its waitlist and promotions';
 
+-- The question every booking write asks first (bookings_before_check_waitlist's
+-- WHEN), in C so that a room without a queue costs a booking nothing
+-- measurable: under the room's lock, is anyone waiting?  extension/waitlist.c
+-- says why the answer is exact.
+CREATE FUNCTION booking.room_has_waiters(room_id bigint) RETURNS boolean
+AS 'MODULE_PATHNAME', 'pgb_room_has_waiters'
+LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION booking.room_has_waiters IS 'take the room''s lock, then: does anyone wait in its queue (a waitlist entry with status waiting, whoever''s)?';
+
 -- An entry's place in its queue: 1 + the waiting entries of the same room
 -- ahead of it whose slot overlaps its own (those it waits behind).  Reads
 -- everyone's entries (times only), hence SECURITY DEFINER.
@@ -7049,7 +7058,10 @@ BEGIN
     IF TG_TABLE_NAME <> 'bookings' THEN
         RETURN NULL;
     END IF;
-    -- (WHEN: the old row's status may occupy the room.)
+    -- Only a row that may have occupied its room frees anything.
+    IF NOT booking.status_occupies(OLD.status) THEN
+        RETURN NULL;
+    END IF;
     IF TG_OP = 'DELETE' OR NOT booking.status_occupies(NEW.status)
        OR (NEW.room_id, NEW.starts_at, NEW.ends_at) IS DISTINCT FROM (OLD.room_id, OLD.starts_at, OLD.ends_at) THEN
         PERFORM booking.promote_waitlist(OLD.room_id, OLD.starts_at, OLD.ends_at);
@@ -7058,9 +7070,10 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION booking.waitlist_freed IS 'trigger: a booking that stops occupying its room, is deleted or moves offers its old time to the room''s waitlist, in the same transaction (booking.promote_waitlist)';
+-- (booking.room_has_waiters: see bookings_before_check_waitlist below.)
 CREATE TRIGGER bookings_waitlist_freed
     AFTER UPDATE OF room_id, starts_at, ends_at, status OR DELETE ON booking.bookings
-    FOR EACH ROW WHEN (booking.status_occupies(OLD.status))
+    FOR EACH ROW WHEN (booking.room_has_waiters(OLD.room_id))
     EXECUTE FUNCTION booking.waitlist_freed();
 
 CREATE FUNCTION booking.waitlist_first() RETURNS trigger
@@ -7068,8 +7081,7 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    -- (WHEN: the new row's status may occupy the room.  A Citus shard: see
-    -- booking.waitlist_freed.)
+    -- (A Citus shard: see booking.waitlist_freed.)
     IF TG_TABLE_NAME <> 'bookings' OR current_setting('booking.waitlist_promoting', true) = 'on'
        OR NOT booking.booking_occupies(NEW.status, NEW.hold_expires_at, now()) THEN
         RETURN NEW;
@@ -7085,9 +7097,13 @@ END
 $$;
 COMMENT ON FUNCTION booking.waitlist_first IS 'trigger, before the conflict check: the waiting entries a booking''s time touches are promoted first when their slot is free (an expired hold frees it without a transaction), so no newcomer jumps the queue';
 -- The name sorts before bookings_conflict_check: BEFORE triggers fire in name order.
+-- The WHEN is booking.room_has_waiters alone: a room without a queue never
+-- runs the function.  (Not also booking.status_occupies: PostgreSQL
+-- prepares a trigger's WHEN for every statement it fires in, and inlining
+-- an SQL function there costs an insert more than the rest of the check.)
 CREATE TRIGGER bookings_before_check_waitlist
     BEFORE INSERT OR UPDATE OF room_id, starts_at, ends_at, status, hold_expires_at ON booking.bookings
-    FOR EACH ROW WHEN (booking.status_occupies(NEW.status))
+    FOR EACH ROW WHEN (booking.room_has_waiters(NEW.room_id))
     EXECUTE FUNCTION booking.waitlist_first();
 
 -- The worker's minute tick (at: its clock, booking.checkout_clock()).
@@ -7251,13 +7267,13 @@ INSERT INTO booking.http_results (function_name, schema) VALUES
     ('list_my_waitlist', '{"type": "array", "items": {"$ref": "#/components/schemas/WaitlistEntry"}}'),
     ('withdraw_waitlist', '{"$ref": "#/components/schemas/WaitlistEntry"}');
 
-REVOKE EXECUTE ON FUNCTION booking.lock_room(bigint), booking.waitlist_position(bigint),
+REVOKE EXECUTE ON FUNCTION booking.lock_room(bigint), booking.room_has_waiters(bigint), booking.waitlist_position(bigint),
     booking.waitlist_json(booking.waitlist), booking.waitlist_event(text, booking.waitlist),
     booking.promote_waitlist(bigint, timestamptz, timestamptz), booking.waitlist_freed(), booking.waitlist_first(),
     booking.expire_waitlist(timestamptz),
     api.join_waitlist(bigint, text, text, text), api.list_my_waitlist(integer, integer), api.withdraw_waitlist(bigint)
   FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION booking.lock_room(bigint), booking.waitlist_position(bigint),
+GRANT EXECUTE ON FUNCTION booking.lock_room(bigint), booking.room_has_waiters(bigint), booking.waitlist_position(bigint),
     booking.waitlist_json(booking.waitlist), booking.waitlist_event(text, booking.waitlist),
     booking.promote_waitlist(bigint, timestamptz, timestamptz),
     api.join_waitlist(bigint, text, text, text), api.list_my_waitlist(integer, integer), api.withdraw_waitlist(bigint)

@@ -2,10 +2,15 @@
  * pg_booking.c — module entry: settings and hooks, nothing else.
  *
  * Each concern has its own file: conflicts.c (the meeting-room conflict
- * check), inventory.c (the hotel nights a reservation holds), analytics.c
- * (exact counters for dashboards), ratelimit.c (the shared-memory
- * limiter), checkout_worker.c (the nightly checkout), errors.c (the error
- * shape shared with SQL) and common.c (helpers they share).
+ * check and the room's lock), waitlist.c (whether a room's queue has anyone
+ * waiting), booking_rules.c (a booking's shape), inventory.c (the hotel
+ * nights a reservation holds), analytics.c and revenue_counts.c (exact
+ * counters for dashboards), events.c (the events of a statement, queued)
+ * and events_publisher.c (the worker that announces them), caller.c (the
+ * caller's claims, parsed once), ratelimit.c (the shared-memory limiter),
+ * checkout_worker.c (the nightly checkout), errors.c (the error shape
+ * shared with SQL), log_hygiene.c (business errors out of the server log)
+ * and common.c (helpers they share).
  */
 #include "postgres.h"
 

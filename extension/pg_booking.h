@@ -44,6 +44,9 @@ extern char *pgb_error_detail(const char *error_code, const char *extra);
 extern void pgb_check_booking_times(TimestampTz start, TimestampTz end);
 extern int64 pgb_clash_gap(int32 buffer_before_minutes, int32 buffer_after_minutes);
 
+/* the room's lock, conflicts.c: held until the transaction ends */
+extern void pgb_lock_room_until_commit(int64 room_id);
+
 /* shared helpers, common.c */
 extern SPIPlanPtr pgb_keep_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes);
 extern AttrNumber pgb_attnum(Oid relid, const char *name);
