@@ -438,8 +438,36 @@ typedef enum ExtensionState
 {
 	EXTENSION_MISSING,
 	EXTENSION_OLDER,
-	EXTENSION_READY
+	EXTENSION_READY,
+	EXTENSION_CITUS_WORKER		/* ready, but a Citus worker node: idle */
 } ExtensionState;
+
+/*
+ * On Citus every node has pg_booking and, its metadata synced, reaches every
+ * shard: a worker node's own checkout worker would run each hotel's dates a
+ * second time, from there, racing the coordinator's.  The checkout runs once,
+ * on the coordinator: the node of local group 0, which is also every node
+ * that has not been added to a Citus cluster (a single node with citus).
+ * Called inside a transaction.
+ */
+static bool
+is_citus_worker_node(void)
+{
+	bool		worker = false;
+	bool		isnull;
+
+	if (!OidIsValid(get_extension_oid("citus", true)))
+		return false;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (SPI_execute("SELECT groupid <> 0 FROM pg_catalog.pg_dist_local_group", true, 1) == SPI_OK_SELECT &&
+		SPI_processed == 1)
+		worker = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) && !isnull;
+	PopActiveSnapshot();
+	SPI_finish();
+	return worker;
+}
 
 static ExtensionState
 extension_state(void)
@@ -454,6 +482,8 @@ extension_state(void)
 		state = OidIsValid(LookupFuncName(list_make2(makeString("booking"), makeString("checkout_todo")),
 										  1, argtypes, true))
 			? EXTENSION_READY : EXTENSION_OLDER;
+		if (state == EXTENSION_READY && is_citus_worker_node())
+			state = EXTENSION_CITUS_WORKER;
 	}
 	CommitTransactionCommand();
 	return state;
@@ -732,7 +762,11 @@ pgb_checkout_worker_main(Datum main_arg)
 		old = MemoryContextSwitchTo(loop_cxt);
 		if ((state = extension_state()) != EXTENSION_READY)
 		{
-			if (!said_waiting)
+			if (!said_waiting && state == EXTENSION_CITUS_WORKER)
+				ereport(LOG,
+						(errmsg("pg_booking checkout: this node is a Citus worker node, idle"),
+						 errdetail("The checkout, hold expiry, release of no-shows and waitlist expiry run once, on the coordinator, over every shard.")));
+			else if (!said_waiting)
 				ereport(LOG,
 						(state == EXTENSION_MISSING
 						 ? errmsg("pg_booking checkout: extension pg_booking is not installed in \"%s\", waiting",

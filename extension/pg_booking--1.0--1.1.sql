@@ -7513,3 +7513,203 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- ==== Citus: the checkout from the coordinator (issue 16) ====
+--
+-- Citus cannot plan a statement of a SQL function that has parameters and
+-- reads a distributed or reference table (hotels, checkout_runs); it asks
+-- for PL/pgSQL, whose parameters it plans as values.  The same queries,
+-- in PL/pgSQL (on one node: a function call per hotel and run).
+-- A hotel's zone as stored (NULL: the setting) and the one it is, beside
+-- booking.effective_checkout_time; hotel_time_zone and the calendars use it.
+CREATE FUNCTION booking.effective_time_zone(stored text) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$ SELECT coalesce(stored, booking.checkout_time_zone()) $$;
+COMMENT ON FUNCTION booking.effective_time_zone IS 'a hotel''s time zone: its own, or pg_booking.checkout_time_zone when it has none';
+GRANT EXECUTE ON FUNCTION booking.effective_time_zone(text) TO booking_api;
+CREATE OR REPLACE FUNCTION booking.hotel_time_zone(hotel_id bigint) RETURNS text
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN booking.effective_time_zone((SELECT h.time_zone FROM booking.hotels h WHERE h.id = hotel_time_zone.hotel_id));
+END
+$$;
+
+-- The calendars read each hotel's row once, in one statement (Citus runs
+-- it over the shards; a function per hotel would query them from there).
+CREATE OR REPLACE FUNCTION booking.checkout_calendars() RETURNS TABLE (hotel_id bigint, run_time time, time_zone text)
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    RETURN QUERY
+    SELECT NULL::bigint, booking.hotel_checkout_time(NULL), booking.hotel_time_zone(NULL)
+    UNION ALL
+    SELECT h.id, booking.effective_checkout_time(h.checkout_time), booking.effective_time_zone(h.time_zone)
+      FROM booking.hotels h;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION booking.hotel_checkout_time(hotel_id bigint) RETURNS time
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    RETURN booking.effective_checkout_time((SELECT h.checkout_time FROM booking.hotels h
+                                             WHERE h.id = hotel_checkout_time.hotel_id));
+END
+$$;
+
+-- (Its statement runs with the instant as a literal.)
+CREATE OR REPLACE FUNCTION booking.checkout_todo(at timestamptz)
+RETURNS TABLE (hotel_id bigint, business_date date, due_at timestamptz)
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    RETURN QUERY EXECUTE format($q$
+    WITH c AS (
+        SELECT c.hotel_id, c.run_time, c.time_zone, booking.checkout_due_date(%L::timestamptz, c.run_time, c.time_zone) AS due
+          FROM booking.checkout_calendars() c
+    ), f AS (
+        -- A join, not a subquery per calendar: Citus cannot plan the
+        -- correlated subquery over checkout_runs (a reference table).
+        SELECT c.hotel_id, c.run_time, c.time_zone, c.due,
+               coalesce(max(r.business_date) FILTER (WHERE r.business_date <= c.due) + 1, c.due) AS first
+          FROM c
+          LEFT JOIN booking.checkout_runs r
+            ON coalesce(r.hotel_id, 0) = coalesce(c.hotel_id, 0) AND r.finished_at IS NOT NULL
+         GROUP BY 1, 2, 3, 4
+    )
+    SELECT f.hotel_id, d::date, booking.checkout_instant(d::date, f.run_time, f.time_zone)
+      FROM f CROSS JOIN LATERAL generate_series(f.first, f.due, interval '1 day') d
+     ORDER BY 3, 1 NULLS FIRST, 2$q$, at);
+END
+$$;
+
+-- The instant a run ends is read first: Citus refuses a volatile function
+-- (clock_timestamp()) in an UPDATE of checkout_runs, a reference table.
+CREATE OR REPLACE FUNCTION booking.checkout_finish(run_id bigint) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ended timestamptz := clock_timestamp();
+BEGIN
+    UPDATE booking.checkout_runs SET finished_at = ended WHERE id = run_id AND finished_at IS NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION booking.checkout_failed(hotel_id bigint, d date, run_id bigint, source text, message text) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ended timestamptz := clock_timestamp();
+BEGIN
+    UPDATE booking.checkout_runs SET finished_at = ended, error = message
+     WHERE id = run_id AND finished_at IS NULL;
+    IF NOT FOUND THEN
+        INSERT INTO booking.checkout_runs (hotel_id, business_date, source, finished_at, error)
+        VALUES (hotel_id, d, source, ended, message);
+    END IF;
+END
+$$;
+
+-- One batch of a run, as before; on Citus every statement names its shard:
+-- a hotel's by hotel_id (each of its statements runs on that one shard),
+-- the site's bookings by (room_id, id).
+CREATE OR REPLACE FUNCTION booking.checkout_batch(run_id bigint, batch_size integer DEFAULT 5000) RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d date;
+    h bigint;
+    cutoff timestamptz;
+    release boolean := coalesce(nullif(current_setting('pg_booking.checkout_release_no_shows', true), '')::boolean, false);
+    n_completed integer := 0;
+    n_no_shows integer := 0;
+    n_nights integer := 0;
+    n_bookings integer := 0;
+    n_released integer := 0;
+    n integer;
+BEGIN
+    PERFORM booking.require_role('admin');
+    SELECT x.business_date, x.hotel_id INTO d, h FROM booking.checkout_runs x WHERE x.id = run_id AND x.finished_at IS NULL;
+    IF d IS NULL THEN
+        PERFORM booking.raise_error(404, 'NOT_FOUND', format('checkout run %s is not in progress', run_id),
+            jsonb_build_object('run_id', run_id));
+    END IF;
+    cutoff := booking.checkout_instant(d, booking.hotel_checkout_time(h), booking.hotel_time_zone(h));
+
+    IF h IS NULL THEN
+        -- Meeting-room bookings that ended by the run time.
+        -- The batch is found first, then each row is locked by the UPDATE,
+        -- which re-checks the conditions on its latest version (no FOR
+        -- UPDATE pass, which Citus refuses over several shards); rows are
+        -- named by room and id, so on Citus each goes to its room's shard.
+        UPDATE booking.bookings b SET status = 'completed', updated_at = now()
+         WHERE (b.room_id, b.id) IN (SELECT x.room_id, x.id FROM booking.bookings x
+                                      WHERE x.status = 'confirmed' AND x.ends_at <= cutoff
+                                      LIMIT batch_size)
+           AND b.status = 'confirmed' AND b.ends_at <= cutoff;
+        GET DIAGNOSTICS n_bookings = ROW_COUNT;
+    ELSE
+        -- Departures: every night held has passed, nothing to give back.
+        -- The batch is found by row address (a TID scan, so a batch costs
+        -- its size), without a FOR UPDATE pass: the UPDATE locks each row
+        -- and re-checks the conditions on its latest version.
+        UPDATE booking.reservations r SET status = 'completed', updated_at = now(),
+               checked_out_at = CASE WHEN r.status = 'checked_in' THEN cutoff ELSE r.checked_out_at END
+         WHERE r.ctid = ANY (ARRAY(SELECT x.ctid FROM booking.reservations x
+                                    WHERE x.hotel_id = h AND x.status IN ('confirmed', 'checked_in')
+                                      AND x.departure_date <= d
+                                    LIMIT batch_size))
+           AND r.hotel_id = h AND r.status IN ('confirmed', 'checked_in') AND r.departure_date <= d;
+        GET DIAGNOSTICS n_completed = ROW_COUNT;
+
+        -- No-shows: the arrival night passed without a check-in.
+        IF release THEN
+            WITH due AS (SELECT id, held_until FROM booking.reservations
+                          WHERE hotel_id = h AND status = 'confirmed' AND arrival_date < d AND departure_date > d
+                          LIMIT batch_size FOR UPDATE),
+                 upd AS (UPDATE booking.reservations r SET status = 'no_show', updated_at = now(),
+                                held_until = greatest(r.arrival_date, least(r.held_until, d))
+                           FROM due WHERE r.hotel_id = h AND r.id = due.id
+                         RETURNING due.held_until - r.held_until AS returned)
+            SELECT count(*), coalesce(sum(returned), 0) INTO n_no_shows, n FROM upd;
+            n_nights := n_nights + n;
+        END IF;
+
+        -- Stays that no longer stay but still hold nights from d on.
+        WITH due AS (SELECT id, held_until FROM booking.reservations
+                      WHERE hotel_id = h AND status IN ('cancelled', 'completed', 'no_show')
+                        AND held_until > arrival_date AND held_until > d
+                      LIMIT batch_size FOR UPDATE),
+             upd AS (UPDATE booking.reservations r SET held_until = greatest(r.arrival_date, d), updated_at = now()
+                       FROM due WHERE r.hotel_id = h AND r.id = due.id
+                     RETURNING due.held_until - r.held_until AS returned)
+        SELECT count(*), coalesce(sum(returned), 0) INTO n_released, n FROM upd;
+        n_nights := n_nights + n;
+    END IF;
+
+    UPDATE booking.checkout_runs
+       SET completed_stays = completed_stays + n_completed, no_shows = no_shows + n_no_shows,
+           nights_returned = nights_returned + n_nights, completed_bookings = completed_bookings + n_bookings
+     WHERE id = run_id;
+    RETURN n_completed + n_no_shows + n_released + n_bookings;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION booking.checkout_next_due(at timestamptz) RETURNS timestamptz
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    next_at timestamptz;
+BEGIN
+    EXECUTE format($q$
+    SELECT min(booking.checkout_instant(booking.checkout_due_date(%1$L::timestamptz, c.run_time, c.time_zone) + 1,
+                                        c.run_time, c.time_zone))
+      FROM booking.checkout_calendars() c$q$, at) INTO next_at;
+    RETURN next_at;
+END
+$$;

@@ -386,5 +386,210 @@ run_pgbench($coord, $script, $clients, 3);
 cmp_ok(clashes_on_workers('conflict trigger disabled'), '>', 0,
 	'with the conflict trigger disabled, the detector finds clashes on the workers (this test can fail)');
 
+# The hotel hammer of t/020 through the coordinator: 16 people race for the
+# last rooms of six hotels (3 of each type a night, both workers), with
+# creates, changes (dates, length, room type) and cancels.  Each take runs
+# in the trigger of the hotel's reservations shard against the co-located
+# inventory shard, serialised there by the nights' row locks.
+$coord->safe_psql('postgres', q{
+TRUNCATE outcomes;
+INSERT INTO booking.inventory (hotel_id, room_type, night, total, available)
+SELECT h, t, n::date, 3, 3
+  FROM generate_series(1, 6) h, unnest(ARRAY['double', 'suite']) t,
+       generate_series(timestamp '2099-07-01', timestamp '2099-07-14', interval '1 day') n;
+CREATE FUNCTION hotel_hammer(client integer, op integer, hotel integer, arrival integer, len integer)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    a text := to_char(date '2099-07-01' + arrival, 'YYYY-MM-DD');
+    type text := CASE WHEN op % 3 = 0 THEN 'suite' ELSE 'double' END;
+    victim uuid;
+    kind text;
+BEGIN
+    PERFORM set_config('request.jwt.claims',
+        json_build_object('sub', client::text, 'role', 'booking_admin')::text, true);
+    IF op < 55 THEN
+        kind := 'create';
+        PERFORM api.create_reservation(hotel, type, 'Guest', a, len);
+    ELSE
+        SELECT id INTO victim FROM booking.reservations
+         WHERE status = 'confirmed' AND hotel_id = hotel AND arrival_date >= '2099-07-01'
+         ORDER BY random() LIMIT 1;
+        IF victim IS NULL THEN
+            RETURN;
+        END IF;
+        IF op < 85 THEN
+            kind := 'change';
+            PERFORM api.update_reservation(victim, arrival_date => a, stay_length => len,
+                                           room_type => CASE WHEN op % 4 = 0 THEN type END);
+        ELSE
+            kind := 'cancel';
+            PERFORM api.cancel_reservation(victim);
+        END IF;
+    END IF;
+    INSERT INTO outcomes VALUES (kind, 'ok');
+EXCEPTION WHEN SQLSTATE 'PT409' OR SQLSTATE 'PT404' OR SQLSTATE 'PT422' THEN
+    INSERT INTO outcomes VALUES (kind, CASE WHEN SQLERRM LIKE 'no room of type%' THEN 'sold_out' ELSE 'other' END);
+END
+$$;
+});
+my $hotel_script = write_pgbench_script('citus_hotel_hammer', <<'SQL');
+\set client random(1, 16)
+\set op random(0, 99)
+\set hotel random(1, 6)
+\set arrival random(0, 10)
+\set len random(1, 3)
+SELECT hotel_hammer(:client, :op, :hotel, :arrival, :len);
+SQL
+
+# The hotel invariant, on each worker, in each of its own inventory shards
+# with the co-located reservations shard: nights where the stays holding a
+# room outnumber the rooms sold (total + allowance), and nights whose
+# available is not total + allowance - held (booking.inventory_violations()
+# on one node; no group block exists here).  Returns
+# (oversold, wrong, shards looked at, stays looked at).
+my $per_worker_nights = q{
+WITH mine AS (
+    SELECT pg_catalog.shard_name('booking.inventory', i.shardid) AS inventory_shard,
+           pg_catalog.shard_name('booking.reservations', r.shardid) AS reservations_shard
+      FROM pg_dist_shard i
+      JOIN pg_dist_shard r ON r.logicalrelid = 'booking.reservations'::regclass AND r.shardminvalue = i.shardminvalue
+      JOIN pg_dist_placement p ON p.shardid = i.shardid AND p.groupid = (SELECT groupid FROM pg_dist_local_group)
+     WHERE i.logicalrelid = 'booking.inventory'::regclass),
+looked AS (
+    SELECT (xpath('/row/n/text()', query_to_xml(format($q$
+        SELECT count(*) FILTER (WHERE h.held > i.total + i.allowance) || ':'
+               || count(*) FILTER (WHERE i.available <> i.total + i.allowance - h.held) AS n
+          FROM %1$s i
+          CROSS JOIN LATERAL (SELECT count(*) AS held FROM %2$s r
+                               WHERE r.hotel_id = i.hotel_id AND r.room_type = i.room_type
+                                 AND i.night >= r.arrival_date AND i.night < r.held_until) h$q$,
+        inventory_shard, reservations_shard), false, true, '')))[1]::text AS nights,
+           (xpath('/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM %s', reservations_shard),
+                                                false, true, '')))[1]::text::bigint AS n
+      FROM mine)
+SELECT coalesce(sum(split_part(nights, ':', 1)::bigint), 0) || '|' || coalesce(sum(split_part(nights, ':', 2)::bigint), 0)
+       || '|' || count(*) || '|' || coalesce(sum(n), 0) FROM looked};
+
+sub nights_on_workers
+{
+	my ($label) = @_;
+	my ($oversold, $wrong, $shards, $rows) = (0, 0, 0, 0);
+	for my $w (@workers)
+	{
+		my ($o, $x, $s, $n) = split /\|/, $w->safe_psql('postgres', $per_worker_nights);
+		note "$label: worker at port " . $w->port . ": $s inventory shards, $n stays, $o oversold nights, $x nights off the invariant";
+		cmp_ok($n, '>', 0, "$label: the worker at port " . $w->port . ' holds stays');
+		$oversold += $o;
+		$wrong += $x;
+		$shards += $s;
+		$rows += $n;
+	}
+	is($rows, $coord->safe_psql('postgres', 'SELECT count(*) FROM booking.reservations'),
+		"$label: the workers' shards hold every stay the coordinator sees ($rows in $shards shards)");
+	return ($oversold, $wrong);
+}
+
+run_pgbench($coord, $hotel_script, 16, $seconds);
+note 'hotel outcomes: ' . outcomes_summary($coord);
+my ($h_creates, $h_sold_out, $h_changes, $h_cancels) = split /\|/, $coord->safe_psql('postgres',
+	"SELECT count(*) FILTER (WHERE op = 'create' AND result = 'ok'),
+	        count(*) FILTER (WHERE result = 'sold_out'),
+	        count(*) FILTER (WHERE op = 'change' AND result = 'ok'),
+	        count(*) FILTER (WHERE op = 'cancel' AND result = 'ok') FROM outcomes");
+cmp_ok($h_creates, '>', 50, "many reservations were made through the coordinator ($h_creates)");
+cmp_ok($h_sold_out, '>', 20, "the clients really raced for the last rooms: $h_sold_out refused NO_AVAILABILITY");
+cmp_ok($h_changes, '>', 10, "changes succeeded too ($h_changes)");
+cmp_ok($h_cancels, '>', 5, "and cancels ($h_cancels)");
+my ($oversold, $wrong) = nights_on_workers('after the hotel hammer');
+is($oversold, 0, 'no night is oversold, on any worker');
+is($wrong, 0, "every night's available is total + allowance - held, on every worker");
+is($coord->safe_psql('postgres', 'SELECT count(*) FROM booking.inventory_violations()'), '0',
+	'booking.inventory_violations() through the coordinator finds nothing either');
+is($coord->safe_psql('postgres', 'SELECT count(*) FROM booking.analytics_check()'), '0',
+	'the revenue counters kept on the shards are exact after the hotel hammer')
+  or diag $coord->safe_psql('postgres', 'SELECT * FROM booking.analytics_check()');
+
+# The checkout worker: every node has one (pg_booking.checkout_database
+# names the database on each), but a Citus worker node's stays idle and says
+# so; the coordinator's runs each calendar's date due, once, over all shards.
+my @log_offsets = map { -s $_->logfile } ($coord, @workers);
+for my $n ($coord, @workers)
+{
+	$n->safe_psql('postgres', "ALTER SYSTEM SET pg_booking.checkout_database = 'postgres'");
+	$n->reload;
+}
+my $calendars = 1 + $coord->safe_psql('postgres', 'SELECT count(*) FROM booking.hotels');
+my $worker_runs = q{SELECT count(*) || '|' || count(DISTINCT (hotel_id, business_date)) || '|' || count(*) FILTER (WHERE error IS NOT NULL)
+                      FROM booking.checkout_runs WHERE source = 'worker' AND finished_at IS NOT NULL};
+my $deadline = time() + 120;
+my $got = '';
+while (time() < $deadline)
+{
+	$got = $coord->safe_psql('postgres', $worker_runs);
+	last if (split /\|/, $got)[0] >= $calendars;
+	sleep 1;
+}
+my ($runs, $distinct_runs, $failed_runs) = split /\|/, $got;
+is($runs, $calendars, "the coordinator's checkout worker ran the date due of every hotel and of the site ($runs runs)")
+  or diag slurp_file($coord->logfile, $log_offsets[0]);
+is($distinct_runs, $runs, 'each calendar and date once');
+is($failed_runs, '0', 'none of them failed')
+  or diag $coord->safe_psql('postgres', "SELECT hotel_id, business_date, error FROM booking.checkout_runs WHERE error IS NOT NULL");
+for my $i (0 .. $#workers)
+{
+	my $w = $workers[$i];
+	my $deadline = time() + 60;
+	sleep 1 while time() < $deadline && slurp_file($w->logfile, $log_offsets[$i + 1]) !~ /this node is a Citus worker node, idle/;
+	like(slurp_file($w->logfile, $log_offsets[$i + 1]), qr/this node is a Citus worker node, idle/,
+		'the checkout worker of the worker node at port ' . $w->port . ' stays idle and says why');
+}
+unlike(slurp_file($coord->logfile, $log_offsets[0]), qr/pg_booking checkout: .*failed/,
+	"the coordinator's worker logged no failed run");
+sleep 2;
+is($coord->safe_psql('postgres', $worker_runs), "$runs|$runs|0", 'a later tick runs nothing again');
+
+# A hotel's date whose stays have left (the manual run of the worker's own
+# steps, at a test clock): every stay of the hammer departed by 2099-07-20
+# is completed on its hotel's shard, the run once per hotel.
+my $due = $coord->safe_psql('postgres',
+	"SELECT count(*) FROM booking.reservations WHERE status IN ('confirmed', 'checked_in') AND departure_date <= '2099-07-20'");
+my $completed_before = $coord->safe_psql('postgres', "SELECT count(*) FROM booking.reservations WHERE status = 'completed'");
+$coord->safe_psql('postgres', q{
+SET pg_booking.checkout_test_clock = '2099-07-21 04:00+00';
+DO $$
+DECLARE
+    h bigint;
+    run_id bigint;
+BEGIN
+    FOR h IN SELECT id FROM booking.hotels ORDER BY id LOOP
+        run_id := booking.checkout_start(h, date '2099-07-20', 'manual');
+        WHILE booking.checkout_batch(run_id, 50) > 0 LOOP
+        END LOOP;
+        PERFORM booking.checkout_finish(run_id);
+    END LOOP;
+END
+$$;});
+cmp_ok($due, '>', 20, "stays of the hammer were due ($due)");
+is($coord->safe_psql('postgres', "SELECT count(*) FROM booking.reservations WHERE status = 'completed'") - $completed_before,
+	$due, 'the checkout through the coordinator completed every due stay, on every hotel shard');
+is($coord->safe_psql('postgres',
+	"SELECT count(*) || '|' || sum(completed_stays) FROM booking.checkout_runs WHERE business_date = '2099-07-20' AND error IS NULL"),
+	($calendars - 1) . "|$due", 'one run per hotel, their counts add up');
+is(join(',', map { $coord->safe_psql('postgres', qq{SET pg_booking.checkout_test_clock = '2099-07-21 04:00+00';
+	SELECT coalesce(booking.checkout_start($_, date '2099-07-20', 'manual')::text, 'done')}) } 1 .. $calendars - 1),
+	join(',', map { 'done' } 1 .. $calendars - 1), 'a second start of each date finds it done');
+is($coord->safe_psql('postgres', 'SELECT count(*) FROM booking.inventory_violations()') . '|'
+	. $coord->safe_psql('postgres', 'SELECT count(*) FROM booking.analytics_check()'), '0|0',
+	'after the checkout the inventory invariant holds and the counters are exact');
+
+# Negative control: the take off on every shard, the same load must leave
+# oversold nights the detector finds.
+$coord->safe_psql('postgres', 'SET citus.enable_unsafe_triggers = on; ALTER TABLE booking.reservations DISABLE TRIGGER reservations_nights');
+run_pgbench($coord, $hotel_script, 16, 3);
+($oversold, $wrong) = nights_on_workers('take disabled');
+cmp_ok($oversold, '>', 0, "with the take disabled, the detector finds oversold nights on the workers ($oversold): this test can fail");
+cmp_ok($wrong, '>', 0, "... and nights off the invariant ($wrong)");
+$coord->safe_psql('postgres', 'SET citus.enable_unsafe_triggers = on; ALTER TABLE booking.reservations ENABLE TRIGGER reservations_nights');
+
 $_->stop for ($coord, @workers);
 done_testing();
