@@ -4,7 +4,11 @@
 # the coordinator: afterwards no two occupying bookings of a room clash,
 # checked in every bookings shard on every worker.  Then the conflict
 # trigger is disabled (on the shards too) and the same load must produce
-# clashes the same detector finds: proof that this test can fail.
+# clashes the same detector finds: proof that this test can fail.  The
+# same for hotels: t/020's hammer through the coordinator, every worker's
+# inventory shards checked, then the take disabled.  The checkout worker:
+# idle on the worker nodes, once per calendar and date on the coordinator;
+# a hotel's date completes its stays on their shards.
 #
 # Skipped, with the reason, when the installation has no citus extension
 # (scripts/citus.sh installs one for make test from CITUS_TARBALL).
