@@ -7526,6 +7526,7 @@ CREATE FUNCTION booking.effective_time_zone(stored text) RETURNS text
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$ SELECT coalesce(stored, booking.checkout_time_zone()) $$;
 COMMENT ON FUNCTION booking.effective_time_zone IS 'a hotel''s time zone: its own, or pg_booking.checkout_time_zone when it has none';
+REVOKE EXECUTE ON FUNCTION booking.effective_time_zone(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION booking.effective_time_zone(text) TO booking_api;
 CREATE OR REPLACE FUNCTION booking.hotel_time_zone(hotel_id bigint) RETURNS text
 LANGUAGE plpgsql STABLE SECURITY DEFINER
