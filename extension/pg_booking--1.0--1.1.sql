@@ -4809,6 +4809,15 @@ LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 AS $$ SELECT (at AT TIME ZONE time_zone)::date $$;
 COMMENT ON FUNCTION booking.local_date IS 'the calendar date of an instant in a time zone';
 
+-- A hotel's zone as stored (NULL: the setting) and the one it is, beside
+-- booking.effective_checkout_time; hotel_time_zone and the calendars use it.
+CREATE FUNCTION booking.effective_time_zone(stored text) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$ SELECT coalesce(stored, booking.checkout_time_zone()) $$;
+COMMENT ON FUNCTION booking.effective_time_zone IS 'a hotel''s time zone: its own, or pg_booking.checkout_time_zone when it has none';
+REVOKE EXECUTE ON FUNCTION booking.effective_time_zone(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION booking.effective_time_zone(text) TO booking_api;
+
 -- A hotel's zone; NULL (the site, meeting rooms) is the global setting.
 -- As its owner: a hotel's zone is no secret, and readers of the KPI views
 -- (Grafana's role among them) need it without reading booking.hotels.
@@ -4819,8 +4828,7 @@ LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    RETURN coalesce((SELECT h.time_zone FROM booking.hotels h WHERE h.id = hotel_time_zone.hotel_id),
-                    booking.checkout_time_zone());
+    RETURN booking.effective_time_zone((SELECT h.time_zone FROM booking.hotels h WHERE h.id = hotel_time_zone.hotel_id));
 END
 $$;
 COMMENT ON FUNCTION booking.hotel_time_zone IS 'the time zone of a hotel (NULL: the site''s, pg_booking.checkout_time_zone)';
@@ -4834,11 +4842,14 @@ LANGUAGE sql STABLE PARALLEL SAFE
 AS $$ SELECT coalesce(stored, booking.checkout_time()) $$;
 COMMENT ON FUNCTION booking.effective_checkout_time IS 'a hotel''s checkout run time: its own, or pg_booking.checkout_time when it has none';
 
+-- PL/pgSQL for Citus, as booking.hotel_time_zone.
 CREATE FUNCTION booking.hotel_checkout_time(hotel_id bigint) RETURNS time
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 AS $$
-    SELECT booking.effective_checkout_time((SELECT h.checkout_time FROM booking.hotels h
-                                             WHERE h.id = hotel_checkout_time.hotel_id))
+BEGIN
+    RETURN booking.effective_checkout_time((SELECT h.checkout_time FROM booking.hotels h
+                                             WHERE h.id = hotel_checkout_time.hotel_id));
+END
 $$;
 COMMENT ON FUNCTION booking.hotel_checkout_time IS 'the local run time of a hotel''s nightly checkout (NULL: the site''s)';
 
@@ -5152,11 +5163,18 @@ DROP INDEX booking.reservations_staying_idx;
 DROP INDEX booking.reservations_released_holding_idx;
 
 -- Every calendar the checkout runs: the site's, then each hotel's.
+-- Each hotel's row read once, in one statement (Citus runs it over the
+-- shards; a function per hotel would query them from there).
 CREATE FUNCTION booking.checkout_calendars() RETURNS TABLE (hotel_id bigint, run_time time, time_zone text)
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 AS $$
-    SELECT c.id, booking.hotel_checkout_time(c.id), booking.hotel_time_zone(c.id)
-      FROM (SELECT NULL::bigint AS id UNION ALL SELECT h.id FROM booking.hotels h) c
+BEGIN
+    RETURN QUERY
+    SELECT NULL::bigint, booking.hotel_checkout_time(NULL), booking.hotel_time_zone(NULL)
+    UNION ALL
+    SELECT h.id, booking.effective_checkout_time(h.checkout_time), booking.effective_time_zone(h.time_zone)
+      FROM booking.hotels h;
+END
 $$;
 COMMENT ON FUNCTION booking.checkout_calendars IS 'the site (hotel_id NULL) and every hotel, with the local run time and zone of its checkout';
 
@@ -5240,6 +5258,9 @@ COMMENT ON FUNCTION booking.checkout_start(bigint, date, text) IS 'start (or res
 -- One batch of a run: a hotel's run handles that hotel's stays, the site's
 -- run the meeting-room bookings; the cut-off is the run time of the date in
 -- the run's own zone.
+-- On Citus every statement names its shard: a hotel's by hotel_id (each
+-- of its statements runs on that one shard), the site's bookings by
+-- (room_id, id).
 CREATE OR REPLACE FUNCTION booking.checkout_batch(run_id bigint, batch_size integer DEFAULT 5000) RETURNS integer
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -5266,10 +5287,15 @@ BEGIN
 
     IF h IS NULL THEN
         -- Meeting-room bookings that ended by the run time.
-        WITH due AS (SELECT id FROM booking.bookings
-                      WHERE status = 'confirmed' AND ends_at <= cutoff
-                      LIMIT batch_size FOR UPDATE)
-        UPDATE booking.bookings b SET status = 'completed', updated_at = now() FROM due WHERE b.id = due.id;
+        -- The batch is found first, then each row is locked by the UPDATE,
+        -- which re-checks the conditions on its latest version (no FOR
+        -- UPDATE pass, which Citus refuses over several shards); rows are
+        -- named by room and id, so on Citus each goes to its room's shard.
+        UPDATE booking.bookings b SET status = 'completed', updated_at = now()
+         WHERE (b.room_id, b.id) IN (SELECT x.room_id, x.id FROM booking.bookings x
+                                      WHERE x.status = 'confirmed' AND x.ends_at <= cutoff
+                                      LIMIT batch_size)
+           AND b.status = 'confirmed' AND b.ends_at <= cutoff;
         GET DIAGNOSTICS n_bookings = ROW_COUNT;
     ELSE
         -- Departures: every night held has passed, nothing to give back.
@@ -5292,7 +5318,7 @@ BEGIN
                           LIMIT batch_size FOR UPDATE),
                  upd AS (UPDATE booking.reservations r SET status = 'no_show', updated_at = now(),
                                 held_until = greatest(r.arrival_date, least(r.held_until, d))
-                           FROM due WHERE r.id = due.id
+                           FROM due WHERE r.hotel_id = h AND r.id = due.id
                          RETURNING due.held_until - r.held_until AS returned)
             SELECT count(*), coalesce(sum(returned), 0) INTO n_no_shows, n FROM upd;
             n_nights := n_nights + n;
@@ -5304,7 +5330,7 @@ BEGIN
                         AND held_until > arrival_date AND held_until > d
                       LIMIT batch_size FOR UPDATE),
              upd AS (UPDATE booking.reservations r SET held_until = greatest(r.arrival_date, d), updated_at = now()
-                       FROM due WHERE r.id = due.id
+                       FROM due WHERE r.hotel_id = h AND r.id = due.id
                      RETURNING due.held_until - r.held_until AS returned)
         SELECT count(*), coalesce(sum(returned), 0) INTO n_released, n FROM upd;
         n_nights := n_nights + n;
@@ -5319,17 +5345,33 @@ END
 $$;
 
 -- A failed run: its error is kept, and the date may be run again.
+-- The instant a run ends is read first: Citus refuses a volatile function
+-- (clock_timestamp()) in an UPDATE of checkout_runs, a reference table.
 CREATE FUNCTION booking.checkout_failed(hotel_id bigint, d date, run_id bigint, source text, message text) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    ended timestamptz := clock_timestamp();
 BEGIN
-    UPDATE booking.checkout_runs SET finished_at = clock_timestamp(), error = message
+    UPDATE booking.checkout_runs SET finished_at = ended, error = message
      WHERE id = run_id AND finished_at IS NULL;
     IF NOT FOUND THEN
         INSERT INTO booking.checkout_runs (hotel_id, business_date, source, finished_at, error)
-        VALUES (hotel_id, d, source, clock_timestamp(), message);
+        VALUES (hotel_id, d, source, ended, message);
     END IF;
+END
+$$;
+
+-- The same for the end of a run that went well.
+CREATE OR REPLACE FUNCTION booking.checkout_finish(run_id bigint) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ended timestamptz := clock_timestamp();
+BEGIN
+    UPDATE booking.checkout_runs SET finished_at = ended WHERE id = run_id AND finished_at IS NULL;
 END
 $$;
 
@@ -5393,33 +5435,45 @@ AS $$ SELECT booking.release_blocks(NULL::bigint, as_of) $$;
 -- recorded, from the date after the last one recorded (finished or failed;
 -- a run interrupted unfinished is resumed), or the date due when a calendar
 -- has no history; oldest instant first.  And when the next date falls due.
+-- PL/pgSQL with the instant as a literal, and the runs joined rather than
+-- a correlated subquery per calendar: Citus plans neither a SQL function's
+-- parameters nor that subquery over checkout_runs (a reference table).
 CREATE FUNCTION booking.checkout_todo(at timestamptz)
 RETURNS TABLE (hotel_id bigint, business_date date, due_at timestamptz)
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 AS $$
+BEGIN
+    RETURN QUERY EXECUTE format($q$
     WITH c AS (
-        SELECT c.hotel_id, c.run_time, c.time_zone, booking.checkout_due_date(at, c.run_time, c.time_zone) AS due
+        SELECT c.hotel_id, c.run_time, c.time_zone, booking.checkout_due_date(%L::timestamptz, c.run_time, c.time_zone) AS due
           FROM booking.checkout_calendars() c
     ), f AS (
-        SELECT c.*, coalesce(CASE WHEN c.hotel_id IS NULL
-                                  THEN (SELECT max(r.business_date) + 1 FROM booking.checkout_runs r
-                                         WHERE r.hotel_id IS NULL AND r.business_date <= c.due AND r.finished_at IS NOT NULL)
-                                  ELSE (SELECT max(r.business_date) + 1 FROM booking.checkout_runs r
-                                         WHERE r.hotel_id = c.hotel_id AND r.business_date <= c.due AND r.finished_at IS NOT NULL)
-                             END, c.due) AS first
+        SELECT c.hotel_id, c.run_time, c.time_zone, c.due,
+               coalesce(max(r.business_date) FILTER (WHERE r.business_date <= c.due) + 1, c.due) AS first
           FROM c
+          LEFT JOIN booking.checkout_runs r
+            ON coalesce(r.hotel_id, 0) = coalesce(c.hotel_id, 0) AND r.finished_at IS NOT NULL
+         GROUP BY 1, 2, 3, 4
     )
     SELECT f.hotel_id, d::date, booking.checkout_instant(d::date, f.run_time, f.time_zone)
       FROM f CROSS JOIN LATERAL generate_series(f.first, f.due, interval '1 day') d
-     ORDER BY 3, 1 NULLS FIRST, 2
+     ORDER BY 3, 1 NULLS FIRST, 2$q$, at);
+END
 $$;
 COMMENT ON FUNCTION booking.checkout_todo IS 'the (hotel, business date) runs due at an instant and not yet recorded, oldest first (hotel_id NULL: the site''s run)';
 
 CREATE FUNCTION booking.checkout_next_due(at timestamptz) RETURNS timestamptz
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 AS $$
-    SELECT min(booking.checkout_instant(booking.checkout_due_date(at, c.run_time, c.time_zone) + 1, c.run_time, c.time_zone))
-      FROM booking.checkout_calendars() c
+DECLARE
+    next_at timestamptz;
+BEGIN
+    EXECUTE format($q$
+    SELECT min(booking.checkout_instant(booking.checkout_due_date(%1$L::timestamptz, c.run_time, c.time_zone) + 1,
+                                        c.run_time, c.time_zone))
+      FROM booking.checkout_calendars() c$q$, at) INTO next_at;
+    RETURN next_at;
+END
 $$;
 COMMENT ON FUNCTION booking.checkout_next_due IS 'the instant after "at" at which the next business date of some hotel (or the site) falls due';
 
@@ -7511,206 +7565,5 @@ BEGIN
     LOOP
         PERFORM pg_catalog.pg_extension_config_dump(seq, '');
     END LOOP;
-END
-$$;
-
--- ==== Citus: the checkout from the coordinator (issue 16) ====
---
--- Citus cannot plan a statement of a SQL function that has parameters and
--- reads a distributed or reference table (hotels, checkout_runs); it asks
--- for PL/pgSQL, whose parameters it plans as values.  The same queries,
--- in PL/pgSQL (on one node: a function call per hotel and run).
--- A hotel's zone as stored (NULL: the setting) and the one it is, beside
--- booking.effective_checkout_time; hotel_time_zone and the calendars use it.
-CREATE FUNCTION booking.effective_time_zone(stored text) RETURNS text
-LANGUAGE sql STABLE PARALLEL SAFE
-AS $$ SELECT coalesce(stored, booking.checkout_time_zone()) $$;
-COMMENT ON FUNCTION booking.effective_time_zone IS 'a hotel''s time zone: its own, or pg_booking.checkout_time_zone when it has none';
-REVOKE EXECUTE ON FUNCTION booking.effective_time_zone(text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION booking.effective_time_zone(text) TO booking_api;
-CREATE OR REPLACE FUNCTION booking.hotel_time_zone(hotel_id bigint) RETURNS text
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    RETURN booking.effective_time_zone((SELECT h.time_zone FROM booking.hotels h WHERE h.id = hotel_time_zone.hotel_id));
-END
-$$;
-
--- The calendars read each hotel's row once, in one statement (Citus runs
--- it over the shards; a function per hotel would query them from there).
-CREATE OR REPLACE FUNCTION booking.checkout_calendars() RETURNS TABLE (hotel_id bigint, run_time time, time_zone text)
-LANGUAGE plpgsql STABLE
-AS $$
-BEGIN
-    RETURN QUERY
-    SELECT NULL::bigint, booking.hotel_checkout_time(NULL), booking.hotel_time_zone(NULL)
-    UNION ALL
-    SELECT h.id, booking.effective_checkout_time(h.checkout_time), booking.effective_time_zone(h.time_zone)
-      FROM booking.hotels h;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION booking.hotel_checkout_time(hotel_id bigint) RETURNS time
-LANGUAGE plpgsql STABLE
-AS $$
-BEGIN
-    RETURN booking.effective_checkout_time((SELECT h.checkout_time FROM booking.hotels h
-                                             WHERE h.id = hotel_checkout_time.hotel_id));
-END
-$$;
-
--- (Its statement runs with the instant as a literal.)
-CREATE OR REPLACE FUNCTION booking.checkout_todo(at timestamptz)
-RETURNS TABLE (hotel_id bigint, business_date date, due_at timestamptz)
-LANGUAGE plpgsql STABLE
-AS $$
-BEGIN
-    RETURN QUERY EXECUTE format($q$
-    WITH c AS (
-        SELECT c.hotel_id, c.run_time, c.time_zone, booking.checkout_due_date(%L::timestamptz, c.run_time, c.time_zone) AS due
-          FROM booking.checkout_calendars() c
-    ), f AS (
-        -- A join, not a subquery per calendar: Citus cannot plan the
-        -- correlated subquery over checkout_runs (a reference table).
-        SELECT c.hotel_id, c.run_time, c.time_zone, c.due,
-               coalesce(max(r.business_date) FILTER (WHERE r.business_date <= c.due) + 1, c.due) AS first
-          FROM c
-          LEFT JOIN booking.checkout_runs r
-            ON coalesce(r.hotel_id, 0) = coalesce(c.hotel_id, 0) AND r.finished_at IS NOT NULL
-         GROUP BY 1, 2, 3, 4
-    )
-    SELECT f.hotel_id, d::date, booking.checkout_instant(d::date, f.run_time, f.time_zone)
-      FROM f CROSS JOIN LATERAL generate_series(f.first, f.due, interval '1 day') d
-     ORDER BY 3, 1 NULLS FIRST, 2$q$, at);
-END
-$$;
-
--- The instant a run ends is read first: Citus refuses a volatile function
--- (clock_timestamp()) in an UPDATE of checkout_runs, a reference table.
-CREATE OR REPLACE FUNCTION booking.checkout_finish(run_id bigint) RETURNS void
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    ended timestamptz := clock_timestamp();
-BEGIN
-    UPDATE booking.checkout_runs SET finished_at = ended WHERE id = run_id AND finished_at IS NULL;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION booking.checkout_failed(hotel_id bigint, d date, run_id bigint, source text, message text) RETURNS void
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    ended timestamptz := clock_timestamp();
-BEGIN
-    UPDATE booking.checkout_runs SET finished_at = ended, error = message
-     WHERE id = run_id AND finished_at IS NULL;
-    IF NOT FOUND THEN
-        INSERT INTO booking.checkout_runs (hotel_id, business_date, source, finished_at, error)
-        VALUES (hotel_id, d, source, ended, message);
-    END IF;
-END
-$$;
-
--- One batch of a run, as before; on Citus every statement names its shard:
--- a hotel's by hotel_id (each of its statements runs on that one shard),
--- the site's bookings by (room_id, id).
-CREATE OR REPLACE FUNCTION booking.checkout_batch(run_id bigint, batch_size integer DEFAULT 5000) RETURNS integer
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    d date;
-    h bigint;
-    cutoff timestamptz;
-    release boolean := coalesce(nullif(current_setting('pg_booking.checkout_release_no_shows', true), '')::boolean, false);
-    n_completed integer := 0;
-    n_no_shows integer := 0;
-    n_nights integer := 0;
-    n_bookings integer := 0;
-    n_released integer := 0;
-    n integer;
-BEGIN
-    PERFORM booking.require_role('admin');
-    SELECT x.business_date, x.hotel_id INTO d, h FROM booking.checkout_runs x WHERE x.id = run_id AND x.finished_at IS NULL;
-    IF d IS NULL THEN
-        PERFORM booking.raise_error(404, 'NOT_FOUND', format('checkout run %s is not in progress', run_id),
-            jsonb_build_object('run_id', run_id));
-    END IF;
-    cutoff := booking.checkout_instant(d, booking.hotel_checkout_time(h), booking.hotel_time_zone(h));
-
-    IF h IS NULL THEN
-        -- Meeting-room bookings that ended by the run time.
-        -- The batch is found first, then each row is locked by the UPDATE,
-        -- which re-checks the conditions on its latest version (no FOR
-        -- UPDATE pass, which Citus refuses over several shards); rows are
-        -- named by room and id, so on Citus each goes to its room's shard.
-        UPDATE booking.bookings b SET status = 'completed', updated_at = now()
-         WHERE (b.room_id, b.id) IN (SELECT x.room_id, x.id FROM booking.bookings x
-                                      WHERE x.status = 'confirmed' AND x.ends_at <= cutoff
-                                      LIMIT batch_size)
-           AND b.status = 'confirmed' AND b.ends_at <= cutoff;
-        GET DIAGNOSTICS n_bookings = ROW_COUNT;
-    ELSE
-        -- Departures: every night held has passed, nothing to give back.
-        -- The batch is found by row address (a TID scan, so a batch costs
-        -- its size), without a FOR UPDATE pass: the UPDATE locks each row
-        -- and re-checks the conditions on its latest version.
-        UPDATE booking.reservations r SET status = 'completed', updated_at = now(),
-               checked_out_at = CASE WHEN r.status = 'checked_in' THEN cutoff ELSE r.checked_out_at END
-         WHERE r.ctid = ANY (ARRAY(SELECT x.ctid FROM booking.reservations x
-                                    WHERE x.hotel_id = h AND x.status IN ('confirmed', 'checked_in')
-                                      AND x.departure_date <= d
-                                    LIMIT batch_size))
-           AND r.hotel_id = h AND r.status IN ('confirmed', 'checked_in') AND r.departure_date <= d;
-        GET DIAGNOSTICS n_completed = ROW_COUNT;
-
-        -- No-shows: the arrival night passed without a check-in.
-        IF release THEN
-            WITH due AS (SELECT id, held_until FROM booking.reservations
-                          WHERE hotel_id = h AND status = 'confirmed' AND arrival_date < d AND departure_date > d
-                          LIMIT batch_size FOR UPDATE),
-                 upd AS (UPDATE booking.reservations r SET status = 'no_show', updated_at = now(),
-                                held_until = greatest(r.arrival_date, least(r.held_until, d))
-                           FROM due WHERE r.hotel_id = h AND r.id = due.id
-                         RETURNING due.held_until - r.held_until AS returned)
-            SELECT count(*), coalesce(sum(returned), 0) INTO n_no_shows, n FROM upd;
-            n_nights := n_nights + n;
-        END IF;
-
-        -- Stays that no longer stay but still hold nights from d on.
-        WITH due AS (SELECT id, held_until FROM booking.reservations
-                      WHERE hotel_id = h AND status IN ('cancelled', 'completed', 'no_show')
-                        AND held_until > arrival_date AND held_until > d
-                      LIMIT batch_size FOR UPDATE),
-             upd AS (UPDATE booking.reservations r SET held_until = greatest(r.arrival_date, d), updated_at = now()
-                       FROM due WHERE r.hotel_id = h AND r.id = due.id
-                     RETURNING due.held_until - r.held_until AS returned)
-        SELECT count(*), coalesce(sum(returned), 0) INTO n_released, n FROM upd;
-        n_nights := n_nights + n;
-    END IF;
-
-    UPDATE booking.checkout_runs
-       SET completed_stays = completed_stays + n_completed, no_shows = no_shows + n_no_shows,
-           nights_returned = nights_returned + n_nights, completed_bookings = completed_bookings + n_bookings
-     WHERE id = run_id;
-    RETURN n_completed + n_no_shows + n_released + n_bookings;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION booking.checkout_next_due(at timestamptz) RETURNS timestamptz
-LANGUAGE plpgsql STABLE
-AS $$
-DECLARE
-    next_at timestamptz;
-BEGIN
-    EXECUTE format($q$
-    SELECT min(booking.checkout_instant(booking.checkout_due_date(%1$L::timestamptz, c.run_time, c.time_zone) + 1,
-                                        c.run_time, c.time_zone))
-      FROM booking.checkout_calendars() c$q$, at) INTO next_at;
-    RETURN next_at;
 END
 $$;
