@@ -442,33 +442,6 @@ typedef enum ExtensionState
 	EXTENSION_CITUS_WORKER		/* ready, but a Citus worker node: idle */
 } ExtensionState;
 
-/*
- * On Citus every node has pg_booking and, its metadata synced, reaches every
- * shard: a worker node's own checkout worker would run each hotel's dates a
- * second time, from there, racing the coordinator's.  The checkout runs once,
- * on the coordinator: the node of local group 0, which is also every node
- * that has not been added to a Citus cluster (a single node with citus).
- * Called inside a transaction.
- */
-static bool
-is_citus_worker_node(void)
-{
-	bool		worker = false;
-	bool		isnull;
-
-	if (!OidIsValid(get_extension_oid("citus", true)))
-		return false;
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	PushActiveSnapshot(GetTransactionSnapshot());
-	if (SPI_execute("SELECT groupid <> 0 FROM pg_catalog.pg_dist_local_group", true, 1) == SPI_OK_SELECT &&
-		SPI_processed == 1)
-		worker = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) && !isnull;
-	PopActiveSnapshot();
-	SPI_finish();
-	return worker;
-}
-
 static ExtensionState
 extension_state(void)
 {
@@ -482,7 +455,13 @@ extension_state(void)
 		state = OidIsValid(LookupFuncName(list_make2(makeString("booking"), makeString("checkout_todo")),
 										  1, argtypes, true))
 			? EXTENSION_READY : EXTENSION_OLDER;
-		if (state == EXTENSION_READY && is_citus_worker_node())
+		/*
+		 * On Citus every node has pg_booking and reaches every shard: a
+		 * worker node's own worker would run each hotel's dates a second
+		 * time, racing the coordinator's.  The checkout runs once, on the
+		 * coordinator (local group 0, also a single node with citus).
+		 */
+		if (state == EXTENSION_READY && pgb_citus_node() == PGB_CITUS_WORKER)
 			state = EXTENSION_CITUS_WORKER;
 	}
 	CommitTransactionCommand();

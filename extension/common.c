@@ -5,7 +5,9 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/table.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_namespace.h"
 #include "executor/spi.h"
@@ -15,6 +17,7 @@
 #include "utils/date.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/builtins.h"
 #include "utils/rel.h"
 
 #include "pg_booking.h"
@@ -87,6 +90,59 @@ pgb_is_citus_shard(Relation rel, const char *table)
 			return false;
 	return RelationGetNamespace(rel) == get_namespace_oid("booking", false) &&
 		OidIsValid(get_relname_relid("pg_dist_partition", PG_CATALOG_NAMESPACE));
+}
+
+/*
+ * What this node is to Citus: not a Citus database (no Citus catalog here),
+ * the coordinator (local group 0; also a single node with citus), or a
+ * worker node.  Read from pg_dist_local_group directly (one row; no SPI, so
+ * callers need not be inside one): a database without Citus pays one
+ * syscache probe.  The checkout worker stays idle on a worker node, the
+ * limiter counts on the coordinator, and the coordinator has no bookings of
+ * its own to look at (docs/citus.md).  Inside a transaction.
+ */
+PgbCitusNode
+pgb_citus_node(void)
+{
+	Oid			relid = get_relname_relid("pg_dist_local_group", PG_CATALOG_NAMESPACE);
+	Relation	rel;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	PgbCitusNode kind = PGB_CITUS_COORDINATOR;
+
+	if (!OidIsValid(relid))
+		return PGB_NOT_CITUS;
+	rel = table_open(relid, AccessShareLock);
+	scan = systable_beginscan(rel, InvalidOid, false, NULL, 0, NULL);
+	if (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		bool		isnull;
+		Datum		groupid = heap_getattr(tup, pgb_attnum(relid, "groupid"), RelationGetDescr(rel), &isnull);
+
+		if (!isnull && DatumGetInt32(groupid) != 0)
+			kind = PGB_CITUS_WORKER;
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return kind;
+}
+
+PG_FUNCTION_INFO_V1(pgb_citus_node_sql);
+
+/* booking.citus_node(): NULL, 'coordinator' or 'worker' (pgb_citus_node). */
+Datum
+pgb_citus_node_sql(PG_FUNCTION_ARGS)
+{
+	switch (pgb_citus_node())
+	{
+		case PGB_CITUS_COORDINATOR:
+			PG_RETURN_TEXT_P(cstring_to_text("coordinator"));
+		case PGB_CITUS_WORKER:
+			PG_RETURN_TEXT_P(cstring_to_text("worker"));
+		case PGB_NOT_CITUS:
+			break;
+	}
+	PG_RETURN_NULL();
 }
 
 /* A column of a row version of rel, by name. */

@@ -1929,6 +1929,56 @@ COMMENT ON FUNCTION booking.rate_limit_charge(text, text, integer, bigint, integ
 'check and count cost units of key against "at most max_requests in any window_ms"; all or nothing';
 REVOKE EXECUTE ON FUNCTION booking.rate_limit_charge(text, text, integer, bigint, integer, bigint, boolean) FROM PUBLIC;
 
+-- Where a key is counted.  The limiter's state is the shared memory of one
+-- server.  On Citus every node can run our functions (a client of a worker
+-- node, a call delegated to a shard's node), and a key counted on each node
+-- would be admitted max_requests times on every one of them: a worker node
+-- has the coordinator count (docs/citus.md, the limiter).
+CREATE FUNCTION booking.citus_node() RETURNS text
+LANGUAGE c STABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'pgb_citus_node_sql';
+COMMENT ON FUNCTION booking.citus_node() IS
+'what this node is to Citus: coordinator, worker (Citus''s pg_dist_local_group names a group other than 0), or NULL without Citus';
+REVOKE EXECUTE ON FUNCTION booking.citus_node() FROM PUBLIC;
+
+-- booking.rate_limit_charge on the coordinator, over a connection of its
+-- own (Citus's run_command_on_coordinator): the count is shared memory,
+-- not transactional, on one node as here.
+CREATE FUNCTION booking.rate_limit_charge_on_coordinator(endpoint text, key text, max_requests integer, window_ms bigint,
+                                                         cost integer, dry_run boolean,
+                                                         OUT allowed boolean, OUT remaining integer,
+                                                         OUT retry_after_ms bigint, OUT reset_ms bigint)
+RETURNS record
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ok boolean;
+    answer text;
+    d jsonb;
+BEGIN
+    SELECT c.success, c.result INTO ok, answer
+      FROM pg_catalog.run_command_on_coordinator(format(
+               'SELECT row_to_json(d) FROM booking.rate_limit_charge(%L, %L, %s, %s, %s, dry_run => %L) d',
+               endpoint, key, max_requests, window_ms, cost, dry_run)) c;
+    IF ok IS NOT TRUE THEN
+        PERFORM booking.raise_error(503, 'DATABASE_UNAVAILABLE',
+            'the rate limiter could not be asked',
+            jsonb_build_object('endpoint', endpoint),
+            'This node is a Citus worker node; its limits are counted on the coordinator, which did not answer: '
+            || coalesce(answer, 'no coordinator in pg_dist_node'));
+    END IF;
+    d := answer::jsonb;
+    allowed := (d ->> 'allowed')::boolean;
+    remaining := (d ->> 'remaining')::integer;
+    retry_after_ms := (d ->> 'retry_after_ms')::bigint;
+    reset_ms := (d ->> 'reset_ms')::bigint;
+END
+$$;
+COMMENT ON FUNCTION booking.rate_limit_charge_on_coordinator IS
+'booking.rate_limit_charge run on the Citus coordinator (a worker node''s limits are counted there); 503 when it does not answer';
+REVOKE EXECUTE ON FUNCTION booking.rate_limit_charge_on_coordinator(text, text, integer, bigint, integer, boolean) FROM PUBLIC;
+
 -- Charge cost units of a rule to key (NULL key: not limited).
 CREATE FUNCTION booking.rate_limit_hit_key(endpoint text, key text, cost integer, dry_run boolean DEFAULT false)
 RETURNS void
@@ -1956,7 +2006,11 @@ BEGIN
                                'window_seconds', trim_scale(window_ms / 1000.0)),
             'Book fewer occurrences at once.');
     END IF;
-    d := booking.rate_limit_charge(r.endpoint, key, r.max_requests, window_ms, greatest(cost, 1), dry_run => dry_run);
+    IF booking.citus_node() = 'worker' THEN
+        d := booking.rate_limit_charge_on_coordinator(r.endpoint, key, r.max_requests, window_ms, greatest(cost, 1), dry_run);
+    ELSE
+        d := booking.rate_limit_charge(r.endpoint, key, r.max_requests, window_ms, greatest(cost, 1), dry_run => dry_run);
+    END IF;
     IF NOT d.allowed THEN
         PERFORM booking.raise_error(429, 'RATE_LIMIT_EXCEEDED',
             format('too many requests to "%s"', r.endpoint),
@@ -2717,14 +2771,22 @@ COMMENT ON COLUMN booking.reservations.block_id IS 'the group block the stay''s 
 -- The rooms of group blocks not picked up on a night of (hotel, room type).
 -- Owner's rights: the occupancy view calls it for its readers (booking_grafana
 -- among them), who read no block table.
+-- A view, so that a reader of many nights joins it (on Citus a function
+-- reading the blocks per inventory row is a nested distributed query from
+-- the inventory shard, which Citus refuses; docs/citus.md).
+CREATE VIEW booking.blocked_nights AS
+SELECT b.hotel_id, b.room_type, n.night, sum(n.rooms - n.picked)::bigint AS blocked
+  FROM booking.blocks b JOIN booking.block_nights n ON n.block_id = b.id
+ GROUP BY b.hotel_id, b.room_type, n.night;
+COMMENT ON VIEW booking.blocked_nights IS 'rooms held by group blocks and not picked up yet, per hotel, room type and night (nights with a block only)';
+
 CREATE FUNCTION booking.blocked_rooms(hotel_id bigint, room_type text, night date) RETURNS bigint
 LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT coalesce(sum(n.rooms - n.picked), 0)
-      FROM booking.blocks b JOIN booking.block_nights n ON n.block_id = b.id
-     WHERE b.hotel_id = blocked_rooms.hotel_id AND b.room_type = blocked_rooms.room_type
-       AND n.night = blocked_rooms.night
+    SELECT coalesce((SELECT k.blocked FROM booking.blocked_nights k
+                      WHERE k.hotel_id = blocked_rooms.hotel_id AND k.room_type = blocked_rooms.room_type
+                        AND k.night = blocked_rooms.night), 0)
 $$;
 COMMENT ON FUNCTION booking.blocked_rooms IS 'rooms of a night held by group blocks and not picked up yet';
 
@@ -3335,11 +3397,12 @@ COMMENT ON FUNCTION booking.block_violations IS 'the group blocks'' invariant: n
 -- physical total.
 CREATE OR REPLACE VIEW booking.analytics_occupancy AS
     SELECT i.hotel_id, h.name AS hotel_name, i.room_type, i.night,
-           i.total, (i.total + i.allowance - i.available - k.blocked)::integer AS held,
-           CASE WHEN i.total > 0 THEN round(100.0 * (i.total + i.allowance - i.available - k.blocked) / i.total, 1) END AS occupancy_percent,
-           i.allowance, k.blocked::integer AS blocked
+           i.total, (i.total + i.allowance - i.available - coalesce(k.blocked, 0))::integer AS held,
+           CASE WHEN i.total > 0
+                THEN round(100.0 * (i.total + i.allowance - i.available - coalesce(k.blocked, 0)) / i.total, 1) END AS occupancy_percent,
+           i.allowance, coalesce(k.blocked, 0)::integer AS blocked
       FROM booking.inventory i JOIN booking.hotels h ON h.id = i.hotel_id
-     CROSS JOIN LATERAL (SELECT booking.blocked_rooms(i.hotel_id, i.room_type, i.night) AS blocked) k;
+      LEFT JOIN booking.blocked_nights k ON k.hotel_id = i.hotel_id AND k.room_type = i.room_type AND k.night = i.night;
 COMMENT ON VIEW booking.analytics_occupancy IS 'per hotel, room type and night: physical rooms (total), rooms held by reservations (held, may pass total by the allowance), the overbooking allowance and block rooms not picked up';
 
 CREATE OR REPLACE FUNCTION api.analytics_occupancy(hotel_id bigint, "from" text, "to" text) RETURNS jsonb
@@ -4263,10 +4326,13 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     n integer;
+    -- The instant as a value: Citus refuses a STABLE function inside the
+    -- rule's COALESCE in an UPDATE of a distributed table (docs/citus.md).
+    at timestamptz := now();
 BEGIN
-    UPDATE booking.bookings b SET status = 'expired', updated_at = now()
-     WHERE booking.status_expires(b.status) AND b.hold_expires_at <= now()
-       AND NOT booking.booking_occupies(b.status, b.hold_expires_at, now());
+    UPDATE booking.bookings b SET status = 'expired', updated_at = at
+     WHERE booking.status_expires(b.status) AND b.hold_expires_at <= at
+       AND NOT booking.booking_occupies(b.status, b.hold_expires_at, at);
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
 END
@@ -5668,10 +5734,14 @@ CREATE TRIGGER reservations_cancelled_at_change
                        OR NEW.cancelled_at IS DISTINCT FROM OLD.cancelled_at)
     EXECUTE FUNCTION booking.reservation_cancelled_at();
 
-CREATE FUNCTION booking.kpi_day(hotel_id bigint, at timestamptz) RETURNS date
+-- The hotel's time_zone column is given, not its id: the views join the
+-- hotel anyway, and on Citus a look-up of the hotel from inside a query
+-- pushed down to a shard is a nested distributed query, which Citus refuses
+-- (docs/citus.md).
+CREATE FUNCTION booking.kpi_day(stored_time_zone text, at timestamptz) RETURNS date
 LANGUAGE sql STABLE
-AS $$ SELECT booking.local_date(at, booking.hotel_time_zone(hotel_id)) $$;
-COMMENT ON FUNCTION booking.kpi_day IS 'the hotel''s calendar day of an instant (when a stay was made or cancelled), in the hotel''s time zone: the calendar of booking.hotel_today(hotel_id)';
+AS $$ SELECT booking.local_date(at, booking.effective_time_zone(stored_time_zone)) $$;
+COMMENT ON FUNCTION booking.kpi_day IS 'the hotel''s calendar day of an instant (when a stay was made or cancelled), given its hotels.time_zone (NULL: the site''s): the calendar of booking.hotel_today(hotel_id)';
 
 CREATE VIEW booking.pickup_days (days_before) AS VALUES (0), (1), (3), (7), (14), (30), (60), (90);
 COMMENT ON VIEW booking.pickup_days IS 'the N of "rooms on the books N days before the night" that booking.hotel_pickup reports';
@@ -5683,13 +5753,13 @@ SELECT i.hotel_id, h.name AS hotel_name, i.room_type, i.night, p.days_before, i.
          WHERE r.hotel_id = i.hotel_id AND r.room_type = i.room_type
            AND r.arrival_date <= i.night AND r.arrival_date > i.night - 30   -- stays last 30 nights at most
            AND i.night < r.departure_date
-           AND booking.kpi_day(r.hotel_id, r.created_at) <= i.night - p.days_before
-           AND (r.status <> 'cancelled' OR booking.kpi_day(r.hotel_id, r.cancelled_at) > i.night - p.days_before)
+           AND booking.kpi_day(h.time_zone, r.created_at) <= i.night - p.days_before
+           AND (r.status <> 'cancelled' OR booking.kpi_day(h.time_zone, r.cancelled_at) > i.night - p.days_before)
        ) AS rooms_on_books
   FROM booking.inventory i
   JOIN booking.hotels h ON h.id = i.hotel_id
  CROSS JOIN booking.pickup_days p
- WHERE i.night - p.days_before <= booking.kpi_day(i.hotel_id, now());
+ WHERE i.night - p.days_before <= booking.kpi_day(h.time_zone, now());
 COMMENT ON VIEW booking.hotel_pickup IS 'rooms on the books per hotel, room type and night at the end of the day days_before before it (as_of, up to today)';
 
 CREATE VIEW booking.lead_time_buckets (bucket_order, bucket, min_days, max_days) AS
@@ -5703,7 +5773,7 @@ SELECT r.hotel_id, h.name AS hotel_name, r.arrival_date, b.bucket_order, b.bucke
        sum(l.days) AS lead_days
   FROM booking.reservations r
   JOIN booking.hotels h ON h.id = r.hotel_id
- CROSS JOIN LATERAL (SELECT r.arrival_date - booking.kpi_day(r.hotel_id, r.created_at) AS days) l
+ CROSS JOIN LATERAL (SELECT r.arrival_date - booking.kpi_day(h.time_zone, r.created_at) AS days) l
   JOIN booking.lead_time_buckets b ON (b.min_days IS NULL OR l.days >= b.min_days) AND (b.max_days IS NULL OR l.days <= b.max_days)
  GROUP BY r.hotel_id, h.name, r.arrival_date, b.bucket_order, b.bucket, b.min_days, b.max_days;
 COMMENT ON VIEW booking.hotel_lead_time IS 'reservations per hotel, arrival day and lead time bucket (cancelled ones included and counted apart; lead_days: their sum)';
@@ -5754,8 +5824,8 @@ GRANT SELECT ON booking.pickup_days, booking.hotel_pickup, booking.lead_time_buc
     booking.hotel_stays, booking.hotel_revenue, booking.hotel_revenue_by_night, booking.revenue_nights
   TO booking_admin, booking_facility_manager, booking_auditor, booking_grafana;
 -- A view's reader needs EXECUTE on the functions it calls.
-GRANT EXECUTE ON FUNCTION booking.kpi_day(bigint, timestamptz), booking.checkout_time_zone(),
-    booking.local_date(timestamptz, text), booking.hotel_time_zone(bigint),
+GRANT EXECUTE ON FUNCTION booking.kpi_day(text, timestamptz), booking.checkout_time_zone(),
+    booking.local_date(timestamptz, text), booking.hotel_time_zone(bigint), booking.effective_time_zone(text),
     booking.reservation_sells(text), booking.kpi_json(numeric, numeric, numeric, integer),
     booking.stay_rates_json(numeric, numeric, numeric, numeric, numeric)
   TO booking_api, booking_grafana;
@@ -6107,7 +6177,7 @@ END
 $$;
 COMMENT ON FUNCTION api.analytics_hotel_lead_time IS 'admin, facility_manager, auditor: reservations arriving from..to (included) per lead time bucket (days from the day made to arrival; cancelled ones included and counted apart), and the average lead time; 404, 422';
 
-REVOKE EXECUTE ON FUNCTION booking.reservation_cancelled_at(), booking.kpi_day(bigint, timestamptz),
+REVOKE EXECUTE ON FUNCTION booking.reservation_cancelled_at(), booking.kpi_day(text, timestamptz),
     booking.stay_rates_json(numeric, numeric, numeric, numeric, numeric),
     api.analytics_hotel_pickup(bigint, text, text), api.analytics_hotel_lead_time(bigint, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION api.analytics_hotel_pickup(bigint, text, text), api.analytics_hotel_lead_time(bigint, text, text)
@@ -6792,6 +6862,24 @@ BEGIN
 END
 $$;
 
+-- ==== Citus: the ratings answer names its members (issue 16) ====
+-- to_jsonb of a view's row that Citus gathers from several shards arrives
+-- as an anonymous record: its members came back as f1..f4 instead of
+-- room_id, room_name, average_rating, review_count (t/101 compares every
+-- analytics answer with a single node's).  The members are named here.
+CREATE OR REPLACE FUNCTION api.analytics_average_rating_by_room() RETURNS jsonb
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    PERFORM booking.require_role('admin', 'moderator', 'auditor');
+    RETURN coalesce((SELECT jsonb_agg(jsonb_build_object('room_id', x.room_id, 'room_name', x.room_name,
+                                                         'average_rating', x.average_rating,
+                                                         'review_count', x.review_count)
+                                      ORDER BY x.room_id)
+                       FROM booking.analytics_rating_by_room x), '[]');
+END
+$$;
+
 -- ==== calendar feeds follow the occupancy rule, expiry included (issue 14) ====
 -- The feed (section "calendar feeds") came before holds, so its STATUS
 -- followed the status alone: a hold past its expiry that the worker had not
@@ -7057,6 +7145,7 @@ DECLARE
     gap interval;
     st text;
     expires timestamptz;
+    at timestamptz;
     n integer := 0;
 BEGIN
     SELECT * INTO r FROM booking.rooms x WHERE x.id = promote_waitlist.room_id;
@@ -7074,7 +7163,10 @@ BEGIN
     LOOP
         -- The conflict check's own look, to spare a subtransaction for a
         -- slot plainly still taken; the INSERT's check decides.
-        CONTINUE WHEN booking.booking_conflicts(r.id, w.starts_at, w.ends_at) IS NOT NULL;
+        -- (On Citus the coordinator holds no bookings to look at: there
+        -- the INSERT's check on the room's shard alone decides.)
+        CONTINUE WHEN booking.citus_node() IS NULL
+                  AND booking.booking_conflicts(r.id, w.starts_at, w.ends_at) IS NOT NULL;
         st := 'confirmed';
         expires := NULL;
         IF r.requires_approval
@@ -7091,8 +7183,12 @@ BEGIN
             -- BOOKING_CONFLICT: does not fit; 422: the room is inactive.
             CONTINUE;
         END;
-        UPDATE booking.waitlist x SET status = 'promoted', booking_id = b.id, updated_at = clock_timestamp()
-         WHERE x.id = w.id RETURNING * INTO w;
+        -- The clock read first, and the room named: Citus refuses a
+        -- VOLATILE function in an UPDATE of a distributed table, and the
+        -- room routes it to one shard.
+        at := clock_timestamp();
+        UPDATE booking.waitlist x SET status = 'promoted', booking_id = b.id, updated_at = at
+         WHERE x.id = w.id AND x.room_id = r.id RETURNING * INTO w;
         PERFORM booking.waitlist_event('waitlist.promoted', w);
         n := n + 1;
     END LOOP;
@@ -7168,6 +7264,7 @@ AS $$
 DECLARE
     w booking.waitlist;
     q record;
+    now_at timestamptz;
     n integer := 0;
 BEGIN
     IF at IS NULL THEN
@@ -7180,7 +7277,10 @@ BEGIN
               GROUP BY x.room_id ORDER BY x.room_id
     LOOP
         PERFORM booking.lock_room(q.room_id);
-        FOR w IN UPDATE booking.waitlist x SET status = 'expired', updated_at = clock_timestamp()
+        -- (The clock read first: Citus refuses clock_timestamp() in an
+        -- UPDATE of a distributed table.)
+        now_at := clock_timestamp();
+        FOR w IN UPDATE booking.waitlist x SET status = 'expired', updated_at = now_at
                   WHERE x.room_id = q.room_id AND x.status = 'waiting' AND x.starts_at <= at RETURNING x.*
         LOOP
             PERFORM booking.waitlist_event('waitlist.expired', w);

@@ -54,6 +54,14 @@ extern AttrNumber pgb_attnum(Oid relid, const char *name);
 extern void pgb_register_relcache_callback(void (*func) (Datum arg, Oid relid));
 extern Datum pgb_column(Relation rel, HeapTuple tup, const char *name, bool *isnull);
 extern bool pgb_is_citus_shard(Relation rel, const char *table);
+/* What this node is to Citus (common.c). */
+typedef enum PgbCitusNode
+{
+	PGB_NOT_CITUS,
+	PGB_CITUS_COORDINATOR,
+	PGB_CITUS_WORKER
+} PgbCitusNode;
+extern PgbCitusNode pgb_citus_node(void);
 
 /* rate limits, ratelimit.c */
 extern bool pgb_rate_limit_enabled;

@@ -45,10 +45,10 @@ trap finish EXIT
 prepare_private_install "$work"
 bindir="$work/pg/usr/lib/postgresql/$PG_MAJOR/bin"
 
-# Citus for t/100_citus.pl (scripts/citus.sh): an installed one, else built
+# Citus for t/100_citus.pl and t/101_citus_*.pl (scripts/citus.sh): an installed one, else built
 # from CITUS_TARBALL (default: the shared vendor tarball when there is one),
 # else that test is skipped.  Not for a subset run that leaves t/100 out.
-if [ -z "${PROVE_TESTS:-}" ] || [[ "$PROVE_TESTS" == *100_citus* ]]; then
+if [ -z "${PROVE_TESTS:-}" ] || [[ "$PROVE_TESTS" == *_citus* ]]; then
     if [ -z "${CITUS_TARBALL+set}" ]; then
         for d in "$ROOT_DIR/../shared/vendor" "$ROOT_DIR/../../shared/vendor"; do
             [ -f "$d/citus-13.2.2.tar.gz" ] && { CITUS_TARBALL=$(cd "$d" && pwd)/citus-13.2.2.tar.gz; break; }

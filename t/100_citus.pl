@@ -21,38 +21,15 @@ use FindBin;
 use lib $FindBin::Bin;
 use PgBookingTest;
 
-my $sharedir = `pg_config --sharedir`;
-chomp $sharedir;
-if (!-f "$sharedir/extension/citus.control")
+if (my $why = citus_missing())
 {
-	plan skip_all => "Citus is not installed in this PostgreSQL ($sharedir/extension/citus.control missing): "
-	  . "the Citus tests are SKIPPED (make test builds it when CITUS_TARBALL names the Citus 13.2.2 tarball, see scripts/citus.sh)";
+	plan skip_all => $why;
 }
 
 my $clients = $ENV{PGB_HAMMER_CLIENTS} // 8;
 my $seconds = $ENV{PGB_HAMMER_SECONDS} // 10;
 
-# citus before pg_booking (Citus insists on being first).
-sub citus_node
-{
-	my ($name) = @_;
-	my $node = PostgreSQL::Test::Cluster->new($name);
-	$node->init;
-	$node->append_conf('postgresql.conf', q{
-shared_preload_libraries = 'citus,pg_booking'
-pg_booking.jwt_secret = 'tap-secret-0123456789abcdef0123456789abcdef'
-max_connections = 80
-max_prepared_transactions = 40
-citus.shard_count = 8
-});
-	$node->start;
-	$node->safe_psql('postgres', 'CREATE EXTENSION citus');
-	$node->safe_psql('postgres', 'CREATE EXTENSION pg_booking CASCADE');
-	return $node;
-}
-
-my $coord = citus_node('coordinator');
-my @workers = (citus_node('worker1'), citus_node('worker2'));
+my ($coord, @workers) = citus_cluster();
 
 # Without Citus, booking.distribute() says what it needs (a database of the
 # coordinator with pg_booking and without citus).
@@ -61,13 +38,6 @@ $coord->safe_psql('plain', 'CREATE EXTENSION pg_booking CASCADE');
 my ($rc, $out, $err) = $coord->psql('plain', 'SELECT * FROM booking.distribute()');
 like($err, qr/needs the citus extension/, 'without citus, booking.distribute() says what it needs');
 
-# The cluster: the coordinator in the metadata (reference tables get a copy
-# there), both workers added.
-$coord->safe_psql('postgres', sprintf("SELECT citus_set_coordinator_host('%s', %d)", $coord->host, $coord->port));
-for my $w (@workers)
-{
-	$coord->safe_psql('postgres', sprintf("SELECT citus_add_node('%s', %d)", $w->host, $w->port));
-}
 is($coord->safe_psql('postgres', 'SELECT count(*) FROM pg_dist_node WHERE shouldhaveshards'), '2',
 	'two workers take shards');
 

@@ -10,7 +10,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-our @EXPORT = qw(booking_node write_pgbench_script run_pgbench outcomes_summary);
+our @EXPORT = qw(booking_node write_pgbench_script run_pgbench outcomes_summary citus_missing citus_cluster);
 
 # A started node with pg_booking preloaded and created in "postgres";
 # $extra_conf is appended to postgresql.conf.
@@ -26,6 +26,48 @@ pg_booking.jwt_secret = 'tap-secret-0123456789abcdef0123456789abcdef'
 	$node->start;
 	$node->safe_psql('postgres', 'CREATE EXTENSION pg_booking CASCADE');
 	return $node;
+}
+
+# Why the Citus tests cannot run here (undef when they can): the
+# installation has no citus extension (scripts/citus.sh installs one for make
+# test from CITUS_TARBALL).
+sub citus_missing
+{
+	my $sharedir = `pg_config --sharedir`;
+	chomp $sharedir;
+	return undef if -f "$sharedir/extension/citus.control";
+	return "Citus is not installed in this PostgreSQL ($sharedir/extension/citus.control missing): "
+	  . 'the Citus tests are SKIPPED (make test builds it when CITUS_TARBALL names the Citus 13.2.2 tarball, see scripts/citus.sh)';
+}
+
+# A Citus cluster: a coordinator (in the metadata, so reference tables get a
+# copy there) and two workers, citus before pg_booking (Citus insists on
+# being first), both extensions created on every node.  Returns
+# ($coordinator, @workers).
+sub citus_cluster
+{
+	my ($prefix) = @_;
+	my @nodes;
+	for my $name ('coordinator', 'worker1', 'worker2')
+	{
+		my $node = PostgreSQL::Test::Cluster->new(($prefix // '') . $name);
+		$node->init;
+		$node->append_conf('postgresql.conf', q{
+shared_preload_libraries = 'citus,pg_booking'
+pg_booking.jwt_secret = 'tap-secret-0123456789abcdef0123456789abcdef'
+max_connections = 80
+max_prepared_transactions = 40
+citus.shard_count = 8
+});
+		$node->start;
+		$node->safe_psql('postgres', 'CREATE EXTENSION citus');
+		$node->safe_psql('postgres', 'CREATE EXTENSION pg_booking CASCADE');
+		push @nodes, $node;
+	}
+	my ($coord, @workers) = @nodes;
+	$coord->safe_psql('postgres', sprintf("SELECT citus_set_coordinator_host('%s', %d)", $coord->host, $coord->port));
+	$coord->safe_psql('postgres', sprintf("SELECT citus_add_node('%s', %d)", $_->host, $_->port)) for @workers;
+	return ($coord, @workers);
 }
 
 # Write a pgbench script into the test's tmp_check; returns its path.
