@@ -21,6 +21,11 @@ work=$(mktemp -d /tmp/pg_booking-bench.XXXXXX)
 export BENCH_WORK=$work
 export BENCH_PORT=${BENCH_PORT:-55432}
 prepare_private_install "$work"
+# Citus for bench/citus.sh (scripts/citus.sh: an installed one, the
+# CITUS_TARBALL build, cached; or that benchmark says it is skipped).
+if [ -z "${BENCH:-}" ] || [[ citus == "$BENCH"* ]]; then
+    bash "$ROOT_DIR/scripts/citus.sh" "$work/pg"
+fi
 mkdir -p "$work/summary.d"; give_to_pg "$work/summary.d"
 export BENCH_BINDIR="$work/pg/usr/lib/postgresql/$PG_MAJOR/bin"
 stop_cluster() {

@@ -9,8 +9,9 @@
 # In order:
 #   1. the installation already has a `citus` extension (a user who installed
 #      Citus from its own packages, a copied system installation): use it;
-#   2. CITUS_TARBALL names the Citus 13.2.2 source tarball (CI and make test
-#      set it to the shared one when it exists): check its sha256, apply
+#   2. CITUS_TARBALL names the Citus 13.2.2 source tarball (unset: the
+#      shared one next to the checkout, ../shared/vendor or
+#      ../../shared/vendor, when it exists): check its sha256, apply
 #      CITUS_PATCH (the one-line fix for Debian's 15.20 headers; by default
 #      the .patch next to the tarball), `./configure PG_CONFIG=<private
 #      pg_config> && make -j2 && make install` into the installation.  The
@@ -40,8 +41,15 @@ if [ -f "$sharedir/extension/citus.control" ] && [ -f "$pkglibdir/citus.so" ]; t
     exit 0
 fi
 
+# CITUS_TARBALL unset (not merely empty): the shared vendor tarball next to
+# the checkout, when there is one.
+if [ -z "${CITUS_TARBALL+set}" ]; then
+    for d in "$ROOT_DIR/../shared/vendor" "$ROOT_DIR/../../shared/vendor"; do
+        [ -f "$d/citus-$CITUS_VERSION.tar.gz" ] && { CITUS_TARBALL=$(cd "$d" && pwd)/citus-$CITUS_VERSION.tar.gz; break; }
+    done
+fi
 if [ -z "${CITUS_TARBALL:-}" ]; then
-    say "citus: no installed citus extension and CITUS_TARBALL is not set: the Citus tests (t/100_citus.pl) will be SKIPPED"
+    say "citus: no installed citus extension and CITUS_TARBALL is not set: the Citus tests (t/100_citus.pl, t/101_citus_*.pl) and bench/citus.sh will be SKIPPED"
     exit 0
 fi
 [ -f "$CITUS_TARBALL" ] || { echo "citus.sh: CITUS_TARBALL=$CITUS_TARBALL does not exist" >&2; exit 1; }

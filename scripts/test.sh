@@ -49,12 +49,7 @@ bindir="$work/pg/usr/lib/postgresql/$PG_MAJOR/bin"
 # from CITUS_TARBALL (default: the shared vendor tarball when there is one),
 # else that test is skipped.  Not for a subset run that leaves t/100 out.
 if [ -z "${PROVE_TESTS:-}" ] || [[ "$PROVE_TESTS" == *_citus* ]]; then
-    if [ -z "${CITUS_TARBALL+set}" ]; then
-        for d in "$ROOT_DIR/../shared/vendor" "$ROOT_DIR/../../shared/vendor"; do
-            [ -f "$d/citus-13.2.2.tar.gz" ] && { CITUS_TARBALL=$(cd "$d" && pwd)/citus-13.2.2.tar.gz; break; }
-        done
-    fi
-    CITUS_TARBALL=${CITUS_TARBALL:-} bash "$ROOT_DIR/scripts/citus.sh" "$work/pg"
+    bash "$ROOT_DIR/scripts/citus.sh" "$work/pg"
 fi
 
 # Clients no one here wrote (OpenAPI validators, PostgREST's JavaScript
