@@ -124,10 +124,36 @@ role_of(Jsonb *claims)
 	return NULL;				/* not reached */
 }
 
+/*
+ * The table the session query reads, by name: ours, or on a Citus worker
+ * node the local placement of the reference table (docs/citus.md, finding
+ * 20).  There the check runs inside a policy of a shard's query, and a
+ * query of booking.users itself would be a distributed query from a query
+ * on a shard, which Citus refuses; the placement is a plain local table
+ * with the same rows.  Inside SPI.
+ */
+static char *
+session_table(const char *table, PgbCitusNode node)
+{
+	char	   *qualified = psprintf("booking.%s", table);
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(qualified)};
+
+	if (node != PGB_CITUS_WORKER)
+		return qualified;
+	if (SPI_execute_with_args("SELECT pg_catalog.shard_name(s.logicalrelid, s.shardid) FROM pg_catalog.pg_dist_shard s "
+							  "WHERE s.logicalrelid = $1::regclass",
+							  1, types, values, NULL, true, 2) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "%s has no single placement on this Citus worker node", qualified);
+	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+}
+
 /* Run the session query as the owner of booking.users. */
 static void
 query_session(int64 uid, bool has_sid, int64 sid)
 {
+	static PgbCitusNode plan_node = PGB_NOT_CITUS;
+	PgbCitusNode node = pgb_citus_node();
 	Oid			nsp = get_namespace_oid("booking", false);
 	Oid			rel = get_relname_relid("users", nsp);
 	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(rel));
@@ -143,19 +169,28 @@ query_session(int64 uid, bool has_sid, int64 sid)
 	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
 	ReleaseSysCache(tup);
 
+	if (session_plan != NULL && plan_node != node)
+	{
+		SPI_freeplan(session_plan);
+		session_plan = NULL;
+	}
 	if (session_plan == NULL)
 	{
-		SPIPlanPtr	p = SPI_prepare(
+		char	   *cutoffs = session_table("token_cutoffs", node);
+		char	   *sessions = session_table("sessions", node);
+		char	   *users = session_table("users", node);
+		SPIPlanPtr	p = SPI_prepare(psprintf(
 			"SELECT u.active, u.role::text, "
 			"       (SELECT extract(epoch FROM c.tokens_valid_after)::float8 "
-			"          FROM booking.token_cutoffs c WHERE c.user_id = u.id), "
-			"       (SELECT s.ended_at IS NULL FROM booking.sessions s "
+			"          FROM %s c WHERE c.user_id = u.id), "
+			"       (SELECT s.ended_at IS NULL FROM %s s "
 			"         WHERE s.id = $2 AND s.user_id = u.id) "
-			"  FROM booking.users u WHERE u.id = $1", 2, types);
+			"  FROM %s u WHERE u.id = $1", cutoffs, sessions, users), 2, types);
 
 		if (p == NULL || SPI_keepplan(p) != 0)
 			elog(ERROR, "could not prepare the session check: %s", SPI_result_code_string(SPI_result));
 		session_plan = p;
+		plan_node = node;
 	}
 	GetUserIdAndSecContext(&save_user, &save_sec);
 	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
@@ -253,6 +288,27 @@ copy_jsonb(const Jsonb *j)
 	return copy;
 }
 
+/*
+ * On a Citus coordinator the shards' policies run on the worker nodes,
+ * which know the caller only if the claims travel with the transaction:
+ * Citus passes a SET LOCAL on to every worker the transaction uses (and to
+ * those it uses later) when citus.propagate_set_commands is "local".
+ * set_config(), as the adapter sets the claims, is not passed on, so the
+ * same value is set again here, once per transaction and claims (docs/
+ * citus.md, finding 20).  Citus counts a call of a function as a
+ * transaction block, so a single statement gets it too.
+ */
+static void
+hand_claims_to_workers(const char *text)
+{
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute("SET LOCAL citus.propagate_set_commands = 'local'", false, 0) != SPI_OK_UTILITY ||
+		SPI_execute(psprintf("SET LOCAL request.jwt.claims = %s", quote_literal_cstr(text)), false, 0) != SPI_OK_UTILITY)
+		elog(ERROR, "could not pass the claims on to the Citus worker nodes");
+	SPI_finish();
+}
+
 /* Parse the claims, check the session, remember the answer. */
 static void
 resolve_caller(const char *text)
@@ -275,6 +331,9 @@ resolve_caller(const char *text)
 	}
 	if (has_uid && strcmp(app_role, "anon") != 0 && strcmp(app_role, "superuser") != 0)
 		check_session_once(claims, app_role, uid);
+	/* (No SET in a parallel worker; the leader has set them.) */
+	if (claims != NULL && !IsInParallelMode() && pgb_citus_node() == PGB_CITUS_COORDINATOR)
+		hand_claims_to_workers(text);
 
 	old = MemoryContextSwitchTo(TopTransactionContext);
 	caller.claims_text = pstrdup(text ? text : "");

@@ -4761,7 +4761,22 @@ BEGIN
         EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I %s', p.tbl, p.name, p.def);
     END LOOP;
     DROP TABLE citus_fkeys;
-    -- 4. Tables the plan does not name stay local: say so.
+    -- 4. Citus reaches the shards as the current role (docs/citus.md,
+    -- finding 20): a token's role, which the adapter's login role switches
+    -- to, and the dashboards' role must log in on the worker nodes.  Only
+    -- there: the coordinator keeps them NOLOGIN.  (pg_hba.conf of a worker
+    -- must admit them from the coordinator only.)
+    FOR p IN
+        SELECT * FROM run_command_on_workers((
+            SELECT 'SET citus.enable_ddl_propagation = off; '
+                   || string_agg(format('ALTER ROLE %I LOGIN', r.role), '; ' ORDER BY r.role)
+              FROM (SELECT x.role FROM booking.http_token_roles x UNION SELECT 'booking_grafana') r))
+    LOOP
+        IF NOT p.success THEN
+            RAISE EXCEPTION 'the api roles could not be let log in on worker %:%: %', p.nodename, p.nodeport, p.result;
+        END IF;
+    END LOOP;
+    -- 5. Tables the plan does not name stay local: say so.
     FOR table_name IN
         SELECT c.oid::regclass::text FROM pg_class c
          WHERE c.relnamespace = 'booking'::regnamespace AND c.relkind IN ('r', 'p')
