@@ -44,6 +44,7 @@ typedef struct slot {
     PGconn     *conn;
     bool        in_use;         /* atomic: taken by compare-and-swap */
     bool        setup_prepared;
+    bool        explicit_tx;    /* BEGIN/COMMIT around the call: a Citus database */
     int         nprepared;
     prepared_stmt prepared[MAX_PREPARED];   /* statement name is "s<index>" */
 } slot;
@@ -378,6 +379,25 @@ acquire_slot_measured(conn_pool *p)
     return s;
 }
 
+/*
+ * A request is normally an implicit transaction (the pipeline's Sync ends
+ * it).  On a Citus coordinator the row-level security policies run on the
+ * worker nodes and learn the caller only from settings Citus passes on
+ * inside a transaction block, which it opens there for a read only within
+ * an explicit BEGIN (docs/citus.md, finding 20): in a database with
+ * Citus's catalog the call is wrapped in BEGIN/COMMIT.
+ */
+static bool
+in_citus_database(PGconn *conn)
+{
+    PGresult   *res = PQexec(conn, "SELECT to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL");
+    bool        citus = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+        strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+
+    PQclear(res);
+    return citus;
+}
+
 static void
 forget_prepared(slot *s)
 {
@@ -415,6 +435,7 @@ ensure_connected(slot *s)
         s->conn = NULL;
         return false;
     }
+    s->explicit_tx = in_citus_database(s->conn);
     return true;
 }
 
@@ -559,6 +580,12 @@ run_call(slot *sl, const db_call *call, db_result *out)
 
     if (!PQenterPipelineMode(conn))
         goto send_failed;
+    if (sl->explicit_tx)
+    {
+        if (!PQsendQueryParams(conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0))
+            goto send_failed;
+        ncmds++;
+    }
     if (!sl->setup_prepared)
     {
         if (!PQsendPrepare(conn, "setup", setup_sql, 6, NULL))
@@ -581,6 +608,12 @@ run_call(slot *sl, const db_call *call, db_result *out)
         !PQsendQueryParams(conn, sql, call->nargs, NULL, call->argvalues, NULL, NULL, 0))
         goto send_failed;
     call_cmd = ncmds++;
+    if (sl->explicit_tx)
+    {
+        if (!PQsendQueryParams(conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0))
+            goto send_failed;
+        ncmds++;
+    }
     if (!PQpipelineSync(conn))
         goto send_failed;
 
@@ -638,6 +671,9 @@ done:
     /* Fails only with results pending, i.e. on a broken connection: dropped on release. */
     if (PQpipelineStatus(conn) != PQ_PIPELINE_OFF)
         (void) PQexitPipelineMode(conn);
+    /* An explicit block that failed outlives the Sync: end it here. */
+    if (failed && PQstatus(conn) == CONNECTION_OK && PQtransactionStatus(conn) != PQTRANS_IDLE)
+        PQclear(PQexec(conn, "ROLLBACK"));
     if (!failed)
         out->status = DB_OK;
     return;

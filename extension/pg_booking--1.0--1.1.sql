@@ -1502,15 +1502,22 @@ COMMENT ON VIEW booking.http_functions IS 'the api functions as the HTTP adapter
 
 -- The roles a token may name: those the adapter's login role may switch to
 -- (GRANTed to booking_authenticator), read by the adapter with the catalog.
+-- (Names by pg_get_userbyid, not a join with pg_roles: on Citus the query
+-- that reads this view with the routes is run with the views expanded, as
+-- the reader, who may not read pg_authid under pg_roles; docs/citus.md,
+-- finding 21.)
 CREATE VIEW booking.http_token_roles AS
-SELECT r.rolname::text AS role
+SELECT pg_get_userbyid(m.roleid)::text AS role
   FROM pg_auth_members m
-  JOIN pg_roles r ON r.oid = m.roleid
- WHERE m.member = (SELECT a.oid FROM pg_roles a WHERE a.rolname = 'booking_authenticator');
+ WHERE m.member = to_regrole('booking_authenticator');
 COMMENT ON VIEW booking.http_token_roles IS 'database roles a bearer token''s "role" claim may name';
 
 GRANT USAGE ON SCHEMA booking TO booking_authenticator;
 GRANT SELECT ON booking.http_functions, booking.http_token_roles TO booking_authenticator;
+-- The view's owner may read the routes, but on Citus the view's query runs
+-- against the table's placement as the reader (docs/citus.md, finding 21):
+-- the adapter's login role reads the routes itself.
+GRANT SELECT ON booking.http_routes TO booking_authenticator;
 GRANT SELECT ON booking.http_routes TO booking_api, booking_anon;
 
 -- The COMMENTs say who may call a function and what it does; the route

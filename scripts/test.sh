@@ -45,10 +45,10 @@ trap finish EXIT
 prepare_private_install "$work"
 bindir="$work/pg/usr/lib/postgresql/$PG_MAJOR/bin"
 
-# Citus for t/100_citus.pl and t/101_citus_*.pl (scripts/citus.sh): an installed one, else built
+# Citus for t/100_citus.pl, t/101_citus_*.pl and adapter/t/054_adapter_citus.pl (scripts/citus.sh): an installed one, else built
 # from CITUS_TARBALL (default: the shared vendor tarball when there is one),
 # else that test is skipped.  Not for a subset run that leaves t/100 out.
-if [ -z "${PROVE_TESTS:-}" ] || [[ "$PROVE_TESTS" == *_citus* ]]; then
+if [ -z "${PROVE_TESTS:-}" ] || [[ "${PROVE_TESTS:-}${ADAPTER_PROVE_TESTS:-}" == *_citus* ]]; then
     bash "$ROOT_DIR/scripts/citus.sh" "$work/pg"
 fi
 

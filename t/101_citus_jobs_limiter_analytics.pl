@@ -394,5 +394,11 @@ is($seen_by_9->(), $all + 1, 'with row-level security off, the same question sho
 $coord->safe_psql('postgres', 'ALTER TABLE booking.bookings ENABLE ROW LEVEL SECURITY');
 is($seen_by_9->(), $own, '... and on again, only their own');
 
+# Known gap (docs/citus.md, finding 21): a view's owner rights do not reach
+# the shards, which Citus queries as the reader; the dashboards' role,
+# which may read the analytics views only, is refused the tables under them.
+($rc, $out, $err) = $coord->psql('postgres', 'BEGIN; SET LOCAL ROLE booking_grafana; SELECT count(*) FROM booking.analytics_bookings_by_room; COMMIT');
+like($err, qr/permission denied for table rooms_\d+/, "known gap: booking_grafana's analytics views are refused on Citus");
+
 $_->stop for ($coord, @workers);
 done_testing();
