@@ -6884,7 +6884,7 @@ BEGIN
 END
 $$;
 
--- ==== Citus: the ratings answer names its members (issue 16) ====
+-- ==== Citus: analytics answers name their members and run as their owner (issue 16) ====
 -- to_jsonb of a view's row that Citus gathers from several shards arrives
 -- as an anonymous record: its members came back as f1..f4 instead of
 -- room_id, room_name, average_rating, review_count (t/101 compares every
@@ -6901,6 +6901,21 @@ BEGIN
                        FROM booking.analytics_rating_by_room x), '[]');
 END
 $$;
+
+-- The analytics answers read views over tables their callers may not read
+-- (the counters, the inventory, the blocks).  On one node a view reads
+-- with its owner's rights; on Citus the shards are queried as the caller,
+-- and a staff role was refused the counters (docs/citus.md, finding 21).
+-- They run as their owner now: each first asks booking.require_role, and
+-- what they return is the same aggregate for every staff role.
+ALTER FUNCTION api.analytics_bookings_summary() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION api.analytics_bookings_by_room(integer, integer) SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION api.analytics_bookings_per_day(text, text) SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION api.analytics_average_rating_by_room() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION api.analytics_occupancy(bigint, text, text) SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION api.analytics_hotel_kpis(bigint, text, text) SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION api.analytics_hotel_pickup(bigint, text, text) SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION api.analytics_hotel_lead_time(bigint, text, text) SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
 -- ==== calendar feeds follow the occupancy rule, expiry included (issue 14) ====
 -- The feed (section "calendar feeds") came before holds, so its STATUS
