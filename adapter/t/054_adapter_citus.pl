@@ -55,6 +55,15 @@ for my $round (1 .. 3)
 }
 $r = http($a, 'GET', '/bookings', undef, $tok{ann});
 is(join(',', map { $_->{id} } @{ $r->{json} // [] }), $booking, "GET /bookings: ann's own booking, and only that");
+# A series: each occurrence checked on the room's shard (docs/citus.md, finding 7).
+$r = http($a, 'POST', '/bookings', { room_id => 3, title => 'weekly', starts_at => '2031-04-01T10:00:00Z',
+	ends_at => '2031-04-01T11:00:00Z', recurrence => { frequency => 'weekly', count => 3 } }, $tok{ann});
+is("$r->{status} " . scalar(@{ $r->{json}{bookings} // [] }), '201 3', 'a weekly series of 3 through the coordinator: 201')
+  or diag $r->{content};
+$r = http($a, 'POST', '/bookings', { room_id => 3, title => 'clash', starts_at => '2031-04-08T10:30:00Z',
+	ends_at => '2031-04-08T11:30:00Z', recurrence => { frequency => 'daily', count => 2 } }, $tok{bob});
+is("$r->{status} " . ($r->{json}{error_code} // '') . ' ' . scalar(@{ $r->{json}{details}{conflicting_occurrences} // [] }),
+	'409 BOOKING_CONFLICT 1', "a series clashing once with it: 409 naming the one occurrence, though bob cannot see ann's booking");
 $r = http($a, 'GET', '/bookings', undef, $tok{bob});
 is(scalar @{ $r->{json} // [] }, 0, 'bob lists none');
 
@@ -64,7 +73,7 @@ is(scalar @{ $r->{json} // [] }, 0, 'bob lists none');
 for my $who (qw(admin auditor))
 {
 	$r = http($a, 'GET', '/admin/analytics/bookings/by-room', undef, $tok{$who});
-	is("$r->{status} " . join(',', map { "$_->{room_id}:$_->{total}" } @{ $r->{json} // [] }), '200 1:0,2:1,3:0,4:0',
+	is("$r->{status} " . join(',', map { "$_->{room_id}:$_->{total}" } @{ $r->{json} // [] }), '200 1:0,2:1,3:3,4:0',
 		"GET /admin/analytics/bookings/by-room as $who: 200, the counters of every shard") or diag $r->{content};
 }
 $r = http($a, 'GET', '/admin/analytics/bookings/by-room', undef, $tok{ann});
