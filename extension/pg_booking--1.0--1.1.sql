@@ -7151,16 +7151,26 @@ COMMENT ON FUNCTION booking.room_has_waiters IS 'take the room''s lock, then: do
 -- An entry's place in its queue: 1 + the waiting entries of the same room
 -- ahead of it whose slot overlaps its own (those it waits behind).  Reads
 -- everyone's entries (times only), hence SECURITY DEFINER.
+-- PL/pgSQL, the entry first and then its room's queue: Citus plans neither
+-- an SQL function's parameter over a distributed table nor this count as a
+-- correlated subquery (docs/citus.md); naming the room routes it to one
+-- shard.
 CREATE FUNCTION booking.waitlist_position(entry_id bigint) RETURNS integer
-LANGUAGE sql STABLE SECURITY DEFINER
+LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN w.status = 'waiting' THEN
-               1 + (SELECT count(*)::integer FROM booking.waitlist o
-                     WHERE o.room_id = w.room_id AND o.status = 'waiting'
-                       AND o.starts_at < w.ends_at AND o.ends_at > w.starts_at
-                       AND (o.created_at, o.id) < (w.created_at, w.id)) END
-      FROM booking.waitlist w WHERE w.id = entry_id
+DECLARE
+    w booking.waitlist;
+BEGIN
+    SELECT * INTO w FROM booking.waitlist x WHERE x.id = entry_id;
+    IF w.status IS DISTINCT FROM 'waiting' THEN
+        RETURN NULL;
+    END IF;
+    RETURN 1 + (SELECT count(*)::integer FROM booking.waitlist o
+                 WHERE o.room_id = w.room_id AND o.status = 'waiting'
+                   AND o.starts_at < w.ends_at AND o.ends_at > w.starts_at
+                   AND (o.created_at, o.id) < (w.created_at, w.id));
+END
 $$;
 COMMENT ON FUNCTION booking.waitlist_position IS 'a waiting entry''s place in its room''s queue (1: next), counting the older waiting entries whose slots overlap its own; NULL when not waiting';
 
@@ -7436,12 +7446,15 @@ LANGUAGE plpgsql VOLATILE
 AS $$
 DECLARE
     w booking.waitlist;
+    room bigint;
 BEGIN
     PERFORM booking.require_user();
     -- The room's lock before the entry's (as a promotion takes them), so
     -- the two never wait for each other in turn.
-    PERFORM booking.lock_room(x.room_id) FROM booking.waitlist x WHERE x.id = withdraw_waitlist.id;
-    SELECT * INTO w FROM booking.waitlist x WHERE x.id = withdraw_waitlist.id FOR UPDATE;
+    -- (The room named in the lock: Citus refuses FOR UPDATE across shards.)
+    SELECT x.room_id INTO room FROM booking.waitlist x WHERE x.id = withdraw_waitlist.id;
+    PERFORM booking.lock_room(room);
+    SELECT * INTO w FROM booking.waitlist x WHERE x.id = withdraw_waitlist.id AND x.room_id = room FOR UPDATE;
     IF w.id IS NULL THEN
         IF EXISTS (SELECT 1 FROM booking.waitlist x WHERE x.id = withdraw_waitlist.id) THEN
             PERFORM booking.raise_error(403, 'FORBIDDEN',
@@ -7455,8 +7468,9 @@ BEGIN
         PERFORM booking.raise_error(409, 'INVALID_STATE', format('waitlist entry %s is %s, not waiting', id, w.status),
             jsonb_build_object('waitlist_id', id, 'status', w.status, 'booking_id', w.booking_id));
     END IF;
-    UPDATE booking.waitlist x SET status = 'withdrawn', updated_at = clock_timestamp()
-     WHERE x.id = withdraw_waitlist.id RETURNING * INTO w;
+    w.updated_at := clock_timestamp();
+    UPDATE booking.waitlist x SET status = 'withdrawn', updated_at = w.updated_at
+     WHERE x.id = withdraw_waitlist.id AND x.room_id = room RETURNING * INTO w;
     PERFORM booking.waitlist_event('waitlist.withdrawn', w);
     RETURN booking.waitlist_json(w);
 END
