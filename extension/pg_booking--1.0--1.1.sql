@@ -3713,10 +3713,12 @@ DECLARE
     uid bigint := booking.require_user();
     token text := booking.random_token(32);
     t booking.calendar_tokens;
+    -- (A value: Citus allows only IMMUTABLE functions in DO UPDATE SET.)
+    at timestamptz := now();
 BEGIN
-    INSERT INTO booking.calendar_tokens AS c (user_id, token_hash)
-    VALUES (uid, sha256(convert_to(token, 'UTF8')))
-    ON CONFLICT (user_id) DO UPDATE SET token_hash = excluded.token_hash, created_at = now()
+    INSERT INTO booking.calendar_tokens AS c (user_id, token_hash, created_at)
+    VALUES (uid, sha256(convert_to(token, 'UTF8')), at)
+    ON CONFLICT (user_id) DO UPDATE SET token_hash = excluded.token_hash, created_at = at
     RETURNING * INTO t;
     RETURN jsonb_build_object('token', token, 'path', format('/calendar/%s/calendar.ics', token),
                               'created_at', t.created_at);
@@ -6970,11 +6972,15 @@ COMMENT ON FUNCTION booking.ics_status IS 'the iCalendar STATUS of a booking: CO
 -- as read by viewer (id and application role: whose titles show).  Reads
 -- every user's bookings, hence SECURITY DEFINER; granted to no one: only
 -- the api functions below call it, each naming the viewer it has checked.
+-- (PL/pgSQL: Citus cannot plan an SQL function's parameters over the
+-- distributed bookings; docs/citus.md.)
 CREATE FUNCTION booking.calendar_ics(calendar_name text, room bigint, owner bigint,
                                      viewer_id bigint, viewer_role text, w tstzrange) RETURNS text
-LANGUAGE sql STABLE SECURITY DEFINER
+LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+BEGIN
+    RETURN (
     WITH hit AS (
         SELECT b.id, b.series_id FROM booking.bookings b
          WHERE (room IS NULL OR b.room_id = room) AND (owner IS NULL OR b.user_id = owner)
@@ -7039,7 +7045,8 @@ AS $$
                                    'X-WR-CALNAME:' || booking.ics_text(calendar_name),
                                    'REFRESH-INTERVAL;VALUE=DURATION:PT15M', 'X-PUBLISHED-TTL:PT15M'])
            || coalesce((SELECT string_agg(c.vevent, '' ORDER BY c.k1, c.k2, c.k3 NULLS FIRST) FROM components c), '')
-           || booking.ics_lines(ARRAY['END:VCALENDAR'])
+           || booking.ics_lines(ARRAY['END:VCALENDAR']));
+END
 $$;
 COMMENT ON FUNCTION booking.calendar_ics IS 'the iCalendar text of a room''s or a user''s bookings in a window, as a given viewer may see them; called by the api functions only';
 

@@ -67,6 +67,22 @@ is("$r->{status} " . ($r->{json}{error_code} // '') . ' ' . scalar(@{ $r->{json}
 $r = http($a, 'GET', '/bookings', undef, $tok{bob});
 is(scalar @{ $r->{json} // [] }, 0, 'bob lists none');
 
+# Calendar feeds (issue 14) through the coordinator: the room's and one's own.
+$r = http($a, 'GET', '/rooms/2/calendar.ics?from=2031-01-01T00:00:00Z&to=2031-12-31T00:00:00Z', undef, $tok{bob});
+like("$r->{status} $r->{content}", qr/^200 BEGIN:VCALENDAR.*BEGIN:VEVENT.*SUMMARY:Busy.*END:VCALENDAR/s,
+	"GET /rooms/{id}/calendar.ics: the room's booking, its title hidden from bob") or diag $r->{content};
+$r = http($a, 'GET', '/users/me/calendar.ics?from=2031-01-01T00:00:00Z&to=2031-12-31T00:00:00Z', undef, $tok{ann});
+my $ics = $r->{content} // '';
+is(scalar(() = $ics =~ /BEGIN:VEVENT/g) . ' ' . scalar(() = $ics =~ /^RDATE/mg), '2 2',
+	"GET /users/me/calendar.ics: ann's booking and her weekly series of 3 (one VEVENT, two RDATEs)") or diag $ics;
+
+# The secret feed (a reference table of token hashes): no bearer token.
+$r = http($a, 'POST', '/users/me/calendar-token', undef, $tok{ann});
+is($r->{status}, 201, 'POST /users/me/calendar-token through the coordinator: 201') or diag $r->{content};
+my $feed = $r->{json}{path} // '/none';
+$r = http($a, 'GET', "$feed?from=2031-01-01T00:00:00Z&to=2031-12-31T00:00:00Z");
+is("$r->{status} " . scalar(() = ($r->{content} // '') =~ /BEGIN:VEVENT/g), '200 2', "... and the feed at its path answers ann's calendar");
+
 # The analytics answers read views over tables staff may not read; on
 # Citus the shards are queried as the caller, so they run as their owner
 # (docs/citus.md, finding 21).
