@@ -507,12 +507,7 @@ is($coord->safe_psql('postgres', 'SELECT count(*) FROM booking.analytics_check()
 # The checkout worker: every node has one (pg_booking.checkout_database
 # names the database on each), but a Citus worker node's stays idle and says
 # so; the coordinator's runs each calendar's date due, once, over all shards.
-my @log_offsets = map { -s $_->logfile } ($coord, @workers);
-for my $n ($coord, @workers)
-{
-	$n->safe_psql('postgres', "ALTER SYSTEM SET pg_booking.checkout_database = 'postgres'");
-	$n->reload;
-}
+my @log_offsets = citus_start_checkout($coord, @workers);
 my $calendars = 1 + $coord->safe_psql('postgres', 'SELECT count(*) FROM booking.hotels');
 my $worker_runs = q{SELECT count(*) || '|' || count(DISTINCT (hotel_id, business_date)) || '|' || count(*) FILTER (WHERE error IS NOT NULL)
                       FROM booking.checkout_runs WHERE source = 'worker' AND finished_at IS NOT NULL};
@@ -530,14 +525,7 @@ is($runs, $calendars, "the coordinator's checkout worker ran the date due of eve
 is($distinct_runs, $runs, 'each calendar and date once');
 is($failed_runs, '0', 'none of them failed')
   or diag $coord->safe_psql('postgres', "SELECT hotel_id, business_date, error FROM booking.checkout_runs WHERE error IS NOT NULL");
-for my $i (0 .. $#workers)
-{
-	my $w = $workers[$i];
-	my $deadline = time() + 60;
-	sleep 1 while time() < $deadline && slurp_file($w->logfile, $log_offsets[$i + 1]) !~ /this node is a Citus worker node, idle/;
-	like(slurp_file($w->logfile, $log_offsets[$i + 1]), qr/this node is a Citus worker node, idle/,
-		'the checkout worker of the worker node at port ' . $w->port . ' stays idle and says why');
-}
+citus_workers_idle_ok(\@workers, [ @log_offsets[ 1 .. $#log_offsets ] ]);
 unlike(slurp_file($coord->logfile, $log_offsets[0]), qr/pg_booking checkout: .*failed/,
 	"the coordinator's worker logged no failed run");
 sleep 2;

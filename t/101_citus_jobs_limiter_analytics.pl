@@ -256,12 +256,7 @@ is($expired_events, 1, "the expiry's event is written once, on the worker that h
 $coord->safe_psql('postgres', q{
 INSERT INTO booking.bookings (room_id, user_id, title, starts_at, ends_at, status, hold_expires_at)
 VALUES (7, 9, 'expired hold 2', '2099-05-03 09:00+00', '2099-05-03 10:00+00', 'held', now() - interval '1 minute')});
-my @log_offsets = map { -s $_->logfile } ($coord, @workers);
-for my $n ($coord, @workers)
-{
-	$n->safe_psql('postgres', "ALTER SYSTEM SET pg_booking.checkout_database = 'postgres'");
-	$n->reload;
-}
+my @log_offsets = citus_start_checkout($coord, @workers);
 my $deadline = time() + 90;
 sleep 1 while time() < $deadline
   && $coord->safe_psql('postgres', "SELECT status FROM booking.bookings WHERE title = 'expired hold 2'") ne 'expired';
@@ -271,14 +266,7 @@ like(slurp_file($coord->logfile, $log_offsets[0]), qr/pg_booking checkout: 1 hol
 	'... and logs it');
 my @tick_errors = grep { /ERROR/ } split /\n/, slurp_file($coord->logfile, $log_offsets[0]);
 is(scalar(@tick_errors), 0, "the coordinator's tick jobs logged no error") or diag join("\n", @tick_errors);
-for my $i (0 .. $#workers)
-{
-	my $w = $workers[$i];
-	my $deadline = time() + 60;
-	sleep 1 while time() < $deadline && slurp_file($w->logfile, $log_offsets[$i + 1]) !~ /this node is a Citus worker node, idle/;
-	like(slurp_file($w->logfile, $log_offsets[$i + 1]), qr/this node is a Citus worker node, idle/,
-		'the checkout worker of the worker node at port ' . $w->port . ' stays idle');
-}
+citus_workers_idle_ok(\@workers, [ @log_offsets[ 1 .. $#log_offsets ] ]);
 
 # ---- 3. The limiter: one count per key, on the coordinator ----
 # create_booking: 30 per minute per user.  Users 9-12 (role user), from

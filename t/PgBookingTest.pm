@@ -10,7 +10,8 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-our @EXPORT = qw(booking_node write_pgbench_script run_pgbench outcomes_summary citus_missing citus_cluster);
+our @EXPORT = qw(booking_node write_pgbench_script run_pgbench outcomes_summary citus_missing citus_cluster
+  citus_start_checkout citus_workers_idle_ok);
 
 # A started node with pg_booking preloaded and created in "postgres";
 # $extra_conf is appended to postgresql.conf.
@@ -68,6 +69,36 @@ citus.shard_count = 8
 	$coord->safe_psql('postgres', sprintf("SELECT citus_set_coordinator_host('%s', %d)", $coord->host, $coord->port));
 	$coord->safe_psql('postgres', sprintf("SELECT citus_add_node('%s', %d)", $_->host, $_->port)) for @workers;
 	return ($coord, @workers);
+}
+
+# Start the checkout worker of every node given (pg_booking.checkout_database
+# names "postgres"); returns each node's log size before, in the same order,
+# for reading what the workers logged since.
+sub citus_start_checkout
+{
+	my @nodes = @_;
+	my @offsets = map { -s $_->logfile } @nodes;
+	for my $n (@nodes)
+	{
+		$n->safe_psql('postgres', "ALTER SYSTEM SET pg_booking.checkout_database = 'postgres'");
+		$n->reload;
+	}
+	return @offsets;
+}
+
+# The checkout worker of each Citus worker node stays idle and says why
+# (waiting at most a minute per node for the line after its log offset).
+sub citus_workers_idle_ok
+{
+	my ($workers, $offsets) = @_;
+	for my $i (0 .. $#$workers)
+	{
+		my $w = $workers->[$i];
+		my $deadline = time() + 60;
+		sleep 1 while time() < $deadline && slurp_file($w->logfile, $offsets->[$i]) !~ /this node is a Citus worker node, idle/;
+		like(slurp_file($w->logfile, $offsets->[$i]), qr/this node is a Citus worker node, idle/,
+			'the checkout worker of the worker node at port ' . $w->port . ' stays idle and says why');
+	}
 }
 
 # Write a pgbench script into the test's tmp_check; returns its path.
