@@ -148,12 +148,11 @@ session_table(const char *table, PgbCitusNode node)
 	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 }
 
-/* Run the session query as the owner of booking.users. */
+/* Run the session query as the owner of booking.users (node: pgb_citus_node()). */
 static void
-query_session(int64 uid, bool has_sid, int64 sid)
+query_session(int64 uid, bool has_sid, int64 sid, PgbCitusNode node)
 {
 	static PgbCitusNode plan_node = PGB_NOT_CITUS;
-	PgbCitusNode node = pgb_citus_node();
 	Oid			nsp = get_namespace_oid("booking", false);
 	Oid			rel = get_relname_relid("users", nsp);
 	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(rel));
@@ -211,7 +210,7 @@ query_session(int64 uid, bool has_sid, int64 sid)
  * fixed words (no user-supplied value reaches the message).
  */
 static void
-check_session(Jsonb *claims, const char *app_role, int64 uid)
+check_session(Jsonb *claims, const char *app_role, int64 uid, PgbCitusNode node)
 {
 	char	   *sid_text = claim_text(claims, "sid");
 	char	   *iat_text = claim_text(claims, "iat");
@@ -223,7 +222,7 @@ check_session(Jsonb *claims, const char *app_role, int64 uid)
 		sid = DatumGetInt64(DirectFunctionCall1(int8in, CStringGetDatum(sid_text)));
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	query_session(uid, sid_text != NULL, sid);
+	query_session(uid, sid_text != NULL, sid, node);
 	if (SPI_processed == 0)
 		problem = "user";
 	else
@@ -263,14 +262,14 @@ check_session(Jsonb *claims, const char *app_role, int64 uid)
  * would); it runs as the table owner, so this guard is only a backstop.
  */
 static void
-check_session_once(Jsonb *claims, const char *app_role, int64 uid)
+check_session_once(Jsonb *claims, const char *app_role, int64 uid, PgbCitusNode node)
 {
 	if (checking)
 		return;
 	checking = true;
 	PG_TRY();
 	{
-		check_session(claims, app_role, uid);
+		check_session(claims, app_role, uid, node);
 	}
 	PG_FINALLY();
 	{
@@ -319,9 +318,13 @@ resolve_caller(const char *text)
 	char	   *sub;
 	bool		has_uid = false;
 	int64		uid = 0;
+	PgbCitusNode node = PGB_NOT_CITUS;
 
 	if (text != NULL && text[0] != '\0')
 		claims = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text)));
+	/* Asked once, for the session check and the hand-off (both need claims). */
+	if (claims != NULL)
+		node = pgb_citus_node();
 	app_role = role_of(claims);
 	sub = claim_text(claims, "sub");
 	if (sub != NULL)
@@ -330,9 +333,9 @@ resolve_caller(const char *text)
 		has_uid = true;
 	}
 	if (has_uid && strcmp(app_role, "anon") != 0 && strcmp(app_role, "superuser") != 0)
-		check_session_once(claims, app_role, uid);
+		check_session_once(claims, app_role, uid, node);
 	/* (No SET in a parallel worker; the leader has set them.) */
-	if (claims != NULL && !IsInParallelMode() && pgb_citus_node() == PGB_CITUS_COORDINATOR)
+	if (claims != NULL && !IsInParallelMode() && node == PGB_CITUS_COORDINATOR)
 		hand_claims_to_workers(text);
 
 	old = MemoryContextSwitchTo(TopTransactionContext);
