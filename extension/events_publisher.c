@@ -53,6 +53,14 @@ PG_FUNCTION_INFO_V1(pgb_wake_event_publisher);
 #define PUBLISH_BATCH		10000
 #define IDLE_POLL_MS		1000
 #define WAITING_POLL_MS		(10 * 1000)
+/*
+ * On a Citus coordinator the publisher also gathers the events its worker
+ * nodes published (booking.gather_worker_events), and commits there do not
+ * wake it: it looks this often.
+ */
+#define COORDINATOR_POLL_MS	100
+
+static bool on_citus_coordinator = false;
 
 typedef struct PublisherShared
 {
@@ -211,6 +219,7 @@ publish_once(void)
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	if (!isnull)
 		n = DatumGetInt64(d);
+	on_citus_coordinator = pgb_citus_node() == PGB_CITUS_COORDINATOR;
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
@@ -290,6 +299,8 @@ pgb_events_publisher_main(Datum main_arg)
 			/* Reset before publishing: a commit during the publish wakes us again. */
 			ResetLatch(MyLatch);
 			publish_all(loop_cxt);
+			if (on_citus_coordinator)
+				sleep_ms = COORDINATOR_POLL_MS;
 		}
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(loop_cxt);

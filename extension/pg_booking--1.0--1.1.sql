@@ -58,6 +58,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     n integer;
+    gathered integer;
+    gathered_last bigint;
     last_id bigint;
 BEGIN
     -- One publisher at a time.  EXCLUSIVE conflicts with itself and with the
@@ -74,6 +76,14 @@ BEGIN
         SELECT b.at, b.kind, b.entity, b.entity_id, b.user_id, b.payload FROM batch b ORDER BY b.qid
         RETURNING id)
     SELECT count(*), max(id) INTO n, last_id FROM published;
+    -- A Citus coordinator also gathers what its worker nodes published
+    -- (section "Citus: one event stream, on the coordinator").
+    IF booking.citus_node() = 'coordinator' THEN
+        SELECT g.gathered, g.last_id INTO gathered, gathered_last
+          FROM booking.gather_worker_events(max_events) g;
+        n := n + gathered;
+        last_id := greatest(last_id, gathered_last);
+    END IF;
     IF n > 0 THEN
         PERFORM pg_notify('pg_booking_events', jsonb_build_object('last_id', last_id)::text);
     END IF;
@@ -4574,7 +4584,9 @@ AS $$
         -- written by triggers of distributed tables: stay on each node
         ('booking.events',              'local',     NULL,        NULL),
         ('booking.event_queue',         'local',     NULL,        NULL),
-        ('booking.audit_log',           'local',     NULL,        NULL)
+        ('booking.audit_log',           'local',     NULL,        NULL),
+        -- the coordinator's record of the workers' events it gathered
+        ('booking.event_sources',       'local',     NULL,        NULL)
     ) AS plan(table_name, method, distribution_column, colocate_with)
 $$;
 COMMENT ON FUNCTION booking.distribution_plan IS 'where each table goes under Citus (docs/citus.md): reference, hash by a column co-located with a group, or local; in the order booking.distribute() takes them';
@@ -7519,6 +7531,110 @@ GRANT EXECUTE ON FUNCTION booking.lock_room(bigint), booking.room_has_waiters(bi
     booking.promote_waitlist(bigint, timestamptz, timestamptz),
     api.join_waitlist(bigint, text, text, text), api.list_my_waitlist(integer, integer), api.withdraw_waitlist(bigint)
   TO booking_api;
+
+-- ==== Citus: one event stream, on the coordinator (issue 16) ====
+--
+-- The events of a distributed table's rows are queued and published on the
+-- worker node that holds the row's shard (their triggers fire there, and
+-- booking.events and booking.event_queue stay plain tables on each node).
+-- The coordinator's publisher gathers what each worker has published into
+-- its own booking.events, in each worker's id order, in the same publish as
+-- the coordinator's own queue: GET /events and the event stream on the
+-- coordinator carry the whole cluster's events, with the promise of a single
+-- node (the ids of a publish follow every earlier one; a reader after the
+-- last id it saw misses none and sees none twice).
+--
+-- A worker's published events are a prefix of its ids at any instant (its
+-- publisher's promise), so "after the last id gathered from it" misses none.
+-- booking.event_sources keeps that id per worker group, written in the same
+-- transaction as the gathered rows: a publish that fails gathers the same
+-- events again, and none is gathered twice.  The workers are asked over
+-- connections of their own (run_command_on_workers, a read): a worker that
+-- does not answer is skipped with a warning, and its events wait on it
+-- until it does.  The coordinator's publisher looks every 100 ms (it is not
+-- woken by commits on the workers).
+CREATE TABLE booking.event_sources (
+    node_group  integer PRIMARY KEY,
+    last_id     bigint NOT NULL,
+    gathered_at timestamptz NOT NULL
+);
+COMMENT ON TABLE booking.event_sources IS 'Citus coordinator: per worker node group, the last id of its booking.events gathered into this node''s booking.events (booking.gather_worker_events)';
+ALTER TABLE booking.event_sources ENABLE ROW LEVEL SECURITY;
+-- Restored with the gathered events, so a restore gathers nothing twice.
+SELECT pg_catalog.pg_extension_config_dump('booking.event_sources', '');
+
+-- Run on a worker node: its published events after the id the coordinator
+-- names for this node's group ({"<group>": <last id>}), at most max_events.
+CREATE FUNCTION booking.events_after(after jsonb, max_events integer)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    node_group integer;
+    since bigint;
+BEGIN
+    SELECT g.groupid INTO node_group FROM pg_catalog.pg_dist_local_group g;
+    since := coalesce((after ->> node_group::text)::bigint, 0);
+    RETURN jsonb_build_object('group', node_group, 'events',
+        coalesce((SELECT jsonb_agg(to_jsonb(e) ORDER BY e.id)
+                    FROM (SELECT x.* FROM booking.events x WHERE x.id > since ORDER BY x.id LIMIT max_events) e),
+                 '[]'::jsonb));
+END
+$$;
+COMMENT ON FUNCTION booking.events_after IS 'Citus worker node: its published events after the coordinator''s last gathered id for this node''s group, as {"group": g, "events": [...]}';
+REVOKE EXECUTE ON FUNCTION booking.events_after(jsonb, integer) FROM PUBLIC;
+
+-- Run on the coordinator by booking.publish_events, under its lock: append
+-- each worker's new events to booking.events; returns how many and the
+-- greatest id given.
+CREATE FUNCTION booking.gather_worker_events(max_events integer, OUT gathered integer, OUT last_id bigint)
+RETURNS record
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    after jsonb;
+    answer record;
+    d jsonb;
+    n integer;
+    top bigint;
+BEGIN
+    gathered := 0;
+    SELECT coalesce(jsonb_object_agg(s.node_group::text, s.last_id), '{}'::jsonb) INTO after FROM booking.event_sources s;
+    FOR answer IN
+        SELECT c.nodename, c.nodeport, c.success, c.result
+          FROM pg_catalog.run_command_on_workers(format('SELECT booking.events_after(%L, %s)', after, max_events)) c
+         ORDER BY c.nodename, c.nodeport
+    LOOP
+        IF NOT answer.success THEN
+            RAISE WARNING 'pg_booking events: the worker node %:% did not answer; its events are gathered when it does',
+                answer.nodename, answer.nodeport
+                USING DETAIL = coalesce(answer.result, '');
+            CONTINUE;
+        END IF;
+        d := answer.result::jsonb;
+        IF jsonb_array_length(d -> 'events') = 0 THEN
+            CONTINUE;
+        END IF;
+        WITH appended AS (
+            INSERT INTO booking.events (at, kind, entity, entity_id, user_id, payload)
+            SELECT (e ->> 'at')::timestamptz, e ->> 'kind', e ->> 'entity', e ->> 'entity_id',
+                   (e ->> 'user_id')::bigint, e -> 'payload'
+              FROM jsonb_array_elements(d -> 'events') WITH ORDINALITY AS x(e, k)
+             ORDER BY x.k
+            RETURNING id)
+        SELECT count(*), max(a.id) INTO n, top FROM appended a;
+        INSERT INTO booking.event_sources (node_group, last_id, gathered_at)
+        VALUES ((d ->> 'group')::integer, (d -> 'events' -> -1 ->> 'id')::bigint, clock_timestamp())
+        ON CONFLICT (node_group) DO UPDATE SET last_id = EXCLUDED.last_id, gathered_at = EXCLUDED.gathered_at;
+        gathered := gathered + n;
+        last_id := greatest(last_id, top);
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION booking.gather_worker_events IS 'Citus coordinator: append the events the worker nodes published since the last gathering to booking.events (in each worker''s order), recording how far in booking.event_sources; called by booking.publish_events';
+REVOKE EXECUTE ON FUNCTION booking.gather_worker_events(integer) FROM PUBLIC;
 
 -- ==== routes of the sections above that come before booking.http_routes or after it (issues 9, 15) ====
 -- (booking.http_routes is declared in section "HTTP routes declared once".)

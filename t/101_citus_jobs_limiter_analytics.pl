@@ -15,7 +15,12 @@
 #     admits the key on every node, and the same detector sees it;
 #  4. row-level security: a user sees only their own bookings through the
 #     coordinator (the policies run on the shards, with the caller's claims);
-#     negative control: with the policies off, every booking.
+#     negative control: with the policies off, every booking;
+#  5. one event stream: every event the workers published is in the
+#     coordinator's booking.events exactly once and in each worker's order
+#     (what GET /events there reads), a new booking's event within a bound;
+#     negative control: the detector finds an event left out, one twice and
+#     two swapped.
 #
 # Skipped, with the reason, when the installation has no citus extension.
 use strict;
@@ -23,6 +28,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Time::HiRes ();
 use FindBin;
 use lib $FindBin::Bin;
 use PgBookingTest;
@@ -399,6 +405,109 @@ is($seen_by_9->(), $own, '... and on again, only their own');
 # which may read the analytics views only, is refused the tables under them.
 ($rc, $out, $err) = $coord->psql('postgres', 'BEGIN; SET LOCAL ROLE booking_grafana; SELECT count(*) FROM booking.analytics_bookings_by_room; COMMIT');
 like($err, qr/permission denied for table rooms_\d+/, "known gap: booking_grafana's analytics views are refused on Citus");
+
+# ---- 5. One event stream, on the coordinator ----
+# The shards' events are queued and published on their workers; the
+# coordinator's publisher gathers what each worker published into its own
+# booking.events (docs/citus.md, finding 24).  An event is named by its
+# content (the ids differ between nodes).
+my $event_lines = q{SELECT md5(concat_ws('|', kind, entity, entity_id, user_id, payload::text, extract(epoch FROM at)))
+  FROM booking.events ORDER BY id};
+# Every worker event once on the coordinator, and in the worker's order.
+sub stream_damage
+{
+	my ($on_coord, @per_worker) = @_;
+	my (%count, %first);
+	for my $i (0 .. $#$on_coord)
+	{
+		$count{ $on_coord->[$i] }++;
+		$first{ $on_coord->[$i] } //= $i;
+	}
+	my ($missing, $twice, $disorder) = (0, 0, 0);
+	for my $lines (@per_worker)
+	{
+		my $prev = -1;
+		for my $l (@$lines)
+		{
+			my $c = $count{$l} // 0;
+			$missing++ if $c == 0;
+			$twice++ if $c > 1;
+			next unless $c;
+			$disorder++ if $first{$l} < $prev;
+			$prev = $first{$l};
+		}
+	}
+	return "$missing missing, $twice twice, $disorder out of order";
+}
+sub lines_of { my ($node) = @_; return [ split /\n/, $node->safe_psql('postgres', $event_lines) ]; }
+sub workers_published
+{
+	my @queued = grep { $_->safe_psql('postgres', 'SELECT count(*) FROM booking.event_queue') ne '0' } @workers;
+	return @queued == 0;
+}
+my $gathered_by = time() + 60;
+my $damage;
+while (1)
+{
+	my @per_worker = map { lines_of($_) } @workers;
+	$damage = stream_damage(lines_of($coord), @per_worker);
+	last if ($damage =~ /^0 missing/ && workers_published()) || time() > $gathered_by;
+	sleep 1;
+}
+my @per_worker = map { lines_of($_) } @workers;
+my $coord_lines = lines_of($coord);
+cmp_ok(scalar(@{ $per_worker[$_] }), '>', 10, 'the worker node at port ' . $workers[$_]->port . ' published ' . scalar(@{ $per_worker[$_] }) . ' events of its shards')
+	for 0 .. $#workers;
+is(stream_damage($coord_lines, @per_worker), '0 missing, 0 twice, 0 out of order',
+	'every event the workers published is in the coordinator\'s booking.events once, in each worker\'s order (' . scalar(@$coord_lines) . ' there)');
+is($coord->safe_psql('postgres', 'SELECT string_agg(last_id::text, \',\' ORDER BY node_group) FROM booking.event_sources'),
+	join(',', map { $_->safe_psql('postgres', 'SELECT max(id) FROM booking.events') } sort { $a->safe_psql('postgres', 'SELECT groupid FROM pg_dist_local_group') <=> $b->safe_psql('postgres', 'SELECT groupid FROM pg_dist_local_group') } @workers),
+	'booking.event_sources names each worker group\'s last published id');
+# What GET /events reads there: api.list_events as an admin through the
+# coordinator, page after page of 500 after the last id seen, as a consumer.
+my ($listed, $after, $increasing) = (0, 0, 1);
+while (1)
+{
+	my $page = (split /\n/, $coord->safe_psql('postgres', qq{
+BEGIN;
+SELECT set_config('role', 'booking_admin', true) IS NULL,
+       set_config('request.jwt.claims', '{"sub": "1", "role": "booking_admin"}', true) IS NULL;
+SELECT count(*) || ' ' || coalesce(min((e ->> 'id')::bigint), 0) || ' ' || coalesce(max((e ->> 'id')::bigint), 0)
+  FROM jsonb_array_elements(api.list_events($after, 'booking.', 500)) e;
+COMMIT;}))[-1];
+	my ($n, $lo, $hi) = split / /, $page;
+	last if $n == 0;
+	$increasing = 0 if $lo <= $after;
+	($listed, $after) = ($listed + $n, $hi);
+}
+is($listed, $coord->safe_psql('postgres', "SELECT count(*) FROM booking.events WHERE kind LIKE 'booking.%'"),
+	"api.list_events as an admin on the coordinator lists the cluster's booking events ($listed, in pages after the last id)");
+ok($increasing, '... each page after the last id seen');
+# A new booking: its event reaches the coordinator (the gathering looks every 100 ms).
+my $before = $coord->safe_psql('postgres', 'SELECT max(id) FROM booking.events');
+my $late = $coord->safe_psql('postgres', "INSERT INTO booking.bookings (room_id, user_id, title, starts_at, ends_at)
+	VALUES (8, 9, 'late event', '2150-01-01 09:00+00', '2150-01-01 10:00+00') RETURNING id");
+my $t0 = Time::HiRes::time();
+my $arrived = '';
+while (Time::HiRes::time() - $t0 < 30)
+{
+	$arrived = $coord->safe_psql('postgres', "SELECT kind FROM booking.events WHERE id > $before AND entity_id = '$late'");
+	last if $arrived ne '';
+	select(undef, undef, undef, 0.05);
+}
+my $latency = Time::HiRes::time() - $t0;
+is($arrived, 'booking.created', 'a booking written on a shard has its event on the coordinator');
+cmp_ok($latency, '<', 2, sprintf('... within %.2f s of its commit (the gathering looks every 100 ms)', $latency));
+# Negative control: the detector sees an event left out, one twice, two swapped.
+my @w0 = @{ $per_worker[0] };
+my @left_out = grep { $_ ne $w0[0] } @$coord_lines;
+my @twice = (@$coord_lines, $w0[1]);
+my %at = map { $coord_lines->[$_] => $_ } 0 .. $#$coord_lines;
+my @swapped = @$coord_lines;
+@swapped[ $at{ $w0[2] }, $at{ $w0[3] } ] = @swapped[ $at{ $w0[3] }, $at{ $w0[2] } ];
+is(join(' / ', map { stream_damage($_, @per_worker) } (\@left_out, \@twice, \@swapped)),
+	'1 missing, 0 twice, 0 out of order / 0 missing, 1 twice, 0 out of order / 0 missing, 0 twice, 1 out of order',
+	'negative control: the detector finds an event left out, one gathered twice and two out of order');
 
 $_->stop for ($coord, @workers);
 done_testing();
