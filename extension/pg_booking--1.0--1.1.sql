@@ -7177,6 +7177,27 @@ COMMENT ON FUNCTION booking.room_has_waiters IS 'take the room''s lock, then: do
 -- an SQL function's parameter over a distributed table nor this count as a
 -- correlated subquery (docs/citus.md); naming the room routes it to one
 -- shard.
+-- The place in a room's queue of a slot [s, e) joined at (created, entry):
+-- 1 + the older waiting entries whose slots overlap it.  It counts entries
+-- the caller's policies hide, hence SECURITY DEFINER; api.join_waitlist asks
+-- it before the caller writes anything (under the room's lock, with entry =
+-- the greatest id: after every entry there is), because on Citus a query as
+-- another role on the room's shards (co-located: one connection per role)
+-- after the caller wrote one of them is refused (docs/citus.md, finding 22).
+CREATE FUNCTION booking.waitlist_place(room bigint, s timestamptz, e timestamptz, created timestamptz, entry bigint)
+RETURNS integer
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN 1 + (SELECT count(*)::integer FROM booking.waitlist o
+                 WHERE o.room_id = room AND o.status = 'waiting'
+                   AND o.starts_at < e AND o.ends_at > s
+                   AND (o.created_at, o.id) < (created, entry));
+END
+$$;
+COMMENT ON FUNCTION booking.waitlist_place IS 'the place (1: next) in a room''s queue of a slot joined at (created, entry): one more than the older waiting entries whose slots overlap it';
+
 CREATE FUNCTION booking.waitlist_position(entry_id bigint) RETURNS integer
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -7188,21 +7209,26 @@ BEGIN
     IF w.status IS DISTINCT FROM 'waiting' THEN
         RETURN NULL;
     END IF;
-    RETURN 1 + (SELECT count(*)::integer FROM booking.waitlist o
-                 WHERE o.room_id = w.room_id AND o.status = 'waiting'
-                   AND o.starts_at < w.ends_at AND o.ends_at > w.starts_at
-                   AND (o.created_at, o.id) < (w.created_at, w.id));
+    RETURN booking.waitlist_place(w.room_id, w.starts_at, w.ends_at, w.created_at, w.id);
 END
 $$;
 COMMENT ON FUNCTION booking.waitlist_position IS 'a waiting entry''s place in its room''s queue (1: next), counting the older waiting entries whose slots overlap its own; NULL when not waiting';
 
-CREATE FUNCTION booking.waitlist_json(w booking.waitlist) RETURNS jsonb
+-- An entry as the api answers it, with its place when known (join_waitlist
+-- knows it before writing the entry); otherwise it is looked up, only for
+-- an entry that is waiting (one withdrawn has none: nothing is read).
+CREATE FUNCTION booking.waitlist_json(w booking.waitlist, place integer) RETURNS jsonb
 LANGUAGE sql STABLE
 AS $$
     SELECT jsonb_build_object('id', w.id, 'room_id', w.room_id, 'user_id', w.user_id, 'title', w.title,
                               'starts_at', w.starts_at, 'ends_at', w.ends_at, 'status', w.status,
-                              'position', booking.waitlist_position(w.id), 'booking_id', w.booking_id,
+                              'position', place, 'booking_id', w.booking_id,
                               'created_at', w.created_at, 'updated_at', w.updated_at)
+$$;
+CREATE FUNCTION booking.waitlist_json(w booking.waitlist) RETURNS jsonb
+LANGUAGE sql STABLE
+AS $$
+    SELECT booking.waitlist_json(w, CASE WHEN w.status = 'waiting' THEN booking.waitlist_position(w.id) END)
 $$;
 
 -- The event of a change of an entry, queued like every other (emit_events).
@@ -7403,6 +7429,7 @@ DECLARE
     w booking.waitlist;
     free boolean;
     mine bigint;
+    place integer;
 BEGIN
     PERFORM booking.require_role('user', 'admin', 'facility_manager', 'moderator');
     PERFORM booking.validate_title(title);
@@ -7416,7 +7443,16 @@ BEGIN
     END IF;
     PERFORM booking.find_room(room_id);
     PERFORM booking.lock_room(room_id);
-    PERFORM booking.promote_waitlist(room_id, s, e);
+    -- Entries whose slot is free by now go first.  (Not on Citus: the
+    -- promotion writes the room's shards as the owner, after which Citus
+    -- refuses the caller's own queries there (docs/citus.md, finding 22);
+    -- there the minute tick's sweep promotes.)
+    IF booking.citus_node() IS NULL THEN
+        PERFORM booking.promote_waitlist(room_id, s, e);
+    END IF;
+    -- The entry's place, counted before the caller writes anything in the
+    -- room's shards (booking.waitlist_place); nobody joins meanwhile.
+    place := booking.waitlist_place(room_id, s, e, clock_timestamp(), 9223372036854775807);
     SELECT x.id INTO mine FROM booking.waitlist x
      WHERE x.room_id = join_waitlist.room_id AND x.user_id = uid AND x.status = 'waiting'
        AND x.starts_at = s AND x.ends_at = e;
@@ -7443,7 +7479,7 @@ BEGIN
     INSERT INTO booking.waitlist (room_id, user_id, title, starts_at, ends_at)
     VALUES (room_id, uid, btrim(title), s, e) RETURNING * INTO w;
     PERFORM booking.waitlist_event('waitlist.joined', w);
-    RETURN booking.waitlist_json(w);
+    RETURN booking.waitlist_json(w, place);
 END
 $$;
 COMMENT ON FUNCTION api.join_waitlist IS 'user+: queue for a slot of a room that is taken right now; the answer has the entry''s position (1: next); when the slot frees the entry becomes a booking in that same transaction; 409 WAITLIST_SLOT_FREE (book it instead), 409 WAITLIST_DUPLICATE, 422 VALIDATION_ERROR (times, a slot that has started, an inactive room), 404';
@@ -7521,12 +7557,14 @@ INSERT INTO booking.http_results (function_name, schema) VALUES
     ('withdraw_waitlist', '{"$ref": "#/components/schemas/WaitlistEntry"}');
 
 REVOKE EXECUTE ON FUNCTION booking.lock_room(bigint), booking.room_has_waiters(bigint), booking.waitlist_position(bigint),
+    booking.waitlist_place(bigint, timestamptz, timestamptz, timestamptz, bigint), booking.waitlist_json(booking.waitlist, integer),
     booking.waitlist_json(booking.waitlist), booking.waitlist_event(text, booking.waitlist),
     booking.promote_waitlist(bigint, timestamptz, timestamptz), booking.waitlist_freed(), booking.waitlist_first(),
     booking.expire_waitlist(timestamptz),
     api.join_waitlist(bigint, text, text, text), api.list_my_waitlist(integer, integer), api.withdraw_waitlist(bigint)
   FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION booking.lock_room(bigint), booking.room_has_waiters(bigint), booking.waitlist_position(bigint),
+    booking.waitlist_place(bigint, timestamptz, timestamptz, timestamptz, bigint), booking.waitlist_json(booking.waitlist, integer),
     booking.waitlist_json(booking.waitlist), booking.waitlist_event(text, booking.waitlist),
     booking.promote_waitlist(bigint, timestamptz, timestamptz),
     api.join_waitlist(bigint, text, text, text), api.list_my_waitlist(integer, integer), api.withdraw_waitlist(bigint)

@@ -379,13 +379,19 @@ my $others = $coord->safe_psql('postgres', "SELECT min(id) FROM booking.bookings
 like($err, qr/booking $others not found/, "someone else's booking answers 404 through the coordinator");
 ($rc, $out, $err) = as_user(14, "SELECT api.create_booking(8, '2099-09-01T09:00:00Z', '2099-09-01T10:00:00Z', 'mine') ->> 'user_id'");
 like($out, qr/^14$/m, 'a user books in their own name through the coordinator (the WITH CHECK on the shard)') or diag $err;
-# Known gap (docs/citus.md, finding 22): joining a waitlist through the
-# coordinator writes the entry as the caller, then counts its position as
-# the owner (SECURITY DEFINER, to count others' entries); Citus refuses a
-# second role on placements the transaction has modified.
+# Joining a waitlist through the coordinator: the entry's place is counted
+# as the owner (SECURITY DEFINER: others' entries count) before the caller
+# writes it, since Citus refuses a second role on placements the
+# transaction has modified (docs/citus.md, finding 22).
 ($rc, $out, $err) = as_user(15, "SELECT api.join_waitlist(8, '2099-09-01T09:00:00Z', '2099-09-01T10:00:00Z', 'after 14') ->> 'position'");
-like($err, qr/cannot perform query on placements that were modified in this transaction by a different user/,
-	'known gap: joining a waitlist through the coordinator is refused by Citus');
+like($out, qr/^1$/m, 'a user joins the waitlist of a taken slot through the coordinator, first in line') or diag $err;
+($rc, $out, $err) = as_user(16, "SELECT api.join_waitlist(8, '2099-09-01T09:30:00Z', '2099-09-01T10:30:00Z', 'after 15') ->> 'position'");
+like($out, qr/^2$/m, '... and a second user, whose slot overlaps the first entry, second') or diag $err;
+my $entry = $coord->safe_psql('postgres', "SELECT id FROM booking.waitlist WHERE user_id = 15 AND status = 'waiting'");
+($rc, $out, $err) = as_user(15, "SELECT api.withdraw_waitlist($entry) ->> 'status'");
+like($out, qr/^withdrawn$/m, '... the first withdraws through the coordinator') or diag $err;
+($rc, $out, $err) = as_user(16, "SELECT jsonb_path_query(api.list_my_waitlist(), '\$[*].position')");
+like($out, qr/^1$/m, '... and the second is now first') or diag $err;
 $coord->safe_psql('postgres', 'UPDATE booking.users SET active = false WHERE id = 13');
 ($rc, $out, $err) = as_user(13, 'SELECT api.list_bookings()');
 like($err, qr/the token's user is deactivated/, "a deactivated user's token stops working");
